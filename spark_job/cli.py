@@ -1,0 +1,91 @@
+"""The ``sparkpipe`` command: run, validate, schema, bundle. Exit codes: 0 ok, 1 pipeline failed, 2 config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from spark_job.errors import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    bad = []
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            bad.append(pair)
+        else:
+            out[name.strip()] = value
+    if bad:
+        from spark_job.errors import Problem
+
+        raise ConfigError(Problem("--var", f"{b!r} is not NAME=VALUE") for b in bad)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sparkpipe", description="Declarative Spark SQL pipelines.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", required=True, help="pipeline config file (YAML or JSON)")
+        p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="override a variable")
+
+    run = sub.add_parser("run", help="validate and run a pipeline")
+    config_args(run)
+    run.add_argument("--metrics-out", help="also write the metrics JSON here (any Hadoop FS URI)")
+    run.add_argument("--master", help="Spark master when not started by spark-submit (e.g. local[2])")
+    validate = sub.add_parser("validate", help="check a config without starting Spark")
+    config_args(validate)
+    sub.add_parser("schema", help="print the config's JSON Schema")
+    bundle = sub.add_parser("bundle", help="build the spark-submit entry file and --py-files zip")
+    bundle.add_argument("--out", required=True, help="output folder")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.command == "schema":
+        from spark_job.schema import config_schema
+
+        print(json.dumps(config_schema(), indent=2))
+        return EXIT_OK
+    if args.command == "bundle":
+        from spark_job.bundle import build_bundle
+
+        bundle = build_bundle(args.out)
+        print(
+            json.dumps({"main_file": str(bundle.main_file), "py_files": str(bundle.py_files), "digest": bundle.digest})
+        )
+        return EXIT_OK
+
+    from spark_job.config import load_config
+
+    try:
+        config = load_config(args.config, parse_vars(args.var))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        count = len(exc.problems)
+        print(f"sparkpipe: {count} problem{'s' if count != 1 else ''} in the config; nothing was run", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "validate":
+        order = ", ".join(s.name for s in config.sequences)
+        print(f"{args.config}: valid ({len(config.sources)} sources; sequences in order: {order})")
+        return EXIT_OK
+
+    from spark_job.runner import PipelineRunner
+
+    metrics = PipelineRunner(config, metrics_out=args.metrics_out, master=args.master).run()
+    return EXIT_OK if metrics["status"] == "succeeded" else EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

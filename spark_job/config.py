@@ -1,0 +1,449 @@
+"""Loading and validating a pipeline config into a ``PipelineConfig``, reporting every problem at once.
+
+Nothing here imports pyspark: the Airflow provider validates configs at DAG parse time with it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spark_job.document import Document, child_path, parse_text, read_document
+from spark_job.errors import ConfigError, Problem
+from spark_job.fields import Field, describe_value
+from spark_job.graph import SequenceGraph
+from spark_job.io import BaseReader, BaseWriter, readers, writers
+from spark_job.sql import analyse_query
+from spark_job.variables import Substitution, resolve_vars
+
+__all__ = ["PipelineConfig", "SequenceSpec", "SourceSpec", "load_config", "parse_text"]
+
+TOP_FIELDS: dict[str, Field] = {
+    "app_name": Field("str", required=True, doc="Spark application name"),
+    "description": Field("str", doc="free text"),
+    "spark_conf": Field("map", doc="Spark configuration set on the session (spark.* keys)"),
+    "vars": Field("map", doc="variables substituted as ${name} in every string"),
+    "sources": Field("sources", doc="id -> source, or a list of sources with an alias"),
+    "sequences": Field("sequences", required=True, doc="SQL steps, each writing one target"),
+    "fail_fast": Field("bool", doc="stop at the first failed sequence (default: run independent ones)"),
+}
+SEQUENCE_FIELDS: dict[str, Field] = {
+    "name": Field("str", required=True, doc="name; also the temp view later sequences read"),
+    "query": Field("str", doc="one Spark SQL SELECT statement"),
+    "query_file": Field("str", doc="file holding the query, relative to the config file"),
+    "target": Field("target", required=True, doc="where the result is written"),
+    "description": Field("str", doc="free text"),
+    "cache": Field("bool", doc="keep the result in memory for the sequences that read it (default: when read)"),
+}
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source: registered as a temp view named ``alias``.
+
+    Attributes:
+        id: the key in the ``sources`` map (or the alias for a list of sources).
+        alias: view name used in SQL.
+        spec: the source's settings after substitution.
+        path: the config path, e.g. ``sources.events``.
+    """
+
+    id: str
+    alias: str
+    spec: dict[str, Any]
+    path: str
+
+    @property
+    def type(self) -> str:
+        return str(self.spec["type"])
+
+    def reader(self) -> BaseReader:
+        cls = readers.get(self.type)
+        assert cls is not None
+        return cls(self.spec)
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    """One step: a SQL query whose result is written to one target and registered as view ``name``.
+
+    Attributes:
+        name: the step's name and view name.
+        query: the SQL text after substitution (``query_file`` inlined).
+        target: the target's settings after substitution.
+        depends_on: the sequences this one reads.
+        path: the config path, e.g. ``sequences[2]``.
+        reads_sources: aliases (lower-cased) of the sources the query reads.
+        cache: whether to keep the result for the sequences reading it (None: when it is read).
+    """
+
+    name: str
+    query: str
+    target: dict[str, Any]
+    depends_on: tuple[str, ...]
+    path: str
+    cache: bool | None = None
+    reads_sources: tuple[str, ...] = ()
+
+    def writer(self) -> BaseWriter:
+        cls = writers.get(str(self.target["type"]))
+        assert cls is not None
+        return cls(self.target)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A validated pipeline, ready to run.
+
+    Attributes:
+        app_name: Spark application name.
+        spark_conf: Spark configuration for the session.
+        sources: sources in config order.
+        sequences: sequences in execution order (dependencies first).
+        fail_fast: stop at the first failure instead of running independent sequences.
+        document: the config after substitution, JSON-serialisable (what the provider stages).
+        file: the config file, if any.
+        secrets: values resolved from the environment, masked in logs and metrics.
+    """
+
+    app_name: str
+    spark_conf: dict[str, str]
+    sources: tuple[SourceSpec, ...]
+    sequences: tuple[SequenceSpec, ...]
+    fail_fast: bool = False
+    document: dict[str, Any] = field(default_factory=dict, repr=False)
+    file: str | None = None
+    secrets: frozenset[str] = field(default_factory=frozenset, repr=False)
+
+    def to_document(self) -> dict[str, Any]:
+        return self.document
+
+    def graph(self) -> SequenceGraph:
+        return SequenceGraph([s.name for s in self.sequences], {s.name: s.depends_on for s in self.sequences})
+
+    def targets(self) -> list[dict[str, Any]]:
+        return [seq.writer().describe() for seq in self.sequences]
+
+    def mask(self, text: str) -> str:
+        """``text`` with every secret value replaced by ``***``."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    vars: Mapping[str, Any] | None = None,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    resolve_env: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> PipelineConfig:
+    """Load, substitute and validate a config; raise ``ConfigError`` listing every problem.
+
+    Args:
+        source: a YAML or JSON file, or already-parsed config data.
+        vars: variable values overriding the config's ``vars``.
+        base_dir: folder ``query_file`` paths are relative to (default: the config file's folder, else
+            the working directory).
+        resolve_env: resolve ``${env:NAME}``; when False such references are kept for the driver.
+        environ: where ``${env:NAME}`` is looked up (default ``os.environ``).
+    """
+    if isinstance(source, Mapping):
+        document = Document(dict(source))
+    else:
+        document = read_document(source)
+        if base_dir is None:
+            base_dir = Path(source).parent
+    return Validator(
+        document, vars or {}, Path(base_dir or "."), resolve_env, os.environ if environ is None else environ
+    ).build()
+
+
+class Validator:
+    """Builds a ``PipelineConfig`` from a document, collecting problems instead of stopping at one."""
+
+    def __init__(
+        self,
+        document: Document,
+        overrides: Mapping[str, Any],
+        base_dir: Path,
+        resolve_env: bool,
+        environ: Mapping[str, str],
+    ) -> None:
+        self.doc = document
+        self.overrides = overrides
+        self.base_dir = base_dir
+        self.problems: list[Problem] = []
+        self.sub = Substitution({}, environ, resolve_env, self.report)
+
+    def report(self, path: str, message: str) -> None:
+        probe, line = path, self.doc.lines.get(path)
+        while line is None and probe:
+            cut = max(probe.rfind("."), probe.rfind("["))
+            probe = probe[: max(cut, 0)]
+            line = self.doc.lines.get(probe)
+        self.problems.append(Problem(path, message, self.doc.file, line))
+
+    def check_fields(self, data: Mapping[str, Any], fields: Mapping[str, Field], path: str, what: str) -> None:
+        """Unknown keys (with a suggestion), missing required keys and per-key types."""
+        for key, value in data.items():
+            sub = child_path(path, key)
+            spec = fields.get(key) if isinstance(key, str) else None
+            if spec is None:
+                hint = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+                advice = f"did you mean {hint[0]!r}?" if hint else f"valid keys: {', '.join(sorted(fields))}"
+                self.report(sub, f"unknown key for {what} ({advice})")
+            elif spec.kind not in ("sources", "sequences", "target") and (problem := spec.check(value)):
+                self.report(sub, problem)
+        for key, spec in fields.items():
+            if spec.required and key not in data:
+                self.report(path, f"missing required key {key!r} ({spec.doc})")
+
+    def build(self) -> PipelineConfig:
+        data = self.doc.data
+        if not isinstance(data, Mapping):
+            self.report(
+                "",
+                f"the config must be a mapping with app_name, sources and sequences, got {describe_value(data)}",
+            )
+            raise ConfigError(self.problems)
+        self.check_fields(data, TOP_FIELDS, "", "the pipeline")
+        declared = data.get("vars") if isinstance(data.get("vars"), Mapping) else {}
+        resolve_vars(declared, self.overrides, self.sub)
+        body = {k: v for k, v in data.items() if k != "vars"}
+        body = self.sub.tree(body, "")
+        spark_conf = body.get("spark_conf") if isinstance(body.get("spark_conf"), Mapping) else {}
+        sources = self.build_sources(body.get("sources"))
+        sequences = self.build_sequences(body.get("sequences"), sources)
+        if self.problems:
+            raise ConfigError(sorted(self.problems, key=lambda p: p.line or 0))
+        document = {**body, "vars": dict(self.sub.values)}
+        for i, seq in enumerate(sequences):
+            document["sequences"][i] = {**document["sequences"][i], "query": seq.query}
+            document["sequences"][i].pop("query_file", None)
+        graph = SequenceGraph([s.name for s in sequences], {s.name: s.depends_on for s in sequences})
+        by_name = {s.name: s for s in sequences}
+        return PipelineConfig(
+            app_name=str(body["app_name"]),
+            spark_conf={str(k): _conf_value(v) for k, v in spark_conf.items()},
+            sources=tuple(sources),
+            sequences=tuple(by_name[n] for n in graph.order()),
+            fail_fast=bool(body.get("fail_fast", False)),
+            document=document,
+            file=self.doc.file,
+            secrets=frozenset(self.sub.secrets),
+        )
+
+    def build_sources(self, raw: Any) -> list[SourceSpec]:
+        if raw is None:
+            return []
+        entries: list[tuple[str, str, Any]] = []
+        if isinstance(raw, Mapping):
+            entries = [(str(k), child_path("sources", k), v) for k, v in raw.items()]
+        elif isinstance(raw, list):
+            for i, item in enumerate(raw):
+                ident = item.get("alias") or item.get("id") if isinstance(item, Mapping) else None
+                entries.append((str(ident or f"#{i}"), f"sources[{i}]", item))
+        else:
+            self.report(
+                "sources",
+                f"must be a mapping of id to source or a list of sources, got {describe_value(raw)}",
+            )
+            return []
+        sources: list[SourceSpec] = []
+        aliases: dict[str, str] = {}
+        for ident, path, spec in entries:
+            if not isinstance(spec, Mapping):
+                self.report(path, f"a source must be a mapping with at least 'type', got {describe_value(spec)}")
+                continue
+            spec = dict(spec)
+            cls = self.type_class(spec, path, readers, "reader")
+            fields = {**cls.all_fields()} if cls else {}
+            if isinstance(raw, list):
+                fields["id"] = Field("str", doc="identifier (default: the alias)")
+                if "alias" not in spec:
+                    self.report(path, "a source in a list needs an 'alias' (the view name used in SQL)")
+            if cls is None:
+                continue
+            self.check_fields(spec, fields, path, f"a {spec['type']} source")
+            cls.check(spec, lambda key, msg, p=path: self.report(child_path(p, key) if key else p, msg))
+            alias = spec.get("alias", ident)
+            if not isinstance(alias, str) or not alias:
+                continue
+            if not _is_identifier(alias):
+                self.report(
+                    child_path(path, "alias"),
+                    f"{alias!r} is not a valid view name: use letters, digits and _",
+                )
+            key = alias.lower()
+            if key in aliases:
+                self.report(child_path(path, "alias"), f"alias {alias!r} is already used by {aliases[key]}")
+                continue
+            aliases[key] = path
+            sources.append(SourceSpec(id=ident, alias=alias, spec=spec, path=path))
+        return sources
+
+    def type_class(self, spec: dict[str, Any], path: str, registry: Any, kind: str) -> Any:
+        typ = spec.get("type")
+        if not isinstance(typ, str):
+            if "type" not in spec:
+                self.report(path, f"missing required key 'type' (one of {', '.join(registry.names())})")
+            else:
+                self.report(child_path(path, "type"), f"must be a string, got {describe_value(typ)}")
+            return None
+        cls = registry.get(typ)
+        if cls is None:
+            hint = difflib.get_close_matches(typ, registry.names(), n=1, cutoff=0.5)
+            advice = f"did you mean {hint[0]!r}? " if hint else ""
+            self.report(
+                child_path(path, "type"),
+                f"unknown {kind} type {typ!r} ({advice}known types: {', '.join(registry.names())})",
+            )
+        return cls
+
+    def build_sequences(self, raw: Any, sources: list[SourceSpec]) -> list[SequenceSpec]:
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            self.report("sequences", f"must be a list of sequences, got {describe_value(raw)}")
+            return []
+        if not raw:
+            self.report("sequences", "is empty: a pipeline needs at least one sequence")
+            return []
+        aliases = {s.alias.lower(): s for s in sources}
+        names: dict[str, str] = {}
+        original: dict[str, str] = {}
+        pending: list[tuple[str, str, str, dict[str, Any], bool | None]] = []
+        targets: dict[str, str] = {}
+        for i, item in enumerate(raw):
+            path = f"sequences[{i}]"
+            if not isinstance(item, Mapping):
+                self.report(
+                    path,
+                    f"a sequence must be a mapping with name, query and target, got {describe_value(item)}",
+                )
+                continue
+            self.check_fields(item, SEQUENCE_FIELDS, path, "a sequence")
+            name = item.get("name")
+            if isinstance(name, str):
+                if not _is_identifier(name):
+                    self.report(f"{path}.name", f"{name!r} is not a valid view name: use letters, digits and _")
+                elif name.lower() in names:
+                    self.report(f"{path}.name", f"sequence name {name!r} is already used by {names[name.lower()]}")
+                elif name.lower() in aliases:
+                    self.report(
+                        f"{path}.name",
+                        f"{name!r} is also the alias of {aliases[name.lower()].path}: "
+                        "views share one namespace, rename one",
+                    )
+                else:
+                    names[name.lower()] = path
+                    original[name.lower()] = name
+            query = self.query_text(item, path)
+            target = item.get("target")
+            if "target" in item and not isinstance(target, Mapping):
+                self.report(f"{path}.target", f"must be a mapping with at least 'type', got {describe_value(target)}")
+            elif isinstance(target, Mapping):
+                target = dict(target)
+                tpath = f"{path}.target"
+                cls = self.type_class(target, tpath, writers, "writer")
+                if cls is not None:
+                    self.check_fields(target, cls.all_fields(), tpath, f"a {target['type']} target")
+                    before = len(self.problems)
+                    cls.check(target, lambda key, msg, p=tpath: self.report(child_path(p, key) if key else p, msg))
+                    if len(self.problems) == before and all(
+                        k in target for k, f in cls.all_fields().items() if f.required
+                    ):
+                        key = cls(target).target_key()
+                        if key in targets:
+                            self.report(
+                                tpath,
+                                f"writes the same target as {targets[key]}: two sequences cannot write one target",
+                            )
+                        targets.setdefault(key, path)
+            if isinstance(name, str) and query is not None and isinstance(target, Mapping):
+                cache = item.get("cache") if isinstance(item.get("cache"), bool) else None
+                pending.append((name, path, query, dict(target), cache))
+        sequences: list[SequenceSpec] = []
+        for name, path, query, target, cache in pending:
+            relations = self.relations(query, path, aliases, names)
+            depends = tuple(original[r] for r in relations if r in names)
+            read_sources = tuple(r for r in relations if r in aliases)
+            sequences.append(SequenceSpec(name, query, target, depends, path, cache, read_sources))
+        graph = SequenceGraph([s.name for s in sequences], {s.name: s.depends_on for s in sequences})
+        cycle = graph.find_cycle()
+        if cycle:
+            first = next(s for s in sequences if s.name == cycle[0])
+            self.report(f"{first.path}.query", f"dependency cycle: {' -> '.join(cycle)}")
+        return sequences
+
+    def query_text(self, item: Mapping[str, Any], path: str) -> str | None:
+        has_query, has_file = "query" in item, "query_file" in item
+        if has_query and has_file:
+            self.report(f"{path}.query_file", "give either 'query' or 'query_file', not both")
+            return None
+        if not has_query and not has_file:
+            self.report(path, "missing required key 'query' (or 'query_file')")
+            return None
+        if has_query:
+            query = item["query"]
+            if isinstance(query, str) and not query.strip():
+                self.report(f"{path}.query", "is empty: write one SELECT statement")
+                return None
+            return query if isinstance(query, str) else None
+        rel = item["query_file"]
+        if not isinstance(rel, str):
+            return None
+        file = Path(rel) if os.path.isabs(rel) else self.base_dir / rel
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self.report(f"{path}.query_file", f"file not found: {file}")
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            self.report(f"{path}.query_file", f"cannot read {file}: {exc}")
+            return None
+        if not text.strip():
+            self.report(f"{path}.query_file", f"{file} is empty: write one SELECT statement")
+            return None
+        return self.sub.text(text, f"{path}.query_file")
+
+    def relations(
+        self, query: str, path: str, aliases: Mapping[str, SourceSpec], names: Mapping[str, str]
+    ) -> list[str]:
+        """The known views the query reads (lower-cased); reports unknown ones and self-reads."""
+        analysis = analyse_query(query)
+        if not analysis.parsed:
+            return []
+        if analysis.statements > 1:
+            self.report(f"{path}.query", f"holds {analysis.statements} statements: a sequence runs exactly one")
+        found: list[str] = []
+        for relation in sorted(analysis.relations):
+            if names.get(relation) == path:
+                self.report(f"{path}.query", f"reads its own result {relation!r}: dependency cycle")
+            elif relation in names or relation in aliases:
+                found.append(relation)
+            else:
+                hint = difflib.get_close_matches(relation, [*aliases, *names], n=1, cutoff=0.6)
+                advice = f"did you mean {hint[0]!r}? " if hint else ""
+                self.report(
+                    f"{path}.query",
+                    f"reads {relation!r}, which is neither a source alias nor a sequence "
+                    f"({advice}qualify catalog tables as database.table)",
+                )
+        return found
+
+
+def _is_identifier(name: str) -> bool:
+    return name.replace("_", "a").isalnum() and not name[0].isdigit()
+
+
+def _conf_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

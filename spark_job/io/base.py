@@ -1,0 +1,232 @@
+"""Base classes of readers and writers and the registries that hold them.
+
+A reader or writer is a small class: the keys it accepts (``fields``), checks across keys
+(``check``), and a pure ``plan()`` saying exactly what it hands to Spark, so the Spark-facing part is
+testable without a cluster. pyspark is imported only when data is actually read or written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlparse
+
+from spark_job.fields import Field
+from spark_job.registry import Registry
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+Report = Callable[[str, str], None]
+"""``report(key, message)``: record a problem with the key ``key`` of the spec being checked."""
+
+SAVE_MODES = ("overwrite", "append", "error", "ignore")
+
+COMMON_SOURCE_FIELDS: dict[str, Field] = {
+    "type": Field("str", required=True, doc="reader type"),
+    "alias": Field("str", doc="name of the Spark SQL view the source is registered as (default: its id)"),
+    "options": Field("map", doc="options passed unchanged to the Spark reader"),
+    "schema": Field("str", doc="schema as a DDL string, e.g. 'id BIGINT, name STRING'"),
+    "description": Field("str", doc="free text"),
+}
+
+COMMON_TARGET_FIELDS: dict[str, Field] = {
+    "type": Field("str", required=True, doc="writer type"),
+    "mode": Field("str", choices=SAVE_MODES, doc="save mode (default overwrite)"),
+    "options": Field("map", doc="options passed unchanged to the Spark writer"),
+    "partition_by": Field("str_list", doc="columns to partition the output by"),
+    "coalesce": Field("int", doc="coalesce the result to this many partitions before writing"),
+    "repartition": Field("int_or_str_list", doc="repartition by a number of partitions or by columns"),
+    "dynamic_partition_overwrite": Field(
+        "bool", doc="with mode overwrite and partition_by, replace only the partitions written"
+    ),
+    "description": Field("str", doc="free text"),
+}
+
+
+def stringify(value: Any) -> str:
+    """Spark options are strings; booleans become ``true``/``false`` as Spark expects."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def check_scheme(spec: Mapping[str, Any], key: str, schemes: tuple[str, ...], report: Report) -> None:
+    value = spec.get(key)
+    if isinstance(value, str) and "${" not in value:
+        scheme = urlparse(value).scheme
+        if scheme not in schemes:
+            wanted = " or ".join(f"{s}://" for s in schemes)
+            report(key, f"{value!r} must start with {wanted} for type {spec.get('type')!r}")
+
+
+def check_one_of(spec: Mapping[str, Any], keys: tuple[str, str], report: Report) -> None:
+    present = [k for k in keys if k in spec]
+    if not present:
+        report("", f"needs one of {keys[0]!r} or {keys[1]!r}")
+    elif len(present) == 2:
+        report(keys[1], f"give either {keys[0]!r} or {keys[1]!r}, not both")
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What a reader hands to Spark: ``spark.read.format(format).options(**options).load(path)``
+    or ``spark.read.table(table)`` when ``table`` is set."""
+
+    format: str | None
+    options: dict[str, str] = field(default_factory=dict)
+    path: str | None = None
+    table: str | None = None
+    schema: str | None = None
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    """What a writer hands to Spark.
+
+    ``method`` is ``save`` (``df.write.format(format).options(**options).mode(mode).save(path)``),
+    ``saveAsTable`` or ``insertInto`` (then ``table`` is set).
+    """
+
+    format: str | None
+    mode: str
+    options: dict[str, str] = field(default_factory=dict)
+    path: str | None = None
+    table: str | None = None
+    method: str = "save"
+    partition_by: tuple[str, ...] = ()
+
+
+class BaseReader:
+    """A source type. Subclasses set ``type_name``, ``fields`` and implement ``plan``."""
+
+    type_name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    fields: ClassVar[dict[str, Field]] = {}
+    description: ClassVar[str] = ""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.spec = dict(spec)
+
+    @classmethod
+    def all_fields(cls) -> dict[str, Field]:
+        return {**COMMON_SOURCE_FIELDS, **cls.fields}
+
+    @classmethod
+    def check(cls, spec: Mapping[str, Any], report: Report) -> None:
+        """Checks across keys; per-key types and required keys are already checked."""
+
+    def options(self) -> dict[str, str]:
+        return {k: stringify(v) for k, v in (self.spec.get("options") or {}).items()}
+
+    def plan(self) -> ReadPlan:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        plan = self.plan()
+        out: dict[str, Any] = {"type": self.spec["type"]}
+        if plan.path:
+            out["uri"] = plan.path
+        if plan.table:
+            out["table"] = plan.table
+        return out
+
+    def read(self, spark: SparkSession) -> DataFrame:
+        plan = self.plan()
+        if plan.table is not None:
+            return spark.read.options(**plan.options).table(plan.table)
+        reader = spark.read
+        if plan.format:
+            reader = reader.format(plan.format)
+        reader = reader.options(**plan.options)
+        if plan.schema:
+            reader = reader.schema(plan.schema)
+        return reader.load(plan.path) if plan.path is not None else reader.load()
+
+
+class BaseWriter:
+    """A target type. Subclasses set ``type_name``, ``fields`` and implement ``plan``."""
+
+    type_name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    fields: ClassVar[dict[str, Field]] = {}
+    description: ClassVar[str] = ""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.spec = dict(spec)
+
+    @classmethod
+    def all_fields(cls) -> dict[str, Field]:
+        return {**COMMON_TARGET_FIELDS, **cls.fields}
+
+    @classmethod
+    def check(cls, spec: Mapping[str, Any], report: Report) -> None:
+        """Checks across keys; per-key types and required keys are already checked."""
+
+    @property
+    def mode(self) -> str:
+        return str(self.spec.get("mode", "overwrite"))
+
+    def options(self) -> dict[str, str]:
+        opts = {k: stringify(v) for k, v in (self.spec.get("options") or {}).items()}
+        if self.spec.get("dynamic_partition_overwrite"):
+            opts["partitionOverwriteMode"] = "dynamic"
+        return opts
+
+    def partition_by(self) -> tuple[str, ...]:
+        value = self.spec.get("partition_by") or ()
+        return (value,) if isinstance(value, str) else tuple(value)
+
+    def plan(self) -> WritePlan:
+        raise NotImplementedError
+
+    def target_key(self) -> str:
+        """Identity of the target, to find two sequences writing the same place."""
+        plan = self.plan()
+        if plan.table is not None:
+            return f"{self.type_name}:{plan.table.lower()}"
+        return "path:" + (plan.path or "").rstrip("/")
+
+    def describe(self) -> dict[str, Any]:
+        plan = self.plan()
+        out: dict[str, Any] = {"type": self.spec["type"]}
+        if plan.path:
+            out["uri"] = plan.path
+        if plan.table:
+            out["table"] = plan.table
+        return out
+
+    def prepare(self, df: DataFrame) -> DataFrame:
+        """Apply ``repartition`` / ``coalesce`` before writing."""
+        repartition = self.spec.get("repartition")
+        if isinstance(repartition, int):
+            df = df.repartition(repartition)
+        elif repartition:
+            df = df.repartition(*repartition)
+        if self.spec.get("coalesce"):
+            df = df.coalesce(int(self.spec["coalesce"]))
+        return df
+
+    def write(self, df: DataFrame) -> None:
+        plan = self.plan()
+        writer = self.prepare(df).write
+        if plan.format and plan.method != "insertInto":
+            writer = writer.format(plan.format)
+        writer = writer.options(**plan.options)
+        if plan.method == "insertInto":
+            writer.insertInto(str(plan.table), overwrite=plan.mode == "overwrite")
+            return
+        writer = writer.mode(plan.mode)
+        if plan.partition_by:
+            writer = writer.partitionBy(*plan.partition_by)
+        if plan.method == "saveAsTable":
+            writer.saveAsTable(str(plan.table))
+        elif plan.path is not None:
+            writer.save(plan.path)
+        else:
+            writer.save()
+
+
+readers: Registry[BaseReader] = Registry("reader", "sparkpipe.readers")
+writers: Registry[BaseWriter] = Registry("writer", "sparkpipe.writers")

@@ -1,0 +1,121 @@
+"""The run's metrics document (the provider's XCom contract) and where it is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class SequenceMetrics:
+    """What one sequence did. ``status`` is pending, succeeded, failed or skipped."""
+
+    target: dict[str, Any]
+    status: str = "pending"
+    rows_written: int | None = None
+    duration_s: float | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    error: str | None = None
+    _t0: float = field(default=0.0, repr=False)
+
+    def start(self) -> None:
+        self.started_at, self._t0 = now_iso(), time.monotonic()
+
+    def finish(self, status: str, rows: int | None = None, error: str | None = None) -> None:
+        self.status, self.rows_written, self.error = status, rows, error
+        self.ended_at = now_iso()
+        self.duration_s = round(time.monotonic() - self._t0, 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "rows_written": self.rows_written,
+            "duration_s": self.duration_s,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "target": self.target,
+            "error": self.error,
+        }
+
+
+@dataclass
+class RunMetrics:
+    """The whole run, serialised by ``to_dict`` into the documented metrics JSON."""
+
+    app_name: str
+    sequences: dict[str, SequenceMetrics]
+    status: str = "running"
+    started_at: str = field(default_factory=now_iso)
+    duration_s: float | None = None
+    spark_app_id: str | None = None
+    runtime: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    _t0: float = field(default_factory=time.monotonic, repr=False)
+
+    def finish(self, error: str | None = None) -> None:
+        self.error = error
+        failed = error is not None or any(s.status == "failed" for s in self.sequences.values())
+        self.status = "failed" if failed else "succeeded"
+        self.duration_s = round(time.monotonic() - self._t0, 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "app_name": self.app_name,
+            "status": self.status,
+            "started_at": self.started_at,
+            "duration_s": self.duration_s,
+            "spark_app_id": self.spark_app_id,
+            "runtime": self.runtime,
+            "sequences": {name: seq.to_dict() for name, seq in self.sequences.items()},
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+def runtime_from_env() -> dict[str, Any]:
+    """What the submitting runtime told the driver about itself (``SPARKPIPE_RUNTIME`` JSON)."""
+    raw = os.environ.get("SPARKPIPE_RUNTIME")
+    if not raw:
+        return {"kind": "spark-submit"}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"kind": raw}
+    return value if isinstance(value, dict) else {"kind": str(value)}
+
+
+def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:
+    """Write ``text`` to ``uri`` through Hadoop's FileSystem (any scheme the cluster has), or locally
+    when there is no JVM (the session failed to start) and the URI is a local path."""
+    jvm = getattr(getattr(spark, "sparkContext", None), "_jvm", None) if spark is not None else None
+    if jvm is not None and spark is not None:
+        conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+        path = jvm.org.apache.hadoop.fs.Path(uri)
+        fs = path.getFileSystem(conf)
+        stream = fs.create(path, True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+        return
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        raise OSError(f"cannot write metrics to {uri} without a Spark session")
+    local = parsed.path if parsed.scheme == "file" else uri
+    os.makedirs(os.path.dirname(os.path.abspath(local)), exist_ok=True)
+    with open(local, "w", encoding="utf-8") as fh:
+        fh.write(text)

@@ -1,0 +1,63 @@
+"""The config's JSON Schema, generated from the field declarations of the registered types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spark_job.config import SEQUENCE_FIELDS, TOP_FIELDS
+from spark_job.fields import Field
+from spark_job.io import readers, writers
+
+
+def _object(fields: dict[str, Field], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    props = {name: f.json_schema() for name, f in fields.items() if f.kind not in ("sources", "sequences", "target")}
+    props.update(extra or {})
+    return {
+        "type": "object",
+        "properties": props,
+        "required": sorted(name for name, f in fields.items() if f.required),
+        "additionalProperties": False,
+    }
+
+
+def _variants(registry: Any, defs_prefix: str, list_alias: bool = False) -> tuple[dict[str, Any], list[dict]]:
+    defs: dict[str, Any] = {}
+    refs = []
+    for name, cls in registry.items():
+        fields = cls.all_fields()
+        if list_alias:
+            fields = {**fields, "id": Field("str", doc="identifier (default: the alias)")}
+        obj = _object(fields)
+        obj["properties"]["type"] = {"const": name, "description": (cls.__doc__ or "").strip().splitlines()[0]}
+        key = f"{defs_prefix}_{name}"
+        defs[key] = obj
+        refs.append({"$ref": f"#/$defs/{key}"})
+    return defs, refs
+
+
+def config_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a sparkpipe config, for editor completion and checks."""
+    source_defs, source_refs = _variants(readers, "source")
+    list_defs, list_refs = _variants(readers, "listed_source", list_alias=True)
+    target_defs, target_refs = _variants(writers, "target")
+    sequence = _object(SEQUENCE_FIELDS, {"target": {"oneOf": target_refs}})
+    sequence["oneOf"] = [{"required": ["query"]}, {"required": ["query_file"]}]
+    top = _object(
+        TOP_FIELDS,
+        {
+            "sources": {
+                "description": TOP_FIELDS["sources"].doc,
+                "oneOf": [
+                    {"type": "object", "additionalProperties": {"oneOf": source_refs}},
+                    {"type": "array", "items": {"oneOf": list_refs}},
+                ],
+            },
+            "sequences": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/sequence"}},
+        },
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "sparkpipe pipeline",
+        **top,
+        "$defs": {**source_defs, **list_defs, **target_defs, "sequence": sequence},
+    }
