@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what sparkpipe needs on a Debian machine with Python 3.11 (root, or sudo-less root shell):
+# Java 17, the PostgreSQL server and its JDBC driver (Debian packages), uv, and the project's
+# environment in .venv (locked by uv.lock). Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=()
+command -v java >/dev/null 2>&1 || packages+=(openjdk-17-jre-headless)
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || packages+=(postgresql)
+[ -f /usr/share/java/postgresql.jar ] || packages+=(libpostgresql-jdbc-java)
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${packages[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+  echo "bootstrap: installing uv"
+  python3 -m pip install --quiet --disable-pip-version-check uv
+fi
+
+echo "bootstrap: syncing .venv from uv.lock"
+uv sync --locked --python 3.11 --extra spark --quiet

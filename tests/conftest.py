@@ -1,0 +1,146 @@
+"""Shared fixtures: one local SparkSession per test session and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+POSTGRES_JAR = os.environ.get("SPARKPIPE_POSTGRES_JAR", "/usr/share/java/postgresql.jar")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory):
+    """A local[2] session shared by every test; the PostgreSQL JDBC driver is on its classpath."""
+    from pyspark.sql import SparkSession
+
+    warehouse = tmp_path_factory.mktemp("warehouse")
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("sparkpipe-tests")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.warehouse.dir", str(warehouse))
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}")
+        .config("spark.jars", POSTGRES_JAR)
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@dataclass(frozen=True)
+class Postgres:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    @property
+    def jdbc_url(self) -> str:
+        return f"jdbc:postgresql://{self.host}:{self.port}/{self.database}"
+
+    def connect(self):
+        import psycopg
+
+        return psycopg.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=self.database,
+            autocommit=True,
+        )
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if not found:
+        raise RuntimeError(
+            "PostgreSQL server binaries not found: run scripts/bootstrap.sh (apt-get install postgresql)"
+        )
+    return Path(found[-1]).parent
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server of its own on 127.0.0.1, run as the unprivileged ``postgres`` user."""
+    bindir = _postgres_bin()
+    root = Path(tempfile.mkdtemp(prefix="sparkpipe-pg-"))
+    datadir = root / "data"
+    user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+
+    def demote() -> None:
+        if user is not None:
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+
+    if user is not None:
+        os.chown(root, user.pw_uid, user.pw_gid)
+    pwfile = root / "pw"
+    pwfile.write_text("sparkpipe\n")
+    if user is not None:
+        os.chown(pwfile, user.pw_uid, user.pw_gid)
+    subprocess.run(
+        [
+            bindir / "initdb",
+            "-D",
+            datadir,
+            "-U",
+            "sparkpipe",
+            f"--pwfile={pwfile}",
+            "-A",
+            "scram-sha-256",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        preexec_fn=demote,
+        capture_output=True,
+        cwd=root,
+    )
+    port = free_port()
+    log = open(root / "server.log", "w")  # noqa: SIM115 - kept open for the server's lifetime
+    server = subprocess.Popen(
+        [bindir / "postgres", "-D", datadir, "-h", "127.0.0.1", "-p", str(port), "-k", str(root), "-F"],
+        preexec_fn=demote,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+    )
+    pg = Postgres("127.0.0.1", port, "sparkpipe", "sparkpipe", "postgres")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            pg.connect().close()
+            break
+        except Exception:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("PostgreSQL did not start: " + (root / "server.log").read_text()) from None
+            time.sleep(0.2)
+    try:
+        yield pg
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,148 @@
+"""Loading configs: the seed format, its extensions, substitution and the execution order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from spark_job.config import load_config
+from spark_job.errors import ConfigError
+
+from .conftest import REPO
+
+SEED = """
+app_name: seed_example
+spark_conf:
+  spark.sql.shuffle.partitions: 4
+sources:
+  orders:
+    type: file
+    format: parquet
+    path: /data/orders
+    alias: orders
+  customers:
+    type: jdbc
+    url: jdbc:postgresql://db:5432/shop
+    table: public.customers
+    user: ${env:DB_USER}
+    password: ${env:DB_PASSWORD}
+    alias: customers
+sequences:
+  - name: orders_by_customer
+    query: SELECT c.name, count(*) AS n FROM orders o JOIN customers c ON o.customer_id = c.id GROUP BY c.name
+    target:
+      type: parquet
+      path: /out/orders_by_customer
+      mode: overwrite
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "pipeline.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_seed_format_loads_unchanged(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, SEED), environ={"DB_USER": "etl", "DB_PASSWORD": "s3cr3t-pw"})
+    assert config.app_name == "seed_example"
+    assert config.spark_conf == {"spark.sql.shuffle.partitions": "4"}
+    assert [s.alias for s in config.sources] == ["orders", "customers"]
+    assert config.sources[1].spec["password"] == "s3cr3t-pw"
+    assert config.secrets == {"s3cr3t-pw"}
+    assert config.mask("login failed for s3cr3t-pw") == "login failed for ***"
+    assert config.sequences[0].reads_sources == ("customers", "orders")
+    assert config.targets() == [{"type": "parquet", "uri": "/out/orders_by_customer"}]
+
+
+def test_env_references_kept_for_the_driver(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, SEED), resolve_env=False, environ={})
+    assert config.to_document()["sources"]["customers"]["password"] == "${env:DB_PASSWORD}"
+    assert config.secrets == frozenset()
+
+
+def test_missing_env_variable_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, SEED), environ={"DB_USER": "etl"})
+    assert "sources.customers.password: environment variable DB_PASSWORD is not set" in str(err.value)
+
+
+def test_vars_overrides_nested_vars_and_escapes(tmp_path: Path) -> None:
+    text = """
+app_name: vars_${day}
+vars: {day: "2024-01-01", base: /lake, out: "${base}/out"}
+sources:
+  - {type: file, path: "${base}/events/day=${day}", alias: events}
+sequences:
+  - name: s1
+    query: SELECT '$${literal}' AS x FROM events
+    target: {type: csv, path: "${out}/s1"}
+"""
+    config = load_config(write(tmp_path, text), vars={"day": "2024-02-02"})
+    assert config.app_name == "vars_2024-02-02"
+    assert config.sources[0].spec["path"] == "/lake/events/day=2024-02-02"
+    assert config.sequences[0].query == "SELECT '${literal}' AS x FROM events"
+    assert config.sequences[0].target["path"] == "/lake/out/s1"
+    assert config.to_document()["vars"] == {"day": "2024-02-02", "base": "/lake", "out": "/lake/out"}
+
+
+def test_query_file_is_relative_to_the_config_and_inlined(tmp_path: Path) -> None:
+    (tmp_path / "sql").mkdir()
+    (tmp_path / "sql" / "q.sql").write_text("SELECT * FROM t WHERE d = '${day}'")
+    text = """
+app_name: qf
+vars: {day: "2024-01-01"}
+sources: {t: {type: file, path: /x}}
+sequences:
+  - {name: s, query_file: sql/q.sql, target: {type: parquet, path: /o}}
+"""
+    config = load_config(write(tmp_path, text))
+    assert config.sequences[0].query == "SELECT * FROM t WHERE d = '2024-01-01'"
+    seq = config.to_document()["sequences"][0]
+    assert "query_file" not in seq and seq["query"] == config.sequences[0].query
+
+
+def test_json_config_and_dict_config(tmp_path: Path) -> None:
+    data = {
+        "app_name": "j",
+        "sources": {"a": {"type": "file", "path": "/a"}},
+        "sequences": [{"name": "s", "query": "SELECT * FROM a", "target": {"type": "orc", "path": "/o"}}],
+    }
+    from_file = load_config(write(tmp_path, json.dumps(data), "p.json"))
+    from_dict = load_config(data)
+    assert from_file.to_document() == from_dict.to_document()
+    assert from_dict.sources[0].alias == "a"  # a map source's alias defaults to its id
+
+
+def test_order_follows_sql_dependencies_not_list_order(tmp_path: Path) -> None:
+    text = """
+app_name: order
+sources: {raw: {type: file, path: /raw}}
+sequences:
+  - {name: report, query: "SELECT * FROM cleaned JOIN totals USING (k)", target: {type: parquet, path: /o/r}}
+  - {name: totals, query: "SELECT k, count(*) c FROM CLEANED GROUP BY k", target: {type: parquet, path: /o/t}}
+  - {name: cleaned, query: "WITH x AS (SELECT * FROM raw) SELECT * FROM x", target: {type: parquet, path: /o/c}}
+  - {name: other, query: "SELECT * FROM raw, range(3), warehouse.dim_date", target: {type: parquet, path: /o/o}}
+"""
+    config = load_config(write(tmp_path, text))
+    assert [s.name for s in config.sequences] == ["cleaned", "totals", "report", "other"]
+    assert dict((s.name, s.depends_on) for s in config.sequences)["report"] == ("cleaned", "totals")
+    assert config.graph().downstream("cleaned") == ["totals", "report"]
+
+
+def test_unparseable_sql_is_left_to_spark(tmp_path: Path) -> None:
+    text = """
+app_name: odd
+sequences:
+  - {name: s, query: "SELECT TRANSFORM(a) USING 'cat' AS (b) FROM ??? weird", target: {type: parquet, path: /o}}
+"""
+    config = load_config(write(tmp_path, text))
+    assert config.sequences[0].depends_on == ()
+
+
+def test_example_pipeline_is_valid() -> None:
+    config = load_config(REPO / "examples" / "pipeline.yaml")
+    assert [s.name for s in config.sequences] == ["daily_event_counts", "country_revenue", "top_countries"]
+    assert config.sequences[2].depends_on == ("country_revenue",)

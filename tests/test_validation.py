@@ -1,0 +1,257 @@
+"""Validation: every problem reported at once as ``path: message``, before any Spark starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spark_job.config import load_config
+from spark_job.errors import ConfigError
+
+from .conftest import REPO
+
+BASE = """
+app_name: v
+vars: {day: "2024-01-01"}
+sources:
+  events: {type: file, format: parquet, path: /data/events, alias: events}
+  users: {type: file, format: csv, path: /data/users, alias: users}
+sequences:
+  - name: first
+    query: SELECT * FROM events JOIN users USING (user_id)
+    target: {type: parquet, path: /out/first, mode: overwrite}
+  - name: second
+    query: SELECT count(*) AS n FROM first
+    target: {type: parquet, path: /out/second}
+"""
+
+
+def problems(text: str, tmp_path: Path, **kwargs: object) -> list[str]:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, **kwargs)  # type: ignore[arg-type]
+    return [f"{p.path}: {p.message}" for p in err.value.problems]
+
+
+CASES = {
+    "missing app_name": (BASE.replace("app_name: v", ""), ": missing required key 'app_name'"),
+    "unknown top-level key with suggestion": (
+        BASE + "sequnces: []\n",
+        "sequnces: unknown key for the pipeline (did you mean 'sequences'?)",
+    ),
+    "unknown source key with suggestion": (
+        BASE.replace("format: csv", "fromat: csv"),
+        "sources.users.fromat: unknown key for a file source (did you mean 'format'?)",
+    ),
+    "unknown target key with suggestion": (
+        BASE.replace("mode: overwrite", "mdoe: overwrite"),
+        "sequences[0].target.mdoe: unknown key for a parquet target (did you mean 'mode'?)",
+    ),
+    "bad mode": (
+        BASE.replace("mode: overwrite", "mode: upsert"),
+        "sequences[0].target.mode: 'upsert' is not one of overwrite, append, error, ignore",
+    ),
+    "wrong type: spark_conf": (BASE + "spark_conf: [a, b]\n", "spark_conf: must be a mapping"),
+    "wrong type: sequences": (BASE.split("sequences:")[0] + "sequences: {a: 1}\n", "sequences: must be a list"),
+    "wrong type: partition_by": (
+        BASE.replace("mode: overwrite", "partition_by: 3"),
+        "sequences[0].target.partition_by: must be a string or a list of strings, got an integer 3",
+    ),
+    "wrong type: coalesce": (
+        BASE.replace("mode: overwrite", "coalesce: many"),
+        "sequences[0].target.coalesce: must be an integer, got a string 'many'",
+    ),
+    "unknown reader type": (
+        BASE.replace("type: file, format: csv", "type: fiel, format: csv"),
+        "sources.users.type: unknown reader type 'fiel' (did you mean 'file'?",
+    ),
+    "unknown writer type": (
+        BASE.replace("type: parquet, path: /out/second", "type: parket, path: /out/second"),
+        "sequences[1].target.type: unknown writer type 'parket' (did you mean 'parquet'?",
+    ),
+    "undefined var": (
+        BASE.replace("/data/events", "'/data/${dya}/events'"),
+        "sources.events.path: undefined variable ${dya} (did you mean 'day'?)",
+    ),
+    "duplicate alias": (BASE.replace("alias: users", "alias: events"), "sources.users.alias: alias 'events' is"),
+    "duplicate sequence name": (
+        BASE.replace("name: second", "name: first"),
+        "sequences[1].name: sequence name 'first' is already used by sequences[0]",
+    ),
+    "sequence name equals an alias": (
+        BASE.replace("name: second", "name: users"),
+        "sequences[1].name: 'users' is also the alias of sources.users",
+    ),
+    "unknown relation": (
+        BASE.replace("FROM events JOIN", "FROM evnts JOIN"),
+        "sequences[0].query: reads 'evnts', which is neither a source alias nor a sequence (did you mean 'events'?",
+    ),
+    "dependency cycle": (
+        BASE.replace("FROM events JOIN users USING (user_id)", "FROM second"),
+        "dependency cycle: first -> second -> first",
+    ),
+    "a sequence reading itself": (
+        BASE.replace("FROM first", "FROM second"),
+        "sequences[1].query: reads its own result 'second'",
+    ),
+    "two sequences writing one path": (
+        BASE.replace("/out/second", "/out/first/"),
+        "sequences[1].target: writes the same target as sequences[0]",
+    ),
+    "two sequences writing one table": (
+        BASE.replace("{type: parquet, path: /out/first, mode: overwrite}", "{type: table, table: db.T}").replace(
+            "{type: parquet, path: /out/second}", "{type: table, table: db.t, mode: append}"
+        ),
+        "sequences[1].target: writes the same target as sequences[0]",
+    ),
+    "s3 needs s3://": (
+        BASE.replace("type: file, format: csv, path: /data/users", "type: s3, format: csv, path: gs://b/users"),
+        "sources.users.path: 'gs://b/users' must start with s3:// or s3a://",
+    ),
+    "gcs needs gs://": (
+        BASE.replace("{type: parquet, path: /out/second}", "{type: gcs, path: s3://b/second}"),
+        "sequences[1].target.path: 's3://b/second' must start with gs://",
+    ),
+    "jdbc needs url": (
+        BASE.replace("type: file, format: csv, path: /data/users", "type: jdbc, table: users"),
+        "sources.users: missing required key 'url'",
+    ),
+    "jdbc needs table or query": (
+        BASE.replace("type: file, format: csv, path: /data/users", "type: jdbc, url: 'jdbc:postgresql://h/db'"),
+        "sources.users: needs one of 'table' or 'query'",
+    ),
+    "jdbc partitioned read needs all bounds": (
+        BASE.replace(
+            "type: file, format: csv, path: /data/users",
+            "type: jdbc, url: 'jdbc:postgresql://h/db', table: u, partition_column: id, num_partitions: 4",
+        ),
+        "sources.users.partition_column: a partitioned read also needs lower_bound, upper_bound",
+    ),
+    "bigquery needs table or query": (
+        BASE.replace("type: file, format: csv, path: /data/users", "type: bigquery"),
+        "sources.users: needs one of 'table' or 'query'",
+    ),
+    "file needs path": (
+        BASE.replace("type: file, format: csv, path: /data/users", "type: file, format: csv"),
+        "sources.users: missing required key 'path'",
+    ),
+    "sequence needs a query": (
+        BASE.replace("    query: SELECT count(*) AS n FROM first\n", ""),
+        "sequences[1]: missing required key 'query' (or 'query_file')",
+    ),
+    "query_file not found": (
+        BASE.replace("query: SELECT count(*) AS n FROM first", "query_file: nope.sql"),
+        "sequences[1].query_file: file not found",
+    ),
+    "two statements": (
+        BASE.replace("SELECT count(*) AS n FROM first", "SELECT 1; DROP TABLE x"),
+        "sequences[1].query: holds 2 statements",
+    ),
+    "no sequences": (BASE.split("sequences:")[0] + "sequences: []\n", "sequences: is empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_each_problem_is_reported_with_its_path(case: str, tmp_path: Path) -> None:
+    text, expected = CASES[case]
+    found = problems(text, tmp_path)
+    assert any(expected in p for p in found), found
+
+
+def test_base_config_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(BASE)
+    assert [s.name for s in load_config(path).sequences] == ["first", "second"]
+
+
+def test_all_problems_are_reported_at_once_in_file_order(tmp_path: Path) -> None:
+    text = (
+        BASE.replace("format: csv", "fromat: csv")
+        .replace("mode: overwrite", "mode: upsert")
+        .replace("FROM first", "FROM frist")
+    )
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith(f"{path}:6: sources.users.fromat:")
+    assert lines[1].startswith(f"{path}:10: sequences[0].target.mode:")
+    assert lines[2].startswith(f"{path}:12: sequences[1].query: reads 'frist'")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("", "the config is empty"),
+        ("# only a comment\n", "the config is empty"),
+        ("app_name: x\nsources: {a: [1, 2}\n", "p.yaml:2: YAML syntax error"),
+        ("app_name: x\n  bad: indent\n", "p.yaml:2: YAML syntax error"),
+        ("- a\n- b\n", "the config must be a mapping with app_name, sources and sequences, got a list"),
+        ("app_name: x\napp_name: y\nsequences: []\n", "p.yaml:2: app_name: duplicate key"),
+    ],
+)
+def test_malformed_files(tmp_path: Path, content: str, expected: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert expected in str(err.value)
+
+
+def test_json_syntax_error_has_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text('{\n  "app_name": "x",\n  "sequences": [,]\n}')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path}:3: JSON syntax error" in str(err.value)
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(b"app_name: x\nname: caf\xe9\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path}:2: not UTF-8 text" in str(err.value)
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI in a fresh interpreter, reporting whether pyspark was imported."""
+    code = (
+        "import sys; from spark_job.cli import main; rc = main(sys.argv[1:]); "
+        "print('PYSPARK_IMPORTED' if 'pyspark' in sys.modules else 'NO_PYSPARK'); sys.exit(rc)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_cli_config_error_exits_2_without_traceback_spark_or_output(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    path = tmp_path / "p.yaml"
+    path.write_text(BASE.replace("/out/", f"{out}/").replace("mode: overwrite", "mode: upsert"))
+    result = run_cli("run", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "sequences[0].target.mode: 'upsert' is not one of overwrite, append, error, ignore" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "NO_PYSPARK" in result.stdout
+    assert not out.exists()
+
+
+def test_cli_bad_var_syntax_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(BASE)
+    result = run_cli("validate", "--config", str(path), "--var", "oops", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--var: 'oops' is not NAME=VALUE" in result.stderr
+
+
+def test_cli_validate_reports_order(tmp_path: Path) -> None:
+    result = run_cli("validate", "--config", str(REPO / "examples" / "pipeline.yaml"), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "sequences in order: daily_event_counts, country_revenue, top_countries" in result.stdout
