@@ -29,6 +29,29 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (tests and notebooks swap it)."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+def configure_logging() -> None:
+    """Progress lines of the ``sparkpipe`` logger on stderr; stdout carries only the metrics line."""
+    logger = logging.getLogger("sparkpipe")
+    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparkpipe", description="Declarative Spark SQL pipelines.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    configure_logging()
     if args.command == "schema":
         from spark_job.schema import config_schema
 

@@ -213,7 +213,8 @@ class Validator:
             )
             raise ConfigError(self.problems)
         self.check_fields(data, TOP_FIELDS, "", "the pipeline")
-        declared = data.get("vars") if isinstance(data.get("vars"), Mapping) else {}
+        raw_vars = data.get("vars")
+        declared: Mapping[str, Any] = raw_vars if isinstance(raw_vars, Mapping) else {}
         resolve_vars(declared, self.overrides, self.sub)
         body = {k: v for k, v in data.items() if k != "vars"}
         body = self.sub.tree(body, "")
@@ -353,8 +354,8 @@ class Validator:
                 tpath = f"{path}.target"
                 cls = self.type_class(target, tpath, writers, "writer")
                 if cls is not None:
-                    self.check_fields(target, cls.all_fields(), tpath, f"a {target['type']} target")
                     before = len(self.problems)
+                    self.check_fields(target, cls.all_fields(), tpath, f"a {target['type']} target")
                     cls.check(target, lambda key, msg, p=tpath: self.report(child_path(p, key) if key else p, msg))
                     if len(self.problems) == before and all(
                         k in target for k, f in cls.all_fields().items() if f.required

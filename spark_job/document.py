@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def child_path(parent: str, key: object) -> str:
     return f"{parent}.{key}" if parent else str(key)
 
 
-def read_document(path: str | Path) -> Document:
+def read_document(path: str | os.PathLike[str]) -> Document:
     """Read and parse a YAML or JSON config file."""
     file = str(path)
     try:

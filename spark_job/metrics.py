@@ -103,7 +103,7 @@ def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:
     when there is no JVM (the session failed to start) and the URI is a local path."""
     jvm = getattr(getattr(spark, "sparkContext", None), "_jvm", None) if spark is not None else None
     if jvm is not None and spark is not None:
-        conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+        conf = spark.sparkContext._jsc.hadoopConfiguration()
         path = jvm.org.apache.hadoop.fs.Path(uri)
         fs = path.getFileSystem(conf)
         stream = fs.create(path, True)

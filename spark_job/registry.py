@@ -19,12 +19,15 @@ class Registry(Generic[T]):
         self.kind = kind
         self.group = group
         self._types: dict[str, type[T]] = {}
+        self._builtin: dict[str, type[T]] = {}
         self._plugins_loaded = False
 
     def register(self, cls: type[T]) -> type[T]:
         """Class decorator: register ``cls`` under its ``type_name`` (and ``aliases``)."""
         for name in (cls.type_name, *getattr(cls, "aliases", ())):  # type: ignore[attr-defined]
             self._types[name] = cls
+            if not self._plugins_loaded:
+                self._builtin[name] = cls
         return cls
 
     def _load_plugins(self) -> None:
@@ -39,6 +42,7 @@ class Registry(Generic[T]):
 
     def reload_plugins(self) -> None:
         """Look at the installed entry points again (after installing a plug-in at run time)."""
+        self._types = dict(self._builtin)
         self._plugins_loaded = False
         self._load_plugins()
 

@@ -20,6 +20,11 @@ def _object(fields: dict[str, Field], extra: dict[str, Any] | None = None) -> di
     }
 
 
+def _first_line(doc: str | None, default: str) -> str:
+    lines = (doc or "").strip().splitlines()
+    return lines[0] if lines else default
+
+
 def _variants(registry: Any, defs_prefix: str, list_alias: bool = False) -> tuple[dict[str, Any], list[dict]]:
     defs: dict[str, Any] = {}
     refs = []
@@ -28,7 +33,7 @@ def _variants(registry: Any, defs_prefix: str, list_alias: bool = False) -> tupl
         if list_alias:
             fields = {**fields, "id": Field("str", doc="identifier (default: the alias)")}
         obj = _object(fields)
-        obj["properties"]["type"] = {"const": name, "description": (cls.__doc__ or "").strip().splitlines()[0]}
+        obj["properties"]["type"] = {"const": name, "description": _first_line(cls.__doc__, name)}
         key = f"{defs_prefix}_{name}"
         defs[key] = obj
         refs.append({"$ref": f"#/$defs/{key}"})
