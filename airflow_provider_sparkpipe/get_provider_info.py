@@ -11,8 +11,7 @@ SPARKPIPE_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["host", "schema", "login", "password", "port"],
     "relabeling": {"extra": "Runtime settings (JSON)"},
     "placeholders": {
-        "extra": '{"runtime": "local", "master": "spark://spark-master:7077", '
-        '"conf": {"spark.executor.memory": "1g"}}',
+        "extra": '{"runtime": "local", "master": "spark://spark-master:7077", "conf": {"spark.executor.memory": "1g"}}',
     },
 }
 """The ``sparkpipe`` connection form: everything lives in the extras (runtime kind + its settings)."""
@@ -25,8 +24,8 @@ SPARKPIPE_CONN_FIELDS: dict[str, Any] = {
     },
     "master": {
         "label": "Spark master (local runtime)",
-        "description": "local[*], local[N] or spark://host:7077.",
-        "schema": {"type": ["string", "null"], "default": "local[*]"},
+        "description": "local[*] (the default), local[N] or spark://host:7077.",
+        "schema": {"type": ["string", "null"]},
     },
 }
 
