@@ -22,4 +22,4 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 
 echo "bootstrap: syncing .venv from uv.lock"
-uv sync --locked --python 3.11 --extra spark --quiet
+uv sync --locked --python 3.11 --all-extras --quiet
