@@ -27,7 +27,15 @@ MAX_ERROR_CHARS = 4000
 
 def short_error(exc: BaseException, config: PipelineConfig) -> str:
     """The first lines of an exception (Spark's messages end in long plans), secrets masked."""
-    text = str(exc).strip() or type(exc).__name__
+    java = getattr(exc, "java_exception", None)
+    if java is not None:  # a Py4JJavaError: its own message only says which Java call failed
+        messages = []
+        while java is not None and len(messages) < 5:
+            messages.append(str(java.toString()))
+            java = java.getCause()
+        text = "\n".join(dict.fromkeys(messages))
+    else:
+        text = str(exc).strip() or type(exc).__name__
     lines = [line for line in text.splitlines() if line.strip()]
     text = "\n".join(lines[:8])
     if len(text) > MAX_ERROR_CHARS:

@@ -94,11 +94,18 @@ def test_jdbc_options() -> None:
         "upperBound": "10",
         "numPartitions": "2",
         "fetchsize": "1000",
+        "driver": "org.postgresql.Driver",  # derived from the URL
     }
     out = write_plan(
         {"type": "jdbc", "url": "jdbc:postgresql://h/db", "table": "t", "truncate": True, "batchsize": 500}
     )
-    assert out.options == {"url": "jdbc:postgresql://h/db", "dbtable": "t", "truncate": "true", "batchsize": "500"}
+    assert out.options == {
+        "url": "jdbc:postgresql://h/db",
+        "dbtable": "t",
+        "truncate": "true",
+        "batchsize": "500",
+        "driver": "org.postgresql.Driver",
+    }
 
 
 def test_path_writers_and_dynamic_partition_overwrite() -> None:

@@ -44,6 +44,8 @@ COMMON_TARGET_FIELDS: dict[str, Field] = {
     "description": Field("str", doc="free text"),
 }
 
+ATOMIC_FIELD = Field("bool", doc="overwrite/append through a staging location swapped in when complete (default true)")
+
 
 def stringify(value: Any) -> str:
     """Spark options are strings; booleans become ``true``/``false`` as Spark expects."""
@@ -209,7 +211,10 @@ class BaseWriter:
         return df
 
     def write(self, df: DataFrame) -> None:
-        plan = self.plan()
+        self.save(df, self.plan())
+
+    def save(self, df: DataFrame, plan: WritePlan) -> None:
+        """Hand ``df`` to Spark's writer as ``plan`` says."""
         writer = self.prepare(df).write
         if plan.format and plan.method != "insertInto":
             writer = writer.format(plan.format)

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from spark_job.fields import Field
 from spark_job.io.base import BaseReader, ReadPlan, Report, check_one_of, check_scheme, readers
+from spark_job.io.swap import jdbc_driver
 
 FILE_FORMATS = ("parquet", "csv", "json", "orc", "avro", "text")
 """Formats named in the docs; any other Spark format name (delta, iceberg, ...) passes through."""
@@ -114,6 +115,9 @@ class JdbcReader(BaseReader):
             "fetchsize": "fetchsize",
         }
         opts.update({spark_name: str(spec[key]) for key, spark_name in names.items() if key in spec})
+        driver = jdbc_driver(opts["url"], opts.get("driver"))
+        if driver:  # a driver jar given through spark.jars is invisible to DriverManager's lookup by URL
+            opts["driver"] = driver
         opts.update(self.options())
         return ReadPlan(format="jdbc", options=opts, schema=None)
 

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from spark_job.fields import Field
-from spark_job.io.base import BaseWriter, Report, WritePlan, check_scheme, writers
+from spark_job.io.base import ATOMIC_FIELD, BaseWriter, Report, WritePlan, check_scheme, writers
+from spark_job.io.swap import JdbcSwap, PathSwap, jdbc_driver, plain_table_name, staging_table
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 PATH_FIELD = Field("str", required=True, doc="output directory on any filesystem Spark reaches")
 
 
 class PathWriter(BaseWriter):
-    """Files in one format under a path; the format is the type name."""
+    """Files in one format under a path; the format is the type name.
 
-    fields: ClassVar[dict[str, Field]] = {"path": PATH_FIELD}
+    ``overwrite`` writes beside the target and swaps the folders when the write committed (see
+    ``spark_job.io.swap``); dynamic partition overwrite relies on Spark's own staging.
+    """
+
+    fields: ClassVar[dict[str, Field]] = {"path": PATH_FIELD, "atomic": ATOMIC_FIELD}
     schemes: ClassVar[tuple[str, ...] | None] = None
 
     @classmethod
@@ -24,6 +34,20 @@ class PathWriter(BaseWriter):
 
     def format(self) -> str:
         return self.type_name
+
+    def write(self, df: DataFrame) -> None:
+        plan = self.plan()
+        if (
+            plan.mode != "overwrite"
+            or self.spec.get("atomic") is False
+            or plan.options.get("partitionOverwriteMode") == "dynamic"
+        ):
+            self.save(df, plan)
+            return
+        swap = PathSwap(df.sparkSession, str(plan.path))
+        swap.recover()
+        self.save(df, dataclasses.replace(plan, path=swap.staging_uri))
+        swap.commit()
 
     def plan(self) -> WritePlan:
         return WritePlan(
@@ -51,6 +75,7 @@ class FormatPathWriter(PathWriter):
     fields: ClassVar[dict[str, Field]] = {
         "path": PATH_FIELD,
         "format": Field("str", doc="Spark format: parquet, csv, json, orc, avro, delta, ... (default parquet)"),
+        "atomic": ATOMIC_FIELD,
     }
 
     def format(self) -> str:
@@ -139,7 +164,8 @@ class JdbcWriter(BaseWriter):
         "password": Field("str", doc="password (use ${env:NAME}, never a literal)"),
         "driver": Field("str", doc="JDBC driver class"),
         "batchsize": Field("int", doc="rows per insert batch"),
-        "truncate": Field("bool", doc="with overwrite, truncate instead of drop and create"),
+        "truncate": Field("bool", doc="with overwrite, keep the table's definition: replace its rows only"),
+        "atomic": ATOMIC_FIELD,
     }
 
     @classmethod
@@ -156,8 +182,30 @@ class JdbcWriter(BaseWriter):
         for key in ("user", "password", "driver", "batchsize", "truncate"):
             if key in spec:
                 opts[key] = "true" if spec[key] is True else "false" if spec[key] is False else str(spec[key])
+        driver = jdbc_driver(opts["url"], opts.get("driver"))
+        if driver:  # a driver jar given through spark.jars is invisible to DriverManager's lookup by URL
+            opts["driver"] = driver
         opts.update(self.options())
         return WritePlan(format="jdbc", mode=self.mode, options=opts, table=str(spec["table"]))
+
+    def write(self, df: DataFrame) -> None:
+        """overwrite and append go through a staging table and end in one transaction."""
+        plan = self.plan()
+        table = str(self.spec["table"])
+        if plan.mode not in ("overwrite", "append") or self.spec.get("atomic") is False or not plain_table_name(table):
+            self.save(df, plan)
+            return
+        swap = JdbcSwap(df.sparkSession, plan.options)
+        staged_options = {k: v for k, v in plan.options.items() if k != "truncate"}
+        staged_options["dbtable"] = staging_table(table)
+        try:
+            self.save(df, dataclasses.replace(plan, mode="overwrite", options=staged_options))
+            swap.commit(plan.mode, keep_definition=bool(self.spec.get("truncate")))
+        except BaseException:
+            # The database may be what failed; the next run replaces the staging table anyway.
+            with contextlib.suppress(Exception):
+                swap.drop_staging()
+            raise
 
     def target_key(self) -> str:
         return f"jdbc:{str(self.spec['url']).split('?', 1)[0]}/{str(self.spec['table']).lower()}"
