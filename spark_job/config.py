@@ -159,9 +159,13 @@ def load_config(
         document = read_document(source)
         if base_dir is None:
             base_dir = Path(source).parent
-    return Validator(
+    validator = Validator(
         document, vars or {}, Path(base_dir or "."), resolve_env, os.environ if environ is None else environ
-    ).build()
+    )
+    try:
+        return validator.build()
+    except RecursionError:
+        raise ConfigError([Problem("", "the config is nested too deeply", document.file)]) from None
 
 
 class Validator:

@@ -90,8 +90,9 @@ def _parse_json(text: str, file: str | None) -> Document:
 def _parse_yaml(text: str, file: str | None) -> Document:
     import yaml
 
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             raise ConfigError([Problem("", "the config is empty: it needs app_name, sources and sequences", file)])
@@ -114,7 +115,8 @@ def _parse_yaml(text: str, file: str | None) -> Document:
     except RecursionError:
         raise ConfigError([Problem("", "the config is nested too deeply", file)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return Document(data, file, lines)
 
 

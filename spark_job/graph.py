@@ -13,7 +13,10 @@ class SequenceGraph:
 
     def __init__(self, names: Sequence[str], depends_on: Mapping[str, Sequence[str]]) -> None:
         self.names = list(names)
-        self.depends_on = {name: list(dict.fromkeys(depends_on.get(name, ()))) for name in self.names}
+        known = set(self.names)
+        self.depends_on = {
+            name: [d for d in dict.fromkeys(depends_on.get(name, ())) if d in known] for name in self.names
+        }
 
     def dependents(self, name: str) -> list[str]:
         return [n for n in self.names if name in self.depends_on[n]]

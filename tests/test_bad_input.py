@@ -1,0 +1,285 @@
+"""Bad input: a corpus of broken configs through the CLI, and fuzzing of loading + validation.
+
+Every broken config ends in exit code 2 with a message naming where the problem is, no traceback,
+no Spark (pyspark is never imported) and nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spark_job.config import load_config
+from spark_job.document import parse_document
+from spark_job.errors import ConfigError
+
+from .test_validation import BASE, CASES
+
+OUT = "/nonexistent-sparkpipe-output"  # every target of the corpus points here; nothing may appear
+
+VALID = yaml.safe_load(BASE)
+
+
+def dump(data: Any) -> bytes:
+    return yaml.safe_dump(data).encode()
+
+
+def with_(path: str, value: Any) -> bytes:
+    """The valid config with one value replaced (``a.b[0].c`` paths)."""
+    data = json.loads(json.dumps(VALID))
+    node = data
+    keys = path.replace("[", ".").replace("]", "").split(".")
+    for key in keys[:-1]:
+        node = node[int(key)] if key.isdigit() else node[key]
+    last = keys[-1]
+    node[int(last) if last.isdigit() else last] = value
+    return dump(data)
+
+
+# name -> (file name, content, text the message must contain)
+CORPUS: dict[str, tuple[str, bytes, str]] = {
+    f"rule: {name}": ("p.yaml", text.encode(), expected) for name, (text, expected) in CASES.items()
+}
+CORPUS.update(
+    {
+        "empty file": ("p.yaml", b"", "the config is empty"),
+        "whitespace only": ("p.yaml", b"   \n\n\t\n", "the config is empty"),
+        "binary garbage": ("p.yaml", bytes(range(256)) * 8, "p.yaml:2: not UTF-8 text (byte 0x80)"),
+        "NUL bytes": ("p.yaml", b"app_name: x\x00\nsequences: []\n", "not valid YAML"),
+        "non-UTF-8 latin-1": ("p.yaml", "app_name: café\n".encode("latin-1"), "p.yaml:1: not UTF-8 text"),
+        "UTF-16": ("p.yaml", "app_name: x\n".encode("utf-16"), "not UTF-8 text"),
+        "huge file": ("p.yaml", b"# padding\n" * 1_200_000, "a config may be at most 10,485,760"),
+        "deeply nested YAML": ("p.yaml", b"app_name: " + b"[" * 20000 + b"]" * 20000, "nested too deeply"),
+        "deeply nested JSON": ("p.json", b'{"app_name": ' + b"[" * 20000 + b"]" * 20000 + b"}", "nested too deeply"),
+        "alias bomb": (
+            "p.yaml",
+            b"a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + b"".join(
+                f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n".encode() for i in range(8)
+            ),
+            "the config expands to more than",
+        ),
+        "YAML tab indentation": ("p.yaml", b"app_name: x\nsources:\n\tevents: {}\n", "p.yaml:3: YAML syntax error"),
+        "unclosed quote": ("p.yaml", b'app_name: "x\nsequences: []\n', "YAML syntax error"),
+        "JSON trailing comma": ("p.json", b'{"app_name": "x",}', "p.json:1: JSON syntax error"),
+        "top-level scalar": ("p.yaml", b"just a string\n", "got a string 'just a string'"),
+        "top-level list": ("p.yaml", b"- 1\n- 2\n", "got a list"),
+        "python object tag": ("p.yaml", b"app_name: !!python/object/apply:os.system [echo hi]\n", "YAML syntax error"),
+        "app_name a number": ("p.yaml", with_("app_name", 5), "app_name: must be a string, got an integer 5"),
+        "app_name null": ("p.yaml", with_("app_name", None), "app_name: must be a string, got nothing (null)"),
+        "sources a number": ("p.yaml", with_("sources", 3), "sources: must be a mapping of id to source or a list"),
+        "source a string": (
+            "p.yaml",
+            with_("sources.events", "events.csv"),
+            "sources.events: a source must be a mapping",
+        ),
+        "source type a list": (
+            "p.yaml",
+            with_("sources.events.type", ["file"]),
+            "sources.events.type: must be a string",
+        ),
+        "options a list": (
+            "p.yaml",
+            with_("sources.events.options", ["a"]),
+            "sources.events.options: must be a mapping",
+        ),
+        "options nested": (
+            "p.yaml",
+            with_("sources.events.options", {"a": {"b": 1}}),
+            "sources.events.options: must be",
+        ),
+        "sequences a string": ("p.yaml", with_("sequences", "all"), "sequences: must be a list of sequences"),
+        "sequence a number": ("p.yaml", with_("sequences[0]", 1), "sequences[0]: a sequence must be a mapping"),
+        "query a number": ("p.yaml", with_("sequences[0].query", 42), "sequences[0].query: must be a string"),
+        "empty query": ("p.yaml", with_("sequences[0].query", "  "), "sequences[0].query: is empty"),
+        "target a list": (
+            "p.yaml",
+            with_("sequences[0].target", ["parquet"]),
+            "sequences[0].target: must be a mapping",
+        ),
+        "target without type": ("p.yaml", with_("sequences[0].target", {"path": "/x"}), "missing required key 'type'"),
+        "mode a boolean": (
+            "p.yaml",
+            with_("sequences[0].target.mode", True),
+            "sequences[0].target.mode: must be a string",
+        ),
+        "partition_by a mapping": (
+            "p.yaml",
+            with_("sequences[0].target.partition_by", {"a": 1}),
+            "partition_by: must be",
+        ),
+        "vars a list": ("p.yaml", with_("vars", ["day"]), "vars: must be a mapping"),
+        "fail_fast a string": ("p.yaml", with_("fail_fast", "yes please"), "fail_fast: must be true or false"),
+        "env var missing": (
+            "p.yaml",
+            with_("sources.events.path", "${env:SPARKPIPE_NEVER_SET}"),
+            "environment variable SPARKPIPE_NEVER_SET is not set",
+        ),
+        "bad variable syntax": (
+            "p.yaml",
+            with_("sources.events.path", "/x/${two words}"),
+            "is not a variable reference",
+        ),
+        "variables in a loop": ("p.yaml", with_("vars", {"a": "${b}", "b": "${a}"}), "variables reference each other"),
+        "sequence name with a space": ("p.yaml", with_("sequences[1].name", "my step"), "is not a valid view name"),
+        "jdbc url not jdbc": (
+            "p.yaml",
+            with_("sources.users", {"type": "jdbc", "url": "postgres://h/db", "table": "t"}),
+            "sources.users.url: 'postgres://h/db' is not a JDBC URL",
+        ),
+        "bigquery query without dataset": (
+            "p.yaml",
+            with_("sources.users", {"type": "bigquery", "query": "SELECT 1"}),
+            "needs 'materialization_dataset'",
+        ),
+        "bigquery indirect without bucket": (
+            "p.yaml",
+            with_("sequences[1].target", {"type": "bigquery", "table": "p.d.t", "write_method": "indirect"}),
+            "needs 'temporary_gcs_bucket'",
+        ),
+        "jdbc target partitioned": (
+            "p.yaml",
+            with_("sequences[1].target", {"type": "jdbc", "url": "jdbc:h2:mem:x", "table": "t", "partition_by": "d"}),
+            "a JDBC target cannot be partitioned",
+        ),
+    }
+)
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(CORPUS) >= 40
+
+
+def test_every_broken_config_exits_2_with_its_message_and_no_spark(tmp_path: Path) -> None:
+    """One interpreter runs the CLI on the whole corpus, so pyspark's absence covers every case."""
+    cases = []
+    for i, (name, (file_name, content, expected)) in enumerate(CORPUS.items()):
+        folder = tmp_path / f"case{i}"
+        folder.mkdir()
+        (folder / file_name).write_bytes(content.replace(b"/out/", OUT.encode() + b"/"))
+        cases.append({"name": name, "config": str(folder / file_name), "expected": expected})
+    script = """
+import contextlib, io, json, sys
+from spark_job.cli import main
+results = []
+for case in json.load(sys.stdin):
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            code = main(["run", "--config", case["config"]])
+        except BaseException as exc:  # anything escaping main is a bug
+            code = repr(exc)
+    results.append({**case, "code": code, "stderr": err.getvalue(), "stdout": out.getvalue()})
+print(json.dumps({"results": results, "pyspark": "pyspark" in sys.modules}))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], input=json.dumps(cases), capture_output=True, text=True, timeout=600, check=True
+    )
+    report = json.loads(proc.stdout.splitlines()[-1])
+    assert report["pyspark"] is False
+    failures = []
+    for r in report["results"]:
+        lines = r["stderr"].strip().splitlines()
+        ok = (
+            r["code"] == 2
+            and r["stdout"] == ""
+            and "Traceback" not in r["stderr"]
+            and any(r["expected"] in line for line in lines)
+            and lines[-1].startswith("sparkpipe: ")
+            and "nothing was run" in lines[-1]
+        )
+        if not ok:
+            failures.append(f"{r['name']}: exit {r['code']}, stderr {r['stderr'][:400]!r}")
+    assert not failures, "\n".join(failures)
+    assert not Path(OUT).exists()
+
+
+# -- fuzzing ------------------------------------------------------------------------------------
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["${day}", "${nope}", "${env:HOME}", "$${x}", "file", "jdbc", "overwrite", "SELECT 1"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=20,
+)
+keys = st.sampled_from(
+    [
+        "app_name",
+        "sources",
+        "sequences",
+        "vars",
+        "spark_conf",
+        "type",
+        "path",
+        "query",
+        "target",
+        "mode",
+        "alias",
+        "url",
+        "table",
+        "options",
+        "partition_by",
+        "name",
+        "format",
+        "schema",
+    ]
+)
+
+
+def mutate(data: Any, draw: Any, depth: int = 0) -> Any:
+    """Replace, drop or add one entry somewhere in a valid config."""
+    if isinstance(data, dict) and data and depth < 5:
+        key = draw(st.sampled_from(sorted(data)))
+        action = draw(st.sampled_from(["replace", "drop", "add", "descend", "descend"]))
+        copy = dict(data)
+        if action == "replace":
+            copy[key] = draw(values)
+        elif action == "drop":
+            del copy[key]
+        elif action == "add":
+            copy[draw(keys)] = draw(values)
+        else:
+            copy[key] = mutate(data[key], draw, depth + 1)
+        return copy
+    if isinstance(data, list) and data and depth < 5:
+        i = draw(st.integers(0, len(data) - 1))
+        copy = list(data)
+        copy[i] = mutate(data[i], draw, depth + 1) if draw(st.booleans()) else draw(values)
+        return copy
+    return draw(values)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzzed_configs_raise_only_config_errors(data: st.DataObject) -> None:
+    config = VALID
+    for _ in range(data.draw(st.integers(1, 4))):
+        config = mutate(config, data.draw)
+    try:
+        load_config(config, environ={"HOME": "/root"})
+    except ConfigError as exc:
+        assert exc.problems and all(str(p) for p in exc.problems)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))))
+def test_fuzzed_text_raises_only_config_errors(text: str) -> None:
+    for name in ("p.yaml", "p.json"):
+        try:
+            parse_document(text, name)
+        except ConfigError as exc:
+            assert exc.problems
