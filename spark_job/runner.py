@@ -29,7 +29,7 @@ def short_error(exc: BaseException, config: PipelineConfig) -> str:
     """The first lines of an exception (Spark's messages end in long plans), secrets masked."""
     java = getattr(exc, "java_exception", None)
     if java is not None:  # a Py4JJavaError: its own message only says which Java call failed
-        messages = []
+        messages: list[str] = []
         while java is not None and len(messages) < 5:
             messages.append(str(java.toString()))
             java = java.getCause()
