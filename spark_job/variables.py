@@ -1,4 +1,8 @@
-"""``${name}`` and ``${env:NAME}`` substitution in config strings; ``$${`` writes a literal ``${``."""
+"""Substitution in config strings: ``${name}`` (a variable), ``${env:NAME}`` (an environment variable) and
+``${file:PATH}`` (a secret mounted as a file); ``$${`` writes a literal ``${``.
+
+Environment and file references are resolved on the driver only; their values are secrets.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ class Substitution:
     Attributes:
         values: the variables (config ``vars`` overridden by ``--var`` / the operator's ``vars``).
         environ: where ``${env:NAME}`` is looked up.
-        resolve_env: when False, ``${env:NAME}`` is kept as written (resolved later, on the driver).
+        resolve_env: when False, ``${env:NAME}`` and ``${file:PATH}`` are kept as written (resolved later,
+            on the driver).
         secrets: values that came from the environment, to be masked in logs and metrics.
     """
 
@@ -52,6 +57,8 @@ class Substitution:
                 if len(secret) >= 4:
                     self.secrets.add(secret)
                 return secret
+            if ref.startswith("file:"):
+                return self.secret_file(ref[5:].strip(), match.group(0), path)
             if not NAME.match(ref):
                 self.report(
                     path,
@@ -70,6 +77,20 @@ class Substitution:
             return self.values[ref]
 
         return REFERENCE.sub(replace, value)
+
+    def secret_file(self, name: str, reference: str, path: str) -> str:
+        """``${file:/run/secrets/db-password}``: a secret mounted as a file (Kubernetes, Docker secrets)."""
+        if not self.resolve_env:
+            return reference
+        try:
+            with open(name, encoding="utf-8") as fh:
+                secret = fh.read().strip()
+        except OSError as exc:
+            self.report(path, f"cannot read the secret file {name} (referenced as {reference}): {exc.strerror}")
+            return ""
+        if len(secret) >= 4:
+            self.secrets.add(secret)
+        return secret
 
     def tree(self, value: Any, path: str) -> Any:
         if isinstance(value, str):
