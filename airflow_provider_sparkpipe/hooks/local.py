@@ -1,0 +1,343 @@
+"""``LocalSparkHook``: runs the bundled driver with ``spark-submit`` as a child process group of the worker."""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
+from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState, SparkPipelineHook
+from spark_job import METRICS_MARKER
+
+if TYPE_CHECKING:
+    from airflow_provider_sparkpipe.runtimes.local import LocalSpark
+
+_SENSITIVE = re.compile(r"pass|secret|token|credential|(^|[._])key($|[._])", re.IGNORECASE)
+_OUTPUT_TAIL_LINES = 40
+_PGID_FILE = "spark-submit.pgid"
+
+
+@dataclass
+class _Process:
+    popen: subprocess.Popen[str]
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_OUTPUT_TAIL_LINES))
+    metrics_line: str | None = None
+    cancelled: bool = False
+
+
+class LocalSparkHook(SparkPipelineHook):
+    """Submit, follow and stop pipelines on a :class:`~airflow_provider_sparkpipe.runtimes.LocalSpark` runtime.
+
+    ``submit`` stages the driver bundle (content-hashed, built once per version) and the run's
+    ``config.json`` under ``work_dir`` and starts ``spark-submit`` in a new session, so that
+    ``cancel`` can signal the whole process group (the JVM and the Python driver it starts).
+    ``wait`` streams the combined stdout/stderr into the task log line by line.
+    """
+
+    hook_name = "Spark pipeline on local Spark"
+
+    def __init__(self, runtime: LocalSpark, **kwargs: Any) -> None:
+        super().__init__(runtime=runtime, **kwargs)
+        self.local = runtime
+        self._processes: dict[str, _Process] = {}
+
+    # Where things are. ---------------------------------------------------------------------------
+
+    @property
+    def spark_home(self) -> Path:
+        """The Spark installation: the runtime's ``spark_home``, ``$SPARK_HOME``, or the pyspark package."""
+        if self.local.spark_home:
+            return Path(self.local.spark_home)
+        if os.environ.get("SPARK_HOME"):
+            return Path(os.environ["SPARK_HOME"])
+        # Locate the pip-installed pyspark without importing it (the worker never imports pyspark).
+        spec = importlib.util.find_spec("pyspark")
+        if spec is None or not spec.submodule_search_locations:
+            raise SparkRuntimeError(
+                "LocalSpark needs Spark: install pyspark (pip install 'airflow-provider-sparkpipe[spark]'), "
+                "set SPARK_HOME, or pass LocalSpark(spark_home=...)"
+            )
+        return Path(next(iter(spec.submodule_search_locations)))
+
+    @property
+    def spark_submit(self) -> Path:
+        path = self.spark_home / "bin" / "spark-submit"
+        if not path.is_file():
+            raise SparkRuntimeError(f"no spark-submit at {path}: check spark_home / SPARK_HOME")
+        return path
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.local.work_dir) if self.local.work_dir else Path(tempfile.gettempdir()) / "sparkpipe"
+
+    def check(self) -> str:
+        return f"{self.local.describe()} with {self.spark_submit}"
+
+    # The runtime interface. ------------------------------------------------------------------------
+
+    def submit(self, submission: PipelineSubmission) -> PipelineRun:
+        from spark_job.bundle import build_bundle
+
+        spark_submit = self.spark_submit
+        bundle = build_bundle(self.work_dir / "bundle")
+        self._stop_earlier_attempts(submission)
+        run_dir = self.work_dir / "runs" / submission.run_key
+        if run_dir.exists():  # the same attempt submitted again: never read its old metrics
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        config_path = run_dir / "config.json"
+        # Only this user reads it: vars may carry values the DAG author considers private.
+        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(submission.document, indent=2) + "\n")
+        metrics_path = run_dir / "metrics.json"
+
+        command = [str(spark_submit), "--master", self.local.master, "--name", submission.app_name]
+        for key, value in self.local.conf.items():
+            command += ["--conf", f"{key}={value}"]
+        command += [
+            "--py-files",
+            str(bundle.py_files),
+            str(bundle.main_file),
+            "run",
+            "--config",
+            str(config_path),
+            "--metrics-out",
+            metrics_path.as_uri(),
+        ]
+        self.log.info("Driver bundle %s (%s)", bundle.py_files.name, bundle.digest)
+        self.log.info("Running: %s", " ".join(_redact_command(command)))
+        popen = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=run_dir,
+            env=self._environment(),
+            text=True,
+            errors="replace",
+            bufsize=1,
+            # Its own session and process group: cancel() signals spark-submit, its JVM and the Python
+            # driver together, and a Ctrl-C in a terminal running the worker does not reach them twice.
+            start_new_session=True,
+        )
+        self.log.info("spark-submit started: pid %d, process group %d", popen.pid, popen.pid)
+        (run_dir / _PGID_FILE).write_text(f"{popen.pid}\n")
+        run = PipelineRun(
+            runtime_kind=self.local.kind,
+            run_id=str(popen.pid),
+            details={
+                "pgid": popen.pid,
+                "master": self.local.master,
+                "run_dir": str(run_dir),
+                "metrics_path": str(metrics_path),
+            },
+        )
+        self._processes[run.run_id] = _Process(popen)
+        return run
+
+    def wait(self, run: PipelineRun, poll_interval: float = 10.0) -> RunState:
+        """Stream the run's output into the log until it exits; return its final state."""
+        process = self._process(run)
+        stdout = process.popen.stdout
+        if stdout is not None:
+            with stdout:
+                for line in stdout:
+                    self._handle_line(process, line.rstrip("\n"))
+        process.popen.wait()
+        return self.poll(run)
+
+    def poll(self, run: PipelineRun) -> RunState:
+        process = self._processes.get(run.run_id)
+        if process is None:
+            # Not started by this hook: all we can tell is whether the process group still exists.
+            return RunState.RUNNING if _group_alive(int(run.details["pgid"])) else self._state_from_metrics(run)
+        code = process.popen.poll()
+        if code is None:
+            return RunState.RUNNING
+        if process.cancelled:
+            return RunState.CANCELLED
+        return RunState.SUCCEEDED if code == 0 else RunState.FAILED
+
+    def cancel(self, run: PipelineRun) -> None:
+        """SIGTERM the whole process group, then SIGKILL what is left after ``kill_grace_s``."""
+        pgid = int(run.details["pgid"])
+        process = self._processes.get(run.run_id)
+        if process is not None:
+            if process.popen.poll() is not None and not _group_alive(pgid):
+                return
+            process.cancelled = True
+        self._stop_group(pgid, process)
+
+    def _stop_earlier_attempts(self, submission: PipelineSubmission) -> None:
+        """Stop spark-submit groups that earlier attempts of this task left running.
+
+        A worker that died hard (SIGKILL, lost machine) could not cancel its run; its spark-submit,
+        in a session of its own, would otherwise keep running next to the retry. A group counts as
+        that attempt's only while one of its processes still names the attempt's run directory.
+        """
+        for run_dir in sorted((self.work_dir / "runs").glob(f"{submission.task_key}__try*")):
+            if run_dir.name == submission.run_key or not (run_dir / _PGID_FILE).is_file():
+                continue
+            pgid = int((run_dir / _PGID_FILE).read_text())
+            if _group_members_naming(pgid, str(run_dir)):
+                self.log.warning(
+                    "Earlier attempt %s is still running (process group %d): stopping it", run_dir.name, pgid
+                )
+                self._stop_group(pgid, None)
+
+    def _stop_group(self, pgid: int, process: _Process | None) -> None:
+        self.log.info("Stopping spark-submit process group %d", pgid)
+        if not _signal_group(pgid, signal.SIGTERM):
+            return
+        deadline = time.monotonic() + self.local.kill_grace_s
+        while time.monotonic() < deadline:
+            if process is not None:
+                process.popen.poll()  # reap the leader, else it lingers as a zombie in the group
+            if not _group_alive(pgid):
+                self.log.info("spark-submit process group %d stopped", pgid)
+                return
+            time.sleep(0.1)
+        self.log.warning("spark-submit process group %d still running after SIGTERM: sending SIGKILL", pgid)
+        _signal_group(pgid, signal.SIGKILL)
+        if process is not None:
+            process.popen.wait()
+
+    def fetch_metrics(self, run: PipelineRun) -> dict[str, Any] | None:
+        path = Path(run.details["metrics_path"])
+        if path.is_file():
+            try:
+                return dict(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                self.log.warning("Cannot read %s: %s", path, exc)
+        process = self._processes.get(run.run_id)
+        if process is not None and process.metrics_line:
+            return dict(json.loads(process.metrics_line))
+        return None
+
+    def cleanup(self, run: PipelineRun, state: RunState) -> None:
+        """Remove a successful run's directory (config.json, metrics.json); keep a failed one to inspect."""
+        if state == RunState.SUCCEEDED:
+            shutil.rmtree(run.details["run_dir"], ignore_errors=True)
+        else:
+            self.log.info("Run files kept for inspection in %s", run.details["run_dir"])
+
+    def describe_failure(self, run: PipelineRun) -> str | None:
+        process = self._processes.get(run.run_id)
+        if process is None:
+            return None
+        code = process.popen.returncode
+        if process.cancelled:
+            return "spark-submit was stopped (the task was killed or timed out)"
+        what = {
+            2: "the driver rejected the config (exit code 2)",
+            1: "the pipeline failed (exit code 1)",
+        }.get(code, f"spark-submit exited with code {code}")
+        tail = "\n".join(process.tail)
+        return f"{what}; last output lines:\n{tail}" if tail else what
+
+    def runtime_info(self, run: PipelineRun) -> dict[str, Any]:
+        """What the metrics document's ``runtime`` block says about a local run."""
+        return {"kind": self.local.kind, "master": self.local.master, "pid": int(run.details["pgid"])}
+
+    # Internals. ------------------------------------------------------------------------------------
+
+    def _process(self, run: PipelineRun) -> _Process:
+        try:
+            return self._processes[run.run_id]
+        except KeyError:
+            raise SparkRuntimeError(
+                f"spark-submit pid {run.run_id} was not started by this hook: a local run cannot be "
+                "re-attached after the worker process that started it is gone"
+            ) from None
+
+    def _handle_line(self, process: _Process, line: str) -> None:
+        if line.startswith(METRICS_MARKER):
+            process.metrics_line = line[len(METRICS_MARKER) :]
+            self.log.info("Driver metrics received (%d bytes)", len(process.metrics_line))
+            return
+        process.tail.append(line)
+        self.log.info("%s", line)
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.local.env)
+        env["SPARK_HOME"] = str(self.spark_home)
+        # The driver runs under the worker's interpreter (it has the provider's dependencies); executors
+        # of a standalone cluster keep their own python, which a pure SQL pipeline does not even start.
+        if "PYSPARK_DRIVER_PYTHON" not in env and "PYSPARK_PYTHON" not in env:
+            env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+            if self.local.master.startswith("local"):
+                env["PYSPARK_PYTHON"] = sys.executable
+        return env
+
+    def _state_from_metrics(self, run: PipelineRun) -> RunState:
+        metrics = self.fetch_metrics(run)
+        if metrics is not None and metrics.get("status") == "succeeded":
+            return RunState.SUCCEEDED
+        return RunState.FAILED
+
+
+def _group_members_naming(pgid: int, text: str) -> list[int]:
+    """Live processes of the group whose command line contains ``text`` (guards against pid reuse)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[2] != str(pgid) or fields[0] == "Z":
+                continue
+            if text in (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process (zombies aside) is still in the process group."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After the command name: state, ppid, pgrp, ...
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+def _redact_command(command: list[str]) -> list[str]:
+    shown = []
+    for arg in command:
+        key, sep, _ = arg.partition("=")
+        shown.append(f"{key}=***" if sep and _SENSITIVE.search(key) else arg)
+    return shown

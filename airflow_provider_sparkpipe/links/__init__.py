@@ -1,0 +1,1 @@
+"""Extra links shown on sparkpipe tasks in the Airflow UI."""

@@ -1,0 +1,333 @@
+"""``SparkPipelineOperator``: validate a sparkpipe config at parse time, run it on a runtime, return its metrics."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, conf
+
+from airflow_provider_sparkpipe.exceptions import SparkPipelineConfigError, SparkPipelineFailed
+from airflow_provider_sparkpipe.links.spark import SparkApplicationLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_sparkpipe.hooks.base import PipelineRun, RunState, SparkPipelineHook
+    from airflow_provider_sparkpipe.runtimes.base import SparkRuntime
+    from spark_job.config import PipelineConfig
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+_JINJA = re.compile(r"\{\{|\{%|\{#")
+_UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class SparkPipelineOperator(BaseOperator):
+    """Run a sparkpipe pipeline (a YAML/JSON config of Spark SQL sequences) on a Spark runtime.
+
+    At DAG parse the config is loaded and validated (unless its text holds Jinja, which only renders
+    at run time): a broken config is an import error of the DAG naming the file, line and problem.
+    At run time the config file is rendered with Jinja, ``vars`` are substituted, the whole config is
+    validated again, handed to the runtime's hook as JSON, and the run is followed to its end. The
+    metrics document (rows written per sequence, durations, status) is the task's return value.
+
+    Parameters:
+        config: path of a ``.yaml``/``.yml``/``.json`` config (absolute, or relative to the DAG
+            file's folder), rendered with Jinja at run time; or the config as a dict (templated).
+        vars: values for the config's ``${name}`` variables, overriding its ``vars`` (templated:
+            ``{"run_date": "{{ ds }}"}``).
+        runtime: a runtime object (``LocalSpark(master="local[2]")``, ...) or the id of an Airflow
+            connection of type ``sparkpipe`` describing one (default ``sparkpipe_default``).
+        deferrable: wait for the run in the triggerer (for runtimes that support it; others wait in
+            the worker).
+        cancel_on_kill: stop the run when the task is killed or times out.
+        poll_interval: seconds between two status checks of a remote run.
+        outlets: Assets the task updates; by default the config's targets that have a stable URI.
+        validate_at_parse: validate the config when the DAG file is parsed (default True).
+    """
+
+    template_fields: Sequence[str] = ("config", "vars")
+    template_ext: Sequence[str] = CONFIG_SUFFIXES
+    template_fields_renderers = {"config": "yaml", "vars": "json"}
+    operator_extra_links = (SparkApplicationLink(),)
+    ui_color = "#fde2cc"
+
+    def __init__(
+        self,
+        *,
+        config: str | os.PathLike[str] | Mapping[str, Any],
+        vars: Mapping[str, Any] | None = None,
+        runtime: SparkRuntime | str = "sparkpipe_default",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        cancel_on_kill: bool = True,
+        poll_interval: float = 10.0,
+        validate_at_parse: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        outlets_given = kwargs.get("outlets") is not None
+        super().__init__(**kwargs)
+        self.config_file: Path | None = None
+        self._config_raw: str | None = None
+        self.config: Any = self._locate_config(config)
+        self.vars: Any = dict(vars) if isinstance(vars, Mapping) else vars
+        self.runtime = runtime
+        self.deferrable = deferrable
+        self.cancel_on_kill = cancel_on_kill
+        self.poll_interval = poll_interval
+        self._hook: SparkPipelineHook | None = None
+        self._run: PipelineRun | None = None
+        self.application_url: str | None = None
+        if validate_at_parse:
+            pipeline = self._validate_at_parse()
+            if pipeline is not None and not outlets_given:
+                from airflow_provider_sparkpipe.assets import assets_for_targets
+
+                self.outlets = assets_for_targets(pipeline.targets())
+
+    # The config: where it is, how it is read and validated. -----------------------------------------
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder ``query_file`` paths are relative to: the config file's, else the DAG file's."""
+        if self.config_file is not None:
+            return self.config_file.parent
+        dag = self.dag if self.has_dag() else None
+        return Path(dag.folder) if dag is not None else Path.cwd()
+
+    def _locate_config(self, config: Any) -> Any:
+        if isinstance(config, Mapping):
+            return dict(config)
+        if not isinstance(config, (str, os.PathLike)):
+            raise SparkPipelineConfigError(
+                f"{self._where()}: config must be a path to a .yaml/.yml/.json file or a dict, "
+                f"not {type(config).__name__}"
+            )
+        path = Path(os.fspath(config)).expanduser()
+        if path.suffix.lower() not in CONFIG_SUFFIXES:
+            raise SparkPipelineConfigError(f"{self._where()}: config {str(config)!r} must end in .yaml, .yml or .json")
+        if not path.is_absolute():
+            path = self.base_dir / path
+        if not path.is_file():
+            raise SparkPipelineConfigError(
+                f"{self._where()}: config file not found: {path} (a relative path is relative to the DAG file's folder)"
+            )
+        self.config_file = path.resolve()
+        return str(self.config_file)
+
+    def _read_config_file(self) -> None:
+        """Replace the config path by the file's text (what Airflow does for ``template_ext`` fields)."""
+        if self.config_file is not None and self.config == str(self.config_file):
+            self._config_raw = self.config_file.read_text(encoding="utf-8-sig")
+            self.config = self._config_raw
+
+    def resolve_template_files(self) -> None:
+        # Airflow's own loader only finds files under the DAG folder and template_searchpath; the
+        # config may live anywhere, so it is read from its resolved path.
+        self._read_config_file()
+        super().resolve_template_files()
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        self._read_config_file()
+        super().render_template_fields(context, jinja_env)
+
+    def _validate_at_parse(self) -> PipelineConfig | None:
+        """Validate what does not depend on templates; raise on a config that cannot run."""
+        from spark_job.errors import ConfigError
+
+        if self.config_file is not None:
+            text = self.config_file.read_text(encoding="utf-8-sig")
+            if _JINJA.search(text):
+                return None  # the file is a Jinja template: it is valid YAML only once rendered
+        templated = _has_jinja(self.config) or not isinstance(self.vars, (Mapping, type(None)))
+        templated = templated or _has_jinja(self.vars)
+        vars = self.vars if isinstance(self.vars, Mapping) else {}
+        try:
+            return self._load(self.config_file if self.config_file else self.config, vars)
+        except ConfigError as exc:
+            message = self._invalid_message(exc)
+            if templated:
+                # The problem may come from template text standing in for a value: check again at run time.
+                self.log.warning("%s\n(config or vars hold templates: validated again at run time)", message)
+                return None
+            raise SparkPipelineConfigError(message) from None
+
+    def _load(self, source: Any, vars: Mapping[str, Any]) -> PipelineConfig:
+        from spark_job.config import load_config
+
+        return load_config(
+            source,
+            {str(k): _var_value(v) for k, v in vars.items()},
+            base_dir=None if isinstance(source, Path) else self.base_dir,
+            resolve_env=False,  # ${env:NAME} secrets resolve on the driver, never in Airflow
+        )
+
+    def load_rendered_config(self) -> PipelineConfig:
+        """The fully validated config after templates rendered (what :meth:`execute` submits)."""
+        from spark_job.errors import ConfigError
+
+        vars = self.vars or {}
+        if not isinstance(vars, Mapping):
+            raise SparkPipelineConfigError(f"{self._where()}: vars must render to a mapping, not {vars!r}")
+        try:
+            if isinstance(self.config, Mapping):
+                return self._load(dict(self.config), vars)
+            if self.config_file is None or not isinstance(self.config, str):
+                raise SparkPipelineConfigError(f"{self._where()}: config rendered to {type(self.config).__name__}")
+            if self.config in (str(self.config_file), self._config_raw):
+                return self._load(self.config_file, vars)  # unchanged by Jinja
+            return self._load_rendered_text(self.config, self.config_file, vars)
+        except ConfigError as exc:
+            raise SparkPipelineConfigError(self._invalid_message(exc)) from None
+
+    def _load_rendered_text(self, text: str, config_file: Path, vars: Mapping[str, Any]) -> PipelineConfig:
+        """Load Jinja's output as if it were the config file, so problems keep its name and line numbers."""
+        from spark_job.config import load_config
+        from spark_job.errors import ConfigError, Problem
+
+        with tempfile.TemporaryDirectory(prefix="sparkpipe-rendered-") as tmp:
+            rendered = Path(tmp) / config_file.name
+            rendered.write_text(text, encoding="utf-8")
+            try:
+                return load_config(
+                    rendered,
+                    {str(k): _var_value(v) for k, v in vars.items()},
+                    base_dir=config_file.parent,
+                    resolve_env=False,
+                )
+            except ConfigError as exc:
+                raise ConfigError(
+                    Problem(p.path, p.message, str(config_file) if p.file else None, p.line) for p in exc.problems
+                ) from None
+
+    def _invalid_message(self, exc: Exception) -> str:
+        what = str(self.config_file) if self.config_file else "(dict config)"
+        return f"{self._where()}: invalid sparkpipe config {what}:\n{exc}"
+
+    def _where(self) -> str:
+        return f"SparkPipelineOperator {self.task_id!r}"
+
+    # Running. ---------------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_sparkpipe.hooks.base import PipelineSubmission
+        from airflow_provider_sparkpipe.runtimes.base import resolve_runtime
+
+        pipeline = self.load_rendered_config()
+        runtime = resolve_runtime(self.runtime)
+        self.log.info(
+            "Pipeline %r: %d sequence(s) on %s",
+            pipeline.app_name,
+            len(pipeline.sequences),
+            runtime.describe(),
+        )
+        hook = runtime.hook()
+        submission = PipelineSubmission(
+            document=pipeline.to_document(),
+            app_name=pipeline.app_name,
+            task_key=_task_key(context),
+            try_number=context["ti"].try_number,
+            labels=_labels(context),
+        )
+        run = hook.submit(submission)
+        self._hook, self._run = hook, run
+        if self.deferrable:
+            if runtime.supports_deferral:
+                from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
+
+                self.defer(
+                    trigger=SparkPipelineTrigger(runtime.to_dict(), run.to_dict(), self.poll_interval),
+                    method_name="execute_complete",
+                )
+            self.log.info("%s runs in the worker: waiting here instead of deferring", type(runtime).__name__)
+        state = hook.wait(run, self.poll_interval)
+        return self._complete(context, hook, run, state)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger reported the end of the run."""
+        from airflow_provider_sparkpipe.hooks.base import PipelineRun, RunState
+        from airflow_provider_sparkpipe.runtimes.base import resolve_runtime
+
+        if event.get("error"):
+            self.log.error("Polling the run failed: %s", event["error"])
+        hook = resolve_runtime(self.runtime).hook()
+        return self._complete(context, hook, PipelineRun.from_dict(event["run"]), RunState(event["state"]))
+
+    def on_kill(self) -> None:
+        if self.cancel_on_kill and self._hook is not None and self._run is not None:
+            self.log.info("Task killed: cancelling the pipeline run %s", self._run.run_id)
+            self._hook.cancel(self._run)
+
+    def _complete(self, context: Context, hook: SparkPipelineHook, run: PipelineRun, state: RunState) -> dict[str, Any]:
+        from airflow_provider_sparkpipe.hooks.base import RunState
+
+        metrics = hook.fetch_metrics(run)
+        if metrics is not None:
+            metrics["runtime"] = {**(metrics.get("runtime") or {}), **hook.runtime_info(run)}
+            self._log_summary(metrics)
+        runtime_block = (metrics or {}).get("runtime") or {}
+        self.application_url = hook.run_url(run) or runtime_block.get("url")
+        hook.cleanup(run, state)
+        if state == RunState.SUCCEEDED and metrics is not None and metrics.get("status") == "succeeded":
+            return metrics
+        if metrics is not None:
+            context["ti"].xcom_push(key="metrics", value=metrics)
+        raise SparkPipelineFailed(_failure_message(metrics, state, hook.describe_failure(run)), metrics)
+
+    def _log_summary(self, metrics: Mapping[str, Any]) -> None:
+        self.log.info(
+            "Pipeline %r %s in %ss (Spark application %s)",
+            metrics.get("app_name"),
+            metrics.get("status"),
+            metrics.get("duration_s"),
+            metrics.get("spark_app_id"),
+        )
+        for name, seq in (metrics.get("sequences") or {}).items():
+            target = seq.get("target") or {}
+            where = target.get("uri") or target.get("table") or ""
+            line = f"  {name}: {seq.get('status')}, {seq.get('rows_written')} rows, {seq.get('duration_s')}s"
+            line += f" -> {target.get('type')} {where}"
+            if seq.get("status") == "failed":
+                self.log.error("%s\n    error: %s", line, seq.get("error"))
+            else:
+                self.log.info("%s", line)
+
+
+def _failure_message(metrics: Mapping[str, Any] | None, state: Any, detail: str | None) -> str:
+    if metrics is None:
+        return f"pipeline run {state.value}: {detail or 'the driver wrote no metrics'}"
+    sequences = metrics.get("sequences") or {}
+    failed = [f"sequence {n!r} failed: {s.get('error')}" for n, s in sequences.items() if s.get("status") == "failed"]
+    skipped = [n for n, s in sequences.items() if s.get("status") == "skipped"]
+    parts = failed or [str(metrics.get("error") or detail or f"run {state.value}")]
+    if skipped:
+        parts.append(f"skipped: {', '.join(skipped)}")
+    return f"pipeline {metrics.get('app_name')!r} failed: " + "; ".join(parts)
+
+
+def _has_jinja(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(_JINJA.search(value))
+    if isinstance(value, Mapping):
+        return any(_has_jinja(k) or _has_jinja(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_jinja(v) for v in value)
+    return False
+
+
+def _var_value(value: Any) -> Any:
+    return value if isinstance(value, str) else str(value)
+
+
+def _task_key(context: Context) -> str:
+    ti = context["ti"]
+    parts = [ti.dag_id, ti.task_id, ti.run_id, str(ti.map_index)]
+    return "__".join(_UNSAFE_KEY_CHARS.sub("_", p) for p in parts)
+
+
+def _labels(context: Context) -> dict[str, str]:
+    ti = context["ti"]
+    return {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id}

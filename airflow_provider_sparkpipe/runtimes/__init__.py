@@ -1,0 +1,24 @@
+"""Runtime configs: where a pipeline runs. Pass one to ``SparkPipelineOperator(runtime=...)``, or name a
+``sparkpipe`` connection whose extras describe one."""
+
+from __future__ import annotations
+
+from airflow_provider_sparkpipe.runtimes.base import (
+    SparkRuntime,
+    register_runtime,
+    resolve_runtime,
+    runtime_from_connection,
+    runtime_from_dict,
+    runtime_kinds,
+)
+from airflow_provider_sparkpipe.runtimes.local import LocalSpark
+
+__all__ = [
+    "LocalSpark",
+    "SparkRuntime",
+    "register_runtime",
+    "resolve_runtime",
+    "runtime_from_connection",
+    "runtime_from_dict",
+    "runtime_kinds",
+]

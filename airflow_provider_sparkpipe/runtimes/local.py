@@ -1,0 +1,85 @@
+"""``LocalSpark``: run the driver with the installed pyspark's ``spark-submit`` (local or standalone master)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime
+
+if TYPE_CHECKING:
+    from airflow_provider_sparkpipe.hooks.local import LocalSparkHook
+
+
+@register_runtime
+@dataclass(frozen=True)
+class LocalSpark(SparkRuntime):
+    """Run the pipeline with ``spark-submit`` on the Airflow worker (client mode).
+
+    Parameters:
+        master: the Spark master: ``local[*]``, ``local[2]`` or a standalone cluster
+            ``spark://host:7077`` (the driver then runs on the worker, the executors on the cluster).
+        conf: Spark properties passed as ``--conf key=value`` (``spark.jars`` for a JDBC driver jar,
+            ``spark.driver.host`` when the cluster must reach the worker by a given name, ...).
+        spark_home: the Spark installation whose ``bin/spark-submit`` runs the driver; default
+            ``$SPARK_HOME``, else the installed pyspark package.
+        work_dir: where the driver bundle, each run's ``config.json`` and ``metrics.json`` are written;
+            default ``<temp dir>/sparkpipe``. On a standalone cluster the driver runs here, so this
+            stays a local directory; output paths must be reachable by the executors (shared storage).
+        env: extra environment variables for ``spark-submit`` (``JAVA_HOME``, secrets read by
+            ``${env:NAME}`` in the config, ...). Never logged.
+        kill_grace_s: seconds between SIGTERM and SIGKILL to the ``spark-submit`` process group when a
+            run is cancelled.
+    """
+
+    master: str = "local[*]"
+    conf: Mapping[str, str] = field(default_factory=dict)
+    spark_home: str | None = None
+    work_dir: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    kill_grace_s: float = 10.0
+
+    kind = "local"
+    supports_deferral = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.master, str) or not self.master.strip():
+            raise ValueError(f"master must be a Spark master URL such as 'local[*]', not {self.master!r}")
+        if not (self.master.startswith(("local", "spark://"))):
+            raise ValueError(
+                f"master {self.master!r} is not a local or standalone master: use 'local[*]', 'local[N]' or "
+                "'spark://host:port' (YARN and Kubernetes have their own runtimes)"
+            )
+        for name in ("conf", "env"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{name} must be a mapping of strings, not {type(value).__name__}")
+            # Spark and environment values are strings; accept numbers and booleans as a user would write them.
+            object.__setattr__(self, name, {str(k): _spark_str(v) for k, v in value.items()})
+        if self.kill_grace_s < 0:
+            raise ValueError(f"kill_grace_s must be >= 0, not {self.kill_grace_s}")
+
+    def hook(self) -> LocalSparkHook:
+        from airflow_provider_sparkpipe.hooks.local import LocalSparkHook
+
+        return LocalSparkHook(self)
+
+    @classmethod
+    def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
+        for name in ("conf", "env"):
+            if isinstance(extras.get(name), str):
+                try:
+                    extras[name] = json.loads(extras[name])
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{name} must be a JSON object: {exc.msg}") from None
+        if isinstance(extras.get("kill_grace_s"), str):
+            extras["kill_grace_s"] = float(extras["kill_grace_s"])
+        return extras
+
+
+def _spark_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

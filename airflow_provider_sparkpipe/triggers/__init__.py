@@ -1,0 +1,1 @@
+"""Triggers polling submitted pipeline runs from the Airflow triggerer."""

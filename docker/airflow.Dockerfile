@@ -1,0 +1,28 @@
+# syntax=docker/dockerfile:1
+# Airflow 3 with this repository's provider and driver installed, Java 17 and pyspark for spark-submit,
+# and the PostgreSQL JDBC driver jar (/usr/share/java/postgresql.jar) for the JDBC example.
+# Built by docker-compose.yaml from the repository root: `docker compose build`.
+ARG AIRFLOW_VERSION=3.3.2
+ARG PYTHON_VERSION=3.11
+FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
+
+ARG AIRFLOW_VERSION
+# Must match the Spark version of the cluster images in docker-compose.yaml.
+ARG SPARK_VERSION=4.3.0
+
+USER root
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends default-jre-headless libpostgresql-jdbc-java procps \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*
+ENV JAVA_HOME=/usr/lib/jvm/default-java
+
+USER airflow
+COPY --chown=airflow:0 pyproject.toml README.md /opt/sparkpipe/src/
+COPY --chown=airflow:0 spark_job /opt/sparkpipe/src/spark_job
+COPY --chown=airflow:0 airflow_provider_sparkpipe /opt/sparkpipe/src/airflow_provider_sparkpipe
+# Pin Airflow to the base image's version so that installing the provider never changes it.
+RUN pip install --no-cache-dir \
+        "apache-airflow==${AIRFLOW_VERSION}" \
+        "pyspark==${SPARK_VERSION}" \
+        "/opt/sparkpipe/src[spark]"

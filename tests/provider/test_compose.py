@@ -1,0 +1,103 @@
+"""docker-compose.yaml: valid against the Compose specification, and every file it uses exists.
+
+No Docker engine runs here: the file is checked as data, and its sparkpipe connection is parsed by
+the provider's own code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from airflow_provider_sparkpipe.runtimes import LocalSpark, runtime_from_dict
+from tests.provider.conftest import REPO
+
+SCHEMA = REPO.parent / "shared" / "reference" / "compose-spec.schema.json"
+COMPOSE = REPO / "docker-compose.yaml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_file_follows_the_compose_spec(compose: dict[str, Any]) -> None:
+    jsonschema.Draft7Validator(json.loads(SCHEMA.read_text())).validate(compose)
+
+
+def test_the_stack_has_airflow_spark_and_postgres(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {
+        "airflow-postgres",
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "spark-master",
+        "spark-worker",
+        "example-postgres",
+    }
+    commands = {name: s.get("command") for name, s in services.items()}
+    assert commands["airflow-apiserver"] == "api-server"
+    assert commands["airflow-scheduler"] == "scheduler"
+    assert commands["airflow-dag-processor"] == "dag-processor"
+    assert commands["airflow-triggerer"] == "triggerer"
+    env = services["airflow-scheduler"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
+    assert services["airflow-apiserver"]["ports"] == ["8080:8080"]
+    for name in ("spark-master", "spark-worker"):
+        assert re.fullmatch(
+            r"apache/spark:\$\{SPARK_VERSION:-[\d.]+\}-scala2\.13-java17-ubuntu", services[name]["image"]
+        )
+    assert "spark://spark-master:7077" in services["spark-worker"]["command"]
+
+
+def test_every_referenced_file_exists(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        build = service.get("build")
+        if build:
+            context = REPO / build["context"]
+            dockerfile = context / build["dockerfile"]
+            assert dockerfile.is_file(), f"{name}: {dockerfile}"
+            for line in dockerfile.read_text().splitlines():
+                if line.startswith("COPY "):
+                    for source in line.split()[1:-1]:
+                        if not source.startswith("--"):
+                            assert (context / source).exists(), f"{dockerfile}: COPY {source}"
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (REPO / source).exists(), f"{name}: bind mount {source}"
+            else:
+                assert source in compose["volumes"], f"{name}: undeclared volume {source}"
+
+
+def test_the_sparkpipe_connection_runs_on_the_cluster_and_sees_the_example_files(compose: dict[str, Any]) -> None:
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    connection = json.loads(env["AIRFLOW_CONN_SPARKPIPE_DEFAULT"])
+    assert connection["conn_type"] == "sparkpipe"
+    runtime = runtime_from_dict(connection["extra"])
+    assert isinstance(runtime, LocalSpark)
+    assert runtime.master == "spark://spark-master:7077"
+    assert runtime.conf["spark.driver.host"] == compose["services"]["airflow-scheduler"]["hostname"]
+    # The example DAGs are mounted at /opt/airflow/dags on Airflow and on the Spark worker alike.
+    data = env["SPARKPIPE_EXAMPLE_DATA"]
+    assert data.startswith("/opt/airflow/dags/")
+    assert (REPO / "dags_examples" / data.removeprefix("/opt/airflow/dags/") / "orders.csv").is_file()
+    worker_mounts = compose["services"]["spark-worker"]["volumes"]
+    assert "./dags_examples:/opt/airflow/dags:ro" in worker_mounts
+    assert f"sparkpipe-output:{env['SPARKPIPE_EXAMPLE_OUTPUT']}" in worker_mounts
+
+
+def test_cluster_and_driver_use_the_same_spark_version(compose: dict[str, Any]) -> None:
+    dockerfile = (REPO / "docker" / "airflow.Dockerfile").read_text()
+    (image_default,) = set(re.findall(r"SPARK_VERSION:-([\d.]+)", COMPOSE.read_text()))
+    assert f"ARG SPARK_VERSION={image_default}" in dockerfile
+    assert compose["x-airflow-common"]["build"]["args"]["SPARK_VERSION"] == f"${{SPARK_VERSION:-{image_default}}}"

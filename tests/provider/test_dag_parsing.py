@@ -1,0 +1,156 @@
+"""DAG files as Airflow parses them: the examples import cleanly, broken configs are import errors,
+the provider registers with Airflow, and parsing never imports Spark or cloud client libraries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.provider.conftest import EXAMPLES
+
+HERE = Path(__file__).resolve().parent
+HEAVY = ("pyspark", "py4j", "google.cloud", "boto3", "botocore", "kubernetes")
+
+PARSE_SCRIPT = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+
+def describe(folder):
+    bag = DagBag(dag_folder=folder)
+    dags = {}
+    for dag_id, dag in bag.dags.items():
+        condition = getattr(dag.timetable, "asset_condition", None)
+        dags[dag_id] = {
+            "tasks": {t.task_id: [a.uri for a in t.outlets] for t in dag.tasks},
+            "schedule_assets": [a.uri for a in getattr(condition, "objects", ())],
+        }
+    return {"import_errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags}
+
+print("PARSED " + json.dumps({name: describe(folder) for name, folder in json.loads(sys.argv[1]).items()}))
+"""
+
+
+def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> str:
+    import os
+
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def parsed(airflow_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The example DAGs and the broken ones, each folder loaded by a DagBag in a fresh process."""
+    output = tmp_path_factory.mktemp("examples-output")
+    stdout = run_python(
+        PARSE_SCRIPT,
+        json.dumps({"examples": str(EXAMPLES), "broken": str(HERE / "dags_broken")}),
+        env={"SPARKPIPE_EXAMPLE_OUTPUT": str(output)},
+    )
+    line = next(x for x in stdout.splitlines() if x.startswith("PARSED "))
+    return {"output": str(output), **json.loads(line[len("PARSED ") :])}
+
+
+def test_examples_import_without_errors(parsed: dict[str, Any]) -> None:
+    examples = parsed["examples"]
+    assert examples["import_errors"] == {}
+    assert sorted(examples["dags"]) == [
+        "sparkpipe_basic",
+        "sparkpipe_jdbc",
+        "sparkpipe_region_report",
+        "sparkpipe_templated",
+    ]
+
+
+def test_outlets_chain_the_example_dags(parsed: dict[str, Any]) -> None:
+    dags, output = parsed["examples"]["dags"], parsed["output"]
+    assert dags["sparkpipe_basic"]["tasks"]["shop_summary"] == [
+        f"file://{output}/daily_revenue",
+        f"file://{output}/customer_summary",
+        f"file://{output}/region_revenue",
+    ]
+    assert dags["sparkpipe_region_report"]["schedule_assets"] == [f"file://{output}/customer_summary"]
+    assert dags["sparkpipe_jdbc"]["tasks"]["customer_revenue_to_postgres"] == [
+        "postgres://example-postgres:5432/shop/public/customer_revenue"
+    ]
+    # The templated pipeline writes to a path that changes with each run: no fixed outlet.
+    assert dags["sparkpipe_templated"]["tasks"]["product_sales_7d"] == []
+
+
+def test_a_broken_config_is_an_import_error_naming_file_line_and_problem(parsed: dict[str, Any]) -> None:
+    errors = parsed["broken"]["import_errors"]
+    assert sorted(Path(p).name for p in errors) == ["broken_config.py", "missing_config.py"]
+    broken = next(v for k, v in errors.items() if k.endswith("broken_config.py"))
+    yaml = HERE / "dags_broken" / "pipelines" / "broken.yaml"
+    assert f"SparkPipelineOperator 'broken': invalid sparkpipe config {yaml}:" in broken
+    assert f"{yaml}:8: sequences[0].qeury: unknown key for a sequence (did you mean 'query'?)" in broken
+    assert f"{yaml}:12: sequences[0].target.mode: 'upsert' is not one of overwrite, append, error, ignore" in broken
+    missing = next(v for k, v in errors.items() if k.endswith("missing_config.py"))
+    assert f"config file not found: {HERE / 'dags_broken' / 'pipelines' / 'does_not_exist.yaml'}" in missing
+
+
+def test_parsing_imports_no_spark_or_cloud_clients(airflow_home: Path) -> None:
+    # Compared with the modules present at start-up: a namespace package that a *.pth file of an
+    # installed distribution registers (google-cloud-* does) is not an import of ours. The JDBC example
+    # is left out: a postgres:// (or gs://, s3://) Asset makes Airflow itself load every installed
+    # provider's Asset URI normaliser, boto3 included when the Amazon provider is installed.
+    examples = ["example_sparkpipe_basic.py", "example_sparkpipe_templated.py", "example_sparkpipe_assets.py"]
+    code = f"""
+import sys
+before = set(sys.modules)
+import json, runpy
+import airflow_provider_sparkpipe.operators.spark_pipeline
+after_import = sorted(m for m in set(sys.modules) - before if m.startswith({HEAVY!r}))
+for name in {examples!r}:
+    runpy.run_path({str(EXAMPLES)!r} + "/" + name)
+after_dags = sorted(m for m in set(sys.modules) - before if m.startswith({HEAVY!r}))
+print("MODULES " + json.dumps([after_import, after_dags]))
+"""
+    line = next(x for x in run_python(code).splitlines() if x.startswith("MODULES "))
+    assert json.loads(line[len("MODULES ") :]) == [[], []]
+
+
+def test_provider_registers_the_sparkpipe_connection_type(airflow_home: Path) -> None:
+    code = """
+import json, warnings
+warnings.simplefilter("ignore")
+from airflow.providers_manager import ProvidersManager
+pm = ProvidersManager()
+hook = pm.hooks["sparkpipe"]
+print("PROVIDER " + json.dumps({
+    "version": pm.providers["airflow-provider-sparkpipe"].version,
+    "hook": [hook.hook_class_name, hook.connection_id_attribute_name, hook.hook_name, hook.connection_testable],
+    "behaviour": pm.field_behaviours["sparkpipe"],
+    "widgets": sorted(k for k in pm.connection_form_widgets if k.startswith("extra__sparkpipe__")),
+    "links": [c for c in pm.extra_links_class_names if "sparkpipe" in c],
+}))
+"""
+    line = next(x for x in run_python(code).splitlines() if x.startswith("PROVIDER "))
+    info = json.loads(line[len("PROVIDER ") :])
+    assert info["version"] == "0.1.0"
+    assert info["hook"] == [
+        "airflow_provider_sparkpipe.hooks.base.SparkPipelineHook",
+        "sparkpipe_conn_id",
+        "Spark pipeline (sparkpipe)",
+        True,
+    ]
+    assert info["behaviour"]["hidden_fields"] == ["host", "schema", "login", "password", "port"]
+    assert info["widgets"] == ["extra__sparkpipe__master", "extra__sparkpipe__runtime"]
+    assert info["links"] == ["airflow_provider_sparkpipe.links.spark.SparkApplicationLink"]
+
+
+def test_hook_field_behaviour_matches_the_provider_info() -> None:
+    from airflow_provider_sparkpipe.get_provider_info import get_provider_info
+    from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
+
+    (conn_type,) = get_provider_info()["connection-types"]
+    behaviour = SparkPipelineHook.get_ui_field_behaviour()
+    assert behaviour["hidden_fields"] == conn_type["ui-field-behaviour"]["hidden-fields"]
+    assert behaviour["placeholders"] == conn_type["ui-field-behaviour"]["placeholders"]

@@ -1,0 +1,172 @@
+"""End to end on local Spark: the example DAGs and the failure cases run with Airflow's ``dag.test()``
+against a real metadata database, each task submitting the bundled driver with the real spark-submit."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import POSTGRES_JAR, Postgres
+from tests.provider.conftest import (
+    EXAMPLES,
+    QUIET_SPARK,
+    SHOP,
+    TEST_DAGS,
+    DagRunner,
+    DagRunResult,
+    read_csv,
+    read_output,
+    revenue_by_customer,
+    sparkpipe_connection,
+)
+
+LOGICAL_DATE = "2024-01-15"
+
+
+@pytest.fixture(scope="module")
+def runs(
+    dag_runner: DagRunner, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, DagRunResult], Path, Path]:
+    """One process running every DAG of this module in turn (Airflow starts once)."""
+    output = tmp_path_factory.mktemp("local-output")
+    work_dir = tmp_path_factory.mktemp("local-work")
+    connection = sparkpipe_connection(
+        runtime="local",
+        master="local[1]",
+        work_dir=str(work_dir),
+        conf={**QUIET_SPARK, "spark.jars": POSTGRES_JAR},
+    )
+    env = {
+        "AIRFLOW_CONN_SPARKPIPE_DEFAULT": connection,
+        "SPARKPIPE_EXAMPLE_OUTPUT": str(output),
+        "SPARKPIPE_EXAMPLE_JDBC_URL": postgres.jdbc_url,
+        "SPARKPIPE_PG_USER": postgres.user,
+        "SPARKPIPE_PG_PASSWORD": postgres.password,
+        "SPARKPIPE_TEST_DATA": str(SHOP),
+        "SPARKPIPE_TEST_OUTPUT": str(output / "tests"),
+    }
+
+    def example(name: str) -> str:
+        return str(EXAMPLES / f"example_sparkpipe_{name}.py")
+
+    results = dag_runner.run(
+        [
+            {"dag_folder": example("basic"), "dag_id": "sparkpipe_basic", "logical_date": LOGICAL_DATE},
+            {"dag_folder": example("assets"), "dag_id": "sparkpipe_region_report", "logical_date": LOGICAL_DATE},
+            {"dag_folder": example("templated"), "dag_id": "sparkpipe_templated", "logical_date": LOGICAL_DATE},
+            {"dag_folder": example("jdbc"), "dag_id": "sparkpipe_jdbc", "logical_date": LOGICAL_DATE},
+            {"dag_folder": str(TEST_DAGS), "dag_id": "sparkpipe_test_failing", "logical_date": LOGICAL_DATE},
+            {"dag_folder": str(TEST_DAGS), "dag_id": "sparkpipe_test_bad_render", "logical_date": LOGICAL_DATE},
+        ],
+        env=env,
+    )
+    return results, output, work_dir
+
+
+def test_basic_example_writes_its_targets_and_hands_metrics_downstream(runs) -> None:
+    results, output, _ = runs
+    run = results["sparkpipe_basic"]
+    assert (run.state, run.tasks) == ("success", {"shop_summary": "success", "report": "success"}), run.log[-5000:]
+
+    metrics = run.xcom("shop_summary")
+    assert metrics["app_name"] == "shop_summary"
+    assert metrics["status"] == "succeeded"
+    assert metrics["spark_app_id"].startswith("local-")
+    assert metrics["runtime"]["kind"] == "local" and metrics["runtime"]["master"] == "local[1]"
+    assert {name: (s["status"], s["rows_written"], s["error"]) for name, s in metrics["sequences"].items()} == {
+        "daily_revenue": ("succeeded", 31, None),
+        "customer_summary": ("succeeded", 40, None),
+        "region_revenue": ("succeeded", 4, None),
+    }
+    assert metrics["sequences"]["customer_summary"]["target"] == {
+        "type": "csv",
+        "uri": f"{output}/customer_summary",
+    }
+    # The downstream @task received the metrics document through XCom.
+    assert run.xcom("report") == {"daily_revenue": 31, "customer_summary": 40, "region_revenue": 4}
+
+    expected = revenue_by_customer()
+    written = read_output(output / "customer_summary", ".csv")
+    assert {int(r["customer_id"]): Decimal(r["revenue"]) for r in written} == {
+        cid: expected.get(cid, Decimal(0)) for cid in range(1, 41)
+    }
+    regions = read_output(output / "region_revenue", ".json")
+    assert sum(Decimal(str(r["revenue"])) for r in regions) == sum(expected.values())
+    assert "Pipeline 'shop_summary' succeeded" in run.log
+    assert "sparkpipe: sequence customer_summary succeeded, 40 rows" in run.log  # the driver's own log line
+
+
+def test_asset_consumer_reads_what_the_producer_wrote(runs) -> None:
+    results, output, _ = runs
+    run = results["sparkpipe_region_report"]
+    assert run.state == "success", run.log[-5000:]
+    customers = {int(c["customer_id"]): c for c in read_csv(SHOP / "customers.csv")}
+    revenue = revenue_by_customer()
+    best: dict[str, list[tuple[Decimal, str]]] = defaultdict(list)
+    for cid, c in customers.items():
+        best[c["region"]].append((revenue.get(cid, Decimal(0)), c["name"]))
+    expected = {
+        (region, name) for region, ranked in best.items() for _, name in sorted(ranked, key=lambda x: (-x[0], x[1]))[:3]
+    }
+    written = read_output(output / "top_customers", ".json")
+    assert {(r["region"], r["name"]) for r in written} == expected
+
+
+def test_templated_dates_reach_the_sql(runs) -> None:
+    results, output, _ = runs
+    run = results["sparkpipe_templated"]
+    assert run.state == "success", run.log[-5000:]
+    written = read_output(output / "product_sales_7d" / f"run_date={LOGICAL_DATE}", ".csv")
+    assert {(r["run_date"], r["window_start"]) for r in written} == {(LOGICAL_DATE, "2024-01-09")}
+    expected: dict[str, Decimal] = defaultdict(Decimal)
+    for order in read_csv(SHOP / "orders.csv"):
+        if "2024-01-09" <= order["order_date"] <= LOGICAL_DATE:
+            expected[order["product"]] += Decimal(order["amount"])
+    assert {r["product"]: Decimal(r["revenue"]) for r in written} == expected
+    target = run.xcom("product_sales_7d")["sequences"]["product_sales_7d"]["target"]
+    assert target["uri"] == f"{output}/product_sales_7d/run_date={LOGICAL_DATE}"
+
+
+def test_jdbc_example_writes_to_postgresql(runs, postgres: Postgres) -> None:
+    results, _, _ = runs
+    run = results["sparkpipe_jdbc"]
+    # The user and password reached the driver only through its environment (${env:...}).
+    assert run.state == "success", run.log[-5000:]
+    with postgres.connect() as conn:
+        rows = conn.execute("SELECT customer_id, revenue FROM public.customer_revenue").fetchall()
+    assert {int(cid): Decimal(rev) for cid, rev in rows} == revenue_by_customer()
+    assert run.xcom("customer_revenue_to_postgres")["sequences"]["customer_revenue"]["rows_written"] == len(rows)
+
+
+def test_a_failing_sequence_fails_the_task_with_its_error(runs) -> None:
+    results, _, work_dir = runs
+    run = results["sparkpipe_test_failing"]
+    assert (run.state, run.tasks) == ("failed", {"failing": "failed"})
+    # A failed run's staged files stay for inspection; successful runs leave nothing behind.
+    (staged,) = work_dir.glob("runs/sparkpipe_test_failing__*/config.json")
+    assert json.loads(staged.read_text())["app_name"] == "failing_pipeline"
+    assert not list(work_dir.glob("runs/sparkpipe_basic__*"))
+    assert "SparkPipelineFailed: pipeline 'failing_pipeline' failed: sequence 'checked_revenue' failed:" in run.log
+    assert "negative revenue found in orders" in run.log
+    assert "skipped: after_check" in run.log
+    metrics = run.xcom("failing", key="metrics")
+    assert metrics["status"] == "failed"
+    assert {name: s["status"] for name, s in metrics["sequences"].items()} == {
+        "order_count": "succeeded",
+        "checked_revenue": "failed",
+        "after_check": "skipped",
+    }
+    assert "negative revenue found in orders" in metrics["sequences"]["checked_revenue"]["error"]
+
+
+def test_a_config_broken_by_rendering_fails_before_spark_starts(runs) -> None:
+    results, _, _ = runs
+    run = results["sparkpipe_test_bad_render"]
+    assert (run.state, run.tasks) == ("failed", {"bad_render": "failed"})
+    yaml = TEST_DAGS / "pipelines" / "bad_mode.yaml"
+    assert f"{yaml}:14: sequences[0].target.mode: 'upsert' is not one of overwrite, append, error, ignore" in run.log
+    assert "spark-submit started" not in run.log

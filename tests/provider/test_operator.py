@@ -1,0 +1,127 @@
+"""SparkPipelineOperator at DAG parse time and template rendering, without running Spark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pendulum
+import pytest
+from airflow.sdk import DAG, Asset, macros
+
+from airflow_provider_sparkpipe.exceptions import SparkPipelineConfigError
+from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parents[1] / "dags_examples"
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+
+
+def summary_config(tmp: Path) -> dict:
+    return {
+        "app_name": "summary",
+        "sources": {"orders": {"type": "file", "path": "/data/orders.parquet"}},
+        "sequences": [
+            {"name": "daily", "query": "SELECT * FROM orders", "target": {"type": "parquet", "path": f"{tmp}/daily"}},
+            {"name": "lake", "query": "SELECT * FROM daily", "target": {"type": "gcs", "path": "gs://lake/daily"}},
+        ],
+    }
+
+
+def test_relative_config_path_is_resolved_against_the_dag_folder() -> None:
+    with DAG("relative_path", schedule=None, start_date=START):
+        op = SparkPipelineOperator(task_id="t", config="dags/pipelines/failing.yaml", vars={"data_dir": "/d"})
+    assert op.config_file == HERE / "dags" / "pipelines" / "failing.yaml"
+    assert op.config == str(op.config_file)
+    assert op.base_dir == HERE / "dags" / "pipelines"
+
+
+def test_broken_config_fails_at_parse_with_file_line_and_problem() -> None:
+    with pytest.raises(SparkPipelineConfigError) as raised:
+        SparkPipelineOperator(task_id="broken", config=HERE / "dags_broken" / "pipelines" / "broken.yaml")
+    path = HERE / "dags_broken" / "pipelines" / "broken.yaml"
+    assert str(raised.value).splitlines() == [
+        f"SparkPipelineOperator 'broken': invalid sparkpipe config {path}:",
+        f"{path}:7: sequences[0]: missing required key 'query' (or 'query_file')",
+        f"{path}:8: sequences[0].qeury: unknown key for a sequence (did you mean 'query'?)",
+        f"{path}:12: sequences[0].target.mode: 'upsert' is not one of overwrite, append, error, ignore",
+    ]
+
+
+def test_missing_or_misnamed_config_file(tmp_path: Path) -> None:
+    with pytest.raises(SparkPipelineConfigError, match=f"config file not found: {tmp_path}/nope.yaml"):
+        SparkPipelineOperator(task_id="t", config=tmp_path / "nope.yaml")
+    with pytest.raises(SparkPipelineConfigError, match=r"must end in \.yaml, \.yml or \.json"):
+        SparkPipelineOperator(task_id="t", config=str(tmp_path / "pipeline.txt"))
+    with pytest.raises(SparkPipelineConfigError, match=r"must be a path .* or a dict, not int"):
+        SparkPipelineOperator(task_id="t", config=3)  # type: ignore[arg-type]
+
+
+def test_undefined_var_fails_at_parse_unless_given() -> None:
+    config = HERE / "dags" / "pipelines" / "failing.yaml"
+    with pytest.raises(SparkPipelineConfigError, match=r"undefined variable \$\{data_dir\}|data_dir"):
+        SparkPipelineOperator(task_id="t", config=config)
+    SparkPipelineOperator(task_id="t", config=config, vars={"data_dir": "/data"})
+
+
+def test_targets_become_outlets(tmp_path: Path) -> None:
+    op = SparkPipelineOperator(task_id="t", config=summary_config(tmp_path))
+    assert [a.uri for a in op.outlets] == [f"file://{tmp_path}/daily", "gs://lake/daily"]
+    explicit = Asset("s3://elsewhere/x")
+    assert SparkPipelineOperator(task_id="t2", config=summary_config(tmp_path), outlets=[explicit]).outlets == [
+        explicit
+    ]
+
+
+def test_a_jinja_config_file_is_left_for_run_time() -> None:
+    op = SparkPipelineOperator(task_id="t", config=HERE / "dags" / "pipelines" / "bad_mode.yaml")
+    assert op.outlets == []
+
+
+def test_problems_that_may_come_from_templated_vars_only_warn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = summary_config(tmp_path)
+    config["sequences"][0]["target"]["coalesce"] = "${partitions}"
+    op = SparkPipelineOperator(task_id="t", config=config, vars={"partitions": "{{ params.partitions }}"})
+    logged = capsys.readouterr().out  # Airflow's task logging writes to stdout
+    assert "validated again at run time" in logged
+    assert "sequences[0].target.coalesce: must be an integer" in logged
+    assert op.outlets == []
+
+
+def test_rendering_feeds_ds_and_macros_into_the_sql(tmp_path: Path) -> None:
+    with DAG("templated", schedule=None, start_date=START, template_searchpath=[str(EXAMPLES)]):
+        op = SparkPipelineOperator(
+            task_id="t",
+            config=EXAMPLES / "pipelines" / "shop_daily.yaml",
+            vars={"data_dir": "/data", "output_dir": str(tmp_path), "run_date": "{{ ds }}"},
+        )
+    op.resolve_template_files()
+    assert "{{ macros.ds_add(ds, -6) }}" in op.config  # the file's text, not yet rendered
+    op.render_template_fields({"ds": "2024-01-15", "macros": macros, "params": {}})  # type: ignore[arg-type]
+    pipeline = op.load_rendered_config()
+    query = pipeline.to_document()["sequences"][0]["query"]
+    assert "WHERE order_date BETWEEN DATE '2024-01-09' AND DATE '2024-01-15'" in query
+    assert pipeline.targets() == [{"type": "csv", "uri": f"{tmp_path}/product_sales_7d/run_date=2024-01-15"}]
+
+
+def test_a_config_broken_by_rendering_fails_at_execute_time(tmp_path: Path) -> None:
+    path = HERE / "dags" / "pipelines" / "bad_mode.yaml"
+    op = SparkPipelineOperator(task_id="t", config=path, vars={"data_dir": "/d", "output_dir": str(tmp_path)})
+    op.render_template_fields({"params": {"mode": "upsert"}})  # type: ignore[arg-type]
+    with pytest.raises(SparkPipelineConfigError) as raised:
+        op.load_rendered_config()
+    assert f"{path}:14: sequences[0].target.mode: 'upsert' is not one of" in str(raised.value)
+
+
+def test_secrets_stay_references_in_the_submitted_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPARKPIPE_PG_PASSWORD", "hunter2")
+    op = SparkPipelineOperator(
+        task_id="t",
+        config=EXAMPLES / "pipelines" / "shop_to_postgres.yaml",
+        vars={"data_dir": "/data", "jdbc_url": "jdbc:postgresql://db:5432/shop"},
+    )
+    document = op.load_rendered_config().to_document()
+    assert document["sequences"][0]["target"]["password"] == "${env:SPARKPIPE_PG_PASSWORD}"
+    assert "hunter2" not in str(document)
+    assert [a.uri for a in op.outlets] == ["postgres://db:5432/shop/public/customer_revenue"]
