@@ -7,9 +7,12 @@ and digest, so runtimes upload each version once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import io
+import os
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,10 +82,22 @@ def build_bundle(out_dir: str | Path) -> Bundle:
     digest = hashlib.sha256(data).hexdigest()[:16]
     py_files = out / f"sparkpipe-{digest}.zip"
     if not py_files.exists() or py_files.read_bytes() != data:
-        tmp = py_files.with_suffix(".zip.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(py_files)
+        _write_atomically(py_files, data)
     main_file = out / ENTRY_FILE
-    if not main_file.exists() or main_file.read_text() != ENTRY_SOURCE:
-        main_file.write_text(ENTRY_SOURCE)
+    if not main_file.exists() or main_file.read_bytes() != ENTRY_SOURCE.encode():
+        _write_atomically(main_file, ENTRY_SOURCE.encode())
     return Bundle(main_file=main_file, py_files=py_files, digest=digest)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Concurrent builders in one folder (tasks sharing a work dir) each rename a whole file into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -193,7 +193,7 @@ class Validator:
             line = self.doc.lines.get(probe)
         self.problems.append(Problem(path, message, self.doc.file, line))
 
-    def check_fields(self, data: Mapping[str, Any], fields: Mapping[str, Field], path: str, what: str) -> None:
+    def check_fields(self, data: dict[str, Any], fields: Mapping[str, Field], path: str, what: str) -> None:
         """Unknown keys (with a suggestion), missing required keys and per-key types."""
         for key, value in data.items():
             sub = child_path(path, key)
@@ -202,8 +202,10 @@ class Validator:
                 hint = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
                 advice = f"did you mean {hint[0]!r}?" if hint else f"valid keys: {', '.join(sorted(fields))}"
                 self.report(sub, f"unknown key for {what} ({advice})")
-            elif spec.kind not in ("sources", "sequences", "target") and (problem := spec.check(value)):
-                self.report(sub, problem)
+            elif spec.kind not in ("sources", "sequences", "target"):
+                value = data[key] = spec.coerce(value)
+                if problem := spec.check(value):
+                    self.report(sub, problem)
         for key, spec in fields.items():
             if spec.required and key not in data:
                 self.report(path, f"missing required key {key!r} ({spec.doc})")
@@ -216,13 +218,15 @@ class Validator:
                 f"the config must be a mapping with app_name, sources and sequences, got {describe_value(data)}",
             )
             raise ConfigError(self.problems)
-        self.check_fields(data, TOP_FIELDS, "", "the pipeline")
         raw_vars = data.get("vars")
         declared: Mapping[str, Any] = raw_vars if isinstance(raw_vars, Mapping) else {}
         resolve_vars(declared, self.overrides, self.sub)
-        body = {k: v for k, v in data.items() if k != "vars"}
-        body = self.sub.tree(body, "")
-        spark_conf = body.get("spark_conf") if isinstance(body.get("spark_conf"), Mapping) else {}
+        body = self.sub.tree({k: v for k, v in data.items() if k != "vars"}, "")
+        top = {**body, **({"vars": raw_vars} if "vars" in data else {})}
+        self.check_fields(top, TOP_FIELDS, "", "the pipeline")  # also types substituted values
+        body = {k: v for k, v in top.items() if k != "vars"}
+        raw_conf = body.get("spark_conf")
+        spark_conf: Mapping[str, Any] = raw_conf if isinstance(raw_conf, Mapping) else {}
         sources = self.build_sources(body.get("sources"))
         sequences = self.build_sequences(body.get("sequences"), sources)
         if self.problems:
@@ -333,6 +337,7 @@ class Validator:
                     f"a sequence must be a mapping with name, query and target, got {describe_value(item)}",
                 )
                 continue
+            item = dict(item)
             self.check_fields(item, SEQUENCE_FIELDS, path, "a sequence")
             name = item.get("name")
             if isinstance(name, str):

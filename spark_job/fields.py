@@ -30,6 +30,16 @@ class Field:
     choices: tuple[str, ...] | None = None
     doc: str = ""
 
+    def coerce(self, value: Any) -> Any:
+        """Integers and booleans written as text (``coalesce: ${n}`` after substitution) become typed."""
+        if isinstance(value, str):
+            text = value.strip()
+            if self.kind == "int" and text.lstrip("-").isdigit():
+                return int(text)
+            if self.kind == "bool" and text.lower() in ("true", "false"):
+                return text.lower() == "true"
+        return value
+
     def check(self, value: Any) -> str | None:
         """Return why ``value`` does not fit this field, or None."""
         ok: bool

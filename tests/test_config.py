@@ -146,3 +146,20 @@ def test_example_pipeline_is_valid() -> None:
     config = load_config(REPO / "examples" / "pipeline.yaml")
     assert [s.name for s in config.sequences] == ["daily_event_counts", "country_revenue", "top_countries"]
     assert config.sequences[2].depends_on == ("country_revenue",)
+
+
+def test_substituted_numbers_and_booleans_are_typed(tmp_path: Path) -> None:
+    text = """
+app_name: typed
+fail_fast: "${stop}"
+vars: {parts: 3, dynamic: "true", stop: "false"}
+sources: {t: {type: file, path: /x}}
+sequences:
+  - name: s
+    query: SELECT * FROM t
+    target: {type: parquet, path: /o, coalesce: "${parts}", dynamic_partition_overwrite: "${dynamic}"}
+"""
+    config = load_config(write(tmp_path, text))
+    assert config.fail_fast is False
+    target = config.sequences[0].target
+    assert target["coalesce"] == 3 and target["dynamic_partition_overwrite"] is True
