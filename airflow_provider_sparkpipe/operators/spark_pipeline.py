@@ -239,7 +239,13 @@ class SparkPipelineOperator(BaseOperator):
                 from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
 
                 self.defer(
-                    trigger=SparkPipelineTrigger(runtime.to_dict(), run.to_dict(), self.poll_interval),
+                    trigger=SparkPipelineTrigger(
+                        runtime.to_dict(),
+                        run.to_dict(),
+                        self.poll_interval,
+                        deadline=self._deadline(context),
+                        cancel_on_kill=self.cancel_on_kill,
+                    ),
                     method_name="execute_complete",
                 )
             self.log.info("%s runs in the worker: waiting here instead of deferring", type(runtime).__name__)
@@ -251,10 +257,26 @@ class SparkPipelineOperator(BaseOperator):
         from airflow_provider_sparkpipe.hooks.base import PipelineRun, RunState
         from airflow_provider_sparkpipe.runtimes.base import resolve_runtime
 
-        if event.get("error"):
-            self.log.error("Polling the run failed: %s", event["error"])
         hook = resolve_runtime(self.runtime).hook()
-        return self._complete(context, hook, PipelineRun.from_dict(event["run"]), RunState(event["state"]))
+        run = PipelineRun.from_dict(event["run"])
+        self._hook, self._run = hook, run
+        if event.get("error"):
+            self.log.error("Polling run %s failed: %s", run.run_id, event["error"])
+        if event.get("timed_out"):
+            from airflow.exceptions import AirflowTaskTimeout
+
+            raise AirflowTaskTimeout(
+                f"execution_timeout {self.execution_timeout} reached: run {run.run_id} was cancelled"
+            )
+        return self._complete(context, hook, run, RunState(event["state"]))
+
+    def _deadline(self, context: Context) -> float | None:
+        """When the task's ``execution_timeout`` ends (epoch seconds), a few seconds early so that the
+        trigger, not Airflow's deferral timeout, ends the wait and cancels the run."""
+        start = getattr(context["ti"], "start_date", None)
+        if self.execution_timeout is None or start is None:
+            return None
+        return (start + self.execution_timeout).timestamp() - min(5.0, self.execution_timeout.total_seconds() / 10)
 
     def on_kill(self) -> None:
         if self.cancel_on_kill and self._hook is not None and self._run is not None:
