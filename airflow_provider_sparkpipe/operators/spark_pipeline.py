@@ -218,6 +218,10 @@ class SparkPipelineOperator(BaseOperator):
 
         pipeline = self.load_rendered_config()
         runtime = resolve_runtime(self.runtime)
+        from airflow.sdk.log import mask_secret
+
+        for secret in runtime.secret_values():
+            mask_secret(secret)
         self.log.info(
             "Pipeline %r: %d sequence(s) on %s",
             pipeline.app_name,

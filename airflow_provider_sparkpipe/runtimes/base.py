@@ -48,6 +48,15 @@ class SparkRuntime(ABC):
         )
         return f"{type(self).__name__}({shown})"
 
+    def secret_values(self) -> list[str]:
+        """Values of the secret fields (``env``), for Airflow's secrets masker."""
+        values: list[str] = []
+        for name in _SECRET_FIELDS:
+            field_value = getattr(self, name, None)
+            if isinstance(field_value, Mapping):
+                values.extend(str(v) for v in field_value.values() if v)
+        return values
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (for triggers): ``{"runtime": kind, **fields}``."""
         fields = dataclasses.asdict(self)  # type: ignore[call-overload]

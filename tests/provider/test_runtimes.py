@@ -43,7 +43,9 @@ def test_local_spark_rejects_masters_it_cannot_run(master: str) -> None:
 
 
 def test_secrets_in_env_are_not_described() -> None:
-    assert "hunter2" not in LocalSpark(env={"PG_PASSWORD": "hunter2"}).describe()
+    runtime = LocalSpark(env={"PG_PASSWORD": "hunter2"})
+    assert "hunter2" not in runtime.describe()
+    assert runtime.secret_values() == ["hunter2"]  # what the operator registers with the secrets masker
 
 
 def test_connection_extras_build_the_runtime() -> None:
