@@ -121,7 +121,10 @@ class SparkPipelineOperator(BaseOperator):
     def _read_config_file(self) -> None:
         """Replace the config path by the file's text (what Airflow does for ``template_ext`` fields)."""
         if self.config_file is not None and self.config == str(self.config_file):
-            self._config_raw = self.config_file.read_text(encoding="utf-8-sig")
+            try:
+                self._config_raw = self.config_file.read_text(encoding="utf-8-sig")
+            except UnicodeDecodeError:
+                return  # left as a path: loading it reports the file, line and byte
             self.config = self._config_raw
 
     def resolve_template_files(self) -> None:
@@ -139,7 +142,10 @@ class SparkPipelineOperator(BaseOperator):
         from spark_job.errors import ConfigError
 
         if self.config_file is not None:
-            text = self.config_file.read_text(encoding="utf-8-sig")
+            try:
+                text = self.config_file.read_text(encoding="utf-8-sig")
+            except UnicodeDecodeError:
+                text = ""  # not a template: loading it reports the file, line and byte
             if _JINJA.search(text):
                 return None  # the file is a Jinja template: it is valid YAML only once rendered
         templated = _has_jinja(self.config) or not isinstance(self.vars, (Mapping, type(None)))
