@@ -19,8 +19,15 @@ SPARKPIPE_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 SPARKPIPE_CONN_FIELDS: dict[str, Any] = {
     "runtime": {
         "label": "Runtime",
-        "description": "Where pipelines run: 'local' runs spark-submit on the worker (local or spark:// master).",
-        "schema": {"type": ["string", "null"], "default": "local", "enum": ["local"]},
+        "description": (
+            "Where pipelines run: 'local' (spark-submit on the worker, local or spark:// master), "
+            "'dataproc_cluster', 'dataproc_serverless', 'kubernetes' (spark-operator)."
+        ),
+        "schema": {
+            "type": ["string", "null"],
+            "default": "local",
+            "enum": ["local", "dataproc_cluster", "dataproc_serverless", "kubernetes"],
+        },
     },
     "master": {
         "label": "Spark master (local runtime)",
@@ -55,6 +62,8 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_sparkpipe.hooks.base",
                     "airflow_provider_sparkpipe.hooks.local",
+                    "airflow_provider_sparkpipe.hooks.dataproc",
+                    "airflow_provider_sparkpipe.hooks.kubernetes",
                 ],
             }
         ],
@@ -73,5 +82,9 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": SPARKPIPE_UI_FIELD_BEHAVIOUR,
             }
         ],
-        "extra-links": ["airflow_provider_sparkpipe.links.spark.SparkApplicationLink"],
+        "extra-links": [
+            "airflow_provider_sparkpipe.links.spark.SparkApplicationLink",
+            "airflow_provider_sparkpipe.links.dataproc.DataprocJobLink",
+            "airflow_provider_sparkpipe.links.dataproc.DataprocBatchLink",
+        ],
     }

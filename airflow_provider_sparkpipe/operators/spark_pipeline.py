@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_sparkpipe.exceptions import SparkPipelineConfigError, SparkPipelineFailed
+from airflow_provider_sparkpipe.links.dataproc import DataprocBatchLink, DataprocJobLink
 from airflow_provider_sparkpipe.links.spark import SparkApplicationLink
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class SparkPipelineOperator(BaseOperator):
     template_fields: Sequence[str] = ("config", "vars")
     template_ext: Sequence[str] = CONFIG_SUFFIXES
     template_fields_renderers = {"config": "yaml", "vars": "json"}
-    operator_extra_links = (SparkApplicationLink(),)
+    operator_extra_links = (SparkApplicationLink(), DataprocJobLink(), DataprocBatchLink())
     ui_color = "#fde2cc"
 
     def __init__(

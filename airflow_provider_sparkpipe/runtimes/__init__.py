@@ -11,10 +11,15 @@ from airflow_provider_sparkpipe.runtimes.base import (
     runtime_from_dict,
     runtime_kinds,
 )
+from airflow_provider_sparkpipe.runtimes.google import DataprocCluster, DataprocServerless
+from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
 from airflow_provider_sparkpipe.runtimes.local import LocalSpark
 
 __all__ = [
+    "DataprocCluster",
+    "DataprocServerless",
     "LocalSpark",
+    "SparkKubernetes",
     "SparkRuntime",
     "register_runtime",
     "resolve_runtime",

@@ -63,7 +63,10 @@ def test_examples_import_without_errors(parsed: dict[str, Any]) -> None:
     assert examples["import_errors"] == {}
     assert sorted(examples["dags"]) == [
         "sparkpipe_basic",
+        "sparkpipe_dataproc_cluster",
+        "sparkpipe_dataproc_serverless",
         "sparkpipe_jdbc",
+        "sparkpipe_kubernetes",
         "sparkpipe_region_report",
         "sparkpipe_templated",
     ]
@@ -118,6 +121,8 @@ print("MODULES " + json.dumps([after_import, after_dags]))
 
 
 def test_provider_registers_the_sparkpipe_connection_type(airflow_home: Path) -> None:
+    from airflow_provider_sparkpipe.get_provider_info import get_provider_info
+
     code = """
 import json, warnings
 warnings.simplefilter("ignore")
@@ -143,7 +148,8 @@ print("PROVIDER " + json.dumps({
     ]
     assert info["behaviour"]["hidden_fields"] == ["host", "schema", "login", "password", "port"]
     assert info["widgets"] == ["extra__sparkpipe__master", "extra__sparkpipe__runtime"]
-    assert info["links"] == ["airflow_provider_sparkpipe.links.spark.SparkApplicationLink"]
+    assert sorted(info["links"]) == sorted(get_provider_info()["extra-links"])
+    assert "airflow_provider_sparkpipe.links.spark.SparkApplicationLink" in info["links"]
 
 
 def test_hook_field_behaviour_matches_the_provider_info() -> None:

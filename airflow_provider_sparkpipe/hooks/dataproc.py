@@ -1,0 +1,482 @@
+"""Hooks running pipelines as Dataproc PySpark jobs (``DataprocClusterHook``) or Serverless batches
+(``DataprocServerlessHook``), on top of the official provider's ``DataprocHook`` and ``GCSHook``."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import tempfile
+from abc import abstractmethod
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.google.cloud.hooks.dataproc import DataprocAsyncHook, DataprocHook
+from airflow.providers.google.cloud.hooks.gcs import GCSHook
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound, ServerError
+from google.cloud.dataproc_v1 import Batch, Job, JobStatus
+
+from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
+from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState, SparkPipelineHook
+from airflow_provider_sparkpipe.links.dataproc import dataproc_batch_url, dataproc_job_url
+from spark_job import METRICS_MARKER
+
+if TYPE_CHECKING:
+    from airflow_provider_sparkpipe.runtimes.google import DataprocCluster, DataprocServerless, _DataprocRuntime
+
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.json"
+OUTPUT_TAIL_LINES = 40
+_MAX_ATTEMPTS = 100
+_REMOTE_ID_BASE_LENGTH = 55  # batch ids are at most 63 characters: leave room for "-<attempt>"
+_UNSAFE_ID_CHARS = re.compile(r"[^a-z0-9]+")
+_UNSAFE_LABEL_CHARS = re.compile(r"[^a-z0-9_-]+")
+
+_JOB_STATES = {
+    JobStatus.State.STATE_UNSPECIFIED: RunState.PENDING,
+    JobStatus.State.PENDING: RunState.PENDING,
+    JobStatus.State.SETUP_DONE: RunState.PENDING,
+    JobStatus.State.RUNNING: RunState.RUNNING,
+    JobStatus.State.CANCEL_PENDING: RunState.RUNNING,
+    JobStatus.State.CANCEL_STARTED: RunState.RUNNING,
+    JobStatus.State.ATTEMPT_FAILURE: RunState.RUNNING,  # a restartable job tries again
+    JobStatus.State.DONE: RunState.SUCCEEDED,
+    JobStatus.State.ERROR: RunState.FAILED,
+    JobStatus.State.CANCELLED: RunState.CANCELLED,
+}
+_BATCH_STATES = {
+    Batch.State.STATE_UNSPECIFIED: RunState.PENDING,
+    Batch.State.PENDING: RunState.PENDING,
+    Batch.State.RUNNING: RunState.RUNNING,
+    Batch.State.CANCELLING: RunState.RUNNING,
+    Batch.State.SUCCEEDED: RunState.SUCCEEDED,
+    Batch.State.FAILED: RunState.FAILED,
+    Batch.State.CANCELLED: RunState.CANCELLED,
+}
+_REATTACHABLE = (RunState.PENDING, RunState.RUNNING, RunState.SUCCEEDED)
+
+
+class EndpointDataprocHook(DataprocHook):
+    """``DataprocHook`` whose API endpoint can be set (Private Service Connect, a local test server).
+
+    ``DataprocHook`` picks the regional endpoint in ``_get_api_endpoint``; overriding that one method
+    keeps every client it builds (job, batch, operations) its own.
+    """
+
+    def __init__(self, *, api_endpoint: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.api_endpoint = api_endpoint
+
+    def _get_api_endpoint(self, region: str | None = None) -> str | None:
+        return self.api_endpoint or super()._get_api_endpoint(region=region)
+
+
+class EndpointDataprocAsyncHook(DataprocAsyncHook):
+    """``DataprocAsyncHook`` for the triggerer, with the endpoint of :class:`EndpointDataprocHook`."""
+
+    sync_hook_class: type[DataprocHook] = EndpointDataprocHook
+
+
+def remote_id_base(task_key: str) -> str:
+    """The job/batch id stem of a task instance: readable, valid for both APIs, unique by its hash.
+
+    Batch ids allow ``[a-z][a-z0-9-]{2,61}[a-z0-9]``, job ids a superset; the attempt number is
+    appended as ``-<n>``.
+    """
+    digest = hashlib.sha256(task_key.encode()).hexdigest()[:10]
+    slug = _UNSAFE_ID_CHARS.sub("-", task_key.lower()).strip("-")
+    slug = slug[: _REMOTE_ID_BASE_LENGTH - len("sp--") - len(digest)].strip("-")
+    return f"sp-{slug}-{digest}" if slug else f"sp-{digest}"
+
+
+def dataproc_labels(submission: PipelineSubmission, extra: dict[str, str]) -> dict[str, str]:
+    """The runtime's labels plus ``airflow-dag-id``, ``airflow-task-id``, ``airflow-run-id``, sanitised."""
+    labels = dict(extra)
+    for key in ("dag_id", "task_id", "run_id"):
+        if key in submission.labels:
+            value = _UNSAFE_LABEL_CHARS.sub("_", str(submission.labels[key]).lower())[:63]
+            labels[f"airflow-{key.replace('_', '-')}"] = value
+    return labels
+
+
+class DataprocPipelineHook(SparkPipelineHook):
+    """What the Dataproc job and batch hooks share: staging on GCS, attempt ids, metrics, driver output.
+
+    Each task instance gets the ids ``<stem>-1``, ``<stem>-2``, ... (:func:`remote_id_base`).
+    ``submit`` looks them up in order: when the latest is pending, running or succeeded, it is
+    re-attached (a retry after a lost worker never starts a second job); otherwise the next id is
+    submitted. A run's files live under ``<staging_uri>/runs/<id>/``.
+    """
+
+    remote_noun = "job"
+
+    def __init__(self, runtime: _DataprocRuntime, **kwargs: Any) -> None:
+        super().__init__(runtime=runtime, **kwargs)
+        self.dataproc_runtime = runtime
+
+    @cached_property
+    def dataproc(self) -> EndpointDataprocHook:
+        rt = self.dataproc_runtime
+        return EndpointDataprocHook(
+            gcp_conn_id=rt.gcp_conn_id, impersonation_chain=rt.impersonation_chain, api_endpoint=rt.api_endpoint
+        )
+
+    @cached_property
+    def async_dataproc(self) -> EndpointDataprocAsyncHook:
+        rt = self.dataproc_runtime
+        return EndpointDataprocAsyncHook(
+            gcp_conn_id=rt.gcp_conn_id, impersonation_chain=rt.impersonation_chain, api_endpoint=rt.api_endpoint
+        )
+
+    @cached_property
+    def gcs(self) -> GCSHook:
+        rt = self.dataproc_runtime
+        return GCSHook(gcp_conn_id=rt.gcp_conn_id, impersonation_chain=rt.impersonation_chain)
+
+    def check(self) -> str:
+        credentials = self.dataproc.get_credentials()
+        bucket_exists = self.gcs.get_bucket(self.dataproc_runtime.bucket).exists()
+        if not bucket_exists:
+            raise SparkRuntimeError(
+                f"{self.runtime.describe()}: staging bucket {self.dataproc_runtime.bucket!r} not found (staging_uri)"
+            )
+        return f"{self.runtime.describe()} as {getattr(credentials, 'service_account_email', 'default credentials')}"
+
+    # Staging. --------------------------------------------------------------------------------------
+
+    def object_name(self, *parts: str) -> str:
+        return "/".join(p for p in (self.dataproc_runtime.prefix, *parts) if p)
+
+    def uri(self, object_name: str) -> str:
+        return f"gs://{self.dataproc_runtime.bucket}/{object_name}"
+
+    def run_object(self, remote_id: str, name: str) -> str:
+        return self.object_name("runs", remote_id, name)
+
+    def stage_bundle(self) -> tuple[str, str]:
+        """Upload the driver bundle unless this version is already staged; return (entry, zip) URIs."""
+        from spark_job.bundle import build_bundle
+
+        bucket = self.dataproc_runtime.bucket
+        with tempfile.TemporaryDirectory(prefix="sparkpipe-bundle-") as tmp:
+            bundle = build_bundle(tmp)
+            uris = []
+            for path in (bundle.main_file, bundle.py_files):
+                name = self.object_name("bundles", bundle.digest, path.name)
+                if self.gcs.exists(bucket, name):
+                    self.log.info("Driver bundle %s already staged", self.uri(name))
+                else:
+                    self.gcs.upload(bucket, name, filename=str(path))
+                    self.log.info("Staged %s", self.uri(name))
+                uris.append(self.uri(name))
+        return uris[0], uris[1]
+
+    # The runtime interface. ------------------------------------------------------------------------
+
+    def submit(self, submission: PipelineSubmission) -> PipelineRun:
+        stem = remote_id_base(submission.task_key)
+        latest = self._latest_attempt(stem)
+        if latest is not None and latest[1] in _REATTACHABLE:
+            remote_id, state = latest
+            self.log.info(
+                "Dataproc %s %s of an earlier attempt is %s: re-attaching instead of submitting again",
+                self.remote_noun,
+                remote_id,
+                state.value,
+            )
+            return self._run(remote_id)
+        attempt = int(latest[0].rsplit("-", 1)[1]) + 1 if latest is not None else 1
+        remote_id = f"{stem}-{attempt}"
+        if latest is not None:
+            self.log.info(
+                "Dataproc %s %s ended %s: submitting %s", self.remote_noun, latest[0], latest[1].value, remote_id
+            )
+        main_uri, zip_uri = self.stage_bundle()
+        bucket = self.dataproc_runtime.bucket
+        stale = self.run_object(remote_id, METRICS_NAME)
+        if self.gcs.exists(bucket, stale):  # a deleted job's id used again: never read its old metrics
+            self.gcs.delete(bucket, stale)
+        config_object = self.run_object(remote_id, CONFIG_NAME)
+        self.gcs.upload(
+            bucket,
+            config_object,
+            data=json.dumps(submission.document, indent=2) + "\n",
+            mime_type="application/json",
+        )
+        body = self.render(submission, remote_id, main_uri, zip_uri)
+        try:
+            self._create(remote_id, body)
+        except AlreadyExists:
+            # Another worker submitted the same attempt between the lookup and here: follow its run.
+            self.log.warning("Dataproc %s %s already exists: re-attaching", self.remote_noun, remote_id)
+        self.log.info("Submitted Dataproc %s %s: %s", self.remote_noun, remote_id, self.run_url(self._run(remote_id)))
+        return self._run(remote_id)
+
+    def driver_args(self, remote_id: str) -> list[str]:
+        """The driver's arguments: ``config.json`` is a ``file_uris`` entry, so the driver opens it locally."""
+        return ["run", "--config", CONFIG_NAME, "--metrics-out", self.uri(self.run_object(remote_id, METRICS_NAME))]
+
+    def spark_properties(self, submission: PipelineSubmission) -> dict[str, str]:
+        """The config's ``spark_conf`` overridden by the runtime's ``properties``."""
+        conf = submission.document.get("spark_conf") or {}
+        merged = {str(k): _spark_str(v) for k, v in dict(conf).items()}
+        merged.update(self.dataproc_runtime.properties)
+        return merged
+
+    def poll(self, run: PipelineRun) -> RunState:
+        try:
+            state = self._remote_state(run.run_id)
+        except ServerError as exc:
+            # The provider's own wait loop retries on 5xx too: a transient API error is not a failed run.
+            self.log.warning("Dataproc API error while polling %s (retrying): %s", run.run_id, exc)
+            return RunState.RUNNING
+        if state is None:
+            raise NotFound(f"Dataproc {self.remote_noun} {run.run_id} no longer exists")
+        return state
+
+    def fetch_metrics(self, run: PipelineRun) -> dict[str, Any] | None:
+        bucket, name = self.dataproc_runtime.bucket, self.run_object(run.run_id, METRICS_NAME)
+        if self.gcs.exists(bucket, name):
+            try:
+                return dict(json.loads(self.gcs.download(bucket, name)))
+            except ValueError as exc:
+                self.log.warning("Cannot read %s: %s", self.uri(name), exc)
+        for line in reversed(self._driver_output_tail(run)):
+            if line.startswith(METRICS_MARKER):
+                return dict(json.loads(line[len(METRICS_MARKER) :]))
+        return None
+
+    def describe_failure(self, run: PipelineRun) -> str | None:
+        try:
+            detail = self._state_detail(run.run_id)
+            tail = [line for line in self._driver_output_tail(run) if not line.startswith(METRICS_MARKER)]
+        except Exception as exc:  # the failure is what matters; a missing detail must not hide it
+            self.log.warning("Cannot read the details of %s: %s", run.run_id, exc)
+            return f"Dataproc {self.remote_noun} {run.run_id} failed"
+        if tail:
+            self.log.error("Last lines of the driver output of %s:\n%s", run.run_id, "\n".join(tail))
+        what = f"Dataproc {self.remote_noun} {run.run_id}: {detail}"
+        return what + ("; last driver output lines:\n" + "\n".join(tail) if tail else "")
+
+    def runtime_info(self, run: PipelineRun) -> dict[str, Any]:
+        return {
+            "kind": run.runtime_kind,
+            f"{self.remote_noun}_id": run.run_id,
+            "project_id": self.dataproc_runtime.project_id,
+            "region": self.dataproc_runtime.region,
+            "url": self.run_url(run),
+        }
+
+    def _latest_attempt(self, stem: str) -> tuple[str, RunState] | None:
+        latest = None
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            remote_id = f"{stem}-{attempt}"
+            state = self._remote_state(remote_id)
+            if state is None:
+                return latest
+            latest = (remote_id, state)
+        raise RuntimeError(f"{_MAX_ATTEMPTS} Dataproc {self.remote_noun}s exist for {stem}: refusing to submit more")
+
+    def _run(self, remote_id: str) -> PipelineRun:
+        rt = self.dataproc_runtime
+        return PipelineRun(
+            runtime_kind=rt.kind,
+            run_id=remote_id,
+            details={
+                "project_id": rt.project_id,
+                "region": rt.region,
+                "metrics_uri": self.uri(self.run_object(remote_id, METRICS_NAME)),
+            },
+        )
+
+    def _driver_output_tail(self, run: PipelineRun) -> list[str]:
+        """The last lines the driver printed, from the ``driveroutput.*`` objects Dataproc writes."""
+        uri = self._driver_output_uri(run.run_id)
+        if not uri or not uri.startswith("gs://"):
+            return []
+        bucket, _, prefix = uri[len("gs://") :].partition("/")
+        names = sorted(self.gcs.list(bucket, prefix=prefix))
+        lines: list[str] = []
+        for name in reversed(names):  # the newest chunks first, until there are enough lines
+            lines = self.gcs.download(bucket, name).decode(errors="replace").splitlines() + lines
+            if len(lines) >= OUTPUT_TAIL_LINES:
+                break
+        return lines[-OUTPUT_TAIL_LINES:]
+
+    @abstractmethod
+    def render(self, submission: PipelineSubmission, remote_id: str, main_uri: str, zip_uri: str) -> dict[str, Any]:
+        """The job / batch as the dict form of its ``google.cloud.dataproc_v1`` message."""
+
+    @abstractmethod
+    def _create(self, remote_id: str, body: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def _remote_state(self, remote_id: str) -> RunState | None:
+        """The state of a job / batch, None when it does not exist."""
+
+    @abstractmethod
+    def _state_detail(self, remote_id: str) -> str: ...
+
+    @abstractmethod
+    def _driver_output_uri(self, remote_id: str) -> str | None: ...
+
+
+class DataprocClusterHook(DataprocPipelineHook):
+    """Run pipelines as PySpark jobs on a :class:`~airflow_provider_sparkpipe.runtimes.DataprocCluster`."""
+
+    hook_name = "Spark pipeline on a Dataproc cluster"
+    remote_noun = "job"
+
+    def __init__(self, runtime: DataprocCluster, **kwargs: Any) -> None:
+        super().__init__(runtime, **kwargs)
+        self.cluster = runtime
+
+    def render(self, submission: PipelineSubmission, remote_id: str, main_uri: str, zip_uri: str) -> dict[str, Any]:
+        return {
+            "reference": {"project_id": self.cluster.project_id, "job_id": remote_id},
+            "placement": {"cluster_name": self.cluster.cluster_name},
+            "labels": dataproc_labels(submission, dict(self.cluster.labels)),
+            "pyspark_job": {
+                "main_python_file_uri": main_uri,
+                "python_file_uris": [zip_uri],
+                "file_uris": [self.uri(self.run_object(remote_id, CONFIG_NAME))],
+                "args": self.driver_args(remote_id),
+                "properties": self.spark_properties(submission),
+            },
+        }
+
+    def _create(self, remote_id: str, body: dict[str, Any]) -> None:
+        self.dataproc.submit_job(
+            job=body,
+            project_id=self.cluster.project_id,
+            region=self.cluster.region,
+            request_id=remote_id[-40:],  # Dataproc keeps request ids for a while: a resent request is a no-op
+        )
+
+    def _get(self, job_id: str) -> Job:
+        return self.dataproc.get_job(job_id=job_id, project_id=self.cluster.project_id, region=self.cluster.region)
+
+    def _remote_state(self, remote_id: str) -> RunState | None:
+        try:
+            return _JOB_STATES[self._get(remote_id).status.state]
+        except NotFound:
+            return None
+
+    async def apoll(self, run: PipelineRun) -> RunState:
+        job = await self.async_dataproc.get_job(
+            job_id=run.run_id, project_id=self.cluster.project_id, region=self.cluster.region
+        )
+        return _JOB_STATES[job.status.state]
+
+    def cancel(self, run: PipelineRun) -> None:
+        if (state := self._remote_state(run.run_id)) is None or state.finished:
+            return
+        self.log.info("Cancelling Dataproc job %s", run.run_id)
+        with contextlib.suppress(FailedPrecondition):  # it finished in the meantime
+            self.dataproc.cancel_job(job_id=run.run_id, project_id=self.cluster.project_id, region=self.cluster.region)
+
+    def run_url(self, run: PipelineRun) -> str | None:
+        return dataproc_job_url(self.cluster.project_id, self.cluster.region, run.run_id)
+
+    def _state_detail(self, remote_id: str) -> str:
+        status = self._get(remote_id).status
+        return f"{status.state.name}" + (f": {status.details}" if status.details else "")
+
+    def _driver_output_uri(self, remote_id: str) -> str | None:
+        return self._get(remote_id).driver_output_resource_uri or None
+
+
+class DataprocServerlessHook(DataprocPipelineHook):
+    """Run pipelines as batches on a :class:`~airflow_provider_sparkpipe.runtimes.DataprocServerless` runtime."""
+
+    hook_name = "Spark pipeline on Dataproc Serverless"
+    remote_noun = "batch"
+
+    def __init__(self, runtime: DataprocServerless, **kwargs: Any) -> None:
+        super().__init__(runtime, **kwargs)
+        self.serverless = runtime
+
+    def render(self, submission: PipelineSubmission, remote_id: str, main_uri: str, zip_uri: str) -> dict[str, Any]:
+        rt = self.serverless
+        runtime_config: dict[str, Any] = {"properties": self.spark_properties(submission)}
+        if rt.runtime_version:
+            runtime_config["version"] = rt.runtime_version
+        execution: dict[str, Any] = {}
+        if rt.service_account:
+            execution["service_account"] = rt.service_account
+        if rt.subnetwork_uri:
+            execution["subnetwork_uri"] = rt.subnetwork_uri
+        if rt.network_tags:
+            execution["network_tags"] = list(rt.network_tags)
+        if rt.kms_key:
+            execution["kms_key"] = rt.kms_key
+        body: dict[str, Any] = {
+            "labels": dataproc_labels(submission, dict(rt.labels)),
+            "pyspark_batch": {
+                "main_python_file_uri": main_uri,
+                "python_file_uris": [zip_uri],
+                "file_uris": [self.uri(self.run_object(remote_id, CONFIG_NAME))],
+                "args": self.driver_args(remote_id),
+            },
+            "runtime_config": runtime_config,
+        }
+        if execution:
+            body["environment_config"] = {"execution_config": execution}
+        return body
+
+    def _create(self, remote_id: str, body: dict[str, Any]) -> None:
+        # create_batch returns a long-running operation; the batch itself is what poll() follows.
+        self.dataproc.create_batch(
+            region=self.serverless.region,
+            project_id=self.serverless.project_id,
+            batch=body,
+            batch_id=remote_id,
+            request_id=remote_id[-40:],
+        )
+
+    def _get(self, batch_id: str) -> Batch:
+        return self.dataproc.get_batch(
+            batch_id=batch_id, project_id=self.serverless.project_id, region=self.serverless.region
+        )
+
+    def _remote_state(self, remote_id: str) -> RunState | None:
+        try:
+            return _BATCH_STATES[self._get(remote_id).state]
+        except NotFound:
+            return None
+
+    async def apoll(self, run: PipelineRun) -> RunState:
+        batch = await self.async_dataproc.get_batch(
+            batch_id=run.run_id, project_id=self.serverless.project_id, region=self.serverless.region
+        )
+        return _BATCH_STATES[batch.state]
+
+    def cancel(self, run: PipelineRun) -> None:
+        """Cancel the batch's long-running operation (the Batch API has no cancel method of its own)."""
+        try:
+            batch = self._get(run.run_id)
+        except NotFound:
+            return
+        if _BATCH_STATES[batch.state].finished:
+            return
+        self.log.info("Cancelling Dataproc batch %s (operation %s)", run.run_id, batch.operation)
+        operations = self.dataproc.get_operations_client(region=self.serverless.region)
+        with contextlib.suppress(FailedPrecondition):  # it finished in the meantime
+            operations.cancel_operation(name=batch.operation)
+
+    def run_url(self, run: PipelineRun) -> str | None:
+        return dataproc_batch_url(self.serverless.project_id, self.serverless.region, run.run_id)
+
+    def _state_detail(self, remote_id: str) -> str:
+        batch = self._get(remote_id)
+        return batch.state.name + (f": {batch.state_message}" if batch.state_message else "")
+
+    def _driver_output_uri(self, remote_id: str) -> str | None:
+        return self._get(remote_id).runtime_info.output_uri or None
+
+
+def _spark_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,115 @@
+"""SparkPipelineOperator on the Dataproc runtimes, run for real with ``dag.test()`` against the fake
+Dataproc and the GCS emulator: metrics in XCom, failures with the driver's last lines in the log,
+deferral through the trigger, and ``execution_timeout`` cancelling the job."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from tests.provider.conftest import DagRunner, DagRunResult
+from tests.provider.dataproc.conftest import GOOGLE_DAGS, GoogleFakes
+
+DAG_IDS = [
+    "sparkpipe_dataproc_succeeds",
+    "sparkpipe_dataproc_fails",
+    "sparkpipe_dataproc_crashes",
+    "sparkpipe_dataproc_deferred",
+    "sparkpipe_dataproc_times_out",
+    "sparkpipe_serverless_deferred",
+    "sparkpipe_serverless_fails",
+]
+
+
+@pytest.fixture(scope="module")
+def dag_runs(dag_runner: DagRunner, google_fakes: GoogleFakes) -> dict[str, DagRunResult]:
+    """All the DAGs, run once in one Airflow process (its start-up is the slow part)."""
+    google_fakes.dataproc.reset()
+    bundles = json.loads(os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])
+    bundles.append(
+        {
+            "name": "google-test-dags",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(GOOGLE_DAGS)},
+        }
+    )
+    env = {
+        "SPARKPIPE_TEST_DATAPROC_ENDPOINT": google_fakes.endpoint,
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+    }
+    runs: list[Mapping[str, Any]] = [
+        {"dag_folder": str(GOOGLE_DAGS), "dag_id": d, "logical_date": "2024-01-15"} for d in DAG_IDS
+    ]
+    return dag_runner.run(runs, env)
+
+
+def jobs_of(fakes: GoogleFakes, kind: str, app_name: str) -> list:
+    return [r for r in fakes.dataproc.runs_of(kind) if r.config["app_name"] == app_name]
+
+
+def test_a_cluster_job_returns_its_metrics(dag_runs: dict[str, DagRunResult], google_fakes: GoogleFakes) -> None:
+    result = dag_runs["sparkpipe_dataproc_succeeds"]
+    assert result.state == "success", result.log[-5000:]
+    metrics = result.xcom("pipeline")
+    assert metrics["status"] == "succeeded"
+    assert {n: s["rows_written"] for n, s in metrics["sequences"].items()} == {"first": 10, "second": 20}
+    (job,) = jobs_of(google_fakes, "job", "orders_daily")
+    assert metrics["runtime"]["kind"] == "dataproc_cluster"
+    assert metrics["runtime"]["job_id"] == job.remote_id
+    labels = dict(job.message.labels)
+    assert labels["airflow-dag-id"] == "sparkpipe_dataproc_succeeds"
+    assert labels["airflow-task-id"] == "pipeline"
+    assert re.fullmatch(r"manual__[0-9t_-]+", labels["airflow-run-id"]), labels
+    properties = dict(job.message.pyspark_job.properties)
+    assert properties == {"spark.sql.shuffle.partitions": "8", "spark.executor.memory": "2g"}
+    assert result.xcom("pipeline", "sparkpipe_application_url") == metrics["runtime"]["url"]
+
+
+def test_a_failing_sequence_fails_the_task_with_its_metrics(dag_runs: dict[str, DagRunResult]) -> None:
+    result = dag_runs["sparkpipe_dataproc_fails"]
+    assert result.state == "failed"
+    assert "sequence 'second' failed: AnalysisException: boom" in result.log
+    assert result.xcom("pipeline", "metrics")["status"] == "failed"
+
+
+def test_a_crashed_driver_fails_the_task_with_its_last_output_lines(dag_runs: dict[str, DagRunResult]) -> None:
+    result = dag_runs["sparkpipe_dataproc_crashes"]
+    assert result.state == "failed"
+    assert "RuntimeError: the fake driver crashed" in result.log
+    assert "Job failed with message [driver exited with code 1]" in result.log
+
+
+def test_a_deferred_task_resumes_with_the_metrics(dag_runs: dict[str, DagRunResult], google_fakes: GoogleFakes) -> None:
+    result = dag_runs["sparkpipe_dataproc_deferred"]
+    assert result.state == "success", result.log[-5000:]
+    assert result.xcom("pipeline")["status"] == "succeeded"
+    (job,) = jobs_of(google_fakes, "job", "orders_deferred")
+    assert job.polls >= 3  # followed to its end by the trigger, then read once more on resume
+
+
+def test_execution_timeout_cancels_the_job(dag_runs: dict[str, DagRunResult], google_fakes: GoogleFakes) -> None:
+    result = dag_runs["sparkpipe_dataproc_times_out"]
+    assert result.state == "failed"
+    (job,) = jobs_of(google_fakes, "job", "slow_pipeline")
+    assert job.cancel_requested
+    assert "Task killed: cancelling the pipeline run" in result.log
+
+
+def test_a_serverless_batch_runs_deferred(dag_runs: dict[str, DagRunResult], google_fakes: GoogleFakes) -> None:
+    result = dag_runs["sparkpipe_serverless_deferred"]
+    assert result.state == "success", result.log[-5000:]
+    metrics = result.xcom("pipeline")
+    (batch,) = jobs_of(google_fakes, "batch", "orders_serverless")
+    assert metrics["runtime"]["batch_id"] == batch.remote_id
+    assert batch.message.runtime_config.version == "2.2"
+
+
+def test_a_failed_batch_fails_the_task(dag_runs: dict[str, DagRunResult]) -> None:
+    result = dag_runs["sparkpipe_serverless_fails"]
+    assert result.state == "failed"
+    assert "sequence 'second' failed" in result.log

@@ -1,0 +1,174 @@
+"""A run's life through the real google-cloud-dataproc client (gRPC over TLS) against the fake
+Dataproc, and GCSHook against the GCS emulator: submit, poll, metrics, failure, re-attach, cancel,
+and the trigger's events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState
+from airflow_provider_sparkpipe.runtimes import runtime_from_dict
+from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
+from tests.provider.dataproc.conftest import STAGING_BUCKET, GoogleFakes
+
+KINDS = ["job", "batch"]
+
+
+def submission(app_name: str, try_number: int = 1, task: str = "pipeline") -> PipelineSubmission:
+    document = {
+        "app_name": app_name,
+        "sequences": [
+            {"name": "first", "query": "SELECT 1 AS one", "target": {"type": "parquet", "path": "gs://out/first"}},
+            {"name": "second", "query": "SELECT * FROM first", "target": {"type": "parquet", "path": "gs://out/2"}},
+        ],
+    }
+    labels = {"dag_id": "lifecycle", "task_id": task, "run_id": "manual__2024-01-15T00:00:00+00:00"}
+    return PipelineSubmission(document, app_name, f"lifecycle__{task}__manual__2024-01-15__-1", try_number, labels)
+
+
+def runtime(fakes: GoogleFakes, kind: str) -> Any:
+    return fakes.cluster() if kind == "job" else fakes.serverless()
+
+
+def first_event(trigger: SparkPipelineTrigger) -> dict[str, Any]:
+    async def collect() -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("the trigger fired no event")
+
+    return asyncio.run(collect())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_run_is_staged_submitted_and_followed_to_its_metrics(fakes: GoogleFakes, kind: str) -> None:
+    hook = runtime(fakes, kind).hook()
+    run = hook.submit(submission("orders_daily"))
+    assert hook.poll(run) == RunState.RUNNING
+    assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
+    metrics = hook.fetch_metrics(run)
+    assert metrics is not None and metrics["status"] == "succeeded"
+    assert {n: s["rows_written"] for n, s in metrics["sequences"].items()} == {"first": 10, "second": 20}
+    info = hook.runtime_info(run)
+    assert info[f"{kind}_id"] == run.run_id and info["url"].startswith("https://console.cloud.google.com/dataproc/")
+
+    (remote,) = fakes.dataproc.runs_of(kind)
+    assert remote.remote_id == run.run_id and remote.config["app_name"] == "orders_daily"
+    staged = fakes.list("sparkpipe/")
+    assert f"sparkpipe/runs/{run.run_id}/config.json" in staged
+    assert f"sparkpipe/runs/{run.run_id}/metrics.json" in staged
+    assert len([n for n in staged if n.startswith("sparkpipe/bundles/") and n.endswith(".zip")]) == 1
+
+
+def test_the_driver_bundle_is_uploaded_once_per_version(fakes: GoogleFakes) -> None:
+    hook = fakes.cluster().hook()
+    first = hook.stage_bundle()
+    uploads_before = [r for r in fakes.list("sparkpipe/bundles/")]
+    assert hook.stage_bundle() == first
+    assert fakes.list("sparkpipe/bundles/") == uploads_before
+    assert fakes.read(first[0]).startswith(b'"""spark-submit entry point of sparkpipe')
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_failed_run_reports_its_state_and_the_driver_output_tail(fakes: GoogleFakes, kind: str) -> None:
+    hook = runtime(fakes, kind).hook()
+    run = hook.submit(submission("crash_pipeline"))
+    assert hook.wait(run, poll_interval=0.01) == RunState.FAILED
+    assert hook.fetch_metrics(run) is None
+    detail = hook.describe_failure(run)
+    assert detail is not None
+    assert "exited with code 1" in detail
+    assert "RuntimeError: the fake driver crashed" in detail
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_retry_reattaches_to_a_running_or_succeeded_run(fakes: GoogleFakes, kind: str) -> None:
+    hook = runtime(fakes, kind).hook()
+    first = hook.submit(submission("orders_daily", try_number=1))
+    # The worker is lost while the run goes on; the retry, in a new worker, finds it.
+    retry = runtime(fakes, kind).hook().submit(submission("orders_daily", try_number=2))
+    assert retry.run_id == first.run_id
+    assert hook.wait(retry, poll_interval=0.01) == RunState.SUCCEEDED
+    # A retry after success (the worker died before recording it) does not run the pipeline again.
+    again = runtime(fakes, kind).hook().submit(submission("orders_daily", try_number=3))
+    assert again.run_id == first.run_id
+    assert len(fakes.dataproc.runs_of(kind)) == 1
+    assert hook.fetch_metrics(again) is not None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_retry_after_a_failed_run_submits_a_new_one(fakes: GoogleFakes, kind: str) -> None:
+    hook = runtime(fakes, kind).hook()
+    first = hook.submit(submission("fail_pipeline", try_number=1))
+    assert hook.wait(first, poll_interval=0.01) == RunState.FAILED
+    failed_metrics = hook.fetch_metrics(first)
+    assert failed_metrics is not None and failed_metrics["sequences"]["second"]["error"] == "AnalysisException: boom"
+    second = hook.submit(submission("fail_pipeline", try_number=2))
+    assert second.run_id != first.run_id
+    assert second.run_id.rsplit("-", 1) == [first.run_id.rsplit("-", 1)[0], "2"]
+    assert [r.remote_id for r in fakes.dataproc.runs_of(kind)] == [first.run_id, second.run_id]
+    # Each attempt has its own metrics: the new run never reads the old one's.
+    assert second.details["metrics_uri"] != first.details["metrics_uri"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cancel_stops_a_running_run_and_leaves_a_finished_one(fakes: GoogleFakes, kind: str) -> None:
+    hook = runtime(fakes, kind).hook()
+    run = hook.submit(submission("slow_pipeline"))
+    assert hook.poll(run) == RunState.RUNNING
+    hook.cancel(run)
+    assert hook.wait(run, poll_interval=0.01) == RunState.CANCELLED
+    hook.cancel(run)  # finished: nothing to do, no error
+    cancels = [name for name, _ in fakes.dataproc.requests if name in ("cancel_job", "cancel_operation")]
+    assert len(cancels) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_trigger_polls_asynchronously_until_the_run_ends(fakes: GoogleFakes, kind: str) -> None:
+    rt = runtime(fakes, kind)
+    run = rt.hook().submit(submission("orders_deferred"))
+    trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01)
+    assert first_event(trigger) == {"state": "succeeded", "run": run.to_dict()}
+    assert fakes.dataproc.runs_of(kind)[0].polls >= 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_trigger_cancels_the_run_at_the_task_deadline(fakes: GoogleFakes, kind: str) -> None:
+    rt = runtime(fakes, kind)
+    run = rt.hook().submit(submission("slow_pipeline"))
+    trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01, deadline=time.time())
+    event = first_event(trigger)
+    assert event == {"state": "cancelled", "run": run.to_dict(), "timed_out": True}
+    assert rt.hook().wait(run, poll_interval=0.01) == RunState.CANCELLED
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_killing_the_deferred_task_cancels_the_run(fakes: GoogleFakes, kind: str) -> None:
+    rt = runtime(fakes, kind)
+    run = rt.hook().submit(submission("slow_pipeline"))
+    trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01)
+    asyncio.run(trigger.on_kill())
+    assert rt.hook().wait(run, poll_interval=0.01) == RunState.CANCELLED
+
+
+def test_the_trigger_round_trips_a_dataproc_runtime_through_its_serialised_form(fakes: GoogleFakes) -> None:
+    for rt in (fakes.cluster(), fakes.serverless(network_tags=["a"], impersonation_chain=["x@y", "z@y"])):
+        run = PipelineRun(rt.kind, "sp-x-1", {"project_id": "p"})
+        trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), 5.0, deadline=1.5e9)
+        classpath, kwargs = trigger.serialize()
+        assert json.loads(json.dumps(kwargs)) == kwargs
+        assert SparkPipelineTrigger(**kwargs).serialize() == (classpath, kwargs)
+        assert runtime_from_dict(kwargs["runtime"]) == rt
+
+
+def test_metrics_fall_back_to_the_driver_output_marker(fakes: GoogleFakes) -> None:
+    hook = fakes.cluster().hook()
+    run = hook.submit(submission("orders_daily"))
+    assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
+    hook.gcs.delete(STAGING_BUCKET, f"sparkpipe/runs/{run.run_id}/metrics.json")
+    metrics = hook.fetch_metrics(run)
+    assert metrics is not None and metrics["app_name"] == "orders_daily"

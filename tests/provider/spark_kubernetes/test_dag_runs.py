@@ -1,0 +1,74 @@
+"""Whole DAG runs with Airflow's ``dag.test()`` (a real metadata database) on SparkKubernetes against the fake
+API server: the example DAG deferred to the triggerer, a run waited for in the worker, a failed run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.provider.conftest import EXAMPLES, TEST_DAGS, DagRunner, DagRunResult
+from tests.provider.spark_kubernetes.conftest import kubernetes_connection
+from tests.provider.spark_kubernetes.fake_apiserver import FakeKubernetes
+
+K8S_DAGS = Path(__file__).resolve().parent / "dags"
+
+
+@pytest.fixture(scope="module")
+def runs(dag_runner: DagRunner, fake_k8s: FakeKubernetes) -> dict[str, DagRunResult]:
+    fake_k8s.reset()
+    fake_k8s.outcomes["failing_summary"] = "FAILED"
+    bundles = [("examples", EXAMPLES), ("test-dags", TEST_DAGS), ("kubernetes-test-dags", K8S_DAGS)]
+    env = {
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT": kubernetes_connection(fake_k8s.url),
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
+            [
+                {
+                    "name": name,
+                    "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                    "kwargs": {"path": str(path)},
+                }
+                for name, path in bundles
+            ]
+        ),
+    }
+    return dag_runner.run(
+        [
+            {
+                "dag_folder": str(EXAMPLES / "example_sparkpipe_kubernetes.py"),
+                "dag_id": "sparkpipe_kubernetes",
+                "logical_date": "2024-01-15",
+            },
+            {"dag_folder": str(K8S_DAGS), "dag_id": "k8s_sync_success", "logical_date": "2024-01-15"},
+            {"dag_folder": str(K8S_DAGS), "dag_id": "k8s_failure", "logical_date": "2024-01-15"},
+        ],
+        env=env,
+    )
+
+
+def test_the_example_dag_defers_resumes_and_hands_metrics_downstream(runs: dict[str, DagRunResult]) -> None:
+    result = runs["sparkpipe_kubernetes"]
+    assert result.state == "success", result.log[-5000:]
+    metrics = result.xcom("shop_summary")
+    assert metrics["status"] == "succeeded" and metrics["runtime"]["kind"] == "kubernetes"
+    assert result.xcom("report") == {"daily_revenue": 10, "customer_summary": 20, "region_revenue": 30}
+    assert "[DAG TEST] running trigger in line" in result.log
+    assert "Deleting SparkApplication spark-jobs/" in result.log  # the example's delete_on_success
+
+
+def test_a_run_waited_for_in_the_worker_streams_the_driver_log(runs: dict[str, DagRunResult]) -> None:
+    result = runs["k8s_sync_success"]
+    assert result.state == "success", result.log[-5000:]
+    assert result.xcom("rows") == 30
+    assert "Following the log of driver pod k8s-sync-success-orders-summary" in result.log
+    assert "sparkpipe: sequence by_week: 20 rows" in result.log
+
+
+def test_a_failed_application_fails_the_task_with_the_driver_log_tail(runs: dict[str, DagRunResult]) -> None:
+    result = runs["k8s_failure"]
+    assert result.state == "failed"
+    assert result.tasks == {"failing_summary": "failed"}
+    assert "sequence 'by_week' failed: AnalysisException: [TABLE_OR_VIEW_NOT_FOUND] missing_table" in result.log
+    assert result.xcom("failing_summary", "metrics")["status"] == "failed"
+    assert "kubectl describe sparkapplication -n spark-jobs k8s-failure-failing-summary" in result.log

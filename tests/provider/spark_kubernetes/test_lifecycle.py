@@ -1,0 +1,202 @@
+"""SparkKubernetes runs through the real kubernetes clients against the fake API server: submit, follow,
+fail, re-attach, replace, cancel, defer and resume, clean up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_sparkpipe.exceptions import SparkPipelineFailed
+from airflow_provider_sparkpipe.hooks.base import PipelineRun, RunState
+from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
+from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
+from tests.provider.spark_kubernetes.conftest import NAMESPACE, pipeline_document, runtime, submission
+from tests.provider.spark_kubernetes.fake_apiserver import FakeKubernetes
+
+APPS = "/sparkapplications"
+
+
+def first_event(trigger: SparkPipelineTrigger) -> dict[str, Any]:
+    async def collect() -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger fired no event")
+
+    return asyncio.run(collect())
+
+
+def test_a_run_is_followed_to_completion_and_its_metrics_read_from_the_driver_log(k8s: FakeKubernetes) -> None:
+    hook = runtime().hook()
+    run = hook.submit(submission())
+    assert run.runtime_kind == "kubernetes" and run.details["attached"] is False
+    config_map = k8s.config_maps[(NAMESPACE, f"{run.run_id}-config")]
+    assert json.loads(config_map["data"]["config.json"]) == pipeline_document()
+    assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
+    # The driver's log was followed while it ran, then read to its end once.
+    assert len(k8s.calls("GET", "/log")) == 2
+    assert [q.lower() for r in k8s.calls("GET", "/log") for q in r.query.get("follow", [])] == ["true"]
+    metrics = hook.fetch_metrics(run)
+    assert metrics is not None
+    assert metrics["status"] == "succeeded"
+    assert {n: s["rows_written"] for n, s in metrics["sequences"].items()} == {"daily_revenue": 10, "to_postgres": 20}
+    info = hook.runtime_info(run)
+    assert info["application"] == run.run_id and info["driver_pod"] == f"{run.run_id}-driver"
+    hook.cleanup(run, RunState.SUCCEEDED)
+    assert (NAMESPACE, run.run_id) in k8s.apps  # kept: delete_on_success is off
+
+
+def test_a_failed_application_reports_its_error_and_the_driver_log_tail(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = "FAILED"
+    hook = runtime().hook()
+    run = hook.submit(submission())
+    assert hook.wait(run, poll_interval=0.01) == RunState.FAILED
+    assert hook.fetch_metrics(run)["sequences"]["to_postgres"]["status"] == "failed"  # type: ignore[index]
+    failure = hook.describe_failure(run) or ""
+    assert f"SparkApplication {NAMESPACE}/{run.run_id} FAILED: driver container failed with ExitCode: 1" in failure
+    assert failure.endswith("sparkpipe: sequence daily_revenue: 10 rows\nsparkpipe: sequence to_postgres: failed")
+
+
+def test_a_retry_re_attaches_to_the_running_application(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = None  # runs until deleted
+    first = runtime().hook().submit(submission(try_number=1))
+    assert runtime().hook().poll(first) == RunState.PENDING
+    retry_hook = runtime().hook()
+    retry = retry_hook.submit(submission(try_number=2))
+    assert (retry.run_id, retry.details["uid"], retry.details["attached"]) == (first.run_id, first.details["uid"], True)
+    assert len(k8s.calls("POST", APPS)) == 1
+    assert retry_hook.poll(retry) == RunState.RUNNING
+
+
+def test_a_retry_replaces_a_failed_application(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = "FAILED"
+    hook = runtime().hook()
+    first = hook.submit(submission(try_number=1))
+    assert hook.wait(first, poll_interval=0.01) == RunState.FAILED
+    k8s.outcomes["shop_summary"] = "COMPLETED"
+    retry_hook = runtime().hook()
+    retry = retry_hook.submit(submission(try_number=2))
+    assert retry.run_id == first.run_id and retry.details["uid"] != first.details["uid"]
+    deletes = k8s.calls("DELETE", APPS)
+    assert [d.body["preconditions"] for d in deletes] == [{"uid": first.details["uid"]}]
+    assert len(k8s.calls("POST", APPS)) == 2
+    assert retry_hook.wait(retry, poll_interval=0.01) == RunState.SUCCEEDED
+    assert retry_hook.fetch_metrics(retry)["status"] == "succeeded"  # type: ignore[index]
+
+
+def test_a_retry_with_another_config_replaces_the_application(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = None
+    first = runtime().hook().submit(submission(try_number=1))
+    retry = runtime().hook().submit(submission(try_number=2, document=pipeline_document("changed")))
+    assert retry.details["uid"] != first.details["uid"] and retry.details["attached"] is False
+    config = json.loads(k8s.config_maps[(NAMESPACE, f"{retry.run_id}-config")]["data"]["config.json"])
+    assert config["app_name"] == "changed"
+
+
+def test_cancel_deletes_the_application_not_just_the_pod(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = None
+    hook = runtime().hook()
+    run = hook.submit(submission())
+    while hook.poll(run) != RunState.RUNNING:
+        pass
+    assert (NAMESPACE, f"{run.run_id}-driver") in k8s.pods
+    hook.cancel(run)
+    assert (NAMESPACE, run.run_id) not in k8s.apps
+    assert k8s.config_maps == {} and k8s.pods == {}
+    assert hook.poll(run) == RunState.CANCELLED
+    assert "was deleted (the task was killed)" in (hook.describe_failure(run) or "")
+    hook.cancel(run)  # cancelling again is harmless
+
+
+def test_deferral_polls_through_the_async_client_and_the_operator_resumes(k8s: FakeKubernetes) -> None:
+    rt = runtime()
+    run = rt.hook().submit(submission())
+    trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01)
+    event = first_event(trigger)
+    assert event == {"state": "succeeded", "run": run.to_dict()}
+    # submit looked for an earlier attempt, then the trigger saw SUBMITTED, RUNNING, COMPLETED.
+    assert len(k8s.calls("GET", f"{APPS}/{run.run_id}")) == 1 + 3
+    # A new worker resumes: a fresh hook reads the driver's log for the metrics.
+    operator = SparkPipelineOperator(task_id="shop_summary", config=pipeline_document(), runtime=rt)
+    metrics = operator.execute_complete({}, event)
+    assert metrics["status"] == "succeeded"
+    assert metrics["runtime"]["kind"] == "kubernetes" and metrics["runtime"]["application"] == run.run_id
+
+
+def test_resuming_after_a_failed_run_fails_the_task_with_the_driver_log(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = "FAILED"
+    rt = runtime()
+    run = rt.hook().submit(submission())
+    event = first_event(SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01))
+    assert event["state"] == "failed"
+
+    class TaskInstance:
+        pushed: dict[str, Any] = {}
+
+        def xcom_push(self, key: str, value: Any) -> None:
+            self.pushed[key] = value
+
+    ti = TaskInstance()
+    operator = SparkPipelineOperator(task_id="shop_summary", config=pipeline_document(), runtime=rt)
+    with pytest.raises(SparkPipelineFailed, match="sequence 'to_postgres' failed: AnalysisException"):
+        operator.execute_complete({"ti": ti}, event)  # type: ignore[typeddict-item]
+    assert ti.pushed["metrics"]["status"] == "failed"
+
+
+def test_a_user_kill_of_the_deferred_task_deletes_the_application(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = None
+    rt = runtime()
+    run = rt.hook().submit(submission())
+    trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01, cancel_on_kill=True)
+    _, kwargs = trigger.serialize()
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    asyncio.run(SparkPipelineTrigger(**kwargs).on_kill())  # what the triggerer does on a user's kill
+    assert k8s.apps == {} and k8s.config_maps == {}
+    assert [d.body["preconditions"] for d in k8s.calls("DELETE", APPS)] == [{"uid": run.details["uid"]}]
+    assert first_event(trigger)["state"] == "cancelled"
+
+
+def test_the_trigger_deletes_the_application_at_the_tasks_deadline(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = None
+    rt = runtime()
+    run = rt.hook().submit(submission())
+    event = first_event(SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01, deadline=0.0))
+    assert event == {"state": "cancelled", "run": run.to_dict(), "timed_out": True}
+    assert k8s.apps == {} and k8s.config_maps == {}
+
+
+def test_delete_on_success_removes_a_successful_application(k8s: FakeKubernetes) -> None:
+    hook = runtime(delete_on_success=True).hook()
+    run = hook.submit(submission())
+    assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
+    assert hook.fetch_metrics(run) is not None
+    hook.cleanup(run, RunState.SUCCEEDED)
+    assert k8s.apps == {} and k8s.config_maps == {}
+
+
+def test_metrics_are_read_from_the_staging_uri_when_given(k8s: FakeKubernetes, tmp_path: Path) -> None:
+    hook = runtime(staging_uri=tmp_path.as_uri()).hook()
+    run = hook.submit(submission(try_number=2))
+    assert (
+        run.details["metrics_uri"]
+        == f"{tmp_path.as_uri()}/{run.run_id}/{submission(try_number=2).run_key}/metrics.json"
+    )
+    assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
+    assert hook.fetch_metrics(run)["written_to"] == "staging"  # type: ignore[index]
+
+
+def test_the_connection_check_reads_sparkapplications(k8s: FakeKubernetes) -> None:
+    assert runtime().hook().test_connection() == (
+        True,
+        f"{runtime().describe()}: SparkApplications readable in namespace '{NAMESPACE}'",
+    )
+    assert k8s.calls("GET", APPS)[0].query["limit"] == ["1"]
+
+
+def test_a_run_handle_survives_serialisation(k8s: FakeKubernetes) -> None:
+    run = runtime().hook().submit(submission())
+    again = PipelineRun.from_dict(json.loads(json.dumps(run.to_dict())))
+    assert runtime().hook().wait(again, poll_interval=0.01) == RunState.SUCCEEDED
