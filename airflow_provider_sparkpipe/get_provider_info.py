@@ -21,12 +21,21 @@ SPARKPIPE_CONN_FIELDS: dict[str, Any] = {
         "label": "Runtime",
         "description": (
             "Where pipelines run: 'local' (spark-submit on the worker, local or spark:// master), "
-            "'dataproc_cluster', 'dataproc_serverless', 'kubernetes' (spark-operator)."
+            "'dataproc_cluster', 'dataproc_serverless', 'emr_cluster', 'emr_serverless', 'emr_on_eks', "
+            "'kubernetes' (spark-operator)."
         ),
         "schema": {
             "type": ["string", "null"],
             "default": "local",
-            "enum": ["local", "dataproc_cluster", "dataproc_serverless", "kubernetes"],
+            "enum": [
+                "local",
+                "dataproc_cluster",
+                "dataproc_serverless",
+                "emr_cluster",
+                "emr_serverless",
+                "emr_on_eks",
+                "kubernetes",
+            ],
         },
     },
     "master": {
@@ -63,6 +72,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_sparkpipe.hooks.base",
                     "airflow_provider_sparkpipe.hooks.local",
                     "airflow_provider_sparkpipe.hooks.dataproc",
+                    "airflow_provider_sparkpipe.hooks.emr",
                     "airflow_provider_sparkpipe.hooks.kubernetes",
                 ],
             }
@@ -86,5 +96,8 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_provider_sparkpipe.links.spark.SparkApplicationLink",
             "airflow_provider_sparkpipe.links.dataproc.DataprocJobLink",
             "airflow_provider_sparkpipe.links.dataproc.DataprocBatchLink",
+            "airflow_provider_sparkpipe.links.emr.EmrClusterLink",
+            "airflow_provider_sparkpipe.links.emr.EmrServerlessJobRunLink",
+            "airflow_provider_sparkpipe.links.emr.EmrOnEksJobRunLink",
         ],
     }

@@ -13,6 +13,7 @@ from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_sparkpipe.exceptions import SparkPipelineConfigError, SparkPipelineFailed
 from airflow_provider_sparkpipe.links.dataproc import DataprocBatchLink, DataprocJobLink
+from airflow_provider_sparkpipe.links.emr import EmrClusterLink, EmrOnEksJobRunLink, EmrServerlessJobRunLink
 from airflow_provider_sparkpipe.links.spark import SparkApplicationLink
 
 if TYPE_CHECKING:
@@ -54,7 +55,14 @@ class SparkPipelineOperator(BaseOperator):
     template_fields: Sequence[str] = ("config", "vars")
     template_ext: Sequence[str] = CONFIG_SUFFIXES
     template_fields_renderers = {"config": "yaml", "vars": "json"}
-    operator_extra_links = (SparkApplicationLink(), DataprocJobLink(), DataprocBatchLink())
+    operator_extra_links = (
+        SparkApplicationLink(),
+        DataprocJobLink(),
+        DataprocBatchLink(),
+        EmrClusterLink(),
+        EmrServerlessJobRunLink(),
+        EmrOnEksJobRunLink(),
+    )
     ui_color = "#fde2cc"
 
     def __init__(
@@ -271,15 +279,21 @@ class SparkPipelineOperator(BaseOperator):
         hook = resolve_runtime(self.runtime).hook()
         run = PipelineRun.from_dict(event["run"])
         self._hook, self._run = hook, run
+        state = RunState(event["state"])
         if event.get("error"):
-            self.log.error("Polling run %s failed: %s", run.run_id, event["error"])
+            self.log.error("Polling run %s from the triggerer failed: %s", run.run_id, event["error"])
+            state = hook.poll(run)
+            if not state.finished and self.cancel_on_kill:
+                self.log.warning("Cancelling run %s: its state can no longer be followed", run.run_id)
+                hook.cancel(run)
+                state = RunState.CANCELLED
         if event.get("timed_out"):
             from airflow.exceptions import AirflowTaskTimeout
 
             raise AirflowTaskTimeout(
                 f"execution_timeout {self.execution_timeout} reached: run {run.run_id} was cancelled"
             )
-        return self._complete(context, hook, run, RunState(event["state"]))
+        return self._complete(context, hook, run, state)
 
     def _deadline(self, context: Context) -> float | None:
         """When the task's ``execution_timeout`` ends (epoch seconds), a few seconds early so that the

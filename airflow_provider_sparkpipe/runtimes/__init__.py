@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from airflow_provider_sparkpipe.runtimes.aws import EmrCluster, EmrOnEks, EmrServerless
 from airflow_provider_sparkpipe.runtimes.base import (
     SparkRuntime,
     register_runtime,
@@ -18,6 +19,9 @@ from airflow_provider_sparkpipe.runtimes.local import LocalSpark
 __all__ = [
     "DataprocCluster",
     "DataprocServerless",
+    "EmrCluster",
+    "EmrOnEks",
+    "EmrServerless",
     "LocalSpark",
     "SparkKubernetes",
     "SparkRuntime",

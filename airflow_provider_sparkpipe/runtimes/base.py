@@ -157,6 +157,7 @@ def _at(where: str, key: str) -> str:
 def _load_builtin_runtimes() -> None:
     # Imported here, not at module top, so that each runtime module registers itself once and the
     # base module stays importable from the runtime modules without a cycle.
+    import airflow_provider_sparkpipe.runtimes.aws
     import airflow_provider_sparkpipe.runtimes.google
     import airflow_provider_sparkpipe.runtimes.kubernetes
     import airflow_provider_sparkpipe.runtimes.local  # noqa: F401

@@ -65,6 +65,7 @@ def test_examples_import_without_errors(parsed: dict[str, Any]) -> None:
         "sparkpipe_basic",
         "sparkpipe_dataproc_cluster",
         "sparkpipe_dataproc_serverless",
+        "sparkpipe_emr",
         "sparkpipe_jdbc",
         "sparkpipe_kubernetes",
         "sparkpipe_region_report",

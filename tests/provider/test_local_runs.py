@@ -4,6 +4,7 @@ against a real metadata database, each task submitting the bundled driver with t
 from __future__ import annotations
 
 import json
+import secrets
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +26,7 @@ from tests.provider.conftest import (
 )
 
 LOGICAL_DATE = "2024-01-15"
+JDBC_SECRET = "pw-" + secrets.token_hex(12)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +36,13 @@ def runs(
     """One process running every DAG of this module in turn (Airflow starts once)."""
     output = tmp_path_factory.mktemp("local-output")
     work_dir = tmp_path_factory.mktemp("local-work")
+    # The JDBC example logs in as a role of its own whose password is known only to this fixture,
+    # so that every output of the run can be searched for it.
+    with postgres.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS public.customer_revenue")
+        conn.execute("DROP ROLE IF EXISTS shop_writer")
+        conn.execute(f"CREATE ROLE shop_writer LOGIN PASSWORD '{JDBC_SECRET}'")
+        conn.execute("GRANT CREATE, USAGE ON SCHEMA public TO shop_writer")
     connection = sparkpipe_connection(
         runtime="local",
         master="local[1]",
@@ -44,8 +53,8 @@ def runs(
         "AIRFLOW_CONN_SPARKPIPE_DEFAULT": connection,
         "SPARKPIPE_EXAMPLE_OUTPUT": str(output),
         "SPARKPIPE_EXAMPLE_JDBC_URL": postgres.jdbc_url,
-        "SPARKPIPE_PG_USER": postgres.user,
-        "SPARKPIPE_PG_PASSWORD": postgres.password,
+        "SPARKPIPE_PG_USER": "shop_writer",
+        "SPARKPIPE_PG_PASSWORD": JDBC_SECRET,
         "SPARKPIPE_TEST_DATA": str(SHOP),
         "SPARKPIPE_TEST_OUTPUT": str(output / "tests"),
     }
@@ -140,6 +149,20 @@ def test_jdbc_example_writes_to_postgresql(runs, postgres: Postgres) -> None:
         rows = conn.execute("SELECT customer_id, revenue FROM public.customer_revenue").fetchall()
     assert {int(cid): Decimal(rev) for cid, rev in rows} == revenue_by_customer()
     assert run.xcom("customer_revenue_to_postgres")["sequences"]["customer_revenue"]["rows_written"] == len(rows)
+
+
+def test_the_database_password_appears_in_no_output(runs, airflow_home: Path) -> None:
+    """The secret reached the driver by reference only: not in task logs, XComs, staged configs or files."""
+    results, output, work_dir = runs
+    run = results["sparkpipe_jdbc"]
+    assert run.state == "success"
+    places = {"dag.test output": "\n".join(r.log for r in results.values()), "xcoms": json.dumps(run.xcoms)}
+    for folder in (work_dir, output, airflow_home / "logs"):
+        for path in folder.rglob("*"):
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                places[str(path)] = path.read_bytes().decode("utf-8", "replace")
+    assert len(places) > 2
+    assert [name for name, text in places.items() if JDBC_SECRET in text] == []
 
 
 def test_a_failing_sequence_fails_the_task_with_its_error(runs) -> None:

@@ -1,0 +1,647 @@
+"""Hooks that run pipelines on EMR: a step on EMR on EC2, an EMR Serverless job run, an EMR on EKS job run.
+
+All three stage the driver with ``S3Hook`` the same way and talk to EMR through the Amazon provider's
+``EmrHook``, ``EmrServerlessHook`` and ``EmrContainerHook``. How the config reaches the driver, which
+reads ``--config`` with ``open()``: it is staged as ``config.zip`` and shipped with ``--archives`` /
+``spark.archives`` as ``sparkpipe-config``, which YARN (cluster mode), EMR Serverless and Spark on
+Kubernetes (3.2+) unpack in the driver's working directory, so ``--config sparkpipe-config/config.json``
+is a local path. EMR steps in client mode copy the plain ``config.json`` there with ``aws s3 cp`` first.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import hashlib
+import io
+import json
+import re
+import shlex
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.amazon.aws.hooks.emr import EmrContainerHook, EmrHook, EmrServerlessHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
+from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState, SparkPipelineHook
+from airflow_provider_sparkpipe.links.emr import run_url
+
+if TYPE_CHECKING:
+    from airflow_provider_sparkpipe.runtimes.aws import EmrCluster, EmrOnEks, EmrServerless
+
+CONFIG_ALIAS = "sparkpipe-config"
+"""The folder the config archive is unpacked to in the driver's working directory."""
+DRIVER_CONFIG_PATH = f"{CONFIG_ALIAS}/config.json"
+REATTACH_LOOKBACK = datetime.timedelta(days=7)
+"""How far back EMR Serverless / EMR on EKS job runs are listed to find an earlier attempt's run."""
+_TAIL_LINES = 40
+_LIST_VALUED_CONF = ("spark.submit.pyFiles", "spark.archives")
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9 /_.:=+@-]")
+
+
+@dataclass(frozen=True)
+class StagedRun:
+    """Where one run's files are in S3."""
+
+    main_uri: str
+    py_files_uri: str
+    config_uri: str
+    config_archive_uri: str
+    metrics_uri: str
+
+
+@dataclass(frozen=True)
+class RemoteRun:
+    """A step or job run found for a task: its generation (``<run name>-<n>``), id and raw EMR state."""
+
+    generation: int
+    remote_id: str
+    state: str
+
+
+def run_name_base(task_key: str) -> str:
+    """A short name identifying a task instance (all its tries), valid in every EMR name and token."""
+    return "sparkpipe-" + hashlib.sha256(task_key.encode()).hexdigest()[:16]
+
+
+def run_prefix(staging_uri: str, task_key: str, generation: int) -> str:
+    return f"{staging_uri.rstrip('/')}/runs/{task_key}/{generation}"
+
+
+class EmrPipelineHook(SparkPipelineHook):
+    """What the three EMR hooks share: staging, re-attaching, metrics and the driver's log tail.
+
+    Idempotence: every remote run of a task instance is named ``sparkpipe-<hash of the task key>-<n>``.
+    ``submit`` first looks for the latest such run: while it is pending or running, or once it has
+    succeeded, a retry re-attaches to it (its files sit under ``runs/<task key>/<n>/``); after it
+    failed or was cancelled, a new run ``n + 1`` starts, with the client token ``<name>-<n+1>`` where
+    the service takes one.
+    """
+
+    ATTACH_STATES: ClassVar[frozenset[str]]
+    """Raw EMR states of an earlier run that a new attempt re-attaches to instead of submitting."""
+    STATES: ClassVar[Mapping[str, RunState]]
+    """Raw EMR state -> RunState; a state being cancelled maps to RUNNING (not finished yet)."""
+
+    def __init__(self, runtime: EmrCluster | EmrServerless | EmrOnEks, **kwargs: Any) -> None:
+        super().__init__(runtime=runtime, **kwargs)
+        self.aws = runtime
+
+    @cached_property
+    def s3(self) -> S3Hook:
+        return S3Hook(aws_conn_id=self.aws.aws_conn_id, region_name=self.aws.region_name)
+
+    @property
+    def region(self) -> str:
+        return str(self.s3.region_name or "us-east-1")
+
+    # The runtime interface. ------------------------------------------------------------------------
+
+    def submit(self, submission: PipelineSubmission) -> PipelineRun:
+        base = run_name_base(submission.task_key)
+        latest = self.find_latest_run(base)
+        if latest is not None and latest.state in self.ATTACH_STATES:
+            self.log.info(
+                "Re-attaching to %s (run %d of this task, state %s) instead of submitting again",
+                latest.remote_id,
+                latest.generation,
+                latest.state,
+            )
+            return self._handle(submission.task_key, latest.generation, latest.remote_id, reattached=True)
+        generation = latest.generation + 1 if latest is not None else 1
+        if latest is not None:
+            self.log.info(
+                "The last run of this task, %s, ended %s: starting run %d", latest.remote_id, latest.state, generation
+            )
+        staged = self.stage(submission, generation)
+        remote_id = self.start(submission, staged, f"{base}-{generation}")
+        self.log.info("Started %s (run %d of this task)", remote_id, generation)
+        return self._handle(submission.task_key, generation, remote_id, reattached=False)
+
+    def poll(self, run: PipelineRun) -> RunState:
+        raw = self.remote_state(run)
+        try:
+            return self.STATES[raw]
+        except KeyError:
+            raise SparkRuntimeError(f"{run.run_id}: unexpected EMR state {raw!r}") from None
+
+    def cancel(self, run: PipelineRun) -> None:
+        """Cancel the step / job run unless it has already finished."""
+        state = self.poll(run)
+        if state.finished:
+            self.log.info("%s already %s: nothing to cancel", run.run_id, state.value)
+            return
+        self.log.info("Cancelling %s", run.run_id)
+        self.cancel_remote(run)
+
+    def fetch_metrics(self, run: PipelineRun) -> dict[str, Any] | None:
+        bucket, key = S3Hook.parse_s3_url(run.details["metrics_uri"])
+        if not self.s3.check_for_key(key, bucket):
+            return None
+        try:
+            return dict(json.loads(self.s3.read_key(key, bucket)))
+        except ValueError as exc:
+            self.log.warning("Cannot read %s: %s", run.details["metrics_uri"], exc)
+            return None
+
+    def cleanup(self, run: PipelineRun, state: RunState) -> None:
+        """Remove a successful run's staged config (metrics.json stays: a re-attaching retry reads it)."""
+        if state != RunState.SUCCEEDED:
+            self.log.info("Run files kept for inspection under %s", run.details["run_prefix"])
+            return
+        bucket, prefix = S3Hook.parse_s3_url(run.details["run_prefix"])
+        self.s3.delete_objects(bucket, [f"{prefix}/config.json", f"{prefix}/config.zip"])
+
+    def describe_failure(self, run: PipelineRun) -> str | None:
+        reason = self.failure_reason(run)
+        tail = self._log_tail(self.driver_log_uri(run))
+        if tail:
+            return f"{reason or run.run_id + ' failed'}; last lines of the driver's output:\n{tail}"
+        return reason
+
+    def run_url(self, run: PipelineRun) -> str | None:
+        return run_url(run.runtime_kind, run.details)
+
+    def runtime_info(self, run: PipelineRun) -> dict[str, Any]:
+        """The metrics' ``runtime`` block: kind, ``job_id`` (step / job run id), the EMR ids and the console URL."""
+        ids = {k: v for k, v in run.details.items() if k.endswith("_id")}
+        return {
+            "kind": run.runtime_kind,
+            "job_id": run.run_id,
+            **ids,
+            "region": run.details["region"],
+            "url": self.run_url(run),
+        }
+
+    # Staging. --------------------------------------------------------------------------------------
+
+    def stage(self, submission: PipelineSubmission, generation: int) -> StagedRun:
+        """Upload the driver bundle (once per version) and this run's config; say where metrics go."""
+        from spark_job.bundle import build_bundle
+
+        staging = self.aws.staging_uri.rstrip("/")
+        bundle = build_bundle(Path(tempfile.gettempdir()) / "sparkpipe" / "bundle")
+        main_uri = f"{staging}/bundle/{bundle.digest}/{bundle.main_file.name}"
+        py_files_uri = f"{staging}/bundle/{bundle.py_files.name}"
+        for path, uri in ((bundle.main_file, main_uri), (bundle.py_files, py_files_uri)):
+            bucket, key = S3Hook.parse_s3_url(uri)
+            if not self.s3.check_for_key(key, bucket):
+                self.log.info("Uploading the driver bundle to %s", uri)
+                self.s3.load_file(str(path), key, bucket, replace=True)
+        prefix = run_prefix(staging, submission.task_key, generation)
+        config = (json.dumps(submission.document, indent=2) + "\n").encode()
+        bucket, key = S3Hook.parse_s3_url(prefix)
+        self.s3.load_bytes(config, f"{key}/config.json", bucket, replace=True)
+        self.s3.load_bytes(_config_archive(config), f"{key}/config.zip", bucket, replace=True)
+        # A new run of this generation never reads metrics an earlier one left behind.
+        self.s3.delete_objects(bucket, [f"{key}/metrics.json"])
+        return StagedRun(
+            main_uri=main_uri,
+            py_files_uri=py_files_uri,
+            config_uri=f"{prefix}/config.json",
+            config_archive_uri=f"{prefix}/config.zip",
+            metrics_uri=f"{prefix}/metrics.json",
+        )
+
+    def spark_conf(self, submission: PipelineSubmission) -> dict[str, str]:
+        """The runtime's Spark properties under the pipeline's own ``spark_conf``."""
+        document_conf = submission.document.get("spark_conf") or {}
+        return {**self.aws.spark_conf, **{str(k): _spark_str(v) for k, v in document_conf.items()}}
+
+    def split_conf(self, submission: PipelineSubmission, staged: StagedRun) -> tuple[dict[str, str], dict[str, str]]:
+        """(Spark properties, list-valued properties with the driver's files added in front of the user's)."""
+        conf = self.spark_conf(submission)
+        lists = {
+            "spark.submit.pyFiles": staged.py_files_uri,
+            "spark.archives": f"{staged.config_archive_uri}#{CONFIG_ALIAS}",
+        }
+        for name in _LIST_VALUED_CONF:
+            if conf.get(name):
+                lists[name] = f"{lists[name]},{conf.pop(name)}"
+        return conf, lists
+
+    def driver_arguments(self, staged: StagedRun) -> list[str]:
+        return ["run", "--config", DRIVER_CONFIG_PATH, "--metrics-out", staged.metrics_uri]
+
+    def tags(self, submission: PipelineSubmission, name: str) -> dict[str, str]:
+        """Job run tags: the runtime's, then dag, task and run ids and the run name."""
+        ids = {f"sparkpipe:{k}": v for k, v in submission.labels.items()}
+        tags = {**getattr(self.aws, "tags", {}), **ids, "sparkpipe:run": name}
+        return {_TAG_UNSAFE.sub("_", k)[:128]: _TAG_UNSAFE.sub("_", v)[:256] or "-" for k, v in tags.items()}
+
+    # Runtime-specific parts. -----------------------------------------------------------------------
+
+    def find_latest_run(self, base: str) -> RemoteRun | None:
+        """The remote run of the highest generation named after ``base``, if any."""
+        raise NotImplementedError
+
+    def start(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> str:
+        """Start the step / job run; return its id."""
+        raise NotImplementedError
+
+    def remote_state(self, run: PipelineRun) -> str:
+        raise NotImplementedError
+
+    def cancel_remote(self, run: PipelineRun) -> None:
+        raise NotImplementedError
+
+    def failure_reason(self, run: PipelineRun) -> str | None:
+        return None
+
+    def driver_log_uri(self, run: PipelineRun) -> str | None:
+        """The S3 object holding the driver's stdout, when logs go to S3."""
+        return None
+
+    def run_details(self, remote_id: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # Internals. ------------------------------------------------------------------------------------
+
+    def _handle(self, task_key: str, generation: int, remote_id: str, *, reattached: bool) -> PipelineRun:
+        prefix = run_prefix(self.aws.staging_uri, task_key, generation)
+        details = {
+            "region": self.region,
+            "generation": generation,
+            "run_prefix": prefix,
+            "metrics_uri": f"{prefix}/metrics.json",
+            "reattached": reattached,
+            **self.run_details(remote_id),
+        }
+        return PipelineRun(runtime_kind=self.aws.kind, run_id=remote_id, details=details)
+
+    def _latest(self, base: str, found: Iterable[tuple[str, str, str]]) -> RemoteRun | None:
+        """The highest generation among (name, id, state) whose name is ``<base>-<n>``."""
+        pattern = re.compile(rf"^{re.escape(base)}-(\d+)(?:\s|$)")
+        runs = [
+            RemoteRun(int(match.group(1)), remote_id, state)
+            for name, remote_id, state in found
+            if (match := pattern.match(name or ""))
+        ]
+        return max(runs, key=lambda r: r.generation, default=None)
+
+    def _log_tail(self, uri: str | None) -> str | None:
+        if not uri:
+            return None
+        try:
+            bucket, key = S3Hook.parse_s3_url(uri)
+            if not self.s3.check_for_key(key, bucket):
+                self.log.info("No driver log at %s", uri)
+                return None
+            data = self.s3.get_key(key, bucket).get()["Body"].read()
+            if key.endswith(".gz"):
+                data = gzip.decompress(data)
+        except Exception as exc:  # the failure is reported anyway; the log is a bonus
+            self.log.warning("Cannot read the driver log %s: %s", uri, exc)
+            return None
+        lines = data.decode(errors="replace").splitlines()
+        return "\n".join(lines[-_TAIL_LINES:]) or None
+
+
+class EmrClusterPipelineHook(EmrPipelineHook):
+    """Run pipelines as ``command-runner.jar`` ``spark-submit`` steps on an EMR on EC2 cluster (``EmrHook``).
+
+    Steps take no client token: the step name carries the task's run name, and ``submit`` lists the
+    cluster's steps (``ListSteps``) before adding one. ``cancel`` sends ``CancelSteps``.
+    """
+
+    hook_name = "Spark pipeline on EMR on EC2"
+    ATTACH_STATES = frozenset({"PENDING", "RUNNING", "COMPLETED"})
+    STATES = {
+        "PENDING": RunState.PENDING,
+        "RUNNING": RunState.RUNNING,
+        "CANCEL_PENDING": RunState.RUNNING,
+        "COMPLETED": RunState.SUCCEEDED,
+        "CANCELLED": RunState.CANCELLED,
+        "FAILED": RunState.FAILED,
+        "INTERRUPTED": RunState.FAILED,
+    }
+    ACTIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
+
+    aws: EmrCluster
+
+    @cached_property
+    def emr(self) -> EmrHook:
+        return EmrHook(emr_conn_id=None, aws_conn_id=self.aws.aws_conn_id, region_name=self.aws.region_name)
+
+    @cached_property
+    def job_flow_id(self) -> str:
+        if self.aws.job_flow_id:
+            return self.aws.job_flow_id
+        name = str(self.aws.job_flow_name)
+        found = self.emr.get_cluster_id_by_name(name, self.ACTIVE_CLUSTER_STATES)
+        if found is None:
+            raise SparkRuntimeError(f"no active EMR cluster is named {name!r} (states {self.ACTIVE_CLUSTER_STATES})")
+        return found
+
+    def check(self) -> str:
+        cluster = self.emr.conn.describe_cluster(ClusterId=self.job_flow_id)["Cluster"]
+        return f"{self.aws.describe()}: cluster {cluster['Id']} {cluster['Status']['State']}"
+
+    def render_step(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> dict[str, Any]:
+        """The ``AddJobFlowSteps`` step: ``spark-submit`` through ``command-runner.jar``."""
+        conf, lists = self.split_conf(submission, staged)
+        submit = ["spark-submit", "--deploy-mode", self.aws.deploy_mode, "--name", submission.app_name]
+        for key, value in conf.items():
+            submit += ["--conf", f"{key}={value}"]
+        submit += ["--py-files", lists["spark.submit.pyFiles"]]
+        if self.aws.deploy_mode == "cluster":
+            submit += ["--archives", lists["spark.archives"], staged.main_uri, *self.driver_arguments(staged)]
+            args = submit
+        else:
+            # The driver runs in the step's process on the primary node, where archives are not
+            # unpacked: copy the config next to it first (the AWS CLI is on every EMR node).
+            user_archives = lists["spark.archives"].partition(",")[2]
+            if user_archives:
+                submit += ["--archives", user_archives]
+            submit += [staged.main_uri, *self.driver_arguments(staged)]
+            script = (
+                'set -e; cd "$(mktemp -d)"; '
+                f"aws s3 cp --only-show-errors {shlex.quote(staged.config_uri)} {shlex.quote(DRIVER_CONFIG_PATH)}; "
+                f"exec {shlex.join(submit)}"
+            )
+            args = ["bash", "-c", script]
+        return {
+            "Name": f"{name} {submission.task_key}"[:256],
+            "ActionOnFailure": self.aws.action_on_failure,
+            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args},
+        }
+
+    def render_request(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> dict[str, Any]:
+        """The whole ``AddJobFlowSteps`` request."""
+        request: dict[str, Any] = {"JobFlowId": self.job_flow_id, "Steps": [self.render_step(submission, staged, name)]}
+        if self.aws.execution_role_arn:
+            request["ExecutionRoleArn"] = self.aws.execution_role_arn
+        return request
+
+    def find_latest_run(self, base: str) -> RemoteRun | None:
+        pages = self.emr.conn.get_paginator("list_steps").paginate(ClusterId=self.job_flow_id)
+        steps = (step for page in pages for step in page["Steps"])
+        return self._latest(base, ((s["Name"], s["Id"], s["Status"]["State"]) for s in steps))
+
+    def start(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> str:
+        request = self.render_request(submission, staged, name)
+        step_ids = self.emr.add_job_flow_steps(
+            job_flow_id=request["JobFlowId"], steps=request["Steps"], execution_role_arn=request.get("ExecutionRoleArn")
+        )
+        return str(step_ids[0])
+
+    def run_details(self, remote_id: str) -> dict[str, Any]:
+        return {"job_flow_id": self.job_flow_id, "step_id": remote_id, "deploy_mode": self.aws.deploy_mode}
+
+    def remote_state(self, run: PipelineRun) -> str:
+        step = self.emr.conn.describe_step(ClusterId=run.details["job_flow_id"], StepId=run.run_id)["Step"]
+        return str(step["Status"]["State"])
+
+    def cancel_remote(self, run: PipelineRun) -> None:
+        response = self.emr.conn.cancel_steps(
+            ClusterId=run.details["job_flow_id"], StepIds=[run.run_id], StepCancellationOption="SEND_INTERRUPT"
+        )
+        for info in response.get("CancelStepsInfoList", []):
+            if info.get("Status") == "FAILED":
+                self.log.warning("EMR could not cancel step %s: %s", info.get("StepId"), info.get("Reason"))
+
+    def failure_reason(self, run: PipelineRun) -> str | None:
+        status = self.emr.conn.describe_step(ClusterId=run.details["job_flow_id"], StepId=run.run_id)["Step"]["Status"]
+        details = status.get("FailureDetails") or {}
+        reason = (
+            details.get("Message") or details.get("Reason") or (status.get("StateChangeReason") or {}).get("Message")
+        )
+        return f"EMR step {run.run_id} {status['State']}" + (f": {reason}" if reason else "")
+
+    def driver_log_uri(self, run: PipelineRun) -> str | None:
+        """The log file EMR names in the step's failure details, else the step's own output in the cluster's LogUri.
+
+        In client mode the step's stdout is the driver's; in cluster mode the step's stderr carries
+        spark-submit's report of the YARN application.
+        """
+        status = self.emr.conn.describe_step(ClusterId=run.details["job_flow_id"], StepId=run.run_id)["Step"]["Status"]
+        log_file = (status.get("FailureDetails") or {}).get("LogFile")
+        if log_file:
+            return _s3_uri(log_file)
+        log_uri = self.emr.conn.describe_cluster(ClusterId=run.details["job_flow_id"])["Cluster"].get("LogUri")
+        if not log_uri:
+            return None
+        stream = "stdout" if run.details.get("deploy_mode") == "client" else "stderr"
+        return f"{_s3_uri(log_uri).rstrip('/')}/{run.details['job_flow_id']}/steps/{run.run_id}/{stream}.gz"
+
+
+class EmrServerlessPipelineHook(EmrPipelineHook):
+    """Run pipelines as EMR Serverless job runs (``EmrServerlessHook``): ``StartJobRun`` with ``sparkSubmit``."""
+
+    hook_name = "Spark pipeline on EMR Serverless"
+    ATTACH_STATES = frozenset({"SUBMITTED", "PENDING", "SCHEDULED", "QUEUED", "RUNNING", "SUCCESS"})
+    STATES = {
+        "SUBMITTED": RunState.PENDING,
+        "PENDING": RunState.PENDING,
+        "SCHEDULED": RunState.PENDING,
+        "QUEUED": RunState.PENDING,
+        "RUNNING": RunState.RUNNING,
+        "CANCELLING": RunState.RUNNING,
+        "SUCCESS": RunState.SUCCEEDED,
+        "FAILED": RunState.FAILED,
+        "CANCELLED": RunState.CANCELLED,
+    }
+
+    aws: EmrServerless
+
+    @cached_property
+    def serverless(self) -> EmrServerlessHook:
+        return EmrServerlessHook(aws_conn_id=self.aws.aws_conn_id, region_name=self.aws.region_name)
+
+    def check(self) -> str:
+        app = self.serverless.conn.get_application(applicationId=self.aws.application_id)["application"]
+        return f"{self.aws.describe()}: application {app['name']!r} {app['state']} ({app['releaseLabel']})"
+
+    def render_request(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> dict[str, Any]:
+        """The ``StartJobRun`` request: conf as ``spark-defaults``, the driver's files as ``--conf`` lists."""
+        conf, lists = self.split_conf(submission, staged)
+        conf.setdefault("spark.app.name", submission.app_name)
+        overrides: dict[str, Any] = {
+            "applicationConfiguration": [{"classification": "spark-defaults", "properties": conf}],
+        }
+        if self.aws.log_uri:
+            overrides["monitoringConfiguration"] = {"s3MonitoringConfiguration": {"logUri": self.aws.log_uri}}
+        request: dict[str, Any] = {
+            "applicationId": self.aws.application_id,
+            "clientToken": name,
+            "executionRoleArn": self.aws.execution_role_arn,
+            "name": f"{name} {submission.task_key}"[:256],
+            "jobDriver": {
+                "sparkSubmit": {
+                    "entryPoint": staged.main_uri,
+                    "entryPointArguments": self.driver_arguments(staged),
+                    "sparkSubmitParameters": " ".join(f"--conf {k}={v}" for k, v in lists.items()),
+                }
+            },
+            "configurationOverrides": overrides,
+            "tags": self.tags(submission, name),
+        }
+        if self.aws.execution_timeout_minutes:
+            request["executionTimeoutMinutes"] = self.aws.execution_timeout_minutes
+        return request
+
+    def find_latest_run(self, base: str) -> RemoteRun | None:
+        after = datetime.datetime.now(datetime.UTC) - REATTACH_LOOKBACK
+        pages = self.serverless.conn.get_paginator("list_job_runs").paginate(
+            applicationId=self.aws.application_id, createdAtAfter=after
+        )
+        runs = (r for page in pages for r in page["jobRuns"])
+        return self._latest(base, ((r.get("name", ""), r["id"], r["state"]) for r in runs))
+
+    def start(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> str:
+        response = self.serverless.conn.start_job_run(**self.render_request(submission, staged, name))
+        return str(response["jobRunId"])
+
+    def run_details(self, remote_id: str) -> dict[str, Any]:
+        return {"application_id": self.aws.application_id, "job_run_id": remote_id}
+
+    def _job_run(self, run: PipelineRun) -> dict[str, Any]:
+        response = self.serverless.conn.get_job_run(applicationId=run.details["application_id"], jobRunId=run.run_id)
+        return dict(response["jobRun"])
+
+    def remote_state(self, run: PipelineRun) -> str:
+        return str(self._job_run(run)["state"])
+
+    def cancel_remote(self, run: PipelineRun) -> None:
+        self.serverless.conn.cancel_job_run(applicationId=run.details["application_id"], jobRunId=run.run_id)
+
+    def failure_reason(self, run: PipelineRun) -> str | None:
+        job = self._job_run(run)
+        details = job.get("stateDetails")
+        return f"EMR Serverless job run {run.run_id} {job['state']}" + (f": {details}" if details else "")
+
+    def driver_log_uri(self, run: PipelineRun) -> str | None:
+        if not self.aws.log_uri:
+            return None
+        app, job = run.details["application_id"], run.run_id
+        return f"{self.aws.log_uri.rstrip('/')}/applications/{app}/jobs/{job}/SPARK_DRIVER/stdout.gz"
+
+
+class EmrOnEksPipelineHook(EmrPipelineHook):
+    """Run pipelines as EMR on EKS job runs (``EmrContainerHook``): ``StartJobRun`` with ``sparkSubmitJobDriver``."""
+
+    hook_name = "Spark pipeline on EMR on EKS"
+    ATTACH_STATES = frozenset({"PENDING", "SUBMITTED", "RUNNING", "COMPLETED"})
+    STATES = {
+        "PENDING": RunState.PENDING,
+        "SUBMITTED": RunState.PENDING,
+        "RUNNING": RunState.RUNNING,
+        "CANCEL_PENDING": RunState.RUNNING,
+        "COMPLETED": RunState.SUCCEEDED,
+        "FAILED": RunState.FAILED,
+        "CANCELLED": RunState.CANCELLED,
+    }
+
+    aws: EmrOnEks
+
+    @cached_property
+    def containers(self) -> EmrContainerHook:
+        return EmrContainerHook(
+            aws_conn_id=self.aws.aws_conn_id,
+            region_name=self.aws.region_name,
+            virtual_cluster_id=self.aws.virtual_cluster_id,
+        )
+
+    def check(self) -> str:
+        cluster = self.containers.conn.describe_virtual_cluster(id=self.aws.virtual_cluster_id)["virtualCluster"]
+        return f"{self.aws.describe()}: virtual cluster {cluster['name']!r} {cluster['state']}"
+
+    def render_request(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> dict[str, Any]:
+        """The ``StartJobRun`` request: conf as ``spark-defaults``, the driver's files as ``--conf`` lists."""
+        conf, lists = self.split_conf(submission, staged)
+        conf.setdefault("spark.app.name", submission.app_name)
+        overrides: dict[str, Any] = {
+            "applicationConfiguration": [{"classification": "spark-defaults", "properties": conf}],
+        }
+        if self.aws.log_uri:
+            overrides["monitoringConfiguration"] = {"s3MonitoringConfiguration": {"logUri": self.aws.log_uri}}
+        return {
+            "name": name,
+            "virtualClusterId": self.aws.virtual_cluster_id,
+            "clientToken": name,
+            "executionRoleArn": self.aws.execution_role_arn,
+            "releaseLabel": self.aws.release_label,
+            "jobDriver": {
+                "sparkSubmitJobDriver": {
+                    "entryPoint": staged.main_uri,
+                    "entryPointArguments": self.driver_arguments(staged),
+                    "sparkSubmitParameters": " ".join(f"--conf {k}={v}" for k, v in lists.items()),
+                }
+            },
+            "configurationOverrides": overrides,
+            "tags": self.tags(submission, name),
+        }
+
+    def find_latest_run(self, base: str) -> RemoteRun | None:
+        after = datetime.datetime.now(datetime.UTC) - REATTACH_LOOKBACK
+        pages = self.containers.conn.get_paginator("list_job_runs").paginate(
+            virtualClusterId=self.aws.virtual_cluster_id, createdAfter=after
+        )
+        runs = (r for page in pages for r in page["jobRuns"])
+        return self._latest(base, ((r.get("name", ""), r["id"], r["state"]) for r in runs))
+
+    def start(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> str:
+        request = self.render_request(submission, staged, name)
+        return self.containers.submit_job(
+            name=request["name"],
+            execution_role_arn=request["executionRoleArn"],
+            release_label=request["releaseLabel"],
+            job_driver=request["jobDriver"],
+            configuration_overrides=request["configurationOverrides"],
+            client_request_token=request["clientToken"],
+            tags=request["tags"],
+        )
+
+    def run_details(self, remote_id: str) -> dict[str, Any]:
+        return {"virtual_cluster_id": self.aws.virtual_cluster_id, "job_run_id": remote_id}
+
+    def _job_run(self, run: PipelineRun) -> dict[str, Any]:
+        response = self.containers.conn.describe_job_run(
+            id=run.run_id, virtualClusterId=run.details["virtual_cluster_id"]
+        )
+        return dict(response["jobRun"])
+
+    def remote_state(self, run: PipelineRun) -> str:
+        return str(self._job_run(run)["state"])
+
+    def cancel_remote(self, run: PipelineRun) -> None:
+        self.containers.conn.cancel_job_run(id=run.run_id, virtualClusterId=run.details["virtual_cluster_id"])
+
+    def failure_reason(self, run: PipelineRun) -> str | None:
+        job = self._job_run(run)
+        reason = ": ".join(str(p) for p in (job.get("failureReason"), job.get("stateDetails")) if p)
+        return f"EMR on EKS job run {run.run_id} {job['state']}" + (f": {reason}" if reason else "")
+
+    def driver_log_uri(self, run: PipelineRun) -> str | None:
+        """``<logUri>/<virtual cluster>/jobs/<job>/containers/spark-<job>/spark-<job>-driver/stdout.gz``."""
+        if not self.aws.log_uri:
+            return None
+        vc, job = run.details["virtual_cluster_id"], run.run_id
+        return f"{self.aws.log_uri.rstrip('/')}/{vc}/jobs/{job}/containers/spark-{job}/spark-{job}-driver/stdout.gz"
+
+
+def _config_archive(config: bytes) -> bytes:
+    """``config.zip`` holding ``config.json``, byte-identical for identical configs."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo("config.json", date_time=(1980, 1, 1, 0, 0, 0))
+        info.external_attr = 0o644 << 16
+        archive.writestr(info, config, zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def _s3_uri(uri: str) -> str:
+    """EMR writes ``s3n://`` log URIs; S3Hook reads ``s3://``."""
+    return re.sub(r"^s3[an]?://", "s3://", uri)
+
+
+def _spark_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,233 @@
+"""AWS runtimes: ``EmrCluster`` (a step on EMR on EC2), ``EmrServerless`` and ``EmrOnEks`` job runs.
+
+Plain frozen dataclasses: importing this module imports neither boto3 nor the Amazon provider; the
+hooks in :mod:`airflow_provider_sparkpipe.hooks.emr` do, when a run is submitted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime
+
+if TYPE_CHECKING:
+    from airflow_provider_sparkpipe.hooks.emr import (
+        EmrClusterPipelineHook,
+        EmrOnEksPipelineHook,
+        EmrServerlessPipelineHook,
+    )
+
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+
+
+@register_runtime
+@dataclass(frozen=True)
+class EmrCluster(SparkRuntime):
+    """Run the pipeline as a ``spark-submit`` step (``command-runner.jar``) on a running EMR on EC2 cluster.
+
+    Parameters:
+        job_flow_id: the cluster id (``j-...``); or give ``job_flow_name``.
+        job_flow_name: the name of an active cluster (STARTING/BOOTSTRAPPING/RUNNING/WAITING), looked up
+            at each submission; exactly one cluster may carry it.
+        staging_uri: ``s3://bucket/prefix`` where the driver bundle (once per version), each run's
+            config and its ``metrics.json`` are written. The cluster's role must read and write there.
+        aws_conn_id: the Airflow AWS connection (credentials, region, endpoint).
+        region_name: overrides the connection's region.
+        spark_conf: Spark properties for every run (``--conf``); the pipeline's own ``spark_conf`` wins.
+        deploy_mode: ``cluster`` (default: the driver runs in a YARN container, the config reaches it
+            with ``--archives``) or ``client`` (the driver runs on the primary node inside the step, whose
+            stdout is then the driver's; the config is copied there with ``aws s3 cp`` first).
+        execution_role_arn: runtime role of the step (clusters with runtime roles enabled).
+        action_on_failure: what EMR does when the step fails: ``CONTINUE`` (default), ``CANCEL_AND_WAIT``
+            or ``TERMINATE_CLUSTER``.
+    """
+
+    job_flow_id: str | None = None
+    job_flow_name: str | None = None
+    staging_uri: str = ""
+    aws_conn_id: str | None = "aws_default"
+    region_name: str | None = None
+    spark_conf: Mapping[str, str] = field(default_factory=dict)
+    deploy_mode: Literal["cluster", "client"] = "cluster"
+    execution_role_arn: str | None = None
+    action_on_failure: Literal["CONTINUE", "CANCEL_AND_WAIT", "TERMINATE_CLUSTER"] = "CONTINUE"
+
+    kind = "emr_cluster"
+    supports_deferral = True
+
+    def __post_init__(self) -> None:
+        if bool(self.job_flow_id) == bool(self.job_flow_name):
+            raise ValueError("give exactly one of job_flow_id (the cluster id, j-...) and job_flow_name")
+        if self.job_flow_id and not self.job_flow_id.startswith("j-"):
+            raise ValueError(
+                f"job_flow_id must be an EMR cluster id such as 'j-2AXXXXXXGAPLF', not {self.job_flow_id!r}"
+            )
+        _check_staging_uri(self.staging_uri)
+        _check_choice("deploy_mode", self.deploy_mode, ("cluster", "client"))
+        _check_choice("action_on_failure", self.action_on_failure, ("CONTINUE", "CANCEL_AND_WAIT", "TERMINATE_CLUSTER"))
+        if self.execution_role_arn:
+            _check_role("execution_role_arn", self.execution_role_arn)
+        object.__setattr__(self, "spark_conf", _string_map("spark_conf", self.spark_conf))
+
+    def hook(self) -> EmrClusterPipelineHook:
+        from airflow_provider_sparkpipe.hooks.emr import EmrClusterPipelineHook
+
+        return EmrClusterPipelineHook(self)
+
+    @classmethod
+    def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
+        return _json_extras(extras, ("spark_conf",))
+
+
+@register_runtime
+@dataclass(frozen=True)
+class EmrServerless(SparkRuntime):
+    """Run the pipeline as an EMR Serverless job run (``StartJobRun`` with a ``sparkSubmit`` driver).
+
+    Parameters:
+        application_id: the Spark application (it auto-starts on submission unless configured not to).
+        execution_role_arn: the job runtime role; it must read and write ``staging_uri``.
+        staging_uri: ``s3://bucket/prefix`` for the driver bundle, each run's config and metrics.
+        aws_conn_id: the Airflow AWS connection.
+        region_name: overrides the connection's region.
+        spark_conf: Spark properties for every run (``spark-defaults``); the pipeline's own win.
+        log_uri: ``s3://...`` for the job's logs (S3 monitoring configuration); the tail of the driver's
+            stdout is read from there when a run fails.
+        execution_timeout_minutes: EMR Serverless stops the job after this long (0: the service default).
+        tags: extra tags of each job run (dag, task and run ids are always added).
+    """
+
+    application_id: str
+    execution_role_arn: str
+    staging_uri: str
+    aws_conn_id: str | None = "aws_default"
+    region_name: str | None = None
+    spark_conf: Mapping[str, str] = field(default_factory=dict)
+    log_uri: str | None = None
+    execution_timeout_minutes: int = 0
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    kind = "emr_serverless"
+    supports_deferral = True
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[0-9a-z]+", self.application_id or ""):
+            raise ValueError(f"application_id must be an EMR Serverless application id, not {self.application_id!r}")
+        _check_role("execution_role_arn", self.execution_role_arn)
+        _check_staging_uri(self.staging_uri)
+        if self.log_uri:
+            _check_staging_uri(self.log_uri, "log_uri")
+        if self.execution_timeout_minutes and not 5 <= self.execution_timeout_minutes <= 1_000_000:
+            raise ValueError(f"execution_timeout_minutes must be 0 or at least 5, not {self.execution_timeout_minutes}")
+        object.__setattr__(self, "spark_conf", _string_map("spark_conf", self.spark_conf))
+        object.__setattr__(self, "tags", _string_map("tags", self.tags))
+
+    def hook(self) -> EmrServerlessPipelineHook:
+        from airflow_provider_sparkpipe.hooks.emr import EmrServerlessPipelineHook
+
+        return EmrServerlessPipelineHook(self)
+
+    @classmethod
+    def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
+        extras = _json_extras(extras, ("spark_conf", "tags"))
+        if isinstance(extras.get("execution_timeout_minutes"), str):
+            extras["execution_timeout_minutes"] = int(extras["execution_timeout_minutes"])
+        return extras
+
+
+@register_runtime
+@dataclass(frozen=True)
+class EmrOnEks(SparkRuntime):
+    """Run the pipeline as an EMR on EKS job run (``emr-containers`` ``StartJobRun``).
+
+    Parameters:
+        virtual_cluster_id: the EMR virtual cluster (one EKS namespace).
+        execution_role_arn: the job execution role; it must read and write ``staging_uri``.
+        release_label: the EMR release, e.g. ``emr-7.2.0-latest`` (the config reaches the driver with
+            ``spark.archives``, which needs Spark 3.2 or later: EMR 6.6 or later).
+        staging_uri: ``s3://bucket/prefix`` for the driver bundle, each run's config and metrics.
+        aws_conn_id: the Airflow AWS connection.
+        region_name: overrides the connection's region.
+        spark_conf: Spark properties for every run (``spark-defaults``); the pipeline's own win.
+        log_uri: ``s3://...`` for the job's logs (S3 monitoring configuration); the tail of the driver's
+            stdout is read from there when a run fails.
+        tags: extra tags of each job run (dag, task and run ids are always added).
+    """
+
+    virtual_cluster_id: str
+    execution_role_arn: str
+    release_label: str
+    staging_uri: str
+    aws_conn_id: str | None = "aws_default"
+    region_name: str | None = None
+    spark_conf: Mapping[str, str] = field(default_factory=dict)
+    log_uri: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    kind = "emr_on_eks"
+    supports_deferral = True
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[0-9a-z]+", self.virtual_cluster_id or ""):
+            raise ValueError(f"virtual_cluster_id must be an EMR virtual cluster id, not {self.virtual_cluster_id!r}")
+        _check_role("execution_role_arn", self.execution_role_arn)
+        if not re.fullmatch(r"emr-\d+\.\d+\.\d+-[\w.-]+", self.release_label or ""):
+            raise ValueError(f"release_label must look like 'emr-7.2.0-latest', not {self.release_label!r}")
+        _check_staging_uri(self.staging_uri)
+        if self.log_uri:
+            _check_staging_uri(self.log_uri, "log_uri")
+        object.__setattr__(self, "spark_conf", _string_map("spark_conf", self.spark_conf))
+        object.__setattr__(self, "tags", _string_map("tags", self.tags))
+
+    def hook(self) -> EmrOnEksPipelineHook:
+        from airflow_provider_sparkpipe.hooks.emr import EmrOnEksPipelineHook
+
+        return EmrOnEksPipelineHook(self)
+
+    @classmethod
+    def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
+        return _json_extras(extras, ("spark_conf", "tags"))
+
+
+def _check_staging_uri(uri: Any, name: str = "staging_uri") -> None:
+    if not isinstance(uri, str) or not _S3_URI.match(uri):
+        raise ValueError(f"{name} must be an S3 URI such as 's3://my-bucket/sparkpipe', not {uri!r}")
+
+
+def _check_role(name: str, arn: Any) -> None:
+    if not isinstance(arn, str) or not _ROLE_ARN.match(arn):
+        raise ValueError(
+            f"{name} must be an IAM role ARN such as 'arn:aws:iam::123456789012:role/emr-job', not {arn!r}"
+        )
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def _string_map(name: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be a mapping of strings, not {type(value).__name__}")
+    return {str(k): _spark_str(v) for k, v in value.items()}
+
+
+def _spark_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _json_extras(extras: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    for name in names:
+        if isinstance(extras.get(name), str):
+            try:
+                extras[name] = json.loads(extras[name])
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{name} must be a JSON object: {exc.msg}") from None
+    return extras

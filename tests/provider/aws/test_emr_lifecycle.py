@@ -1,0 +1,237 @@
+"""The EMR runtimes end to end against moto: submit, success with metrics, failure with the driver's log
+tail, re-attach on retry, cancel on kill, deferral and resume, and execution timeout.
+
+The operator runs in this process with a minimal task-instance stand-in; its hook talks to the moto
+server over HTTP through the Amazon provider's hooks. The test plays the driver (see ``FakeDriver``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowTaskTimeout, TaskDeferred
+from airflow.sdk.execution_time.timeout import timeout
+
+from airflow_provider_sparkpipe.exceptions import SparkPipelineFailed
+from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission
+from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
+from airflow_provider_sparkpipe.runtimes.base import runtime_from_dict
+from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
+from tests.provider.aws.conftest import (
+    CANCELLED_STEPS,
+    AwsRuntimes,
+    FakeDriver,
+    in_background,
+    remote_runs,
+)
+
+KINDS = ["emr_cluster", "emr_serverless", "emr_on_eks"]
+CONFIG = {
+    "app_name": "orders_daily",
+    "spark_conf": {"spark.sql.shuffle.partitions": 8},
+    "sources": {"orders": {"type": "s3", "path": "s3://lake/orders", "format": "parquet"}},
+    "sequences": [
+        {"name": "daily", "query": "SELECT * FROM orders", "target": {"type": "parquet", "path": "s3://lake/daily"}}
+    ],
+}
+
+
+@dataclass
+class TaskInstanceStandIn:
+    """What the operator reads from ``context["ti"]``, and the XComs it pushes."""
+
+    dag_id: str
+    task_id: str = "orders"
+    run_id: str = "manual__2024-01-15T00:00:00+00:00"
+    map_index: int = -1
+    try_number: int = 1
+    xcoms: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+def operator(runtime: Any, **kwargs: Any) -> SparkPipelineOperator:
+    return SparkPipelineOperator(task_id="orders", config=CONFIG, runtime=runtime, poll_interval=0.05, **kwargs)
+
+
+def context(request: pytest.FixtureRequest, try_number: int = 1) -> Any:
+    """A context whose task key is unique per test (and the same across the tries of one test)."""
+    return {"ti": TaskInstanceStandIn(dag_id=request.node.name.replace("[", "_").rstrip("]"), try_number=try_number)}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_success_returns_the_driver_metrics(
+    kind: str, aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+) -> None:
+    op, ctx = operator(aws.all()[kind]), context(request)
+    thread, outcome = in_background(lambda: op.execute(ctx))
+    run = driver.wait_for_new_run(kind)
+    written = driver.finish(kind, run, "succeeded")
+    thread.join(60)
+    metrics = outcome["result"]
+    assert metrics["sequences"] == written["sequences"]
+    assert metrics["runtime"]["kind"] == kind
+    assert metrics["runtime"]["job_id"] == run.id
+    assert op.application_url == metrics["runtime"]["url"]
+    assert str(op.application_url).startswith("https://console.aws.amazon.com/emr/home?region=eu-west-1#/")
+    # Staged config removed once the metrics are read; metrics stay for a re-attaching retry.
+    staged = {o.key for o in remote_objects(aws, driver.metrics_uri(kind, run).rsplit("/", 1)[0])}
+    assert {k.rsplit("/", 1)[1] for k in staged} == {"metrics.json"}
+
+
+def remote_objects(aws: AwsRuntimes, prefix_uri: str) -> list[Any]:
+    import boto3
+
+    bucket, _, prefix = prefix_uri.removeprefix("s3://").partition("/")
+    s3 = boto3.resource(
+        "s3", endpoint_url=aws.endpoint, region_name="eu-west-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+    return list(s3.Bucket(bucket).objects.filter(Prefix=prefix + "/"))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_failed_run_reports_the_state_and_the_driver_log_tail(
+    kind: str, aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+) -> None:
+    op, ctx = operator(aws.all()[kind]), context(request)
+    thread, outcome = in_background(lambda: op.execute(ctx))
+    run = driver.wait_for_new_run(kind)
+    stdout = "\n".join(f"line {i}" for i in range(100)) + "\nTraceback: java.lang.OutOfMemoryError"
+    driver.finish(kind, run, "failed", metrics=False, stdout=stdout)
+    thread.join(60)
+    error = outcome["error"]
+    assert isinstance(error, SparkPipelineFailed)
+    assert error.metrics is None
+    message = str(error)
+    assert f"{run.id} FAILED" in message
+    assert "java.lang.OutOfMemoryError" in message and "line 99" in message and "line 50" not in message
+
+
+def test_a_failed_pipeline_pushes_its_metrics(
+    aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+) -> None:
+    op, ctx = operator(aws.emr_serverless), context(request)
+    thread, outcome = in_background(lambda: op.execute(ctx))
+    run = driver.wait_for_new_run("emr_serverless")
+    driver.finish("emr_serverless", run, "failed")
+    thread.join(60)
+    assert "sequence 'daily' failed: AnalysisException: boom" in str(outcome["error"])
+    assert ctx["ti"].xcoms["metrics"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_retry_reattaches_to_the_running_job_and_a_failed_one_is_submitted_anew(
+    kind: str, aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+) -> None:
+    runtime = aws.all()[kind]
+    before = len(remote_runs(kind))
+    # Try 1 submitted, then its worker died: the job keeps running.
+    first = runtime.hook().submit(submission(request, try_number=1))
+    job = driver.wait_for_new_run(kind)
+    assert first.run_id == job.id
+
+    op, ctx = operator(runtime), context(request, try_number=2)
+    thread, outcome = in_background(lambda: op.execute(ctx))
+    driver.finish(kind, job, "succeeded")
+    thread.join(60)
+    assert outcome["result"]["runtime"]["job_id"] == job.id
+    assert len(remote_runs(kind)) == before + 1, "the retry submitted a duplicate"
+
+    # A third try after a succeeded run re-attaches too (its metrics are still there) ...
+    assert runtime.hook().submit(submission(request, try_number=3)).run_id == job.id
+    # ... but after a failed run, a new one starts (run 2 of the task, its own files).
+    job.state = {"emr_cluster": "FAILED", "emr_serverless": "FAILED", "emr_on_eks": "FAILED"}[kind]
+    again = runtime.hook().submit(submission(request, try_number=4))
+    assert again.run_id != job.id
+    assert again.details["generation"] == 2 and again.details["metrics_uri"].endswith("/2/metrics.json")
+    assert len(remote_runs(kind)) == before + 2
+
+
+def submission(request: pytest.FixtureRequest, try_number: int) -> PipelineSubmission:
+    ti = context(request)["ti"]
+    key = "__".join([ti.dag_id, ti.task_id, ti.run_id.replace(":", "_").replace("+", "_"), str(ti.map_index)])
+    return PipelineSubmission(
+        document=CONFIG,
+        app_name="orders_daily",
+        task_key=key,
+        try_number=try_number,
+        labels={"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id},
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_killing_the_task_cancels_the_remote_run(
+    kind: str, aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+) -> None:
+    op, ctx = operator(aws.all()[kind]), context(request)
+    thread, outcome = in_background(lambda: op.execute(ctx))
+    job = driver.wait_for_new_run(kind)
+    # The job exists in moto a moment before submit() returns it to the operator: wait for the handle.
+    deadline = time.monotonic() + 60
+    while op._run is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    op.on_kill()  # what the task runner does on SIGTERM
+    thread.join(60)
+    assert job.state == "CANCELLED"
+    if kind == "emr_cluster":
+        assert job.id in CANCELLED_STEPS
+    assert "pipeline run cancelled" in str(outcome["error"])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_deferral_and_resume(kind: str, aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest) -> None:
+    op, ctx = operator(aws.all()[kind], deferrable=True), context(request)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)
+    assert deferred.value.method_name == "execute_complete"
+    trigger = deferred.value.trigger
+    _, kwargs = trigger.serialize()
+    trigger = SparkPipelineTrigger(**kwargs)  # what the triggerer rebuilds
+    job = driver.wait_for_new_run(kind)
+    written = driver.finish(kind, job, "succeeded")
+    event = first_event(trigger)
+    assert event == {"state": "succeeded", "run": kwargs["run"]}
+    metrics = operator(aws.all()[kind], deferrable=True).execute_complete(ctx, event)
+    assert metrics["sequences"] == written["sequences"] and metrics["runtime"]["job_id"] == job.id
+
+
+def test_a_trigger_error_keeps_the_job_id_so_the_job_can_be_cancelled(
+    aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+) -> None:
+    """The official EMR Serverless operator loses the job id on a failed trigger event; this one keeps it."""
+    run = aws.emr_serverless.hook().submit(submission(request, try_number=1))
+    job = driver.wait_for_new_run("emr_serverless")
+    broken = {**aws.emr_serverless.to_dict(), "aws_conn_id": "no_such_connection"}
+    event = first_event(SparkPipelineTrigger(broken, run.to_dict(), 0.05))
+    assert event["state"] == "failed" and event["error"]  # no credentials: polling failed
+    assert event["run"]["run_id"] == job.id
+    hook = runtime_from_dict(aws.emr_serverless.to_dict()).hook()
+    hook.cancel(PipelineRun.from_dict(event["run"]))
+    assert job.state == "CANCELLED"
+
+
+@pytest.mark.parametrize("kind", ["emr_cluster", "emr_serverless"])
+def test_execution_timeout_cancels_the_remote_run(
+    kind: str, aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+) -> None:
+    """As Airflow's task runner does: the run is interrupted after execution_timeout, then ``on_kill``."""
+    op, ctx = operator(aws.all()[kind]), context(request)
+    with pytest.raises(AirflowTaskTimeout), timeout(1):
+        op.execute(ctx)
+    op.on_kill()
+    job = remote_runs(kind)[-1]
+    assert job.state == "CANCELLED"
+
+
+def first_event(trigger: SparkPipelineTrigger) -> dict[str, Any]:
+    async def collect() -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("the trigger fired no event")
+
+    return asyncio.run(collect())

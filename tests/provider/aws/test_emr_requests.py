@@ -1,0 +1,184 @@
+"""The EMR runtimes as configs, and the requests their hooks render, checked by botocore's own service models."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from typing import Any
+
+import botocore.session
+import pytest
+from airflow.sdk import Connection
+from botocore.validate import validate_parameters
+
+from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
+from airflow_provider_sparkpipe.hooks.base import PipelineSubmission
+from airflow_provider_sparkpipe.hooks.emr import StagedRun
+from airflow_provider_sparkpipe.runtimes import runtime_from_connection, runtime_from_dict
+from airflow_provider_sparkpipe.runtimes.aws import EmrCluster, EmrOnEks, EmrServerless
+
+ROLE = "arn:aws:iam::123456789012:role/sparkpipe-job"
+STAGED = StagedRun(
+    main_uri="s3://stage/bundle/abc/sparkpipe_main.py",
+    py_files_uri="s3://stage/bundle/sparkpipe-abc.zip",
+    config_uri="s3://stage/runs/k/1/config.json",
+    config_archive_uri="s3://stage/runs/k/1/config.zip",
+    metrics_uri="s3://stage/runs/k/1/metrics.json",
+)
+SUBMISSION = PipelineSubmission(
+    document={
+        "app_name": "orders daily",
+        "spark_conf": {"spark.sql.shuffle.partitions": 8, "spark.archives": "s3://venv/env.tar.gz#environment"},
+    },
+    app_name="orders daily",
+    task_key="orders_dag__load__manual__2024-01-15T00_00_00_00_00__-1",
+    labels={"dag_id": "orders_dag", "task_id": "load", "run_id": "manual__2024-01-15T00:00:00+00:00"},
+)
+DRIVER_ARGS = ["run", "--config", "sparkpipe-config/config.json", "--metrics-out", STAGED.metrics_uri]
+
+
+def validate(service: str, operation: str, params: dict[str, Any]) -> None:
+    """Raise botocore's ParamValidationError unless ``params`` fit the operation's input shape."""
+    model = botocore.session.get_session().get_service_model(service)
+    validate_parameters(params, model.operation_model(operation).input_shape)
+
+
+@pytest.mark.parametrize("deploy_mode", ["cluster", "client"])
+def test_emr_step_request(deploy_mode: str) -> None:
+    runtime = EmrCluster(
+        job_flow_id="j-ABC123",
+        staging_uri="s3://stage",
+        spark_conf={"spark.executor.memory": "4g", "spark.sql.shuffle.partitions": "2"},
+        deploy_mode=deploy_mode,  # type: ignore[arg-type]
+        execution_role_arn=ROLE,
+    )
+    request = runtime.hook().render_request(SUBMISSION, STAGED, "sparkpipe-0123-1")
+    validate("emr", "AddJobFlowSteps", request)
+    step = request["Steps"][0]
+    assert step["Name"] == f"sparkpipe-0123-1 {SUBMISSION.task_key}"
+    assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
+    assert request["ExecutionRoleArn"] == ROLE
+    args = step["HadoopJarStep"]["Args"]
+    if deploy_mode == "client":
+        assert args[:2] == ["bash", "-c"]
+        script = args[2]
+        assert f"aws s3 cp --only-show-errors {STAGED.config_uri} sparkpipe-config/config.json" in script
+        args = shlex.split(script.split("exec ", 1)[1])
+    common = ["--conf", "spark.executor.memory=4g", "--conf", "spark.sql.shuffle.partitions=8"]
+    assert args[: 5 + len(common)] == ["spark-submit", "--deploy-mode", deploy_mode, "--name", "orders daily", *common]
+    assert args[args.index("--py-files") + 1] == STAGED.py_files_uri
+    archives = args[args.index("--archives") + 1]
+    if deploy_mode == "cluster":
+        assert archives == f"{STAGED.config_archive_uri}#sparkpipe-config,s3://venv/env.tar.gz#environment"
+    else:
+        assert archives == "s3://venv/env.tar.gz#environment"
+    assert args[-6:] == [STAGED.main_uri, *DRIVER_ARGS]
+
+
+def serverless() -> EmrServerless:
+    return EmrServerless(
+        application_id="00abc123",
+        execution_role_arn=ROLE,
+        staging_uri="s3://stage",
+        spark_conf={"spark.executor.memory": "4g"},
+        log_uri="s3://logs/emr",
+        execution_timeout_minutes=60,
+        tags={"team": "data"},
+    )
+
+
+def eks() -> EmrOnEks:
+    return EmrOnEks(
+        virtual_cluster_id="vc0123abcd",
+        execution_role_arn=ROLE,
+        release_label="emr-7.2.0-latest",
+        staging_uri="s3://stage",
+        spark_conf={"spark.executor.memory": "4g"},
+        log_uri="s3://logs/emr",
+    )
+
+
+@pytest.mark.parametrize(
+    ("runtime", "service", "driver_key"),
+    [(serverless(), "emr-serverless", "sparkSubmit"), (eks(), "emr-containers", "sparkSubmitJobDriver")],
+    ids=["emr_serverless", "emr_on_eks"],
+)
+def test_job_run_requests(runtime: Any, service: str, driver_key: str) -> None:
+    request = runtime.hook().render_request(SUBMISSION, STAGED, "sparkpipe-0123-1")
+    validate(service, "StartJobRun", request)
+    assert request["clientToken"] == "sparkpipe-0123-1"
+    driver = request["jobDriver"][driver_key]
+    assert driver["entryPoint"] == STAGED.main_uri
+    assert driver["entryPointArguments"] == DRIVER_ARGS
+    assert driver["sparkSubmitParameters"] == (
+        f"--conf spark.submit.pyFiles={STAGED.py_files_uri} "
+        f"--conf spark.archives={STAGED.config_archive_uri}#sparkpipe-config,s3://venv/env.tar.gz#environment"
+    )
+    overrides = request["configurationOverrides"]
+    assert overrides["applicationConfiguration"] == [
+        {
+            "classification": "spark-defaults",
+            "properties": {
+                "spark.executor.memory": "4g",
+                "spark.sql.shuffle.partitions": "8",
+                "spark.app.name": "orders daily",
+            },
+        }
+    ]
+    assert overrides["monitoringConfiguration"] == {"s3MonitoringConfiguration": {"logUri": "s3://logs/emr"}}
+    assert request["tags"]["sparkpipe:dag_id"] == "orders_dag"
+    assert request["tags"]["sparkpipe:run_id"] == "manual__2024-01-15T00:00:00+00:00"
+    assert request["tags"]["sparkpipe:run"] == "sparkpipe-0123-1"
+
+
+def test_runtimes_from_a_sparkpipe_connection_and_back() -> None:
+    extra = {
+        "runtime": "emr_serverless",
+        "application_id": "00abc123",
+        "execution_role_arn": ROLE,
+        "staging_uri": "s3://stage/sp",
+        "spark_conf": '{"spark.executor.cores": 4}',
+        "execution_timeout_minutes": "30",
+    }
+    runtime = runtime_from_connection(Connection(conn_id="emr", conn_type="sparkpipe", extra=json.dumps(extra)))
+    assert runtime == EmrServerless(
+        "00abc123", ROLE, "s3://stage/sp", spark_conf={"spark.executor.cores": "4"}, execution_timeout_minutes=30
+    )
+    for original in (runtime, eks(), EmrCluster(job_flow_name="etl", staging_uri="s3://stage")):
+        assert runtime_from_dict(json.loads(json.dumps(original.to_dict()))) == original
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: EmrCluster(staging_uri="s3://stage"), "exactly one of job_flow_id"),
+        (lambda: EmrCluster(job_flow_id="cluster-1", staging_uri="s3://stage"), "EMR cluster id"),
+        (lambda: EmrCluster(job_flow_id="j-1", staging_uri="gs://stage"), "staging_uri must be an S3 URI"),
+        (lambda: EmrCluster(job_flow_id="j-1", staging_uri="s3://stage", deploy_mode="yarn"), "deploy_mode"),  # type: ignore[arg-type]
+        (lambda: EmrServerless("00abc", "my-role", "s3://stage"), "IAM role ARN"),
+        (lambda: EmrServerless("00abc", ROLE, "s3://stage", execution_timeout_minutes=2), "at least 5"),
+        (lambda: EmrOnEks("vc1", ROLE, "7.2.0", "s3://stage"), "release_label"),
+    ],
+)
+def test_invalid_runtimes_say_what_to_fix(build: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_a_connection_typo_is_reported() -> None:
+    extra = {"runtime": "emr_cluster", "job_flow_id": "j-1", "staging_uri": "s3://stage", "deploy_mod": "client"}
+    with pytest.raises(SparkRuntimeError, match="did you mean 'deploy_mode'"):
+        runtime_from_connection(Connection(conn_id="emr", conn_type="sparkpipe", extra=json.dumps(extra)))
+
+
+def test_the_runtimes_and_links_import_no_aws_client_library() -> None:
+    code = (
+        "import sys\n"
+        "import airflow_provider_sparkpipe.operators.spark_pipeline, airflow_provider_sparkpipe.runtimes.aws\n"
+        "import airflow_provider_sparkpipe.links.emr\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'aiobotocore')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
