@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,7 @@ def load_config(
     base_dir: str | os.PathLike[str] | None = None,
     resolve_env: bool = True,
     environ: Mapping[str, str] | None = None,
+    connections: Callable[[str], Mapping[str, Any]] | None = None,
 ) -> PipelineConfig:
     """Load, substitute and validate a config; raise ``ConfigError`` listing every problem.
 
@@ -152,6 +153,8 @@ def load_config(
             the working directory).
         resolve_env: resolve ``${env:NAME}``; when False such references are kept for the driver.
         environ: where ``${env:NAME}`` is looked up (default ``os.environ``).
+        connections: resolves ``connection: ID`` of a source or target into its settings (the Airflow
+            operator passes one; without it such a reference is a config error).
     """
     if isinstance(source, Mapping):
         document = Document(dict(source))
@@ -160,7 +163,12 @@ def load_config(
         if base_dir is None:
             base_dir = Path(source).parent
     validator = Validator(
-        document, vars or {}, Path(base_dir or "."), resolve_env, os.environ if environ is None else environ
+        document,
+        vars or {},
+        Path(base_dir or "."),
+        resolve_env,
+        os.environ if environ is None else environ,
+        connections,
     )
     try:
         return validator.build()
@@ -178,8 +186,10 @@ class Validator:
         base_dir: Path,
         resolve_env: bool,
         environ: Mapping[str, str],
+        connections: Callable[[str], Mapping[str, Any]] | None = None,
     ) -> None:
         self.doc = document
+        self.connections = connections
         self.overrides = overrides
         self.base_dir = base_dir
         self.problems: list[Problem] = []
@@ -251,13 +261,13 @@ class Validator:
     def build_sources(self, raw: Any) -> list[SourceSpec]:
         if raw is None:
             return []
-        entries: list[tuple[str, str, Any]] = []
+        entries: list[tuple[str, str, Any, Any]] = []  # id, config path, key in raw, source
         if isinstance(raw, Mapping):
-            entries = [(str(k), child_path("sources", k), v) for k, v in raw.items()]
+            entries = [(str(k), child_path("sources", k), k, v) for k, v in raw.items()]
         elif isinstance(raw, list):
             for i, item in enumerate(raw):
                 ident = item.get("alias") or item.get("id") if isinstance(item, Mapping) else None
-                entries.append((str(ident or f"#{i}"), f"sources[{i}]", item))
+                entries.append((str(ident or f"#{i}"), f"sources[{i}]", i, item))
         else:
             self.report(
                 "sources",
@@ -266,11 +276,12 @@ class Validator:
             return []
         sources: list[SourceSpec] = []
         aliases: dict[str, str] = {}
-        for ident, path, spec in entries:
+        for ident, path, key_in_raw, spec in entries:
             if not isinstance(spec, Mapping):
                 self.report(path, f"a source must be a mapping with at least 'type', got {describe_value(spec)}")
                 continue
-            spec = dict(spec)
+            spec = self.expand_connection(dict(spec), path)
+            raw[key_in_raw] = spec  # the document carries the expanded source
             cls = self.type_class(spec, path, readers, "reader")
             fields = {**cls.all_fields()} if cls else {}
             if isinstance(raw, list):
@@ -296,6 +307,32 @@ class Validator:
             aliases[key] = path
             sources.append(SourceSpec(id=ident, alias=alias, spec=spec, path=path))
         return sources
+
+    def expand_connection(self, spec: dict[str, Any], path: str) -> dict[str, Any]:
+        """Replace ``connection: ID`` by the settings the connection resolver gives (url, user, ...)."""
+        conn_id = spec.get("connection")
+        if conn_id is None:
+            return spec
+        where = child_path(path, "connection")
+        if not isinstance(conn_id, str) or not conn_id:
+            self.report(where, f"must be the id of an Airflow connection, got {describe_value(conn_id)}")
+            return spec
+        if self.connections is None:
+            self.report(
+                where,
+                f"{conn_id!r}: Airflow connection ids are resolved by SparkPipelineOperator; outside Airflow "
+                "give url, user and password (${env:NAME}) instead",
+            )
+            return spec
+        try:
+            settings = dict(self.connections(conn_id))
+        except Exception as exc:
+            self.report(where, f"{conn_id!r}: {exc}")
+            return spec
+        clash = sorted(k for k in settings if k in spec)
+        if clash:
+            self.report(where, f"the connection gives {', '.join(clash)}: remove them or the connection")
+        return {**{k: v for k, v in spec.items() if k != "connection"}, **settings}
 
     def type_class(self, spec: dict[str, Any], path: str, registry: Any, kind: str) -> Any:
         typ = spec.get("type")
@@ -337,7 +374,7 @@ class Validator:
                     f"a sequence must be a mapping with name, query and target, got {describe_value(item)}",
                 )
                 continue
-            item = dict(item)
+            item = raw[i] = dict(item)  # checked and typed in place: the document carries the result
             self.check_fields(item, SEQUENCE_FIELDS, path, "a sequence")
             name = item.get("name")
             if isinstance(name, str):
@@ -359,8 +396,8 @@ class Validator:
             if "target" in item and not isinstance(target, Mapping):
                 self.report(f"{path}.target", f"must be a mapping with at least 'type', got {describe_value(target)}")
             elif isinstance(target, Mapping):
-                target = dict(target)
                 tpath = f"{path}.target"
+                target = item["target"] = self.expand_connection(dict(target), tpath)
                 cls = self.type_class(target, tpath, writers, "writer")
                 if cls is not None:
                     before = len(self.problems)

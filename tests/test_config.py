@@ -163,3 +163,51 @@ sequences:
     assert config.fail_fast is False
     target = config.sequences[0].target
     assert target["coalesce"] == 3 and target["dynamic_partition_overwrite"] is True
+
+
+def test_airflow_connection_references(tmp_path: Path) -> None:
+    text = """
+app_name: conn
+sources:
+  orders: {type: jdbc, connection: shop_db, table: orders}
+sequences:
+  - {name: s, query: SELECT * FROM orders, target: {type: jdbc, connection: shop_db, table: totals, user: me}}
+"""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)  # the driver alone: nothing resolves Airflow connections
+    assert "sources.orders.connection: 'shop_db': Airflow connection ids are resolved by SparkPipelineOperator" in str(
+        err.value
+    )
+
+    def resolve(conn_id: str) -> dict[str, str]:
+        return {"url": f"jdbc:postgresql://db/{conn_id}", "user": "${env:U}", "password": "${env:P}"}
+
+    with pytest.raises(ConfigError) as err:
+        load_config(path, connections=resolve, resolve_env=False)
+    assert str(err.value).endswith(
+        "sequences[0].target.connection: the connection gives user: remove them or the connection"
+    )
+
+    fixed = path.read_text().replace(", user: me", "")
+    config = load_config({**yaml_load(fixed)}, connections=resolve, resolve_env=False)
+    source = config.to_document()["sources"]["orders"]
+    assert source == {
+        "type": "jdbc",
+        "table": "orders",
+        "url": "jdbc:postgresql://db/shop_db",
+        "user": "${env:U}",
+        "password": "${env:P}",
+    }
+    assert config.to_document()["sequences"][0]["target"]["url"] == "jdbc:postgresql://db/shop_db"
+    # what the operator stages runs on the driver unchanged
+    assert (
+        load_config(config.to_document(), environ={"U": "u", "P": "pw-secret"}).sources[0].spec["password"]
+        == "pw-secret"
+    )
+
+
+def yaml_load(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text)

@@ -43,6 +43,9 @@ class PipelineSubmission:
             runtime uses it to find a run an earlier attempt of the same task left behind.
         try_number: the attempt.
         labels: short key/values identifying the run (dag_id, task_id, run_id) for the runtime's UI.
+        environment: secrets for the driver's environment (credentials of Airflow connections the
+            config names), read by its ``${env:NAME}`` references; never staged or logged. Only
+            runtimes with ``passes_environment`` receive a non-empty one.
     """
 
     document: Mapping[str, Any]
@@ -50,6 +53,7 @@ class PipelineSubmission:
     task_key: str
     try_number: int = 1
     labels: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def run_key(self) -> str:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,7 +126,7 @@ class LocalSparkHook(SparkPipelineHook):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=run_dir,
-            env=self._environment(),
+            env=self._environment(submission.environment),
             text=True,
             errors="replace",
             bufsize=1,
@@ -271,9 +272,10 @@ class LocalSparkHook(SparkPipelineHook):
         process.tail.append(line)
         self.log.info("%s", line)
 
-    def _environment(self) -> dict[str, str]:
+    def _environment(self, secrets: Mapping[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.local.env)
+        env.update(secrets or {})
         env["SPARK_HOME"] = str(self.spark_home)
         # The driver runs under the worker's interpreter (it has the provider's dependencies); executors
         # of a standalone cluster keep their own python, which a pure SQL pipeline does not even start.

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
+from airflow_provider_sparkpipe.connections import ConnectionCredentials
 from airflow_provider_sparkpipe.exceptions import SparkPipelineConfigError, SparkPipelineFailed
 from airflow_provider_sparkpipe.links.dataproc import DataprocBatchLink, DataprocJobLink
 from airflow_provider_sparkpipe.links.emr import EmrClusterLink, EmrOnEksJobRunLink, EmrServerlessJobRunLink
@@ -87,6 +88,8 @@ class SparkPipelineOperator(BaseOperator):
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
         self.poll_interval = poll_interval
+        # At parse no connection is read: references are checked with a placeholder URL.
+        self._credentials = ConnectionCredentials(None)
         self._hook: SparkPipelineHook | None = None
         self._run: PipelineRun | None = None
         self.application_url: str | None = None
@@ -178,6 +181,7 @@ class SparkPipelineOperator(BaseOperator):
             {str(k): _var_value(v) for k, v in vars.items()},
             base_dir=None if isinstance(source, Path) else self.base_dir,
             resolve_env=False,  # ${env:NAME} secrets resolve on the driver, never in Airflow
+            connections=self._credentials,
         )
 
     def load_rendered_config(self) -> PipelineConfig:
@@ -212,6 +216,7 @@ class SparkPipelineOperator(BaseOperator):
                     {str(k): _var_value(v) for k, v in vars.items()},
                     base_dir=config_file.parent,
                     resolve_env=False,
+                    connections=self._credentials,
                 )
             except ConfigError as exc:
                 raise ConfigError(
@@ -228,15 +233,25 @@ class SparkPipelineOperator(BaseOperator):
     # Running. ---------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk import BaseHook
+        from airflow.sdk.log import mask_secret
+
         from airflow_provider_sparkpipe.hooks.base import PipelineSubmission
         from airflow_provider_sparkpipe.runtimes.base import resolve_runtime
 
+        self._credentials = ConnectionCredentials(BaseHook.get_connection)
         pipeline = self.load_rendered_config()
         runtime = resolve_runtime(self.runtime)
-        from airflow.sdk.log import mask_secret
-
-        for secret in runtime.secret_values():
-            mask_secret(secret)
+        environment = self._credentials.environment
+        for secret in [*runtime.secret_values(), *environment.values()]:
+            if secret:
+                mask_secret(secret)
+        if environment and not runtime.passes_environment:
+            raise SparkPipelineConfigError(
+                f"{self._where()}: {type(runtime).__name__} cannot hand the credentials of Airflow connections "
+                "to the driver: give url, user and password as ${env:NAME} or ${file:PATH} references to the "
+                "runtime's own secrets instead of 'connection'"
+            )
         self.log.info(
             "Pipeline %r: %d sequence(s) on %s",
             pipeline.app_name,
@@ -250,6 +265,7 @@ class SparkPipelineOperator(BaseOperator):
             task_key=_task_key(context),
             try_number=context["ti"].try_number,
             labels=_labels(context),
+            environment=environment,
         )
         run = hook.submit(submission)
         self._hook, self._run = hook, run

@@ -32,6 +32,9 @@ class SparkRuntime(ABC):
     kind: ClassVar[str]
     """The name of this runtime in a connection's ``runtime`` extra and in metrics (``runtime.kind``)."""
 
+    passes_environment: ClassVar[bool] = False
+    """Whether the hook hands ``PipelineSubmission.environment`` (connection secrets) to the driver."""
+
     supports_deferral: ClassVar[bool] = False
     """Whether a submitted run can be polled from the triggerer (a remote job, not a local process)."""
 

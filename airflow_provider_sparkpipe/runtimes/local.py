@@ -43,6 +43,7 @@ class LocalSpark(SparkRuntime):
 
     kind = "local"
     supports_deferral = False
+    passes_environment = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.master, str) or not self.master.strip():

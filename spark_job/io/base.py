@@ -63,6 +63,14 @@ def check_scheme(spec: Mapping[str, Any], key: str, schemes: tuple[str, ...], re
             report(key, f"{value!r} must start with {wanted} for type {spec.get('type')!r}")
 
 
+def check_jdbc_url(spec: Mapping[str, Any], report: Report) -> None:
+    url = spec.get("url")
+    if url is None and "connection" not in spec:
+        report("", "missing required key 'url' (a JDBC URL) or 'connection' (an Airflow connection id)")
+    elif isinstance(url, str) and "${" not in url and not url.startswith("jdbc:"):
+        report("url", f"{url!r} is not a JDBC URL: it must start with jdbc:, e.g. jdbc:postgresql://host/db")
+
+
 def check_one_of(spec: Mapping[str, Any], keys: tuple[str, str], report: Report) -> None:
     present = [k for k in keys if k in spec]
     if not present:

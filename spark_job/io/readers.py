@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from spark_job.fields import Field
-from spark_job.io.base import BaseReader, ReadPlan, Report, check_one_of, check_scheme, readers
+from spark_job.io.base import BaseReader, ReadPlan, Report, check_jdbc_url, check_one_of, check_scheme, readers
 from spark_job.io.swap import jdbc_driver
 
 FILE_FORMATS = ("parquet", "csv", "json", "orc", "avro", "text")
@@ -71,7 +71,8 @@ class JdbcReader(BaseReader):
 
     type_name = "jdbc"
     fields: ClassVar[dict[str, Field]] = {
-        "url": Field("str", required=True, doc="JDBC URL, e.g. jdbc:postgresql://host:5432/db"),
+        "url": Field("str", doc="JDBC URL, e.g. jdbc:postgresql://host:5432/db (or give 'connection')"),
+        "connection": Field("str", doc="an Airflow connection id; SparkPipelineOperator fills url, user, password"),
         "table": Field("str", doc="table to read"),
         "query": Field("str", doc="query to read instead of a table"),
         "user": Field("str", doc="user name (use ${env:NAME})"),
@@ -86,9 +87,7 @@ class JdbcReader(BaseReader):
 
     @classmethod
     def check(cls, spec: Mapping[str, Any], report: Report) -> None:
-        url = spec.get("url")
-        if isinstance(url, str) and "${" not in url and not url.startswith("jdbc:"):
-            report("url", f"{url!r} is not a JDBC URL: it must start with jdbc:, e.g. jdbc:postgresql://host/db")
+        check_jdbc_url(spec, report)
         check_one_of(spec, ("table", "query"), report)
         given = [k for k in JDBC_PARTITION_KEYS if k in spec]
         if given and len(given) != len(JDBC_PARTITION_KEYS):

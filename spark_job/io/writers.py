@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from spark_job.fields import Field
-from spark_job.io.base import ATOMIC_FIELD, BaseWriter, Report, WritePlan, check_scheme, writers
+from spark_job.io.base import ATOMIC_FIELD, BaseWriter, Report, WritePlan, check_jdbc_url, check_scheme, writers
 from spark_job.io.swap import JdbcSwap, PathSwap, jdbc_driver, plain_table_name, staging_table
 
 if TYPE_CHECKING:
@@ -158,7 +158,8 @@ class JdbcWriter(BaseWriter):
 
     type_name = "jdbc"
     fields: ClassVar[dict[str, Field]] = {
-        "url": Field("str", required=True, doc="JDBC URL"),
+        "url": Field("str", doc="JDBC URL (or give 'connection')"),
+        "connection": Field("str", doc="an Airflow connection id; SparkPipelineOperator fills url, user, password"),
         "table": Field("str", required=True, doc="table to write"),
         "user": Field("str", doc="user name (use ${env:NAME})"),
         "password": Field("str", doc="password (use ${env:NAME}, never a literal)"),
@@ -170,9 +171,7 @@ class JdbcWriter(BaseWriter):
 
     @classmethod
     def check(cls, spec: Mapping[str, Any], report: Report) -> None:
-        url = spec.get("url")
-        if isinstance(url, str) and "${" not in url and not url.startswith("jdbc:"):
-            report("url", f"{url!r} is not a JDBC URL: it must start with jdbc:, e.g. jdbc:postgresql://host/db")
+        check_jdbc_url(spec, report)
         if spec.get("partition_by"):
             report("partition_by", "a JDBC target cannot be partitioned: remove partition_by")
 
@@ -208,7 +207,8 @@ class JdbcWriter(BaseWriter):
             raise
 
     def target_key(self) -> str:
-        return f"jdbc:{str(self.spec['url']).split('?', 1)[0]}/{str(self.spec['table']).lower()}"
+        where = self.spec.get("url") or f"connection:{self.spec.get('connection')}"
+        return f"jdbc:{str(where).split('?', 1)[0]}/{str(self.spec['table']).lower()}"
 
     def describe(self) -> dict[str, Any]:
         return {"type": "jdbc", "uri": str(self.spec["url"]).split("?", 1)[0], "table": self.spec["table"]}

@@ -53,6 +53,7 @@ def runs(
         "AIRFLOW_CONN_SPARKPIPE_DEFAULT": connection,
         "SPARKPIPE_EXAMPLE_OUTPUT": str(output),
         "SPARKPIPE_EXAMPLE_JDBC_URL": postgres.jdbc_url,
+        "AIRFLOW_CONN_SHOP_PG": f"postgres://shop_writer:{JDBC_SECRET}@{postgres.host}:{postgres.port}/{postgres.database}",
         "SPARKPIPE_PG_USER": "shop_writer",
         "SPARKPIPE_PG_PASSWORD": JDBC_SECRET,
         "SPARKPIPE_TEST_DATA": str(SHOP),
@@ -70,6 +71,7 @@ def runs(
             {"dag_folder": example("jdbc"), "dag_id": "sparkpipe_jdbc", "logical_date": LOGICAL_DATE},
             {"dag_folder": str(TEST_DAGS), "dag_id": "sparkpipe_test_failing", "logical_date": LOGICAL_DATE},
             {"dag_folder": str(TEST_DAGS), "dag_id": "sparkpipe_test_bad_render", "logical_date": LOGICAL_DATE},
+            {"dag_folder": str(TEST_DAGS), "dag_id": "sparkpipe_test_connection", "logical_date": LOGICAL_DATE},
         ],
         env=env,
     )
@@ -151,12 +153,26 @@ def test_jdbc_example_writes_to_postgresql(runs, postgres: Postgres) -> None:
     assert run.xcom("customer_revenue_to_postgres")["sequences"]["customer_revenue"]["rows_written"] == len(rows)
 
 
+def test_jdbc_credentials_from_an_airflow_connection(runs, postgres: Postgres) -> None:
+    results, _, _ = runs
+    run = results["sparkpipe_test_connection"]
+    assert run.state == "success", run.log[-5000:]
+    with postgres.connect() as conn:
+        rows = conn.execute("SELECT count(*), sum(orders) FROM public.product_totals").fetchone()
+    assert rows is not None and rows[1] == len(read_csv(SHOP / "orders.csv"))
+    metrics = run.xcom("to_postgres")["sequences"]["product_totals"]
+    assert metrics["rows_written"] == rows[0]
+    assert metrics["target"]["uri"] == postgres.jdbc_url  # the URL built from the connection
+
+
 def test_the_database_password_appears_in_no_output(runs, airflow_home: Path) -> None:
     """The secret reached the driver by reference only: not in task logs, XComs, staged configs or files."""
     results, output, work_dir = runs
-    run = results["sparkpipe_jdbc"]
-    assert run.state == "success"
-    places = {"dag.test output": "\n".join(r.log for r in results.values()), "xcoms": json.dumps(run.xcoms)}
+    assert results["sparkpipe_jdbc"].state == results["sparkpipe_test_connection"].state == "success"
+    places = {
+        "dag.test output": "\n".join(r.log for r in results.values()),
+        "xcoms": json.dumps([r.xcoms for r in results.values()], default=str),
+    }
     for folder in (work_dir, output, airflow_home / "logs"):
         for path in folder.rglob("*"):
             if path.is_file() and path.stat().st_size < 50_000_000:

@@ -10,6 +10,7 @@ from airflow.sdk import DAG, Asset, macros
 
 from airflow_provider_sparkpipe.exceptions import SparkPipelineConfigError
 from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
+from airflow_provider_sparkpipe.runtimes import LocalSpark
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parents[1] / "dags_examples"
@@ -125,3 +126,40 @@ def test_secrets_stay_references_in_the_submitted_document(monkeypatch: pytest.M
     assert document["sequences"][0]["target"]["password"] == "${env:SPARKPIPE_PG_PASSWORD}"
     assert "hunter2" not in str(document)
     assert [a.uri for a in op.outlets] == ["postgres://db:5432/shop/public/customer_revenue"]
+
+
+def test_connection_references_are_checked_at_parse_without_reading_any_connection() -> None:
+    config = {
+        "app_name": "c",
+        "sources": {"o": {"type": "jdbc", "connection": "never_defined", "table": "orders"}},
+        "sequences": [{"name": "s", "query": "SELECT * FROM o", "target": {"type": "parquet", "path": "/tmp/x"}}],
+    }
+    SparkPipelineOperator(task_id="ok", config=config, runtime=LocalSpark())
+    config["sources"]["o"]["url"] = "jdbc:postgresql://h/db"
+    with pytest.raises(SparkPipelineConfigError, match=r"sources\.o\.connection: the connection gives url"):
+        SparkPipelineOperator(task_id="clash", config=config, runtime=LocalSpark())
+
+
+@pytest.mark.parametrize(
+    ("uri", "url"),
+    [
+        ("postgres://u:p@db.example:6543/shop", "jdbc:postgresql://db.example:6543/shop"),
+        ("mysql://u:p@db.example/shop", "jdbc:mysql://db.example:3306/shop"),
+        ("mssql://u:p@sql.example:1433/shop", "jdbc:sqlserver://sql.example:1433;databaseName=shop"),
+        ("generic://u:p@h/x?jdbc_url=jdbc%3Ah2%3Amem%3Ashop", "jdbc:h2:mem:shop"),
+    ],
+)
+def test_jdbc_url_of_a_connection(uri: str, url: str) -> None:
+    from airflow.sdk import Connection
+
+    from airflow_provider_sparkpipe.connections import ConnectionCredentials, jdbc_url
+
+    conn = Connection.from_uri(uri, conn_id="shop")
+    assert jdbc_url(conn) == url
+    credentials = ConnectionCredentials(lambda conn_id: conn)
+    assert credentials("shop") == {
+        "url": url,
+        "user": "${env:SPARKPIPE_CONN_SHOP_USER}",
+        "password": "${env:SPARKPIPE_CONN_SHOP_PASSWORD}",
+    }
+    assert credentials.environment == {"SPARKPIPE_CONN_SHOP_USER": "u", "SPARKPIPE_CONN_SHOP_PASSWORD": "p"}

@@ -1,5 +1,6 @@
 """DAGs the provider tests run with dag.test(): a failing sequence, a config broken only once
-rendered, and a pipeline slow enough to be killed. Paths come from the test's environment."""
+rendered, a pipeline slow enough to be killed, and JDBC credentials from an Airflow
+connection. Paths come from the test's environment."""
 
 from __future__ import annotations
 
@@ -24,3 +25,6 @@ with DAG("sparkpipe_test_bad_render", schedule=None, start_date=START, params={"
 
 with DAG("sparkpipe_test_slow", schedule=None, start_date=START):
     SparkPipelineOperator(task_id="slow", config="pipelines/slow.yaml", vars=VARS)
+
+with DAG("sparkpipe_test_connection", schedule=None, start_date=START):
+    SparkPipelineOperator(task_id="to_postgres", config="pipelines/connection.yaml", vars=VARS)

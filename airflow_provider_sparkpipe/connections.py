@@ -1,0 +1,68 @@
+"""``connection: ID`` in a JDBC source or target: an Airflow connection turned into a JDBC URL, with the
+login and password handed to the driver through its environment (``${env:...}``), never staged."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+_URL_FORMATS = {
+    "postgres": "jdbc:postgresql://{host}:{port}/{schema}",
+    "postgresql": "jdbc:postgresql://{host}:{port}/{schema}",
+    "mysql": "jdbc:mysql://{host}:{port}/{schema}",
+    "mssql": "jdbc:sqlserver://{host}:{port};databaseName={schema}",
+    "oracle": "jdbc:oracle:thin:@//{host}:{port}/{schema}",
+}
+_DEFAULT_PORTS = {"postgres": 5432, "postgresql": 5432, "mysql": 3306, "mssql": 1433, "oracle": 1521}
+
+
+def env_name(conn_id: str, what: str) -> str:
+    return f"SPARKPIPE_CONN_{re.sub(r'[^A-Z0-9]', '_', conn_id.upper())}_{what}"
+
+
+def jdbc_url(conn: Connection) -> str:
+    """The JDBC URL of a connection: its ``jdbc_url`` extra, a ``jdbc:`` host, or built from its type."""
+    extra = conn.extra_dejson or {}
+    if extra.get("jdbc_url"):
+        return str(extra["jdbc_url"])
+    if (conn.host or "").startswith("jdbc:"):
+        return str(conn.host)
+    pattern = _URL_FORMATS.get(conn.conn_type or "")
+    if pattern is None:
+        raise ValueError(
+            f"connection type {conn.conn_type!r} has no JDBC URL form: set the connection's extra "
+            "'jdbc_url' or use a postgres, mysql, mssql or oracle connection"
+        )
+    port = conn.port or _DEFAULT_PORTS[conn.conn_type or ""]
+    return pattern.format(host=conn.host, port=port, schema=conn.schema or "")
+
+
+class ConnectionCredentials:
+    """Resolves ``connection: ID`` references while a config is loaded, remembering the secrets.
+
+    Parameters:
+        get_connection: how to read a connection; None at DAG parse time, when no connection is read
+            (the reference is only checked for shape, with a placeholder URL).
+
+    Attributes:
+        environment: ``SPARKPIPE_CONN_<ID>_USER`` / ``_PASSWORD`` → value, for the driver's environment.
+    """
+
+    def __init__(self, get_connection: Callable[[str], Connection] | None) -> None:
+        self.get_connection = get_connection
+        self.environment: dict[str, str] = {}
+
+    def __call__(self, conn_id: str) -> dict[str, Any]:
+        user, password = env_name(conn_id, "USER"), env_name(conn_id, "PASSWORD")
+        settings: dict[str, Any] = {"user": f"${{env:{user}}}", "password": f"${{env:{password}}}"}
+        if self.get_connection is None:
+            return {"url": f"jdbc:airflow-connection:{conn_id}", **settings}
+        conn = self.get_connection(conn_id)
+        settings["url"] = jdbc_url(conn)
+        self.environment[user] = conn.login or ""
+        self.environment[password] = conn.password or ""
+        return settings
