@@ -163,3 +163,19 @@ def test_jdbc_url_of_a_connection(uri: str, url: str) -> None:
         "password": "${env:SPARKPIPE_CONN_SHOP_PASSWORD}",
     }
     assert credentials.environment == {"SPARKPIPE_CONN_SHOP_USER": "u", "SPARKPIPE_CONN_SHOP_PASSWORD": "p"}
+
+
+def test_runtimes_without_a_driver_environment_refuse_connection_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_sparkpipe.runtimes import DataprocServerless
+
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_PG", "postgres://u:secret-pw@db:5432/shop")
+    config = {
+        "app_name": "c",
+        "sources": {"o": {"type": "jdbc", "connection": "shop_pg", "table": "orders"}},
+        "sequences": [{"name": "s", "query": "SELECT * FROM o", "target": {"type": "parquet", "path": "gs://b/x"}}],
+    }
+    runtime = DataprocServerless(project_id="p", region="europe-west1", staging_uri="gs://b/staging")
+    op = SparkPipelineOperator(task_id="t", config=config, runtime=runtime)
+    # Refused before any hook is built or any cloud call made: the context is never reached.
+    with pytest.raises(SparkPipelineConfigError, match="DataprocServerless cannot hand the credentials"):
+        op.execute({})  # type: ignore[arg-type]
