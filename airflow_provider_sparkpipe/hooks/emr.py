@@ -214,6 +214,20 @@ class EmrPipelineHook(SparkPipelineHook):
         document_conf = submission.document.get("spark_conf") or {}
         return {**self.aws.spark_conf, **{str(k): _spark_str(v) for k, v in document_conf.items()}}
 
+    def job_run_overrides(
+        self, submission: PipelineSubmission, staged: StagedRun, log_uri: str | None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """``configurationOverrides`` of a Serverless / EKS ``StartJobRun`` (conf as ``spark-defaults``,
+        logs to ``log_uri``) and the driver's file lists for ``--conf``."""
+        conf, lists = self.split_conf(submission, staged)
+        conf.setdefault("spark.app.name", submission.app_name)
+        overrides: dict[str, Any] = {
+            "applicationConfiguration": [{"classification": "spark-defaults", "properties": conf}],
+        }
+        if log_uri:
+            overrides["monitoringConfiguration"] = {"s3MonitoringConfiguration": {"logUri": log_uri}}
+        return overrides, lists
+
     def split_conf(self, submission: PipelineSubmission, staged: StagedRun) -> tuple[dict[str, str], dict[str, str]]:
         """(Spark properties, list-valued properties with the driver's files added in front of the user's)."""
         conf = self.spark_conf(submission)
@@ -460,13 +474,7 @@ class EmrServerlessPipelineHook(EmrPipelineHook):
 
     def render_request(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> dict[str, Any]:
         """The ``StartJobRun`` request: conf as ``spark-defaults``, the driver's files as ``--conf`` lists."""
-        conf, lists = self.split_conf(submission, staged)
-        conf.setdefault("spark.app.name", submission.app_name)
-        overrides: dict[str, Any] = {
-            "applicationConfiguration": [{"classification": "spark-defaults", "properties": conf}],
-        }
-        if self.aws.log_uri:
-            overrides["monitoringConfiguration"] = {"s3MonitoringConfiguration": {"logUri": self.aws.log_uri}}
+        overrides, lists = self.job_run_overrides(submission, staged, getattr(self.aws, "log_uri", None))
         request: dict[str, Any] = {
             "applicationId": self.aws.application_id,
             "clientToken": name,
@@ -554,13 +562,7 @@ class EmrOnEksPipelineHook(EmrPipelineHook):
 
     def render_request(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> dict[str, Any]:
         """The ``StartJobRun`` request: conf as ``spark-defaults``, the driver's files as ``--conf`` lists."""
-        conf, lists = self.split_conf(submission, staged)
-        conf.setdefault("spark.app.name", submission.app_name)
-        overrides: dict[str, Any] = {
-            "applicationConfiguration": [{"classification": "spark-defaults", "properties": conf}],
-        }
-        if self.aws.log_uri:
-            overrides["monitoringConfiguration"] = {"s3MonitoringConfiguration": {"logUri": self.aws.log_uri}}
+        overrides, lists = self.job_run_overrides(submission, staged, getattr(self.aws, "log_uri", None))
         return {
             "name": name,
             "virtualClusterId": self.aws.virtual_cluster_id,
