@@ -1,7 +1,8 @@
-"""Substitution in config strings: ``${name}`` (a variable), ``${env:NAME}`` (an environment variable) and
-``${file:PATH}`` (a secret mounted as a file); ``$${`` writes a literal ``${``.
+"""Substitution in config strings: ``${name}`` (a variable), ``${env:NAME}`` (an environment variable),
+``${file:PATH}`` (a secret mounted as a file) and ``${secret:MANAGER:NAME[#key]}`` (a secret manager's secret,
+see :mod:`spark_job.secret_managers`); ``$${`` writes a literal ``${``.
 
-Environment and file references are resolved on the driver only; their values are secrets.
+Environment, file and secret references are resolved on the driver only; their values are secrets.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ class Substitution:
     Attributes:
         values: the variables (config ``vars`` overridden by ``--var`` / the operator's ``vars``).
         environ: where ``${env:NAME}`` is looked up.
-        resolve_env: when False, ``${env:NAME}`` and ``${file:PATH}`` are kept as written (resolved later,
-            on the driver).
-        secrets: values that came from the environment, to be masked in logs and metrics.
+        resolve_env: when False, ``${env:NAME}``, ``${file:PATH}`` and ``${secret:...}`` are kept as written
+            (resolved later, on the driver); secret references are still checked for shape.
+        secrets: values that came from the environment, files or secret managers, masked in logs and metrics.
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class Substitution:
         self.resolve_env = resolve_env
         self.report = report
         self.secrets: set[str] = set()
+        self.fetched: dict[str, str] = {}
 
     def text(self, value: str, path: str) -> str:
         def replace(match: re.Match[str]) -> str:
@@ -59,6 +61,8 @@ class Substitution:
                 return secret
             if ref.startswith("file:"):
                 return self.secret_file(ref[5:].strip(), match.group(0), path)
+            if ref.startswith("secret:"):
+                return self.secret_manager(ref[7:].strip(), match.group(0), path)
             if not NAME.match(ref):
                 self.report(
                     path,
@@ -90,6 +94,25 @@ class Substitution:
             return ""
         if len(secret) >= 4:
             self.secrets.add(secret)
+        return secret
+
+    def secret_manager(self, name: str, reference: str, path: str) -> str:
+        """``${secret:aws:prod/db#password}``: read from a secret manager by the driver, at load time."""
+        from spark_job.secret_managers import SecretUnavailable, check_reference, read_secret
+
+        if problem := check_reference(name):
+            self.report(path, f"{reference}: {problem}")
+            return reference
+        if not self.resolve_env:
+            return reference
+        try:
+            secret = read_secret(name, self.environ, self.fetched)
+        except SecretUnavailable as exc:
+            self.report(path, f"cannot read the secret {reference}: {exc}")
+            return ""
+        for value in (secret, *self.fetched.values()):
+            if len(value) >= 4:
+                self.secrets.add(value)
         return secret
 
     def tree(self, value: Any, path: str) -> Any:
