@@ -84,7 +84,35 @@ def _parse_json(text: str, file: str | None) -> Document:
         ) from None
     except RecursionError:
         raise ConfigError([Problem("", "the config is nested too deeply", file)]) from None
-    return Document(data, file)
+    return Document(data, file, _json_lines(text, file))
+
+
+def _json_lines(text: str, file: str | None) -> dict[str, int]:
+    """The line of every value of valid JSON, read through YAML (a superset); reports duplicate keys.
+
+    Empty when PyYAML is missing or reads the text differently (tabs in indentation): the config is
+    then reported without lines rather than refused.
+    """
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - PyYAML is a dependency; JSON configs run without it
+        return {}
+    loader = None
+    lines: dict[str, int] = {}
+    problems: list[Problem] = []
+    try:
+        loader = yaml.SafeLoader(text)
+        node = loader.get_single_node()
+        if node is not None:
+            _index_lines(node, "", lines, problems, file, [0])
+    except (yaml.YAMLError, RecursionError):
+        return {}
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if problems:
+        raise ConfigError(problems)
+    return lines
 
 
 def _parse_yaml(text: str, file: str | None) -> Document:

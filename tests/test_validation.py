@@ -212,6 +212,27 @@ def test_json_syntax_error_has_its_line(tmp_path: Path) -> None:
     assert f"{path}:3: JSON syntax error" in str(err.value)
 
 
+def test_json_problems_have_their_lines_and_duplicate_keys_are_found(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(
+        '{\n "app_name": "x",\n "sources": {"a": {"type": "csv", "path": "/in"}},\n'
+        ' "sequences": [\n  {"name": "s", "query": "SELECT * FROM a",\n'
+        '   "target": {"type": "parquet", "path": "/o", "mode": "upsert"}}\n ]\n}\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path}:6: sequences[0].target.mode:" in str(err.value)
+    path.write_text('{"app_name": "x",\n "app_name": "y", "sources": {}, "sequences": []}')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path}:2: app_name: duplicate key" in str(err.value)
+    # JSON that YAML reads differently (a tab before a value) keeps working, without lines.
+    path.write_text('{"app_name":\t"x", "sources": {"a": {"type": "csv", "path": "/in"}},\n"sequences": []}')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path}: sequences:" in str(err.value)
+
+
 def test_non_utf8_file(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_bytes(b"app_name: x\nname: caf\xe9\n")
