@@ -122,6 +122,21 @@ CORPUS.update(
             with_("sources.events.path", "${env:SPARKPIPE_NEVER_SET}"),
             "environment variable SPARKPIPE_NEVER_SET is not set",
         ),
+        "unknown secret manager": (
+            "p.yaml",
+            with_(
+                "sources.users",
+                {"type": "jdbc", "url": "jdbc:h2:mem:x", "table": "t", "password": "${secret:vault:db}"},
+            ),
+            "sources.users.password: ${secret:vault:db}: unknown secret manager 'vault'",
+        ),
+        "secret name not a secret's": (
+            "p.yaml",
+            with_(
+                "sources.users", {"type": "jdbc", "url": "jdbc:h2:mem:x", "table": "t", "password": "${secret:gcp:pw}"}
+            ),
+            "a Google secret is named projects/PROJECT/secrets/SECRET",
+        ),
         "bad variable syntax": (
             "p.yaml",
             with_("sources.events.path", "/x/${two words}"),
@@ -209,7 +224,20 @@ scalars = st.one_of(
     st.integers(-5, 5),
     st.floats(allow_nan=True),
     st.text(max_size=12),
-    st.sampled_from(["${day}", "${nope}", "${env:HOME}", "$${x}", "file", "jdbc", "overwrite", "SELECT 1"]),
+    st.sampled_from(
+        [
+            "${day}",
+            "${nope}",
+            "${env:HOME}",
+            "${secret:x:y}",
+            "${secret:gcp:#}",
+            "$${x}",
+            "file",
+            "jdbc",
+            "overwrite",
+            "SELECT 1",
+        ]
+    ),
 )
 values = st.recursive(
     scalars,
