@@ -1,5 +1,10 @@
 """``connection: ID`` in a JDBC source or target: an Airflow connection turned into a JDBC URL, with the
-login and password handed to the driver through its environment (``${env:...}``), never staged."""
+login and password handed to the driver through its environment (``${env:...}``), never staged.
+
+A connection whose extra names ``password_secret`` (``aws:prod/orders-db#password``,
+``gcp:projects/p/secrets/orders-db``) gives a secret-manager reference instead, which the driver
+resolves itself: such a connection works on every runtime, the login is staged as written (or read
+from ``user_secret``) and nothing goes through the driver's environment."""
 
 from __future__ import annotations
 
@@ -63,6 +68,28 @@ class ConnectionCredentials:
             return {"url": f"jdbc:airflow-connection:{conn_id}", **settings}
         conn = self.get_connection(conn_id)
         settings["url"] = jdbc_url(conn)
+        extra = conn.extra_dejson or {}
+        if extra.get("password_secret"):
+            settings["password"] = secret_reference(extra["password_secret"], "password_secret")
+            if extra.get("user_secret"):
+                settings["user"] = secret_reference(extra["user_secret"], "user_secret")
+            elif conn.login:
+                settings["user"] = conn.login
+            else:
+                del settings["user"]
+            return settings
         self.environment[user] = conn.login or ""
         self.environment[password] = conn.password or ""
         return settings
+
+
+def secret_reference(value: Any, field: str) -> str:
+    """``${secret:...}`` for a connection extra naming a secret (``aws:NAME[#key]``, ``gcp:projects/...``)."""
+    from spark_job.secret_managers import check_reference
+
+    text = str(value).strip()
+    if text.startswith("${secret:") and text.endswith("}"):
+        text = text[len("${secret:") : -1]
+    if problem := check_reference(text):
+        raise ValueError(f"the connection's extra {field!r} ({text!r}): {problem}")
+    return f"${{secret:{text}}}"

@@ -97,7 +97,7 @@ def check_reference(reference: str) -> str | None:
     provider_cls = secret_providers.get(kind)
     if provider_cls is None:
         known = ", ".join(f"${{secret:{n}:...}}" for n in secret_providers.names())
-        return f"unknown secret manager {kind!r}: use one of {known}"
+        return f"unknown secret manager {kind!r}: a reference is MANAGER:NAME, one of {known}"
     if key == "":
         return "nothing after '#': name the JSON field to read, or drop the '#'"
     if problem := provider_cls().check(name):

@@ -364,7 +364,10 @@ def test_without_resolving_references_stay_and_nothing_is_read(endpoints: Secret
 @pytest.mark.parametrize(
     ("reference", "message"),
     [
-        ("${secret:vault:kv/db}", "unknown secret manager 'vault': use one of ${secret:aws:...}, ${secret:gcp:...}"),
+        (
+            "${secret:vault:kv/db}",
+            "unknown secret manager 'vault': a reference is MANAGER:NAME, one of ${secret:aws:...}, ${secret:gcp:...}",
+        ),
         ("${secret:gcp:warehouse-password}", "a Google secret is named projects/PROJECT/secrets/SECRET"),
         ("${secret:aws:prod db}", "an AWS secret name is 1-512 letters"),
         ("${secret:aws:arn:aws:s3:::bucket}", "not a Secrets Manager secret ARN"),

@@ -249,8 +249,9 @@ class SparkPipelineOperator(BaseOperator):
         if environment and not runtime.passes_environment:
             raise SparkPipelineConfigError(
                 f"{self._where()}: {type(runtime).__name__} cannot hand the credentials of Airflow connections "
-                "to the driver: give url, user and password as ${env:NAME} or ${file:PATH} references to the "
-                "runtime's own secrets instead of 'connection'"
+                "to the driver: put the password in a secret manager and name it in the connection's extra "
+                "'password_secret' (aws:NAME[#key] or gcp:projects/P/secrets/S), or give url, user and "
+                "password as ${secret:...}, ${env:NAME} or ${file:PATH} references instead of 'connection'"
             )
         self.log.info(
             "Pipeline %r: %d sequence(s) on %s",

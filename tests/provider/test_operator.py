@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pendulum
@@ -165,6 +166,43 @@ def test_jdbc_url_of_a_connection(uri: str, url: str) -> None:
     assert credentials.environment == {"SPARKPIPE_CONN_SHOP_USER": "u", "SPARKPIPE_CONN_SHOP_PASSWORD": "p"}
 
 
+def test_a_connection_naming_a_secret_gives_secret_references_and_no_environment() -> None:
+    from airflow.sdk import Connection
+
+    from airflow_provider_sparkpipe.connections import ConnectionCredentials
+
+    conn = Connection.from_uri(
+        "postgres://reporter:ignored@db.internal:5432/shop?password_secret=aws%3Aprod%2Fshop-db%23password",
+        conn_id="shop",
+    )
+    credentials = ConnectionCredentials(lambda conn_id: conn)
+    assert credentials("shop") == {
+        "url": "jdbc:postgresql://db.internal:5432/shop",
+        "user": "reporter",
+        "password": "${secret:aws:prod/shop-db#password}",
+    }
+    assert credentials.environment == {}
+    conn = Connection(
+        conn_id="wh",
+        conn_type="postgres",
+        host="wh",
+        extra=json.dumps(
+            {
+                "password_secret": "${secret:gcp:projects/p/secrets/wh-pw}",
+                "user_secret": "gcp:projects/p/secrets/wh-user",
+            }
+        ),
+    )
+    settings = ConnectionCredentials(lambda conn_id: conn)("wh")
+    assert (settings["user"], settings["password"]) == (
+        "${secret:gcp:projects/p/secrets/wh-user}",
+        "${secret:gcp:projects/p/secrets/wh-pw}",
+    )
+    broken = Connection(conn_id="b", conn_type="postgres", host="h", extra='{"password_secret": "vault:kv/db"}')
+    with pytest.raises(ValueError, match="extra 'password_secret' \\('vault:kv/db'\\): unknown secret manager"):
+        ConnectionCredentials(lambda conn_id: broken)("b")
+
+
 def test_runtimes_without_a_driver_environment_refuse_connection_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_provider_sparkpipe.runtimes import DataprocServerless
 
@@ -177,5 +215,6 @@ def test_runtimes_without_a_driver_environment_refuse_connection_credentials(mon
     runtime = DataprocServerless(project_id="p", region="europe-west1", staging_uri="gs://b/staging")
     op = SparkPipelineOperator(task_id="t", config=config, runtime=runtime)
     # Refused before any hook is built or any cloud call made: the context is never reached.
-    with pytest.raises(SparkPipelineConfigError, match="DataprocServerless cannot hand the credentials"):
+    with pytest.raises(SparkPipelineConfigError, match="DataprocServerless cannot hand the credentials") as err:
         op.execute({})  # type: ignore[arg-type]
+    assert "'password_secret'" in str(err.value) and "secret-pw" not in str(err.value)

@@ -23,7 +23,13 @@ DAG_IDS = [
     "sparkpipe_dataproc_times_out",
     "sparkpipe_serverless_deferred",
     "sparkpipe_serverless_fails",
+    "sparkpipe_serverless_connection",
 ]
+WAREHOUSE_SECRET = "projects/sparkpipe-test/secrets/warehouse-password"
+WAREHOUSE_CONNECTION = (
+    "postgres://reporter:not-this-one@wh.internal:5432/warehouse?password_secret=gcp%3A"
+    + WAREHOUSE_SECRET.replace("/", "%2F")
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +47,7 @@ def dag_runs(dag_runner: DagRunner, google_fakes: GoogleFakes) -> dict[str, DagR
     env = {
         "SPARKPIPE_TEST_DATAPROC_ENDPOINT": google_fakes.endpoint,
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+        "AIRFLOW_CONN_WAREHOUSE_PG": WAREHOUSE_CONNECTION,
     }
     runs: list[Mapping[str, Any]] = [
         {"dag_folder": str(GOOGLE_DAGS), "dag_id": d, "logical_date": "2024-01-15"} for d in DAG_IDS
@@ -113,3 +120,20 @@ def test_a_failed_batch_fails_the_task(dag_runs: dict[str, DagRunResult]) -> Non
     result = dag_runs["sparkpipe_serverless_fails"]
     assert result.state == "failed"
     assert "sequence 'second' failed" in result.log
+
+
+def test_a_connection_naming_a_secret_runs_on_serverless_with_references_only(
+    dag_runs: dict[str, DagRunResult], google_fakes: GoogleFakes
+) -> None:
+    result = dag_runs["sparkpipe_serverless_connection"]
+    assert result.state == "success", result.log[-5000:]
+    (batch,) = jobs_of(google_fakes, "batch", "orders_from_connection")
+    source = batch.config["sources"]["orders"]
+    assert source == {
+        "type": "jdbc",
+        "table": "orders",
+        "url": "jdbc:postgresql://wh.internal:5432/warehouse",
+        "user": "reporter",
+        "password": f"${{secret:gcp:{WAREHOUSE_SECRET}}}",
+    }
+    assert "not-this-one" not in json.dumps(batch.config) + str(batch.message) + result.log

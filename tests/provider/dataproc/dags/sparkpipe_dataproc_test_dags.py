@@ -58,3 +58,20 @@ pipeline_dag("sparkpipe_dataproc_deferred", "orders_deferred", CLUSTER, deferrab
 pipeline_dag("sparkpipe_dataproc_times_out", "slow_pipeline", CLUSTER, execution_timeout=datetime.timedelta(seconds=3))
 pipeline_dag("sparkpipe_serverless_deferred", "orders_serverless", SERVERLESS, deferrable=True)
 pipeline_dag("sparkpipe_serverless_fails", "fail_serverless", SERVERLESS)
+
+
+with DAG("sparkpipe_serverless_connection", schedule=None, start_date=START):
+    # The connection (from the test's environment) names a Secret Manager secret for its password.
+    SparkPipelineOperator(
+        task_id="pipeline",
+        config={
+            "app_name": "orders_from_connection",
+            "sources": {"orders": {"type": "jdbc", "connection": "warehouse_pg", "table": "orders"}},
+            "sequences": [
+                {"name": "first", "query": "SELECT * FROM orders", "target": {"type": "parquet", "path": "gs://o/1"}},
+                {"name": "second", "query": "SELECT * FROM first", "target": {"type": "parquet", "path": "gs://o/2"}},
+            ],
+        },
+        runtime=SERVERLESS,
+        poll_interval=0.05,
+    )
