@@ -7,6 +7,7 @@ the worker and ``AsyncKubernetesHook`` in the triggerer, both reading an Airflow
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import hashlib
@@ -40,9 +41,10 @@ DRIVER_CONTAINER = "spark-kubernetes-driver"
 
 ANNOTATION = "sparkpipe/"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "sparkpipe"}
-_MAX_NAME = 49  # pods are named <name>-driver; Kubernetes names stop at 63 characters
+_MAX_NAME = 49  # <name>-driver, <name>-config and <name>-credentials: Kubernetes names stop at 63 characters
 _MAX_CONFIG_MAP_BYTES = 1_000_000  # a ConfigMap holds at most 1 MiB
 _TAIL_LINES = 40
+_SECRET_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # an environment variable name (also a valid Secret key)
 
 # The Spark operator's application states (``status.applicationState.state``), as runs see them.
 _STATES = {
@@ -67,8 +69,9 @@ _STATES = {
 def application_name(task_key: str) -> str:
     """The SparkApplication's name for one task instance: the same for every attempt.
 
-    A DNS-1123 label that starts with a letter, at most 49 characters (so ``<name>-driver`` and the
-    ConfigMap ``<name>-config`` stay valid names): a readable slug of the task key and a hash of it.
+    A DNS-1123 label that starts with a letter, at most 49 characters (so ``<name>-driver``, the
+    ConfigMap ``<name>-config`` and the Secret ``<name>-credentials`` stay valid names of at most 63
+    characters): a readable slug of the task key and a hash of it.
     """
     digest = hashlib.sha256(task_key.encode()).hexdigest()[:8]
     slug = re.sub(r"[^a-z0-9]+", "-", task_key.lower()).strip("-")
@@ -80,6 +83,11 @@ def application_name(task_key: str) -> str:
 
 def config_map_name(name: str) -> str:
     return f"{name}-config"
+
+
+def credentials_secret_name(name: str) -> str:
+    """The Secret holding the submission's ``environment`` (connection credentials) for the driver."""
+    return f"{name}-credentials"
 
 
 def config_digest(document: Mapping[str, Any]) -> str:
@@ -109,6 +117,10 @@ def render_application(
     ]
     env_from = [{"secretRef": {"name": secret}} for secret in runtime.env_from_secrets]
     driver = _pod_spec(runtime.driver, labels, env, env_from)
+    if submission.environment:
+        # Only the driver: it resolves the config's ${env:...} references when it loads it; executors
+        # receive the values inside Spark's JDBC options.
+        driver["envFrom"] = [*driver.get("envFrom", []), {"secretRef": {"name": credentials_secret_name(name)}}]
     driver["serviceAccount"] = runtime.service_account
     driver["volumeMounts"] = [
         *driver.get("volumeMounts", []),
@@ -155,8 +167,34 @@ def render_config_map(
             f"the pipeline config is {len(text.encode())} bytes once rendered: more than a Kubernetes ConfigMap "
             "holds (1 MiB); move long queries into fewer sequences or smaller query files"
         )
+    metadata = _owned_metadata(runtime, submission, config_map_name(name), name, owner_uid)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {CONFIG_FILE: text}}
+
+
+def render_credentials_secret(
+    runtime: SparkKubernetes, submission: PipelineSubmission, name: str, owner_uid: str | None
+) -> dict[str, Any]:
+    """The Secret holding ``submission.environment`` for the driver's ``envFrom``, owned by the application.
+
+    The values are base64-encoded in ``data``; the variable names are the Secret's keys.
+    """
+    invalid = sorted(k for k in submission.environment if not _SECRET_KEY.match(k))
+    if invalid:
+        raise SparkRuntimeError(
+            f"cannot hand {', '.join(repr(k) for k in invalid)} to the driver: environment variable names "
+            "are letters, digits and _, not starting with a digit"
+        )
+    data = {k: base64.b64encode(v.encode()).decode("ascii") for k, v in submission.environment.items()}
+    metadata = _owned_metadata(runtime, submission, credentials_secret_name(name), name, owner_uid)
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque", "data": data}
+
+
+def _owned_metadata(
+    runtime: SparkKubernetes, submission: PipelineSubmission, object_name: str, name: str, owner_uid: str | None
+) -> dict[str, Any]:
+    """Metadata of an object that belongs to application ``name``: its labels, owned by it when its uid is known."""
     metadata: dict[str, Any] = {
-        "name": config_map_name(name),
+        "name": object_name,
         "namespace": runtime.namespace,
         "labels": {**runtime.labels, **_labels(submission), **MANAGED_BY},
     }
@@ -164,7 +202,7 @@ def render_config_map(
         metadata["ownerReferences"] = [
             {"apiVersion": API_VERSION, "kind": "SparkApplication", "name": name, "uid": owner_uid}
         ]
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {CONFIG_FILE: text}}
+    return metadata
 
 
 @dataclass
@@ -262,14 +300,18 @@ class SparkKubernetesHook(SparkPipelineHook):
             # Another attempt of this task created it a moment ago: follow that one.
             self.log.warning("SparkApplication %s/%s appeared meanwhile: re-attaching to it", namespace, name)
             return self._run(self._get_application(name) or manifest, attached=True)
+        uid = created["metadata"].get("uid")
+        credentials_uid = None
         try:
             self.kube.core_v1_client.create_namespaced_config_map(
-                namespace, render_config_map(self.k8s, submission, name, created["metadata"].get("uid"))
+                namespace, render_config_map(self.k8s, submission, name, uid)
             )
+            if submission.environment:
+                credentials_uid = self._create_credentials(submission, name, uid)
         except Exception:
-            self._delete(name, created["metadata"].get("uid"))
+            self._delete(name, uid)
             raise
-        return self._run(created, attached=False)
+        return self._run(created, attached=False, credentials_uid=credentials_uid)
 
     def poll(self, run: PipelineRun) -> RunState:
         return self._state(run, self._get_application(run.run_id))
@@ -323,11 +365,15 @@ class SparkKubernetesHook(SparkPipelineHook):
         return None
 
     def cleanup(self, run: PipelineRun, state: RunState) -> None:
-        """With ``delete_on_success``, delete a successful application; failed ones stay to be inspected."""
+        """With ``delete_on_success``, delete a successful application; failed ones stay to be inspected.
+
+        The credentials Secret this attempt created is deleted in any case: the driver has ended.
+        """
         if state == RunState.SUCCEEDED and self.k8s.delete_on_success:
             self.log.info("Deleting SparkApplication %s/%s (delete_on_success)", run.details["namespace"], run.run_id)
             self._delete(run.run_id, run.details.get("uid"))
-        elif state != RunState.SUCCEEDED:
+            return
+        if state != RunState.SUCCEEDED:
             self.log.info(
                 "SparkApplication %s/%s kept for inspection: kubectl describe sparkapplication -n %s %s",
                 run.details["namespace"],
@@ -335,6 +381,7 @@ class SparkKubernetesHook(SparkPipelineHook):
                 run.details["namespace"],
                 run.run_id,
             )
+        self._delete_credentials(run)
 
     def describe_failure(self, run: PipelineRun) -> str | None:
         status = self._status.get(run.run_id)
@@ -377,18 +424,17 @@ class SparkKubernetesHook(SparkPipelineHook):
 
     # Internals. ------------------------------------------------------------------------------------
 
-    def _run(self, app: Mapping[str, Any], *, attached: bool) -> PipelineRun:
+    def _run(self, app: Mapping[str, Any], *, attached: bool, credentials_uid: str | None = None) -> PipelineRun:
         metadata = app.get("metadata") or {}
-        return PipelineRun(
-            runtime_kind=self.k8s.kind,
-            run_id=str(metadata["name"]),
-            details={
-                "namespace": self.k8s.namespace,
-                "uid": metadata.get("uid"),
-                "attached": attached,
-                "metrics_uri": _annotation(app, "metrics-uri"),
-            },
-        )
+        details: dict[str, Any] = {
+            "namespace": self.k8s.namespace,
+            "uid": metadata.get("uid"),
+            "attached": attached,
+            "metrics_uri": _annotation(app, "metrics-uri"),
+        }
+        if credentials_uid:
+            details["credentials_uid"] = credentials_uid
+        return PipelineRun(runtime_kind=self.k8s.kind, run_id=str(metadata["name"]), details=details)
 
     def _state(self, run: PipelineRun, app: Mapping[str, Any] | None) -> RunState:
         uid = run.details.get("uid")
@@ -411,21 +457,82 @@ class SparkKubernetesHook(SparkPipelineHook):
             ) from exc
 
     def _delete(self, name: str, uid: str | None) -> None:
-        """Delete the application (only the one with this uid) and its ConfigMap; gone already is fine."""
+        """Delete the application (only the one with this uid), its ConfigMap and its credentials Secret;
+        gone already is fine."""
         from kubernetes.client.exceptions import ApiException
 
         namespace = self.k8s.namespace
         try:
             self.kube.delete_custom_object(GROUP, VERSION, PLURAL, name, namespace, body=_delete_options(uid))
         except ApiException as exc:
-            # 404: already gone; 409: the uid precondition failed, it is another attempt's application now.
-            if exc.status not in (404, 409):
-                raise SparkRuntimeError(_api_error(f"cannot delete SparkApplication {namespace}/{name}", exc)) from exc
-        try:
-            self.kube.core_v1_client.delete_namespaced_config_map(config_map_name(name), namespace)
-        except ApiException as exc:
+            if exc.status == 409:
+                # The uid precondition failed: the name is another attempt's application now, and so are
+                # the ConfigMap and the Secret of that name.
+                return
             if exc.status != 404:
-                raise SparkRuntimeError(_api_error(f"cannot delete ConfigMap {namespace}/{name}", exc)) from exc
+                raise SparkRuntimeError(_api_error(f"cannot delete SparkApplication {namespace}/{name}", exc)) from exc
+        core = self.kube.core_v1_client
+        for kind, object_name, delete in (
+            ("ConfigMap", config_map_name(name), core.delete_namespaced_config_map),
+            ("Secret", credentials_secret_name(name), core.delete_namespaced_secret),
+        ):
+            try:
+                delete(object_name, namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise SparkRuntimeError(_api_error(f"cannot delete {kind} {namespace}/{object_name}", exc)) from exc
+
+    def _create_credentials(self, submission: PipelineSubmission, name: str, owner_uid: str | None) -> str | None:
+        """Create the Secret holding the submission's environment; returns its uid.
+
+        The API server's answer (the Secret, values included) is read raw: the client neither logs it at
+        debug level nor keeps it.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        namespace, secret_name = self.k8s.namespace, credentials_secret_name(name)
+        secret = render_credentials_secret(self.k8s, submission, name, owner_uid)
+        try:
+            response = self.kube.core_v1_client.create_namespaced_secret(namespace, secret, _preload_content=False)
+        except ApiException as exc:
+            raise SparkRuntimeError(_api_error(f"cannot create Secret {namespace}/{secret_name}", exc)) from exc
+        try:
+            uid = (json.loads(response.data).get("metadata") or {}).get("uid")
+        finally:
+            response.release_conn()
+        self.log.info(
+            "Created Secret %s/%s: %d environment variable(s) for the driver (%s)",
+            namespace,
+            secret_name,
+            len(secret["data"]),
+            ", ".join(sorted(secret["data"])),
+        )
+        return str(uid) if uid else None
+
+    def _delete_credentials(self, run: PipelineRun) -> None:
+        """Delete the credentials Secret this attempt created, once its run ended: the driver no longer needs it.
+
+        Only that Secret (its uid): an application re-attached to keeps its Secret until it is deleted.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        secret_uid = run.details.get("credentials_uid")
+        if not secret_uid:
+            return
+        namespace, secret_name = run.details["namespace"], credentials_secret_name(run.run_id)
+        try:
+            self.kube.core_v1_client.delete_namespaced_secret(
+                secret_name, namespace, body={"preconditions": {"uid": secret_uid}}
+            )
+        except ApiException as exc:
+            # 404: gone with its application; 409: the Secret of another attempt's application now.
+            if exc.status not in (404, 409):
+                self.log.warning(
+                    "%s; it goes when the application is deleted",
+                    _api_error(f"cannot delete Secret {namespace}/{secret_name}", exc),
+                )
+            return
+        self.log.info("Deleted Secret %s/%s: the driver has ended", namespace, secret_name)
 
     def _wait_until_gone(self, name: str) -> None:
         deadline = time.monotonic() + self.k8s.startup_timeout_s
@@ -586,7 +693,9 @@ def _api_error(what: str, exc: Any) -> str:
         detail = json.loads(exc.body).get("message") or detail
     hint = {
         401: "check the kubernetes connection's credentials",
-        403: "the connection's identity lacks RBAC permissions on sparkapplications/configmaps in this namespace",
+        403: (
+            "the connection's identity lacks RBAC permissions on sparkapplications/configmaps/secrets in this namespace"
+        ),
         404: "is the Spark operator (its SparkApplication CRD) installed, and does the namespace exist?",
     }.get(exc.status, "")
     return f"{what}: HTTP {exc.status} {detail}" + (f" ({hint})" if hint else "")

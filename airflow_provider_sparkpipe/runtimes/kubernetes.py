@@ -30,11 +30,14 @@ class SparkKubernetes(SparkRuntime):
     """Run the pipeline as a ``SparkApplication`` of the Kubeflow Spark operator (``sparkoperator.k8s.io``).
 
     The config travels in a ConfigMap owned by the application and mounted into the driver; the
+    credentials of Airflow connections the config names (``connection:``) travel in a Secret owned by
+    the application that becomes the driver's environment (``envFrom``), and only the driver's; the
     driver image is the project's (``Dockerfile`` at the repository root); metrics come from the
     driver's ``SPARKPIPE_METRICS`` log line, or from ``staging_uri`` when given.
 
     Parameters:
-        namespace: the namespace the application, its ConfigMap and its pods live in.
+        namespace: the namespace the application, its ConfigMap, its credentials Secret and its pods
+            live in.
         image: the driver and executor image: the project's image built from its ``Dockerfile``
             (``registry.example.com/sparkpipe-driver:0.1.0``).
         kubernetes_conn_id: the Airflow connection of type ``kubernetes`` (the official
@@ -65,8 +68,9 @@ class SparkKubernetes(SparkRuntime):
         py_files: the driver's Python dependencies inside the image (``spec.deps.pyFiles``).
         time_to_live_s: ``spec.timeToLiveSeconds``: the operator deletes the application this long
             after it ends (failed ones included); default: kept until deleted.
-        delete_on_success: delete the application (and its ConfigMap and pods) once the metrics of a
-            successful run are read; failed runs are kept for inspection.
+        delete_on_success: delete the application (and its ConfigMap, Secret and pods) once the metrics
+            of a successful run are read; failed runs are kept for inspection (their credentials Secret
+            is deleted when the run ends either way).
         ui_url: a link to the Spark UI of the run, formatted with ``{namespace}`` and ``{name}``
             (``https://spark.example.com/{namespace}/{name}/``); shown as the task's extra link.
         startup_timeout_s: how long a retry waits for a failed application of an earlier attempt to
@@ -97,6 +101,7 @@ class SparkKubernetes(SparkRuntime):
     startup_timeout_s: float = 120.0
 
     kind = "kubernetes"
+    passes_environment = True
     supports_deferral = True
 
     def __post_init__(self) -> None:

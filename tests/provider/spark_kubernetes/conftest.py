@@ -130,7 +130,12 @@ def pipeline_document(app_name: str = "shop_summary") -> dict[str, Any]:
     }
 
 
-def submission(task_id: str = "shop_summary", try_number: int = 1, document: Mapping[str, Any] | None = None):
+def submission(
+    task_id: str = "shop_summary",
+    try_number: int = 1,
+    document: Mapping[str, Any] | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> PipelineSubmission:
     run_id = "manual__2024-01-15T00:00:00+00:00"
     return PipelineSubmission(
         document=dict(document or pipeline_document()),
@@ -138,4 +143,5 @@ def submission(task_id: str = "shop_summary", try_number: int = 1, document: Map
         task_key=f"sparkpipe_kubernetes__{task_id}__{run_id.replace(':', '_').replace('+', '_')}__-1",
         try_number=try_number,
         labels={"dag_id": "sparkpipe_kubernetes", "task_id": task_id, "run_id": run_id},
+        environment=dict(environment or {}),
     )

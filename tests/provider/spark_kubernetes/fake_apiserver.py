@@ -1,16 +1,21 @@
 """A small fake of the Kubernetes API server, with a Spark operator inside, for the SparkKubernetes tests.
 
 It serves what the runtime uses: SparkApplications (create, get, list, delete with a uid
-precondition), ConfigMaps (create, get, delete; deleted with their owner like Kubernetes' garbage
-collector does), pods (list by label selector) and pod logs (plain or followed, chunked). Each GET of
-an application moves it one step through its script (SUBMITTED, RUNNING, then COMPLETED or FAILED,
-or RUNNING for ever) and creates its driver pod, whose log is made from the ConfigMap's config and
-ends with the driver's ``SPARKPIPE_METRICS`` line. Created applications are checked against the
-CRD's schema: an invalid one gets the 422 a real API server answers.
+precondition), ConfigMaps and Secrets (create, get, delete with a uid precondition; deleted with their
+owner like Kubernetes' garbage collector does), pods (list by label selector) and pod logs (plain or
+followed, chunked). Each GET of an application moves it one step through its script (SUBMITTED,
+RUNNING, then COMPLETED or FAILED, or RUNNING for ever) and creates its driver pod, whose log is made
+from the ConfigMap's config and ends with the driver's ``SPARKPIPE_METRICS`` line. When the driver
+starts, its environment is built as the kubelet builds it (``env`` values, ``secretKeyRef``,
+``envFrom`` Secrets and ConfigMaps, decoded) and kept in ``driver_env``; a Secret it names that does
+not exist fails the application with the kubelet's message as the driver's log. Created applications
+are checked against the CRD's schema: an invalid one gets the 422 a real API server answers.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
 import json
 import re
@@ -26,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 TOKEN = "sparkpipe-test-token"
 _APPS = re.compile(r"^/apis/sparkoperator\.k8s\.io/v1beta2/namespaces/([^/]+)/sparkapplications(?:/([^/]+))?$")
 _CONFIG_MAPS = re.compile(r"^/api/v1/namespaces/([^/]+)/configmaps(?:/([^/]+))?$")
+_SECRETS = re.compile(r"^/api/v1/namespaces/([^/]+)/secrets(?:/([^/]+))?$")
 _PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
 _LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 
@@ -46,6 +52,9 @@ class FakeKubernetes:
         outcomes: the end state of the applications of a task id (their ``task_id`` label):
             ``COMPLETED`` (the default), ``FAILED``, or ``None`` to keep running until deleted.
         validate: checks a SparkApplication and returns its problems (the CRD schema).
+        refused: ``(method, resource)`` → HTTP status, e.g. ``{("POST", "secrets"): 403}``: requests the
+            API server refuses, as it does when the identity lacks an RBAC permission.
+        driver_env: the environment each application's driver started with (by the application's uid).
     """
 
     validate: Callable[[Mapping[str, Any]], list[str]]
@@ -53,11 +62,15 @@ class FakeKubernetes:
     outcomes: dict[str, str | None] = field(default_factory=dict)
     apps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     config_maps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    refused: dict[tuple[str, str], int] = field(default_factory=dict)
+    driver_env: dict[str, dict[str, str]] = field(default_factory=dict)
     pods: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     logs: dict[tuple[str, str], str] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     _steps: dict[str, int] = field(default_factory=dict)
     _scripts: dict[str, list[str]] = field(default_factory=dict)
+    _start_failures: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _counter: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -66,7 +79,8 @@ class FakeKubernetes:
 
     def reset(self) -> None:
         with self._lock:
-            for store in (self.apps, self.config_maps, self.pods, self.logs, self._steps, self._scripts, self.outcomes):
+            stores = (self.apps, self.config_maps, self.secrets, self.pods, self.logs, self.outcomes, self.refused)
+            for store in (*stores, self.driver_env, self._steps, self._scripts, self._start_failures):
                 store.clear()
             self.requests.clear()
 
@@ -75,13 +89,18 @@ class FakeKubernetes:
     def handle(self, request: Request) -> tuple[int, Any]:
         with self._lock:
             self.requests.append(request)
-            for pattern, handler in (
-                (_APPS, self._apps),
-                (_CONFIG_MAPS, self._config_maps),
-                (_PODS, self._pods),
-                (_LOG, self._log),
+            for pattern, resource, handler in (
+                (_APPS, "sparkapplications", self._apps),
+                (_CONFIG_MAPS, "configmaps", self._config_maps),
+                (_SECRETS, "secrets", self._secrets),
+                (_PODS, "pods", self._pods),
+                (_LOG, "pods/log", self._log),
             ):
                 if match := pattern.match(request.path):
+                    if code := self.refused.get((request.method, resource)):
+                        verb = {"POST": "create", "GET": "get", "DELETE": "delete"}.get(request.method, request.method)
+                        message = f'{resource} is forbidden: User "airflow" cannot {verb} resource "{resource}"'
+                        return code, _status(code, "Forbidden", message)
                     return handler(request, *match.groups())
         return 404, _status(404, "NotFound", f"no route for {request.path}")
 
@@ -120,8 +139,8 @@ class FakeKubernetes:
                 return 409, _status(409, "Conflict", "Precondition failed: UID in precondition does not match")
             del self.apps[key]
             uid = app["metadata"]["uid"]
-            # The operator's pods and the owned ConfigMap go with the application (garbage collection).
-            for store in (self.pods, self.config_maps):
+            # The operator's pods and the owned ConfigMap and Secret go with the application (garbage collection).
+            for store in (self.pods, self.config_maps, self.secrets):
                 for k, obj in list(store.items()):
                     if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or []):
                         del store[k]
@@ -129,21 +148,46 @@ class FakeKubernetes:
         return 405, _status(405, "MethodNotAllowed", request.method)
 
     def _config_maps(self, request: Request, namespace: str, name: str | None) -> tuple[int, Any]:
+        return self._objects(self.config_maps, "configmaps", request, namespace, name)
+
+    def _secrets(self, request: Request, namespace: str, name: str | None) -> tuple[int, Any]:
         if request.method == "POST" and name is None:
-            config_map = dict(request.body)
-            key = (namespace, config_map["metadata"]["name"])
-            if key in self.config_maps:
-                return 409, _status(409, "AlreadyExists", f'configmaps "{key[1]}" already exists')
-            config_map["metadata"] = {**config_map["metadata"], **self._new_metadata(namespace)}
-            self.config_maps[key] = config_map
-            return 201, config_map
+            data = request.body.get("data") or {}
+            for key, value in data.items():
+                try:
+                    base64.b64decode(value, validate=True)
+                except (binascii.Error, TypeError):
+                    message = f'Secret in version "v1" cannot be handled as a Secret: data[{key}]: illegal base64 data'
+                    return 400, _status(400, "BadRequest", message)
+        return self._objects(self.secrets, "secrets", request, namespace, name)
+
+    def _objects(
+        self,
+        store: dict[tuple[str, str], dict[str, Any]],
+        plural: str,
+        request: Request,
+        namespace: str,
+        name: str | None,
+    ) -> tuple[int, Any]:
+        """Create, get and delete (with a uid precondition) a namespaced core object."""
+        if request.method == "POST" and name is None:
+            obj = dict(request.body)
+            key = (namespace, obj["metadata"]["name"])
+            if key in store:
+                return 409, _status(409, "AlreadyExists", f'{plural} "{key[1]}" already exists')
+            obj["metadata"] = {**obj["metadata"], **self._new_metadata(namespace)}
+            store[key] = obj
+            return 201, obj
         key = (namespace, name or "")
-        if key not in self.config_maps:
-            return 404, _status(404, "NotFound", f'configmaps "{name}" not found')
+        if key not in store:
+            return 404, _status(404, "NotFound", f'{plural} "{name}" not found')
         if request.method == "GET":
-            return 200, self.config_maps[key]
+            return 200, store[key]
         if request.method == "DELETE":
-            del self.config_maps[key]
+            wanted = ((request.body or {}).get("preconditions") or {}).get("uid")
+            if wanted and wanted != store[key]["metadata"]["uid"]:
+                return 409, _status(409, "Conflict", "Precondition failed: UID in precondition does not match")
+            del store[key]
             return 200, _status(200, "Success", "deleted")
         return 405, _status(405, "MethodNotAllowed", request.method)
 
@@ -181,15 +225,53 @@ class FakeKubernetes:
         self._steps[uid] += 1
         state = script[step]
         name = app["metadata"]["name"]
+        if state != "SUBMITTED" and uid not in self.driver_env and uid not in self._start_failures:
+            self._start_driver(app)
+        if uid in self._start_failures:
+            state = "FAILED"
+            self._scripts[uid] = [*script[:step], state]
         status: dict[str, Any] = {"applicationState": {"state": state}, "submissionAttempts": 1}
         if state != "SUBMITTED":
             pod_name = f"{name}-driver"
             status["driverInfo"] = {"podName": pod_name}
             status["sparkApplicationId"] = f"spark-{uid[:8]}"
             self._driver_pod(app, pod_name, state)
-        if state == "FAILED":
+        if uid in self._start_failures:
+            status["applicationState"]["errorMessage"] = f"driver pod failed to start: {self._start_failures[uid]}"
+        elif state == "FAILED":
             status["applicationState"]["errorMessage"] = "driver container failed with ExitCode: 1, Reason: Error"
         app["status"] = status
+
+    def _start_driver(self, app: dict[str, Any]) -> None:
+        """Build the driver container's environment as the kubelet does, or record why it cannot start."""
+        namespace, uid = app["metadata"]["namespace"], app["metadata"]["uid"]
+        driver = app["spec"]["driver"]
+        env: dict[str, str] = {}
+        for source in driver.get("envFrom") or []:
+            kind, store = ("secretRef", self.secrets) if "secretRef" in source else ("configMapRef", self.config_maps)
+            ref = source[kind]
+            obj = store.get((namespace, ref["name"]))
+            if obj is None:
+                if not ref.get("optional"):
+                    self._start_failures[uid] = f'Error: {kind[:-3].lower()} "{ref["name"]}" not found'
+                    return
+                continue
+            env.update({source.get("prefix", "") + k: _value(obj, k) for k in obj.get("data") or {}})
+        for var in driver.get("env") or []:
+            if "value" in var:
+                env[var["name"]] = var["value"]
+                continue
+            ref = var["valueFrom"]["secretKeyRef"]
+            secret = self.secrets.get((namespace, ref["name"]))
+            if secret is None or ref["key"] not in (secret.get("data") or {}):
+                self._start_failures[uid] = (
+                    f'Error: secret "{ref["name"]}" not found'
+                    if secret is None
+                    else f"Error: couldn't find key {ref['key']} in Secret {namespace}/{ref['name']}"
+                )
+                return
+            env[var["name"]] = _value(secret, ref["key"])
+        self.driver_env[uid] = env
 
     def _driver_pod(self, app: dict[str, Any], pod_name: str, state: str) -> None:
         namespace, name, uid = app["metadata"]["namespace"], app["metadata"]["name"], app["metadata"]["uid"]
@@ -223,6 +305,8 @@ class FakeKubernetes:
         config_map = self.config_maps.get((namespace, volume["configMap"]["name"]))
         if config_map is None:  # the kubelet would keep the pod in ContainerCreating
             return "MountVolume.SetUp failed: configmap not found\n"
+        if app["metadata"]["uid"] in self._start_failures:  # CreateContainerConfigError: the driver never ran
+            return self._start_failures[app["metadata"]["uid"]] + "\n"
         config = json.loads(config_map["data"]["config.json"])
         lines = ["Spark Command: /opt/spark/bin/spark-submit ... local:///opt/sparkpipe/sparkpipe_main.py"]
         if state == "RUNNING":
@@ -258,6 +342,12 @@ class FakeKubernetes:
             path.write_text(json.dumps({**metrics, "written_to": "staging"}))
         lines.append("SPARKPIPE_METRICS " + json.dumps(metrics))
         return "\n".join(lines) + "\n"
+
+
+def _value(obj: Mapping[str, Any], key: str) -> str:
+    """A Secret's value (base64 in ``data``) or a ConfigMap's, as the container sees it."""
+    value = obj["data"][key]
+    return base64.b64decode(value).decode() if obj.get("kind") == "Secret" else str(value)
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:

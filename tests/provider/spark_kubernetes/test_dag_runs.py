@@ -1,10 +1,13 @@
 """Whole DAG runs with Airflow's ``dag.test()`` (a real metadata database) on SparkKubernetes against the fake
-API server: the example DAG deferred to the triggerer, a run waited for in the worker, a failed run."""
+API server: the example DAG deferred to the triggerer, a run waited for in the worker, a failed run, and
+credentials of an Airflow connection handed to the driver."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -13,15 +16,25 @@ from tests.provider.spark_kubernetes.conftest import kubernetes_connection
 from tests.provider.spark_kubernetes.fake_apiserver import FakeKubernetes
 
 K8S_DAGS = Path(__file__).resolve().parent / "dags"
+DB_USER, DB_PASSWORD = "k8s_loader_3Vb", "k8s-pw/Hq7$Lm2!x"
+DB_ENVIRONMENT = {"SPARKPIPE_CONN_SHOP_DB_USER": DB_USER, "SPARKPIPE_CONN_SHOP_DB_PASSWORD": DB_PASSWORD}
 
 
 @pytest.fixture(scope="module")
 def runs(dag_runner: DagRunner, fake_k8s: FakeKubernetes) -> dict[str, DagRunResult]:
     fake_k8s.reset()
     fake_k8s.outcomes["failing_summary"] = "FAILED"
+    # The Secret the example's secret_env reads, as the cluster's administrator created it.
+    fake_k8s.secrets[("spark-jobs", "sparkpipe-s3")] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "sparkpipe-s3", "namespace": "spark-jobs", "uid": "s3-secret"},
+        "data": {"access-key-id": "QUtJQUVYQU1QTEU=", "secret-access-key": "ZXhhbXBsZS1zZWNyZXQ="},
+    }
     bundles = [("examples", EXAMPLES), ("test-dags", TEST_DAGS), ("kubernetes-test-dags", K8S_DAGS)]
     env = {
         "AIRFLOW_CONN_KUBERNETES_DEFAULT": kubernetes_connection(fake_k8s.url),
+        "AIRFLOW_CONN_SHOP_DB": f"postgres://{DB_USER}:{quote(DB_PASSWORD, safe='')}@db.example.com:5432/shop",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
             [
                 {
@@ -42,6 +55,7 @@ def runs(dag_runner: DagRunner, fake_k8s: FakeKubernetes) -> dict[str, DagRunRes
             },
             {"dag_folder": str(K8S_DAGS), "dag_id": "k8s_sync_success", "logical_date": "2024-01-15"},
             {"dag_folder": str(K8S_DAGS), "dag_id": "k8s_failure", "logical_date": "2024-01-15"},
+            {"dag_folder": str(K8S_DAGS), "dag_id": "k8s_connection", "logical_date": "2024-01-15"},
         ],
         env=env,
     )
@@ -72,3 +86,41 @@ def test_a_failed_application_fails_the_task_with_the_driver_log_tail(runs: dict
     assert "sequence 'by_week' failed: AnalysisException: [TABLE_OR_VIEW_NOT_FOUND] missing_table" in result.log
     assert result.xcom("failing_summary", "metrics")["status"] == "failed"
     assert "kubectl describe sparkapplication -n spark-jobs k8s-failure-failing-summary" in result.log
+
+
+def test_connection_credentials_reach_the_driver_through_a_secret_and_nowhere_else(
+    runs: dict[str, DagRunResult], fake_k8s: FakeKubernetes
+) -> None:
+    result = runs["k8s_connection"]
+    assert result.state == "success", result.log[-5000:]
+    assert result.xcom("to_database")["sequences"]["export"]["status"] == "succeeded"
+    (created,) = [r.body for r in fake_k8s.calls("POST", "/secrets")]
+    name = created["metadata"]["name"].removesuffix("-credentials")
+    assert {k: base64.b64decode(v).decode() for k, v in created["data"].items()} == DB_ENVIRONMENT
+    app = fake_k8s.apps[("spark-jobs", name)]
+    assert created["metadata"]["ownerReferences"][0]["uid"] == app["metadata"]["uid"]
+    assert fake_k8s.driver_env[app["metadata"]["uid"]] == DB_ENVIRONMENT
+    config = json.loads(fake_k8s.config_maps[("spark-jobs", f"{name}-config")]["data"]["config.json"])
+    assert config["sequences"][1]["target"] == {
+        "type": "jdbc",
+        "url": "jdbc:postgresql://db.example.com:5432/shop",
+        "table": "public.by_day",
+        "mode": "overwrite",
+        "user": "${env:SPARKPIPE_CONN_SHOP_DB_USER}",
+        "password": "${env:SPARKPIPE_CONN_SHOP_DB_PASSWORD}",
+    }
+    # The run ended: its Secret is gone, the application (kept: no delete_on_success) stays.
+    assert ("spark-jobs", f"{name}-credentials") not in fake_k8s.secrets
+    # The values are in no other request, in no log and in no XCom.
+    forbidden = [DB_USER, DB_PASSWORD, base64.b64encode(DB_PASSWORD.encode()).decode()]
+    others = [r for r in fake_k8s.requests if r.body is not created]
+    places = {
+        "requests": json.dumps([r.body for r in others]),
+        "logs": "\n".join(r.log for r in runs.values()),
+        "xcoms": json.dumps([r.xcoms for r in runs.values()], default=str),
+    }
+    assert {where: [v for v in forbidden if v in text] for where, text in places.items()} == {
+        "requests": [],
+        "logs": [],
+        "xcoms": [],
+    }

@@ -12,7 +12,14 @@ import jsonschema
 import pytest
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
-from airflow_provider_sparkpipe.hooks.kubernetes import application_name, render_application, render_config_map
+from airflow_provider_sparkpipe.hooks.kubernetes import (
+    application_name,
+    config_digest,
+    credentials_secret_name,
+    render_application,
+    render_config_map,
+    render_credentials_secret,
+)
 from airflow_provider_sparkpipe.runtimes.base import runtime_from_dict
 from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
 from tests.provider.spark_kubernetes.conftest import runtime, schema_problems, submission
@@ -39,11 +46,19 @@ RUNTIMES = {
 }
 
 
+CREDENTIALS = {"SPARKPIPE_CONN_SHOP_DB_USER": "loader-9Xq", "SPARKPIPE_CONN_SHOP_DB_PASSWORD": "pw-4kT9!x"}
+
+
+@pytest.mark.parametrize("credentials", [False, True], ids=["", "with-credentials"])
 @pytest.mark.parametrize("name", sorted(RUNTIMES))
-def test_rendered_applications_validate_against_the_crd(name: str, crd_validator: jsonschema.Draft7Validator) -> None:
-    app_name = application_name(submission().task_key)
-    manifest = render_application(RUNTIMES[name], submission(), app_name, "s3://bucket/sparkpipe/m.json")
+def test_rendered_applications_validate_against_the_crd(
+    name: str, credentials: bool, crd_validator: jsonschema.Draft7Validator
+) -> None:
+    sub = submission(environment=CREDENTIALS if credentials else None)
+    app_name = application_name(sub.task_key)
+    manifest = render_application(RUNTIMES[name], sub, app_name, "s3://bucket/sparkpipe/m.json")
     assert schema_problems(crd_validator, manifest) == []
+    assert ("envFrom" in manifest["spec"]["driver"]) == (credentials or bool(RUNTIMES[name].env_from_secrets))
 
 
 def test_the_strict_schema_catches_a_misspelt_field(crd_validator: jsonschema.Draft7Validator) -> None:
@@ -100,6 +115,51 @@ def test_secrets_stay_references_and_come_from_kubernetes_secrets() -> None:
     assert {"name": "PG_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "pg-credentials", "key": "password"}}} in env
 
 
+def test_credentials_reach_only_the_driver_by_a_secret_reference() -> None:
+    rt = RUNTIMES["everything"]
+    plain = render_application(rt, submission(), "app-1", None)
+    manifest = render_application(rt, submission(environment=CREDENTIALS), "app-1", None)
+    # Added after the runtime's own Secrets (the last envFrom source wins a name both hold).
+    assert manifest["spec"]["driver"]["envFrom"] == [
+        {"secretRef": {"name": "s3-credentials"}},
+        {"secretRef": {"name": "app-1-credentials"}},
+    ]
+    assert manifest["spec"]["executor"] == plain["spec"]["executor"]
+    assert {k: v for k, v in manifest["spec"]["driver"].items() if k != "envFrom"} == {
+        k: v for k, v in plain["spec"]["driver"].items() if k != "envFrom"
+    }
+    # The digest covers the config, whose references stay references: the values change nothing.
+    assert manifest["metadata"] == plain["metadata"]
+    assert manifest["metadata"]["annotations"]["sparkpipe/config-digest"] == config_digest(submission().document)
+    config_map = render_config_map(rt, submission(environment=CREDENTIALS), "app-1", "uid-1")
+    for rendered in (manifest, config_map):
+        text = json.dumps(rendered)
+        assert not [v for v in CREDENTIALS.values() if v in text]
+
+
+def test_the_credentials_secret_holds_base64_data_and_belongs_to_the_application() -> None:
+    rt = runtime(labels={"team": "data"})
+    sub = submission(environment={"A_USER": "", "A_PASSWORD": "pä$$"})
+    secret = render_credentials_secret(rt, sub, "app-1", "uid-1")
+    config_map = render_config_map(rt, sub, "app-1", "uid-1")
+    assert secret == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {**config_map["metadata"], "name": "app-1-credentials"},
+        "type": "Opaque",
+        "data": {"A_USER": "", "A_PASSWORD": "cMOkJCQ="},
+    }
+    assert secret["metadata"]["ownerReferences"] == [
+        {"apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication", "name": "app-1", "uid": "uid-1"}
+    ]
+    assert secret["metadata"]["labels"]["team"] == "data"
+
+
+def test_environment_names_that_are_no_variable_names_are_refused() -> None:
+    with pytest.raises(SparkRuntimeError, match="cannot hand '1_PW', 'MY-PW' to the driver"):
+        render_credentials_secret(runtime(), submission(environment={"MY-PW": "x", "1_PW": "y", "OK": "z"}), "a", None)
+
+
 def test_application_names_are_deterministic_short_dns_labels() -> None:
     key = submission().task_key
     assert application_name(key) == application_name(key) == "sparkpipe-kubernetes-shop-summary-manual-87712b3b"
@@ -107,6 +167,7 @@ def test_application_names_are_deterministic_short_dns_labels() -> None:
     for task_key in (key, long_key, "9_starts_with_a_digit__t__r__-1", long_key + "x"):
         name = application_name(task_key)
         assert DNS_LABEL.match(name) and len(name) <= 49 and len(f"{name}-driver") <= 63, name
+        assert DNS_LABEL.match(credentials_secret_name(name)) and len(credentials_secret_name(name)) <= 63, name
     assert application_name(long_key) != application_name(long_key + "x")
 
 

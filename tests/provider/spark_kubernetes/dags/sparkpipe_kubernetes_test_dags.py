@@ -1,4 +1,5 @@
-"""DAGs the Kubernetes tests run with ``dag.test()`` against the fake API server (connection ``sparkpipe_test_k8s``)."""
+"""DAGs the Kubernetes tests run with ``dag.test()`` against the fake API server (connection ``sparkpipe_test_k8s``);
+``k8s_connection`` writes to a database named by the Airflow connection ``shop_db``."""
 
 from __future__ import annotations
 
@@ -32,3 +33,22 @@ with DAG("k8s_sync_success", schedule=None, start_date=START, catchup=False):
 
 with DAG("k8s_failure", schedule=None, start_date=START, catchup=False):
     SparkPipelineOperator(task_id="failing_summary", config=CONFIG, runtime=RUNTIME, poll_interval=0.05)
+
+with DAG("k8s_connection", schedule=None, start_date=START, catchup=False):
+    SparkPipelineOperator(
+        task_id="to_database",
+        config={
+            **CONFIG,
+            "app_name": "orders_to_database",
+            "sequences": [
+                CONFIG["sequences"][0],
+                {
+                    "name": "export",
+                    "query": "SELECT * FROM by_day",
+                    "target": {"type": "jdbc", "connection": "shop_db", "table": "public.by_day", "mode": "overwrite"},
+                },
+            ],
+        },
+        runtime=RUNTIME,
+        poll_interval=0.05,
+    )

@@ -1,0 +1,231 @@
+"""Credentials of Airflow connections on SparkKubernetes, through the real kubernetes clients against the fake
+API server: a Secret owned by the application becomes the driver's environment, and the values appear
+nowhere else."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from typing import Any
+
+import pytest
+
+from airflow_provider_sparkpipe.connections import env_name
+from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
+from airflow_provider_sparkpipe.hooks.base import RunState
+from airflow_provider_sparkpipe.hooks.kubernetes import config_digest
+from tests.provider.spark_kubernetes.conftest import NAMESPACE, pipeline_document, runtime, submission
+from tests.provider.spark_kubernetes.fake_apiserver import FakeKubernetes
+
+USER, PASSWORD = env_name("shop_db", "USER"), env_name("shop_db", "PASSWORD")
+ENVIRONMENT = {USER: "etl_writer_7Qx", PASSWORD: "pw-Zr8!vK2#mQ9$tL"}
+SECRETS = "/secrets"
+
+
+def connection_document(app_name: str = "shop_summary") -> dict[str, Any]:
+    """The shop pipeline with its JDBC target given as the operator writes a ``connection:`` reference."""
+    document = pipeline_document(app_name)
+    target = document["sequences"][1]["target"]
+    target.update(user=f"${{env:{USER}}}", password=f"${{env:{PASSWORD}}}")
+    return document
+
+
+def with_credentials(
+    try_number: int = 1, environment: dict[str, str] | None = None, app_name: str = "shop_summary"
+) -> Any:
+    return submission(
+        try_number=try_number, document=connection_document(app_name), environment=environment or ENVIRONMENT
+    )
+
+
+def b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def secret_of(k8s: FakeKubernetes, name: str) -> dict[str, Any]:
+    return k8s.secrets[(NAMESPACE, f"{name}-credentials")]
+
+
+def test_the_credentials_travel_in_a_secret_owned_by_the_application(k8s: FakeKubernetes) -> None:
+    run = runtime(labels={"team": "data"}).hook().submit(with_credentials())
+    secret = secret_of(k8s, run.run_id)
+    assert (secret["apiVersion"], secret["kind"], secret["type"]) == ("v1", "Secret", "Opaque")
+    assert "stringData" not in secret
+    assert secret["data"] == {USER: b64(ENVIRONMENT[USER]), PASSWORD: b64(ENVIRONMENT[PASSWORD])}
+    assert secret["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "sparkoperator.k8s.io/v1beta2",
+            "kind": "SparkApplication",
+            "name": run.run_id,
+            "uid": run.details["uid"],
+        }
+    ]
+    config_map = k8s.config_maps[(NAMESPACE, f"{run.run_id}-config")]
+    assert secret["metadata"]["labels"] == config_map["metadata"]["labels"]
+    assert secret["metadata"]["labels"]["team"] == "data"
+    assert run.details["credentials_uid"] == secret["metadata"]["uid"]
+    # Only the driver reads the Secret.
+    spec = k8s.apps[(NAMESPACE, run.run_id)]["spec"]
+    assert spec["driver"]["envFrom"] == [{"secretRef": {"name": f"{run.run_id}-credentials"}}]
+    assert "envFrom" not in spec["executor"]
+
+
+def test_no_request_but_the_secrets_own_creation_and_no_log_line_holds_a_value(
+    k8s: FakeKubernetes, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)  # the kubernetes client logs response bodies at debug level
+    hook = runtime().hook()
+    run = hook.submit(with_credentials())
+    assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
+    assert hook.fetch_metrics(run) is not None
+    hook.cleanup(run, RunState.SUCCEEDED)
+    creations = k8s.calls("POST", SECRETS)
+    assert len(creations) == 1
+    others = [r for r in k8s.requests if r is not creations[0]]
+    assert [r.method for r in others if r.body is not None].count("POST") == 2  # the application, the ConfigMap
+    forbidden = [*ENVIRONMENT.values(), *(b64(v) for v in ENVIRONMENT.values())]
+    for request in others:
+        text = json.dumps(request.body)
+        assert not [v for v in forbidden if v in text], (request.method, request.path)
+    task_log = capsys.readouterr().out  # the hook's own log lines
+    assert f"Created Secret {NAMESPACE}/{run.run_id}-credentials" in task_log
+    assert "response body" in caplog.text
+    assert not [v for v in forbidden if v in caplog.text + task_log]
+    # The config and its digest hold the references only: the same digest as with other values.
+    app = k8s.calls("POST", "/sparkapplications")[0].body
+    assert app["metadata"]["annotations"]["sparkpipe/config-digest"] == config_digest(connection_document())
+    config_map = k8s.calls("POST", "/configmaps")[0].body
+    assert json.loads(config_map["data"]["config.json"])["sequences"][1]["target"]["password"] == f"${{env:{PASSWORD}}}"
+
+
+def test_the_driver_starts_with_the_values_its_config_references(k8s: FakeKubernetes) -> None:
+    hook = runtime(env={"TZ": "UTC"}).hook()
+    run = hook.submit(with_credentials())
+    assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
+    driver_env = k8s.driver_env[run.details["uid"]]
+    assert driver_env == {**ENVIRONMENT, "TZ": "UTC"}
+    config = k8s.config_maps[(NAMESPACE, f"{run.run_id}-config")]["data"]["config.json"]
+    references = set(re.findall(r"\$\{env:([A-Za-z0-9_]+)\}", config))
+    assert references == {USER, PASSWORD}
+    assert {name: driver_env[name] for name in references} == ENVIRONMENT
+
+
+def test_a_driver_whose_secret_is_missing_never_starts(k8s: FakeKubernetes) -> None:
+    hook = runtime().hook()
+    run = hook.submit(with_credentials())
+    del k8s.secrets[(NAMESPACE, f"{run.run_id}-credentials")]
+    assert hook.wait(run, poll_interval=0.01) == RunState.FAILED
+    assert run.details["uid"] not in k8s.driver_env
+    failure = hook.describe_failure(run) or ""
+    assert f'driver pod failed to start: Error: secret "{run.run_id}-credentials" not found' in failure
+    assert hook.fetch_metrics(run) is None
+
+
+def test_the_secret_is_deleted_when_the_run_ends_and_a_failed_application_is_kept(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = "FAILED"
+    hook = runtime().hook()
+    run = hook.submit(with_credentials())
+    assert hook.wait(run, poll_interval=0.01) == RunState.FAILED
+    hook.cleanup(run, RunState.FAILED)
+    assert k8s.secrets == {}
+    assert (NAMESPACE, run.run_id) in k8s.apps and (NAMESPACE, f"{run.run_id}-config") in k8s.config_maps
+    deletes = k8s.calls("DELETE", SECRETS)
+    assert [d.body["preconditions"] for d in deletes] == [{"uid": run.details["credentials_uid"]}]
+
+
+def test_cancel_deletes_the_secret_with_the_application(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = None
+    hook = runtime().hook()
+    run = hook.submit(with_credentials())
+    while hook.poll(run) != RunState.RUNNING:
+        pass
+    assert k8s.driver_env[run.details["uid"]] == ENVIRONMENT
+    hook.cancel(run)
+    assert k8s.apps == {} and k8s.config_maps == {} and k8s.secrets == {}
+    assert [d.path.rsplit("/", 1)[1] for d in k8s.calls("DELETE", SECRETS)] == [f"{run.run_id}-credentials"]
+    hook.cancel(run)  # the Secret is gone already: harmless
+
+
+def test_deleting_the_application_deletes_its_secret(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = None
+    run = runtime().hook().submit(with_credentials())
+    other = runtime().hook().submit(submission(task_id="other_task", document=connection_document(), environment={}))
+    assert list(k8s.secrets) == [(NAMESPACE, f"{run.run_id}-credentials")]
+    runtime().hook().kube.delete_custom_object(
+        "sparkoperator.k8s.io", "v1beta2", "sparkapplications", run.run_id, NAMESPACE
+    )
+    assert k8s.secrets == {}  # garbage-collected with its owner, as the ConfigMap
+    assert list(k8s.config_maps) == [(NAMESPACE, f"{other.run_id}-config")]
+
+
+def test_a_retry_re_attaching_to_the_running_application_creates_no_second_secret(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = None
+    first_hook = runtime().hook()
+    first = first_hook.submit(with_credentials(try_number=1))
+    secret_uid = secret_of(k8s, first.run_id)["metadata"]["uid"]
+    while first_hook.poll(first) != RunState.RUNNING:
+        pass
+    retry_hook = runtime().hook()
+    retry = retry_hook.submit(with_credentials(try_number=2))
+    assert (retry.details["uid"], retry.details["attached"]) == (first.details["uid"], True)
+    assert "credentials_uid" not in retry.details
+    assert len(k8s.calls("POST", SECRETS)) == 1 and k8s.calls("DELETE", SECRETS) == []
+    assert secret_of(k8s, retry.run_id)["metadata"]["uid"] == secret_uid
+    assert retry_hook.poll(retry) == RunState.RUNNING
+    assert k8s.driver_env[retry.details["uid"]] == ENVIRONMENT
+
+
+def test_a_replaced_application_gets_a_fresh_secret(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = "FAILED"
+    hook = runtime().hook()
+    first = hook.submit(with_credentials(try_number=1))
+    assert hook.wait(first, poll_interval=0.01) == RunState.FAILED
+    k8s.outcomes["shop_summary"] = "COMPLETED"
+    rotated = {**ENVIRONMENT, PASSWORD: "rotated-pw-5Tn"}
+    retry_hook = runtime().hook()
+    retry = retry_hook.submit(with_credentials(try_number=2, environment=rotated))
+    assert retry.details["uid"] != first.details["uid"] and retry.details["attached"] is False
+    secret = secret_of(k8s, retry.run_id)
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == retry.details["uid"]
+    assert secret["data"][PASSWORD] == b64("rotated-pw-5Tn")
+    assert len(k8s.calls("POST", SECRETS)) == 2
+    assert retry_hook.wait(retry, poll_interval=0.01) == RunState.SUCCEEDED
+    assert k8s.driver_env[retry.details["uid"]] == rotated
+
+
+def test_a_secret_that_cannot_be_created_deletes_the_application(k8s: FakeKubernetes) -> None:
+    k8s.refused[("POST", "secrets")] = 403
+    hook = runtime().hook()
+    with pytest.raises(SparkRuntimeError, match=r"cannot create Secret spark-jobs/.*-credentials: HTTP 403") as info:
+        hook.submit(with_credentials())
+    assert "RBAC permissions on sparkapplications/configmaps/secrets" in str(info.value)
+    assert k8s.apps == {} and k8s.config_maps == {} and k8s.secrets == {}
+    app_deletes = k8s.calls("DELETE", "/sparkapplications")
+    assert [d.body["preconditions"]["uid"] for d in app_deletes] == [
+        k8s.calls("POST", "/configmaps")[0].body["metadata"]["ownerReferences"][0]["uid"]
+    ]
+
+
+def test_cancelling_a_replaced_attempt_leaves_the_new_applications_config_and_secret(k8s: FakeKubernetes) -> None:
+    k8s.outcomes["shop_summary"] = None
+    old_hook = runtime().hook()
+    old = old_hook.submit(with_credentials(try_number=1))
+    new = runtime().hook().submit(with_credentials(try_number=2, app_name="changed"))
+    assert new.details["uid"] != old.details["uid"]
+    old_hook.cancel(old)  # the uid precondition fails: the name is the new attempt's application now
+    assert (NAMESPACE, new.run_id) in k8s.apps
+    assert secret_of(k8s, new.run_id)["metadata"]["ownerReferences"][0]["uid"] == new.details["uid"]
+    assert (NAMESPACE, f"{new.run_id}-config") in k8s.config_maps
+    old_hook.cleanup(old, RunState.CANCELLED)  # the old attempt's Secret is gone; the new one stays
+    assert secret_of(k8s, new.run_id)["metadata"]["ownerReferences"][0]["uid"] == new.details["uid"]
+
+
+def test_a_submission_without_credentials_creates_no_secret(k8s: FakeKubernetes) -> None:
+    hook = runtime().hook()
+    run = hook.submit(submission())
+    assert "envFrom" not in k8s.apps[(NAMESPACE, run.run_id)]["spec"]["driver"]
+    assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
+    hook.cleanup(run, RunState.SUCCEEDED)
+    assert k8s.calls("POST", SECRETS) == [] and k8s.calls("DELETE", SECRETS) == []
