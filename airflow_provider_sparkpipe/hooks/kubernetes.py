@@ -271,7 +271,8 @@ class SparkKubernetesHook(SparkPipelineHook):
                     name,
                     _raw_state(existing) or "NEW",
                 )
-                return self._run(existing, attached=True)
+                credentials_uid = self._restore_parts(submission, existing) if state == RunState.PENDING else None
+                return self._run(existing, attached=True, credentials_uid=credentials_uid)
             why = "failed" if state == RunState.FAILED else "ran another config"
             self.log.warning("SparkApplication %s/%s of an earlier attempt %s: replacing it", namespace, name, why)
             self._delete(name, existing["metadata"].get("uid"))
@@ -482,8 +483,36 @@ class SparkKubernetesHook(SparkPipelineHook):
                 if exc.status != 404:
                     raise SparkRuntimeError(_api_error(f"cannot delete {kind} {namespace}/{object_name}", exc)) from exc
 
-    def _create_credentials(self, submission: PipelineSubmission, name: str, owner_uid: str | None) -> str | None:
-        """Create the Secret holding the submission's environment; returns its uid.
+    def _restore_parts(self, submission: PipelineSubmission, app: Mapping[str, Any]) -> str | None:
+        """Create the ConfigMap and credentials Secret of an application whose driver has not started, when
+        they are missing: an earlier attempt stopped between creating the application and creating them, and
+        the driver would wait for them for ever. Existing ones are kept. Returns the uid of a Secret created.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        namespace, name, uid = self.k8s.namespace, str(app["metadata"]["name"]), app["metadata"].get("uid")
+        try:
+            self.kube.core_v1_client.create_namespaced_config_map(
+                namespace, render_config_map(self.k8s, submission, name, uid)
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise SparkRuntimeError(_api_error(f"cannot create ConfigMap {namespace}/{name}", exc)) from exc
+        else:
+            self.log.warning(
+                "ConfigMap %s/%s was missing (an earlier attempt stopped while submitting): created it",
+                namespace,
+                config_map_name(name),
+            )
+        if not submission.environment:
+            return None
+        return self._create_credentials(submission, name, uid, exists_ok=True)
+
+    def _create_credentials(
+        self, submission: PipelineSubmission, name: str, owner_uid: str | None, *, exists_ok: bool = False
+    ) -> str | None:
+        """Create the Secret holding the submission's environment; returns its uid (None when ``exists_ok``
+        and it exists already).
 
         The API server's answer (the Secret, values included) is read raw: the client neither logs it at
         debug level nor keeps it.
@@ -495,6 +524,8 @@ class SparkKubernetesHook(SparkPipelineHook):
         try:
             response = self.kube.core_v1_client.create_namespaced_secret(namespace, secret, _preload_content=False)
         except ApiException as exc:
+            if exc.status == 409 and exists_ok:
+                return None
             raise SparkRuntimeError(_api_error(f"cannot create Secret {namespace}/{secret_name}", exc)) from exc
         try:
             uid = (json.loads(response.data).get("metadata") or {}).get("uid")

@@ -229,3 +229,35 @@ def test_a_submission_without_credentials_creates_no_secret(k8s: FakeKubernetes)
     assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
     hook.cleanup(run, RunState.SUCCEEDED)
     assert k8s.calls("POST", SECRETS) == [] and k8s.calls("DELETE", SECRETS) == []
+
+
+def test_a_retry_restores_what_an_attempt_stopped_while_submitting_did_not_create(k8s: FakeKubernetes) -> None:
+    """The worker died between creating the application and creating its ConfigMap and Secret: the
+    driver would wait for them for ever. The retry re-attaches and creates them, owned by the application."""
+    first = runtime().hook().submit(with_credentials(try_number=1))
+    app_uid = first.details["uid"]
+    del k8s.config_maps[(NAMESPACE, f"{first.run_id}-config")]
+    del k8s.secrets[(NAMESPACE, f"{first.run_id}-credentials")]
+    retry_hook = runtime().hook()
+    retry = retry_hook.submit(with_credentials(try_number=2))
+    assert (retry.details["uid"], retry.details["attached"]) == (app_uid, True)
+    config_map = k8s.config_maps[(NAMESPACE, f"{first.run_id}-config")]
+    assert json.loads(config_map["data"]["config.json"]) == connection_document()
+    restored = secret_of(k8s, first.run_id)
+    assert {
+        ref["uid"] for ref in [*config_map["metadata"]["ownerReferences"], *restored["metadata"]["ownerReferences"]]
+    } == {app_uid}
+    assert retry.details["credentials_uid"] == restored["metadata"]["uid"]
+    assert retry_hook.wait(retry, poll_interval=0.01) == RunState.SUCCEEDED
+    assert k8s.driver_env[app_uid] == ENVIRONMENT
+    retry_hook.cleanup(retry, RunState.SUCCEEDED)
+    assert (NAMESPACE, f"{first.run_id}-credentials") not in k8s.secrets  # deleted once the run ended
+
+
+def test_a_retry_re_attaching_before_the_driver_started_keeps_existing_parts(k8s: FakeKubernetes) -> None:
+    first = runtime().hook().submit(with_credentials(try_number=1))
+    secret_uid = secret_of(k8s, first.run_id)["metadata"]["uid"]
+    retry = runtime().hook().submit(with_credentials(try_number=2))
+    assert retry.details["attached"] is True and "credentials_uid" not in retry.details
+    assert secret_of(k8s, first.run_id)["metadata"]["uid"] == secret_uid
+    assert k8s.calls("DELETE", SECRETS) == [] and k8s.calls("DELETE", "/configmaps") == []
