@@ -2,16 +2,16 @@
 # The sparkpipe driver image for Kubernetes (SparkKubernetes runtime, Spark operator SparkApplication):
 # the official apache/spark Python image (Java 17) plus sparkpipe's driver bundle in /opt/sparkpipe:
 #   /opt/sparkpipe/sparkpipe_main.py  the application (mainApplicationFile local:///opt/sparkpipe/sparkpipe_main.py)
-#   /opt/sparkpipe/sparkpipe.zip      spark_job + sqlglot + PyYAML, pure Python (deps.pyFiles)
+#   /opt/sparkpipe/sparkpipe.zip      spark_job + PyYAML, pure Python (deps.pyFiles)
 # The bundle is the same artefact LocalSpark ships with --py-files (spark_job.bundle): no Airflow, no
 # pip install in the Spark image. Build from the repository root:
 #   docker build -t registry.example.com/sparkpipe-driver:0.1.0 .
 ARG SPARK_VERSION=4.3.0
 ARG SPARK_IMAGE=apache/spark:${SPARK_VERSION}-scala2.13-java17-python3-ubuntu
 
-# 1. Build the driver bundle (spark_job plus the sqlglot and PyYAML that pyproject.toml requires).
+# 1. Build the driver bundle (spark_job plus the PyYAML that pyproject.toml requires).
 FROM python:3.11-slim AS bundle
-RUN pip install --no-cache-dir "sqlglot>=26" "pyyaml>=6"
+RUN pip install --no-cache-dir "pyyaml>=6"
 COPY spark_job /src/spark_job
 WORKDIR /src
 RUN python -m spark_job bundle --out /bundle \

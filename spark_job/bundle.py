@@ -1,7 +1,7 @@
 """The driver as a spark-submit application: an entry file plus a content-hashed ``--py-files`` zip.
 
-The zip holds ``spark_job`` and its pure-Python dependencies (sqlglot, PyYAML without its C
-extension), so a bare Spark cluster needs nothing installed. Identical sources give an identical zip
+The zip holds ``spark_job`` and PyYAML (pure Python, without its C extension), the driver's only
+dependency beside pyspark, so a bare Spark cluster needs nothing installed. Identical sources give an identical zip
 and digest, so runtimes upload each version once.
 """
 
@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-BUNDLED_PACKAGES = ("spark_job", "sqlglot", "yaml")
+BUNDLED_PACKAGES = ("spark_job", "yaml")
 ENTRY_FILE = "sparkpipe_main.py"
 ENTRY_SOURCE = '''"""spark-submit entry point of sparkpipe: python files come from the --py-files bundle."""
 

@@ -21,7 +21,7 @@ def spark_submit(bundle_dir: Path, *args: str, cwd: Path) -> subprocess.Complete
 
     bundle = build_bundle(bundle_dir)
     submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
-    # A bare interpreter: only the bundle may provide spark_job, sqlglot and yaml.
+    # A bare interpreter: only the bundle may provide spark_job and yaml.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = str(Path(os.__file__).parents[2] / "bin" / "python3")
     env["PYTHONPATH"] = str(Path(pyspark.__file__).parent.parent)  # pyspark itself, as on a cluster
@@ -44,7 +44,7 @@ def test_bundle_is_reproducible_and_self_contained(tmp_path: Path) -> None:
     assert first.digest == second.digest and first.py_files.read_bytes() == second.py_files.read_bytes()
     assert first.py_files.name == f"sparkpipe-{first.digest}.zip"
     names = zipfile.ZipFile(first.py_files).namelist()
-    assert {"spark_job/cli.py", "sqlglot/__init__.py", "yaml/__init__.py"} <= set(names)
+    assert {"spark_job/cli.py", "spark_job/sql.py", "yaml/__init__.py"} <= set(names)
     assert not any("airflow" in n or n.endswith(".so") for n in names)
 
 
