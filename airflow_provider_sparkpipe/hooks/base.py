@@ -39,8 +39,9 @@ class PipelineSubmission:
         document: the validated config after ``${var}`` substitution, ``query_file`` inlined and
             ``${env:NAME}`` kept as written (secrets resolve on the driver): staged as ``config.json``.
         app_name: the Spark application name.
-        task_key: unique per task instance (dag, task, run, map index), safe in paths and job ids; a
-            runtime uses it to find a run an earlier attempt of the same task left behind.
+        task_key: unique per task instance (dag, task, run, map index) and per clear of it, safe in
+            paths and job ids; a runtime uses it to find a run an earlier attempt (a retry) of the same
+            task left behind.
         try_number: the attempt.
         labels: short key/values identifying the run (dag_id, task_id, run_id) for the runtime's UI.
         environment: secrets for the driver's environment (credentials of Airflow connections the

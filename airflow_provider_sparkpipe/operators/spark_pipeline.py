@@ -387,9 +387,27 @@ def _var_value(value: Any) -> Any:
 
 
 def _task_key(context: Context) -> str:
+    """The task instance's key for runtimes: the same for the retries of one run of the task, a new one when
+    the task is cleared (so a cleared task runs its pipeline again instead of re-attaching to the job it ran).
+
+    A clear sets ``max_tries`` to the try number reached plus the task's retries, which gives the first try
+    of the current run (``max_tries - retries + 1``, as Airflow computes it); keys of tasks never cleared
+    have no suffix.
+    """
     ti = context["ti"]
     parts = [ti.dag_id, ti.task_id, ti.run_id, str(ti.map_index)]
+    first_try = _first_try_number(ti)
+    if first_try > 1:
+        parts.append(f"cleared{first_try}")
     return "__".join(_UNSAFE_KEY_CHARS.sub("_", p) for p in parts)
+
+
+def _first_try_number(ti: Any) -> int:
+    retries = getattr(getattr(ti, "task", None), "retries", 0) or 0
+    max_tries = getattr(ti, "max_tries", None)
+    if not isinstance(max_tries, int) or max_tries < 0:
+        return 1
+    return max(1, min(max_tries - int(retries) + 1, int(ti.try_number)))
 
 
 def _labels(context: Context) -> dict[str, str]:

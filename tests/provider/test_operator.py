@@ -218,3 +218,32 @@ def test_runtimes_without_a_driver_environment_refuse_connection_credentials(mon
     with pytest.raises(SparkPipelineConfigError, match="DataprocServerless cannot hand the credentials") as err:
         op.execute({})  # type: ignore[arg-type]
     assert "'password_secret'" in str(err.value) and "secret-pw" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("try_number", "max_tries", "suffix"),
+    [
+        (1, 2, ""),  # the first try of a task with retries=2
+        (3, 2, ""),  # its second retry: the same key, so it re-attaches to a job still running
+        (4, 5, "__cleared4"),  # cleared after 3 tries: max_tries = 3 + retries; a new key, a new job
+        (5, 5, "__cleared4"),  # a retry after that clear
+        (7, 8, "__cleared7"),  # cleared again
+    ],
+)
+def test_the_task_key_changes_when_the_task_is_cleared(try_number: int, max_tries: int, suffix: str) -> None:
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    from airflow_provider_sparkpipe.operators.spark_pipeline import _task_key
+
+    config = summary_config(Path("/tmp"))
+    op = SparkPipelineOperator(task_id="load", config=config, runtime=LocalSpark(), retries=2)
+    ti = RuntimeTaskInstance.model_construct(
+        task=op,
+        dag_id="shop",
+        task_id="load",
+        run_id="scheduled__2024-01-15T00:00:00+00:00",
+        map_index=-1,
+        try_number=try_number,
+        max_tries=max_tries,
+    )
+    assert _task_key({"ti": ti}) == "shop__load__scheduled__2024-01-15T00_00_00_00_00__-1" + suffix  # type: ignore[arg-type,typeddict-item]
