@@ -106,7 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from spark_job.runner import PipelineRunner
 
-    metrics = PipelineRunner(config, metrics_out=args.metrics_out, master=args.master).run()
+    runner = PipelineRunner(config, metrics_out=args.metrics_out, master=args.master)
+    try:
+        metrics = runner.run()
+    finally:
+        runner.close()
     return EXIT_OK if metrics["status"] == "succeeded" else EXIT_FAILED
 
 

@@ -62,6 +62,7 @@ class BasePipeline:
     ) -> None:
         self.config = config
         self.spark = spark
+        self.owns_session = False
         self.metrics_out = metrics_out
         self.master = master
         self.metrics = RunMetrics(
@@ -92,6 +93,10 @@ class BasePipeline:
         """Run every sequence; return the metrics document (also written to ``metrics_out``)."""
         try:
             if self.spark is None:
+                from pyspark.sql import SparkSession
+
+                # A session found running (a notebook's, a test's) is used, and left running by close().
+                self.owns_session = SparkSession.getActiveSession() is None
                 self.spark = self.create_session()
             else:
                 self.apply_runtime_conf(self.spark)
@@ -108,6 +113,12 @@ class BasePipeline:
         document = self.metrics.to_dict()
         self.publish(document)
         return document
+
+    def close(self) -> None:
+        """Stop the Spark session this run started; one it was given or found running is left alone."""
+        if self.owns_session and self.spark is not None:
+            self.spark.stop()
+            self.owns_session = False
 
     def apply_runtime_conf(self, spark: SparkSession) -> None:
         for key, value in self.config.spark_conf.items():

@@ -177,6 +177,31 @@ def test_cli_exit_codes(spark: Any, events: str, tmp_path: Path) -> None:
     assert main(["run", "--config", str(good)]) == 0
     assert main(["run", "--config", str(bad)]) == 1
     assert main(["run", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert spark.range(3).count() == 3  # the session the CLI found running is left running
+
+
+def test_the_cli_stops_the_session_it_started(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp_path / "one.yaml"
+    sequence = {"name": "s", "query": "SELECT 1 AS x", "target": {"type": "parquet", "path": str(tmp_path / "o")}}
+    config.write_text(yaml.safe_dump(pipeline(tmp_path, [sequence], {})))
+    code = (
+        "import sys; from spark_job.cli import main; rc = main(sys.argv[1:]); from pyspark import SparkContext; "
+        "print('STOPPED' if SparkContext._active_spark_context is None else 'RUNNING'); sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "run", "--config", str(config), "--master", "local[1]"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1] == "STOPPED"
 
 
 def test_modes_append_error_ignore(spark: Any, events: str, tmp_path: Path) -> None:
