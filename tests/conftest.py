@@ -93,11 +93,12 @@ def postgres() -> Iterator[Postgres]:
     root = Path(tempfile.mkdtemp(prefix="sparkpipe-pg-"))
     datadir = root / "data"
     user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-
-    def demote() -> None:
-        if user is not None:
-            os.setgid(user.pw_gid)
-            os.setuid(user.pw_uid)
+    # As root, run the server as postgres through setpriv, which execs it directly. Not with preexec_fn:
+    # Python code between fork and exec can abort the child while other threads of the test process
+    # (the Dataproc fake's gRPC server) hold locks.
+    as_postgres = (
+        ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups"] if user is not None else []
+    )
 
     if user is not None:
         os.chown(root, user.pw_uid, user.pw_gid)
@@ -107,6 +108,7 @@ def postgres() -> Iterator[Postgres]:
         os.chown(pwfile, user.pw_uid, user.pw_gid)
     subprocess.run(
         [
+            *as_postgres,
             bindir / "initdb",
             "-D",
             datadir,
@@ -119,15 +121,13 @@ def postgres() -> Iterator[Postgres]:
             "UTF8",
         ],
         check=True,
-        preexec_fn=demote,
         capture_output=True,
         cwd=root,
     )
     port = free_port()
     log = open(root / "server.log", "w")  # noqa: SIM115 - kept open for the server's lifetime
     server = subprocess.Popen(
-        [bindir / "postgres", "-D", datadir, "-h", "127.0.0.1", "-p", str(port), "-k", str(root), "-F"],
-        preexec_fn=demote,
+        [*as_postgres, bindir / "postgres", "-D", datadir, "-h", "127.0.0.1", "-p", str(port), "-k", str(root), "-F"],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=root,
