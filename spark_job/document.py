@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,19 @@ class Document:
     Attributes:
         data: the parsed mapping.
         file: the file name used in messages (None for a config given as data).
-        lines: config path (``sequences[1].target``) → 1-based line, for YAML files.
+        line_index: config path (``sequences[1].target``) → 1-based line, or how to compute it when first
+            needed (JSON files: only a config with problems needs it).
     """
 
     data: Any
     file: str | None = None
-    lines: dict[str, int] = field(default_factory=dict)
+    line_index: dict[str, int] | Callable[[], dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def lines(self) -> dict[str, int]:
+        if callable(self.line_index):
+            self.line_index = self.line_index()
+        return self.line_index
 
 
 def child_path(parent: str, key: object) -> str:
@@ -76,15 +84,27 @@ def parse_document(text: str, file: str | None = None) -> Document:
 
 
 def _parse_json(text: str, file: str | None) -> Document:
+    duplicates: list[str] = []
+
+    def mapping(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        data = dict(pairs)
+        if len(data) != len(pairs):
+            duplicates.extend(k for k in data if sum(1 for key, _ in pairs if key == k) > 1)
+        return data
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=mapping)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             [Problem("", f"JSON syntax error: {exc.msg} (column {exc.colno})", file, exc.lineno)]
         ) from None
     except RecursionError:
         raise ConfigError([Problem("", "the config is nested too deeply", file)]) from None
-    return Document(data, file, _json_lines(text, file))
+    if duplicates:
+        _json_lines(text, file)  # reports them with their paths and lines
+        names = ", ".join(sorted({repr(k) for k in duplicates}))
+        raise ConfigError([Problem("", f"duplicate key {names}: the earlier value would be lost", file)])
+    return Document(data, file, lambda: _json_lines(text, file))
 
 
 def _json_lines(text: str, file: str | None) -> dict[str, int]:

@@ -205,9 +205,10 @@ class AwsSecretsManager(SecretProvider):
 
     def fetch(self, name: str, environ: Mapping[str, str]) -> str:
         arn = _AWS_ARN.match(name)
-        region = arn.group(1) if arn else aws_region(environ)
+        imds = InstanceMetadata(environ)
+        region = arn.group(1) if arn else aws_region(environ, imds)
         endpoint = aws_endpoint("SECRETS_MANAGER", f"https://secretsmanager.{region}.amazonaws.com", environ)
-        credentials = aws_credentials(environ, region)
+        credentials = aws_credentials(environ, region, imds)
         body = json.dumps({"SecretId": name}).encode()
         headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "secretsmanager.GetSecretValue"}
         signed = sigv4_headers("POST", endpoint + "/", headers, body, credentials, region, "secretsmanager")
@@ -250,19 +251,17 @@ def aws_endpoint(service: str, default: str, environ: Mapping[str, str]) -> str:
     return (environ.get(f"AWS_ENDPOINT_URL_{service}") or environ.get("AWS_ENDPOINT_URL") or default).rstrip("/")
 
 
-def aws_region(environ: Mapping[str, str]) -> str:
+def aws_region(environ: Mapping[str, str], imds: InstanceMetadata) -> str:
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
     if region:
         return region
-    if environ.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true":
-        try:
-            return _imds(environ, "/latest/meta-data/placement/region")
-        except SecretUnavailable:
-            pass
-    raise SecretUnavailable("no AWS region: set AWS_REGION or give the secret's ARN")
+    try:
+        return imds.get("/latest/meta-data/placement/region")
+    except SecretUnavailable:
+        raise SecretUnavailable("no AWS region: set AWS_REGION or give the secret's ARN") from None
 
 
-def aws_credentials(environ: Mapping[str, str], region: str) -> AwsCredentials:
+def aws_credentials(environ: Mapping[str, str], region: str, imds: InstanceMetadata) -> AwsCredentials:
     """The first credentials of the SDKs' default chain that the driver has."""
     if environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
         return AwsCredentials(
@@ -278,13 +277,12 @@ def aws_credentials(environ: Mapping[str, str], region: str) -> AwsCredentials:
         return shared
     if environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"):
         return _container(environ)
-    if environ.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true":
-        try:
-            role = _imds(environ, "/latest/meta-data/iam/security-credentials/").splitlines()[0].strip()
-            data = json.loads(_imds(environ, f"/latest/meta-data/iam/security-credentials/{role}"))
-            return AwsCredentials(data["AccessKeyId"], data["SecretAccessKey"], data.get("Token"), "instance metadata")
-        except (SecretUnavailable, ValueError, KeyError, IndexError):
-            pass
+    try:
+        role = imds.get("/latest/meta-data/iam/security-credentials/").splitlines()[0].strip()
+        data = json.loads(imds.get(f"/latest/meta-data/iam/security-credentials/{role}"))
+        return AwsCredentials(data["AccessKeyId"], data["SecretAccessKey"], data.get("Token"), "instance metadata")
+    except (SecretUnavailable, ValueError, KeyError, IndexError):
+        pass
     raise SecretUnavailable(
         "no AWS credentials found (environment, web identity, shared credentials file, container or "
         "instance metadata): give the driver an IAM role allowed secretsmanager:GetSecretValue"
@@ -368,32 +366,42 @@ def _container(environ: Mapping[str, str]) -> AwsCredentials:
     return AwsCredentials(data["AccessKeyId"], data["SecretAccessKey"], data.get("Token"), "container credentials")
 
 
-def _imds(environ: Mapping[str, str], path: str) -> str:
-    base = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254").rstrip("/")
-    token = http(
-        "PUT",
-        base + "/latest/api/token",
-        {"X-aws-ec2-metadata-token-ttl-seconds": "300"},
-        b"",
-        what="the instance metadata service",
-        timeout=METADATA_TIMEOUT_S,
-        direct=True,
-        attempts=2,
-    )
-    if token.status != 200:
-        raise SecretUnavailable(f"the instance metadata service answered HTTP {token.status} for a token")
-    response = http(
-        "GET",
-        base + path,
-        {"X-aws-ec2-metadata-token": token.body.decode()},
-        what="the instance metadata service",
-        timeout=METADATA_TIMEOUT_S,
-        direct=True,
-        attempts=2,
-    )
-    if response.status != 200:
-        raise SecretUnavailable(f"the instance metadata service answered HTTP {response.status} for {path}")
-    return response.body.decode()
+class InstanceMetadata:
+    """The EC2 instance metadata service (IMDSv2): one session token for every read of a fetch."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.base = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254").rstrip("/")
+        self.enabled = environ.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true"
+        self.token: str | None = None
+        self.unavailable: SecretUnavailable | None = None  # no token: not asked again (off EC2, each try waits)
+
+    def get(self, path: str) -> str:
+        if not self.enabled:
+            raise SecretUnavailable("the instance metadata service is disabled (AWS_EC2_METADATA_DISABLED)")
+        if self.unavailable is not None:
+            raise self.unavailable
+        if self.token is None:
+            try:
+                self.token = self._request("PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "300"})
+            except SecretUnavailable as exc:
+                self.unavailable = exc
+                raise
+        return self._request("GET", path, {"X-aws-ec2-metadata-token": self.token})
+
+    def _request(self, method: str, path: str, headers: Mapping[str, str]) -> str:
+        response = http(
+            method,
+            self.base + path,
+            headers,
+            b"" if method == "PUT" else None,
+            what="the instance metadata service",
+            timeout=METADATA_TIMEOUT_S,
+            direct=True,
+            attempts=2,
+        )
+        if response.status != 200:
+            raise SecretUnavailable(f"the instance metadata service answered HTTP {response.status} for {path}")
+        return response.body.decode()
 
 
 def sigv4_headers(

@@ -55,10 +55,7 @@ class Substitution:
                 if name not in self.environ:
                     self.report(path, f"environment variable {name} is not set (referenced as ${{env:{name}}})")
                     return ""
-                secret = self.environ[name]
-                if len(secret) >= 4:
-                    self.secrets.add(secret)
-                return secret
+                return self.remember(self.environ[name])
             if ref.startswith("file:"):
                 return self.secret_file(ref[5:].strip(), match.group(0), path)
             if ref.startswith("secret:"):
@@ -92,9 +89,7 @@ class Substitution:
         except OSError as exc:
             self.report(path, f"cannot read the secret file {name} (referenced as {reference}): {exc.strerror}")
             return ""
-        if len(secret) >= 4:
-            self.secrets.add(secret)
-        return secret
+        return self.remember(secret)
 
     def secret_manager(self, name: str, reference: str, path: str) -> str:
         """``${secret:aws:prod/db#password}``: read from a secret manager by the driver, at load time."""
@@ -110,9 +105,14 @@ class Substitution:
         except SecretUnavailable as exc:
             self.report(path, f"cannot read the secret {reference}: {exc}")
             return ""
-        for value in (secret, *self.fetched.values()):
-            if len(value) >= 4:
-                self.secrets.add(value)
+        for whole in self.fetched.values():  # the whole text of a JSON secret read by field
+            self.remember(whole)
+        return self.remember(secret)
+
+    def remember(self, secret: str) -> str:
+        """Record a resolved value for masking (shorter ones would mask ordinary text) and return it."""
+        if len(secret) >= 4:
+            self.secrets.add(secret)
         return secret
 
     def tree(self, value: Any, path: str) -> Any:

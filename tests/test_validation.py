@@ -231,6 +231,10 @@ def test_json_problems_have_their_lines_and_duplicate_keys_are_found(tmp_path: P
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert f"{path}: sequences:" in str(err.value)
+    path.write_text('{"app_name":\t"x", "app_name": "y", "sources": {}, "sequences": []}')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path}: duplicate key 'app_name'" in str(err.value)
 
 
 def test_non_utf8_file(tmp_path: Path) -> None:

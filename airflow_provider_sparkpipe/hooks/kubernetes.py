@@ -271,7 +271,8 @@ class SparkKubernetesHook(SparkPipelineHook):
                     name,
                     _raw_state(existing) or "NEW",
                 )
-                credentials_uid = self._restore_parts(submission, existing) if state == RunState.PENDING else None
+                pending = state == RunState.PENDING
+                credentials_uid = self._create_parts(submission, existing, restoring=True) if pending else None
                 return self._run(existing, attached=True, credentials_uid=credentials_uid)
             why = "failed" if state == RunState.FAILED else "ran another config"
             self.log.warning("SparkApplication %s/%s of an earlier attempt %s: replacing it", namespace, name, why)
@@ -301,16 +302,10 @@ class SparkKubernetesHook(SparkPipelineHook):
             # Another attempt of this task created it a moment ago: follow that one.
             self.log.warning("SparkApplication %s/%s appeared meanwhile: re-attaching to it", namespace, name)
             return self._run(self._get_application(name) or manifest, attached=True)
-        uid = created["metadata"].get("uid")
-        credentials_uid = None
         try:
-            self.kube.core_v1_client.create_namespaced_config_map(
-                namespace, render_config_map(self.k8s, submission, name, uid)
-            )
-            if submission.environment:
-                credentials_uid = self._create_credentials(submission, name, uid)
+            credentials_uid = self._create_parts(submission, created, restoring=False)
         except Exception:
-            self._delete(name, uid)
+            self._delete(name, created["metadata"].get("uid"))
             raise
         return self._run(created, attached=False, credentials_uid=credentials_uid)
 
@@ -483,10 +478,12 @@ class SparkKubernetesHook(SparkPipelineHook):
                 if exc.status != 404:
                     raise SparkRuntimeError(_api_error(f"cannot delete {kind} {namespace}/{object_name}", exc)) from exc
 
-    def _restore_parts(self, submission: PipelineSubmission, app: Mapping[str, Any]) -> str | None:
-        """Create the ConfigMap and credentials Secret of an application whose driver has not started, when
-        they are missing: an earlier attempt stopped between creating the application and creating them, and
-        the driver would wait for them for ever. Existing ones are kept. Returns the uid of a Secret created.
+    def _create_parts(self, submission: PipelineSubmission, app: Mapping[str, Any], *, restoring: bool) -> str | None:
+        """Create the application's ConfigMap and (with an environment) credentials Secret, owned by it.
+
+        ``restoring``: for an application of an earlier attempt whose driver has not started: that attempt
+        may have stopped between creating the application and creating these, and the driver would wait for
+        them for ever; existing ones are kept. Returns the uid of a Secret created.
         """
         from kubernetes.client.exceptions import ApiException
 
@@ -496,17 +493,18 @@ class SparkKubernetesHook(SparkPipelineHook):
                 namespace, render_config_map(self.k8s, submission, name, uid)
             )
         except ApiException as exc:
-            if exc.status != 409:
+            if not (restoring and exc.status == 409):
                 raise SparkRuntimeError(_api_error(f"cannot create ConfigMap {namespace}/{name}", exc)) from exc
         else:
-            self.log.warning(
-                "ConfigMap %s/%s was missing (an earlier attempt stopped while submitting): created it",
-                namespace,
-                config_map_name(name),
-            )
+            if restoring:
+                self.log.warning(
+                    "ConfigMap %s/%s was missing (an earlier attempt stopped while submitting): created it",
+                    namespace,
+                    config_map_name(name),
+                )
         if not submission.environment:
             return None
-        return self._create_credentials(submission, name, uid, exists_ok=True)
+        return self._create_credentials(submission, name, uid, exists_ok=restoring)
 
     def _create_credentials(
         self, submission: PipelineSubmission, name: str, owner_uid: str | None, *, exists_ok: bool = False

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from airflow_provider_sparkpipe.hooks.base import PipelineSubmission
+from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
 from tests.provider.spark_kubernetes.fake_apiserver import TOKEN, FakeKubernetes, serve
 
@@ -97,6 +97,14 @@ def k8s(fake_k8s: FakeKubernetes) -> Iterator[FakeKubernetes]:
     fake_k8s.reset()
     yield fake_k8s
     fake_k8s.reset()
+
+
+def poll_until_running(hook: Any, run: PipelineRun) -> None:
+    """Poll until the application runs (the fake moves it one step per read: a few polls)."""
+    for _ in range(20):
+        if hook.poll(run) == RunState.RUNNING:
+            return
+    raise AssertionError(f"{run.run_id} never reached RUNNING")
 
 
 def runtime(**overrides: Any) -> SparkKubernetes:

@@ -16,7 +16,13 @@ from airflow_provider_sparkpipe.connections import env_name
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.hooks.base import RunState
 from airflow_provider_sparkpipe.hooks.kubernetes import config_digest
-from tests.provider.spark_kubernetes.conftest import NAMESPACE, pipeline_document, runtime, submission
+from tests.provider.spark_kubernetes.conftest import (
+    NAMESPACE,
+    pipeline_document,
+    poll_until_running,
+    runtime,
+    submission,
+)
 from tests.provider.spark_kubernetes.fake_apiserver import FakeKubernetes
 
 USER, PASSWORD = env_name("shop_db", "USER"), env_name("shop_db", "PASSWORD")
@@ -139,8 +145,7 @@ def test_cancel_deletes_the_secret_with_the_application(k8s: FakeKubernetes) -> 
     k8s.outcomes["shop_summary"] = None
     hook = runtime().hook()
     run = hook.submit(with_credentials())
-    while hook.poll(run) != RunState.RUNNING:
-        pass
+    poll_until_running(hook, run)
     assert k8s.driver_env[run.details["uid"]] == ENVIRONMENT
     hook.cancel(run)
     assert k8s.apps == {} and k8s.config_maps == {} and k8s.secrets == {}
@@ -165,8 +170,7 @@ def test_a_retry_re_attaching_to_the_running_application_creates_no_second_secre
     first_hook = runtime().hook()
     first = first_hook.submit(with_credentials(try_number=1))
     secret_uid = secret_of(k8s, first.run_id)["metadata"]["uid"]
-    while first_hook.poll(first) != RunState.RUNNING:
-        pass
+    poll_until_running(first_hook, first)
     retry_hook = runtime().hook()
     retry = retry_hook.submit(with_credentials(try_number=2))
     assert (retry.details["uid"], retry.details["attached"]) == (first.details["uid"], True)

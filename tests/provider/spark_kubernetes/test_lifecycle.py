@@ -14,7 +14,13 @@ from airflow_provider_sparkpipe.exceptions import SparkPipelineFailed
 from airflow_provider_sparkpipe.hooks.base import PipelineRun, RunState
 from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
 from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
-from tests.provider.spark_kubernetes.conftest import NAMESPACE, pipeline_document, runtime, submission
+from tests.provider.spark_kubernetes.conftest import (
+    NAMESPACE,
+    pipeline_document,
+    poll_until_running,
+    runtime,
+    submission,
+)
 from tests.provider.spark_kubernetes.fake_apiserver import FakeKubernetes
 
 APPS = "/sparkapplications"
@@ -100,8 +106,7 @@ def test_cancel_deletes_the_application_not_just_the_pod(k8s: FakeKubernetes) ->
     k8s.outcomes["shop_summary"] = None
     hook = runtime().hook()
     run = hook.submit(submission())
-    while hook.poll(run) != RunState.RUNNING:
-        pass
+    poll_until_running(hook, run)
     assert (NAMESPACE, f"{run.run_id}-driver") in k8s.pods
     hook.cancel(run)
     assert (NAMESPACE, run.run_id) not in k8s.apps
