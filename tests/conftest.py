@@ -149,3 +149,84 @@ def postgres() -> Iterator[Postgres]:
         server.wait(timeout=30)
         log.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class SparkConnectServer:
+    """A Spark Connect server: ``url`` is what ``SparkSession.builder.remote()`` and ``--remote`` take."""
+
+    url: str
+    port: int
+    log: Path
+
+
+def _spark_home() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyspark")
+    assert spec is not None and spec.submodule_search_locations, "pyspark is not installed"
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@pytest.fixture(scope="session")
+def spark_connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConnectServer]:
+    """A Spark Connect server (``local[2]``) started from the installed pyspark's jars on 127.0.0.1, once."""
+    import signal
+
+    root = tmp_path_factory.mktemp("spark-connect")
+    port = free_port()
+    command = [
+        str(_spark_home() / "bin" / "spark-submit"),
+        "--class",
+        "org.apache.spark.sql.connect.service.SparkConnectServer",
+        "--master",
+        "local[2]",
+        "--name",
+        "sparkpipe-tests-connect",
+        *("--conf", "spark.connect.grpc.binding.address=127.0.0.1"),
+        *("--conf", f"spark.connect.grpc.binding.port={port}"),
+        *("--conf", "spark.ui.enabled=false"),
+        *("--conf", "spark.sql.shuffle.partitions=2"),
+        *("--conf", "spark.log.level=WARN"),
+        *("--conf", f"spark.sql.warehouse.dir={root / 'warehouse'}"),
+        *("--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={root}"),
+        *("--conf", f"spark.jars={POSTGRES_JAR}"),
+    ]
+    log = root / "server.log"
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_HOME": str(_spark_home())}
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the Spark Connect server did not start:\n{log.read_text()[-5000:]}") from None
+                time.sleep(0.5)
+        yield SparkConnectServer(f"sc://127.0.0.1:{port}", port, log)
+    finally:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+@pytest.fixture(scope="session")
+def spark_connect(spark_connect_server: SparkConnectServer):
+    """A Spark Connect client session on the test server, shared by every test that needs one."""
+    # The connect builder itself: pyspark.sql.SparkSession.builder refuses a remote session while the
+    # classic test session runs in this process.
+    from pyspark.sql.connect.session import SparkSession as RemoteSparkSession
+
+    session = RemoteSparkSession.builder.remote(spark_connect_server.url).create()
+    yield session
+    session.stop()
