@@ -18,6 +18,7 @@ from spark_job.fields import Field, describe_value
 from spark_job.graph import SequenceGraph
 from spark_job.io import BaseReader, BaseWriter, readers, writers
 from spark_job.sql import analyse_query
+from spark_job.targets import check_overlaps
 from spark_job.variables import Substitution, resolve_vars
 
 __all__ = ["PipelineConfig", "SequenceSpec", "SourceSpec", "load_config", "parse_text"]
@@ -239,6 +240,7 @@ class Validator:
         spark_conf: Mapping[str, Any] = raw_conf if isinstance(raw_conf, Mapping) else {}
         sources = self.build_sources(body.get("sources"))
         sequences = self.build_sequences(body.get("sequences"), sources)
+        check_overlaps(sources, sequences, self.report)
         if self.problems:
             raise ConfigError(sorted(self.problems, key=lambda p: p.line or 0))
         document = {**body, "vars": dict(self.sub.values)}
@@ -406,11 +408,12 @@ class Validator:
                     if len(self.problems) == before and all(
                         k in target for k, f in cls.all_fields().items() if f.required
                     ):
-                        key = cls(target).target_key()
+                        key = cls(target).target_key()  # canonical: one key per place however spelt
                         if key in targets:
                             self.report(
                                 tpath,
-                                f"writes the same target as {targets[key]}: two sequences cannot write one target",
+                                f"writes the same target as {targets[key]} ({key}): "
+                                "two sequences cannot write one target",
                             )
                         targets.setdefault(key, path)
             if isinstance(name, str) and query is not None and isinstance(target, Mapping):
