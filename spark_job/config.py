@@ -18,6 +18,7 @@ from spark_job.fields import Field, describe_value
 from spark_job.graph import SequenceGraph
 from spark_job.io import BaseReader, BaseWriter, readers, writers
 from spark_job.sql import analyse_query
+from spark_job.targets import check_overlaps
 from spark_job.urls import is_credential_key, url_credentials
 from spark_job.variables import ExpansionLimit, Substitution, escape, resolve_vars, suggest
 
@@ -248,6 +249,7 @@ class Validator:
         sources = self.build_sources(body.get("sources"))
         sequences = self.build_sequences(body.get("sequences"), sources)
         self.check_overrides(declared)
+        check_overlaps(sources, sequences, self.report)
         if self.problems:
             raise ConfigError(sorted(self.problems, key=lambda p: p.line or 0))
         document = {**body}
@@ -503,11 +505,12 @@ class Validator:
                     if len(self.problems) == before and all(
                         k in target for k, f in cls.all_fields().items() if f.required
                     ):
-                        key = cls(target).target_key()
+                        key = cls(target).target_key()  # canonical: one key per place however spelt
                         if key in targets:
                             self.report(
                                 tpath,
-                                f"writes the same target as {targets[key]}: two sequences cannot write one target",
+                                f"writes the same target as {targets[key]} ({key}): "
+                                "two sequences cannot write one target",
                             )
                         targets.setdefault(key, path)
             if isinstance(name, str) and query is not None and isinstance(target, Mapping):

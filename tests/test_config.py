@@ -157,7 +157,7 @@ sources: {t: {type: file, path: /x}}
 sequences:
   - name: s
     query: SELECT * FROM t
-    target: {type: parquet, path: /o, coalesce: "${parts}", dynamic_partition_overwrite: "${dynamic}"}
+    target: {type: parquet, path: /o, coalesce: "${parts}", dynamic_partition_overwrite: "${dynamic}", partition_by: d}
 """
     config = load_config(write(tmp_path, text))
     assert config.fail_fast is False

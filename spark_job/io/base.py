@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 from spark_job.fields import Field
 from spark_job.registry import Registry
+from spark_job.targets import PathLocation, canonical_path
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -142,6 +143,10 @@ class BaseReader:
             out["table"] = plan.table
         return out
 
+    def source_location(self) -> PathLocation | None:
+        """The filesystem location read (a glob's fixed prefix), for the overlap checks; None if none."""
+        return None
+
     def read(self, spark: SparkSession) -> DataFrame:
         plan = self.plan()
         if plan.table is not None:
@@ -153,6 +158,36 @@ class BaseReader:
         if plan.schema:
             reader = reader.schema(plan.schema)
         return reader.load(plan.path) if plan.path is not None else reader.load()
+
+
+class StagedWrite:
+    """A write whose new data is staged but not yet visible: ``commit()`` puts it in place,
+    ``discard()`` drops it and leaves the target's old data untouched. One of the two is called once.
+
+    Args:
+        commit: makes the staged data the target's (for a writer without staging, writes it).
+        discard: removes the staging.
+    """
+
+    def __init__(self, commit: Callable[[], None], discard: Callable[[], None] = lambda: None) -> None:
+        self._commit = commit
+        self._discard = discard
+        self.done = False
+
+    def commit(self) -> None:
+        if self.done:
+            raise RuntimeError("this staged write was already committed or discarded")
+        self.done = True
+        try:
+            self._commit()
+        except BaseException:
+            self._discard()
+            raise
+
+    def discard(self) -> None:
+        if not self.done:
+            self.done = True
+            self._discard()
 
 
 class BaseWriter:
@@ -192,11 +227,19 @@ class BaseWriter:
         raise NotImplementedError
 
     def target_key(self) -> str:
-        """Identity of the target, to find two sequences writing the same place."""
+        """Canonical identity of the target: two writers with one key write the same place."""
         plan = self.plan()
         if plan.table is not None:
             return f"{self.type_name}:{plan.table.lower()}"
-        return "path:" + (plan.path or "").rstrip("/")
+        location = self.target_location()
+        return location.key() if location is not None else f"{self.type_name}:{plan.path}"
+
+    def target_location(self) -> PathLocation | None:
+        """The filesystem location written, for the overlap checks; None for tables."""
+        plan = self.plan()
+        if plan.table is not None or plan.path is None:
+            return None
+        return canonical_path(plan.path)
 
     def describe(self) -> dict[str, Any]:
         plan = self.plan()
@@ -218,8 +261,13 @@ class BaseWriter:
             df = df.coalesce(int(self.spec["coalesce"]))
         return df
 
+    def stage(self, df: DataFrame) -> StagedWrite:
+        """Prepare the write of ``df``; this default has no staging: ``commit()`` writes the target."""
+        return StagedWrite(lambda: self.save(df, self.plan()))
+
     def write(self, df: DataFrame) -> None:
-        self.save(df, self.plan())
+        """Write ``df`` to the target: ``stage`` then ``commit``."""
+        self.stage(df).commit()
 
     def save(self, df: DataFrame, plan: WritePlan) -> None:
         """Hand ``df`` to Spark's writer as ``plan`` says."""

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from spark_job.fields import Field
 from spark_job.io.base import BaseReader, ReadPlan, Report, check_jdbc_url, check_one_of, check_scheme, readers
 from spark_job.io.swap import jdbc_driver
+from spark_job.targets import PathLocation, canonical_path, glob_prefix
 
 FILE_FORMATS = ("parquet", "csv", "json", "orc", "avro", "text")
 """Formats named in the docs; any other Spark format name (delta, iceberg, ...) passes through."""
@@ -36,6 +37,12 @@ class FileReader(BaseReader):
             path=str(self.spec["path"]),
             schema=self.spec.get("schema"),
         )
+
+    def source_location(self) -> PathLocation | None:
+        path = self.spec.get("path")
+        if not isinstance(path, str) or not path or "${" in path:
+            return None
+        return canonical_path(glob_prefix(path) or ".")
 
 
 @readers.register

@@ -6,8 +6,9 @@ target, and the previous folder is deleted. A run killed while writing leaves th
 a run killed between the two renames (a few milliseconds) leaves the previous data aside, and the next
 run puts it back before doing anything else.
 
-JDBC targets: the new rows go to a staging table; the swap (overwrite) or the copy into the target
-(append, or overwrite with ``truncate``) happens in one database transaction.
+JDBC targets: the new rows go to a staging table whose name fits the database's identifier limit; the
+swap (overwrite) or the copy into the target (append, or overwrite with ``truncate``) happens in one
+database transaction.
 """
 
 from __future__ import annotations
@@ -15,50 +16,61 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from spark_job.io.filesystems import Files
+from spark_job.targets import derived_table_name
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 STAGING_SUFFIX = ".sparkpipe-staging"
 PREVIOUS_SUFFIX = ".sparkpipe-previous"
+SPARK_STAGING_PREFIX = ".spark-staging-"
+"""Where Spark's dynamic partition overwrite stages a job's files, inside the target."""
 
 
 class PathSwap:
-    """Staging and swapping one directory target through Hadoop's FileSystem (any scheme)."""
+    """Staging and swapping one directory target (a qualified URI) on one filesystem."""
 
-    def __init__(self, spark: SparkSession, uri: str) -> None:
-        jvm = spark.sparkContext._jvm
-        assert jvm is not None
-        conf = spark.sparkContext._jsc.hadoopConfiguration()
-        path = jvm.org.apache.hadoop.fs.Path(uri)
-        self.fs = path.getFileSystem(conf)
-        self.target = self.fs.makeQualified(path)
-        parent, name = self.target.getParent(), self.target.getName()
-        self.staging = jvm.org.apache.hadoop.fs.Path(parent, f".{name}{STAGING_SUFFIX}")
-        self.previous = jvm.org.apache.hadoop.fs.Path(parent, f".{name}{PREVIOUS_SUFFIX}")
+    def __init__(self, files: Files, target: str) -> None:
+        self.files = files
+        self.target = target.rstrip("/")
+        parent, _, name = self.target.rpartition("/")
+        if not name or not parent:
+            raise ValueError(f"{target}: a target must be a folder below the filesystem's root")
         self.parent = parent
-
-    @property
-    def staging_uri(self) -> str:
-        return str(self.staging.toString())
+        self.staging_uri = f"{parent}/.{name}{STAGING_SUFFIX}"
+        self.previous_uri = f"{parent}/.{name}{PREVIOUS_SUFFIX}"
 
     def recover(self) -> None:
-        """Undo what a killed run left: restore the previous data if the target is missing, drop staging."""
-        if not self.fs.exists(self.target) and self.fs.exists(self.previous):
-            self.fs.rename(self.previous, self.target)
-        self.fs.delete(self.staging, True)
-        self.fs.delete(self.previous, True)
+        """Undo what a killed run left: restore the previous data if the target is missing, drop the
+        staging folders (ours beside the target, Spark's inside it)."""
+        if not self.files.exists(self.target) and self.files.exists(self.previous_uri):
+            self.files.rename(self.previous_uri, self.target)
+        self.files.delete(self.staging_uri)
+        self.files.delete(self.previous_uri)
+        self.drop_spark_staging()
+
+    def drop_spark_staging(self) -> None:
+        """Delete Spark's own job folders left inside the target by a killed or failed job."""
+        for name in self.files.list_names(self.target):
+            if name.startswith(SPARK_STAGING_PREFIX) or name == "_temporary":
+                self.files.delete(f"{self.target}/{name}")
+
+    def discard(self) -> None:
+        """Drop the staged data; the target is left as it was."""
+        self.files.delete(self.staging_uri)
 
     def commit(self) -> None:
         """Put the staged data in place of the target."""
-        self.fs.mkdirs(self.parent)
-        had_target = self.fs.exists(self.target)
-        if had_target and not self.fs.rename(self.target, self.previous):
+        self.files.mkdirs(self.parent)
+        had_target = self.files.exists(self.target)
+        if had_target and not self.files.rename(self.target, self.previous_uri):
             raise OSError(f"could not move {self.target} aside to replace it")
-        if not self.fs.rename(self.staging, self.target):
+        if not self.files.rename(self.staging_uri, self.target):
             if had_target:
-                self.fs.rename(self.previous, self.target)
-            raise OSError(f"could not move the new data {self.staging} to {self.target}")
-        self.fs.delete(self.previous, True)
+                self.files.rename(self.previous_uri, self.target)
+            raise OSError(f"could not move the new data {self.staging_uri} to {self.target}")
+        self.files.delete(self.previous_uri)
 
 
 _DRIVERS = {
@@ -80,8 +92,13 @@ def jdbc_driver(url: str, driver: str | None) -> str | None:
     return _DRIVERS.get(sub)
 
 
-def staging_table(table: str) -> str:
-    return f"{table}__sparkpipe_staging"
+def staging_table(table: str, url: str) -> str:
+    """The staging table of ``table``: beside it, within the database's identifier limit."""
+    return derived_table_name(table, url, "stage")
+
+
+def previous_table(table: str, url: str) -> str:
+    return derived_table_name(table, url, "prev")
 
 
 def plain_table_name(table: str) -> bool:
@@ -99,8 +116,10 @@ class JdbcSwap:
         self.url = options["url"]
         self.table = options["dbtable"]
         self.options = options
+        self.staging = staging_table(self.table, self.url)
+        self.previous = previous_table(self.table, self.url)
 
-    def _connect(self) -> Any:
+    def connect(self) -> Any:
         driver = jdbc_driver(self.url, self.options.get("driver"))
         if driver:
             # Drivers from spark.jars live in Spark's class loader: register them as Spark itself does.
@@ -122,43 +141,48 @@ class JdbcSwap:
         finally:
             stmt.close()
 
-    def drop_staging(self) -> None:
-        conn = self._connect()
+    def drop_staging(self, conn: Any) -> None:
+        stmt = conn.createStatement()
         try:
-            conn.createStatement().execute(f"DROP TABLE IF EXISTS {staging_table(self.table)}")
+            stmt.execute(f"DROP TABLE IF EXISTS {self.staging}")
         finally:
-            conn.close()
+            stmt.close()
 
-    def commit(self, mode: str, keep_definition: bool) -> None:
-        """Move the staged rows into the target in one transaction.
+    def commit(self, conn: Any, mode: str, keep_definition: bool) -> None:
+        """Move the staged rows into the target in one transaction on ``conn`` (left open).
 
         ``overwrite`` renames the staging table in place of the target (or, with ``keep_definition``,
         deletes the target's rows and copies the staged ones, keeping its indexes and grants);
-        ``append`` copies the staged rows. The staging table is dropped in the same transaction.
+        ``append`` copies the staged rows. The staging table is dropped in the same transaction. The
+        target is renamed or emptied only in the transaction that brings the new rows.
         """
-        staging = staging_table(self.table)
         name = self.table.rsplit(".", 1)[-1]
-        previous = f"{self.table}__sparkpipe_previous"
-        conn = self._connect()
+        previous_name = self.previous.rsplit(".", 1)[-1]
+        mysql = self.url.lower().startswith(("jdbc:mysql:", "jdbc:mariadb:"))
+        exists = self._exists(conn, self.table)
+        conn.setAutoCommit(False)
         try:
-            exists = self._exists(conn, self.table)
-            conn.setAutoCommit(False)
             stmt = conn.createStatement()
             if not exists:
-                stmt.execute(f"ALTER TABLE {staging} RENAME TO {name}")
+                stmt.execute(f"ALTER TABLE {self.staging} RENAME TO {name}")
             elif mode == "append" or keep_definition:
                 if mode == "overwrite":
                     stmt.execute(f"DELETE FROM {self.table}")
-                stmt.execute(f"INSERT INTO {self.table} SELECT * FROM {staging}")
-                stmt.execute(f"DROP TABLE {staging}")
+                stmt.execute(f"INSERT INTO {self.table} SELECT * FROM {self.staging}")
+                stmt.execute(f"DROP TABLE {self.staging}")
+            elif mysql:
+                # MySQL commits DDL at once; its multi-table RENAME is the one atomic swap it has.
+                stmt.execute(f"DROP TABLE IF EXISTS {self.previous}")
+                stmt.execute(f"RENAME TABLE {self.table} TO {self.previous}, {self.staging} TO {self.table}")
+                stmt.execute(f"DROP TABLE {self.previous}")
             else:
-                stmt.execute(f"DROP TABLE IF EXISTS {previous}")
-                stmt.execute(f"ALTER TABLE {self.table} RENAME TO {previous.rsplit('.', 1)[-1]}")
-                stmt.execute(f"ALTER TABLE {staging} RENAME TO {name}")
-                stmt.execute(f"DROP TABLE {previous}")
+                stmt.execute(f"DROP TABLE IF EXISTS {self.previous}")
+                stmt.execute(f"ALTER TABLE {self.table} RENAME TO {previous_name}")
+                stmt.execute(f"ALTER TABLE {self.staging} RENAME TO {name}")
+                stmt.execute(f"DROP TABLE {self.previous}")
             conn.commit()
         except Exception:
             conn.rollback()
             raise
         finally:
-            conn.close()
+            conn.setAutoCommit(True)

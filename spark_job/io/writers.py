@@ -4,24 +4,81 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from spark_job.fields import Field
-from spark_job.io.base import ATOMIC_FIELD, BaseWriter, Report, WritePlan, check_jdbc_url, check_scheme, writers
-from spark_job.io.swap import JdbcSwap, PathSwap, jdbc_driver, plain_table_name, staging_table
+from spark_job.io.base import (
+    ATOMIC_FIELD,
+    BaseWriter,
+    Report,
+    StagedWrite,
+    WritePlan,
+    check_jdbc_url,
+    check_scheme,
+    writers,
+)
+from spark_job.io.filesystems import Files, HadoopFiles, LocalFiles, is_connect_session, local_path
+from spark_job.io.leases import PathLease, PostgresLease
+from spark_job.io.swap import JdbcSwap, PathSwap, jdbc_driver, plain_table_name
+from spark_job.targets import canonical_catalog_table, canonical_jdbc_table, canonical_jdbc_url, canonical_path
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
+
+PARTITION_OVERWRITE_CONF = "spark.sql.sources.partitionOverwriteMode"
 
 PATH_FIELD = Field("str", required=True, doc="output directory on any filesystem Spark reaches")
+
+
+def place_of(spark: SparkSession, uri: str) -> tuple[Files, str] | None:
+    """The filesystem and qualified URI of a path target, or None when this client cannot reach it.
+
+    A classic session qualifies the path with Hadoop (scheme-less paths go to the default FS) and
+    handles ``file:`` targets with the standard library. A Spark Connect client has no JVM: ``file:``
+    and absolute scheme-less paths are taken to be on a filesystem client and server share.
+    """
+    if is_connect_session(spark):
+        location = canonical_path(uri)
+        if location.scheme in ("", "file") and (uri.startswith("/") or uri.startswith("file:/")):
+            return LocalFiles(), location.uri() if location.scheme else "file:" + location.uri()
+        return None
+    hadoop = HadoopFiles(spark, uri)
+    qualified = hadoop.qualify(uri)
+    if qualified.startswith("file:"):
+        return LocalFiles(), "file:" + os.path.normpath(local_path(qualified))
+    return hadoop, qualified
+
+
+def refuse_reading_target(df: DataFrame, target: str) -> None:
+    """Spark refuses to overwrite a path its query reads; writing to a staging folder would bypass that."""
+    where = canonical_path(target)
+    for name in df.inputFiles():
+        if where.contains(canonical_path(name)):
+            raise ValueError(
+                f"the query reads {name}, inside the target {target} it overwrites: "
+                "write to another path, or read a copy"
+            )
+
+
+def dynamic_overwrite(spark: SparkSession, plan: WritePlan) -> bool:
+    """Whether Spark overwrites only the partitions written: the writer's option, else the session's."""
+    mode = plan.options.get("partitionOverwriteMode")
+    if mode is None:
+        try:
+            mode = spark.conf.get(PARTITION_OVERWRITE_CONF, "static")
+        except Exception:  # a conf this session does not know: Spark's default
+            mode = "static"
+    return str(mode).strip().lower() == "dynamic" and bool(plan.partition_by) and plan.mode == "overwrite"
 
 
 class PathWriter(BaseWriter):
     """Files in one format under a path; the format is the type name.
 
     ``overwrite`` writes beside the target and swaps the folders when the write committed (see
-    ``spark_job.io.swap``); dynamic partition overwrite relies on Spark's own staging.
+    ``spark_job.io.swap``); dynamic partition overwrite relies on Spark's own staging. Every write
+    holds the target's lease (``spark_job.io.leases``) from ``stage`` to ``commit``/``discard``.
     """
 
     fields: ClassVar[dict[str, Field]] = {"path": PATH_FIELD, "atomic": ATOMIC_FIELD}
@@ -31,23 +88,69 @@ class PathWriter(BaseWriter):
     def check(cls, spec: Mapping[str, Any], report: Report) -> None:
         if cls.schemes:
             check_scheme(spec, "path", cls.schemes, report)
+        mode = str((spec.get("options") or {}).get("partitionOverwriteMode", "")).lower()
+        if (spec.get("dynamic_partition_overwrite") or mode == "dynamic") and not spec.get("partition_by"):
+            key = "dynamic_partition_overwrite" if spec.get("dynamic_partition_overwrite") else "options"
+            report(
+                key,
+                "dynamic partition overwrite replaces the partitions written and needs partition_by: "
+                "add partition_by, or remove it to replace the whole target",
+            )
+        if spec.get("dynamic_partition_overwrite") and spec.get("mode", "overwrite") != "overwrite":
+            report("dynamic_partition_overwrite", "applies to mode overwrite only")
 
     def format(self) -> str:
         return self.type_name
 
-    def write(self, df: DataFrame) -> None:
+    def stage(self, df: DataFrame) -> StagedWrite:
         plan = self.plan()
-        if (
-            plan.mode != "overwrite"
-            or self.spec.get("atomic") is False
-            or plan.options.get("partitionOverwriteMode") == "dynamic"
-        ):
+        spark = df.sparkSession
+        place = place_of(spark, str(plan.path))
+        if place is None:  # a Spark Connect client and a remote filesystem: Spark's own semantics
+            return StagedWrite(lambda: self.save(df, plan))
+        files, target = place
+        lease = PathLease(files, target, spark)
+        lease.acquire()
+        try:
+            swap = PathSwap(files, target)
+            swap.recover()
+            staged = (
+                plan.mode == "overwrite" and self.spec.get("atomic") is not False and not dynamic_overwrite(spark, plan)
+            )
+            if not staged:
+                return StagedWrite(
+                    lambda: self._direct(df, plan, lease, swap),
+                    lambda: self._end(lease, swap),
+                )
+            refuse_reading_target(df, target)
+            self.save(df, dataclasses.replace(plan, path=swap.staging_uri))
+        except BaseException:
+            self._end(lease, locals().get("swap"))
+            raise
+
+        def commit() -> None:
+            lease.verify()
+            swap.commit()
+            lease.release()
+
+        return StagedWrite(commit, lambda: self._end(lease, swap))
+
+    def _direct(self, df: DataFrame, plan: WritePlan, lease: PathLease, swap: PathSwap) -> None:
+        """Spark writes the target itself (append, error, ignore, dynamic overwrite, ``atomic: false``)."""
+        try:
+            lease.verify()
             self.save(df, plan)
-            return
-        swap = PathSwap(df.sparkSession, str(plan.path))
-        swap.recover()
-        self.save(df, dataclasses.replace(plan, path=swap.staging_uri))
-        swap.commit()
+        finally:
+            self._end(lease, swap)
+
+    @staticmethod
+    def _end(lease: PathLease, swap: PathSwap | None) -> None:
+        try:
+            if swap is not None:
+                swap.discard()
+                swap.drop_spark_staging()
+        finally:
+            lease.release()
 
     def plan(self) -> WritePlan:
         return WritePlan(
@@ -187,28 +290,64 @@ class JdbcWriter(BaseWriter):
         opts.update(self.options())
         return WritePlan(format="jdbc", mode=self.mode, options=opts, table=str(spec["table"]))
 
-    def write(self, df: DataFrame) -> None:
-        """overwrite and append go through a staging table and end in one transaction."""
+    def stage(self, df: DataFrame) -> StagedWrite:
+        """overwrite and append go through a staging table and end in one transaction.
+
+        On PostgreSQL the write holds an advisory lock on the target (the lease) from here to the
+        commit, which runs on the same connection. A Spark Connect client has no JVM to run the
+        transaction: Spark writes the target directly.
+        """
         plan = self.plan()
         table = str(self.spec["table"])
-        if plan.mode not in ("overwrite", "append") or self.spec.get("atomic") is False or not plain_table_name(table):
-            self.save(df, plan)
-            return
-        swap = JdbcSwap(df.sparkSession, plan.options)
-        staged_options = {k: v for k, v in plan.options.items() if k != "truncate"}
-        staged_options["dbtable"] = staging_table(table)
+        spark = df.sparkSession
+        if (
+            plan.mode not in ("overwrite", "append")
+            or self.spec.get("atomic") is False
+            or not plain_table_name(table)
+            or is_connect_session(spark)
+        ):
+            return StagedWrite(lambda: self.save(df, plan))
+        swap = JdbcSwap(spark, plan.options)
+        conn = swap.connect()
+        lease = None
         try:
+            if plan.options["url"].lower().startswith("jdbc:postgresql:"):
+                lease = PostgresLease(conn, self.target_key(), table, spark)
+                lease.acquire()
+            staged_options = {k: v for k, v in plan.options.items() if k != "truncate"}
+            staged_options["dbtable"] = swap.staging
             self.save(df, dataclasses.replace(plan, mode="overwrite", options=staged_options))
-            swap.commit(plan.mode, keep_definition=bool(self.spec.get("truncate")))
         except BaseException:
-            # The database may be what failed; the next run replaces the staging table anyway.
-            with contextlib.suppress(Exception):
-                swap.drop_staging()
+            self._end(swap, conn, lease)
             raise
 
+        def commit() -> None:
+            if lease is not None:
+                lease.verify()
+            swap.commit(conn, plan.mode, keep_definition=bool(self.spec.get("truncate")))
+            self._end(swap, conn, lease, drop=False)
+
+        return StagedWrite(commit, lambda: self._end(swap, conn, lease))
+
+    @staticmethod
+    def _end(swap: JdbcSwap, conn: Any, lease: PostgresLease | None, drop: bool = True) -> None:
+        # The database may be what failed; the next run replaces a staging table left behind anyway.
+        try:
+            if drop:
+                with contextlib.suppress(Exception):
+                    swap.drop_staging(conn)
+            if lease is not None:
+                lease.release()
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
     def target_key(self) -> str:
-        where = self.spec.get("url") or f"connection:{self.spec.get('connection')}"
-        return f"jdbc:{str(where).split('?', 1)[0]}/{str(self.spec['table']).lower()}"
+        url = self.spec.get("url")
+        where = canonical_jdbc_url(url) if isinstance(url, str) else f"connection:{self.spec.get('connection')}"
+        user = self.spec.get("user")
+        table = canonical_jdbc_table(url if isinstance(url, str) else "", str(self.spec["table"]), user)
+        return f"jdbc:{where}/{table}"
 
     def describe(self) -> dict[str, Any]:
         from spark_job.urls import strip_credentials
@@ -234,6 +373,9 @@ class TableWriter(BaseWriter):
             report("mode", "insert_into supports only overwrite or append")
         if spec.get("insert_into") and spec.get("partition_by"):
             report("partition_by", "insert_into uses the table's own partitioning: remove partition_by")
+
+    def target_key(self) -> str:
+        return "table:" + canonical_catalog_table(str(self.spec["table"]))
 
     def plan(self) -> WritePlan:
         return WritePlan(

@@ -1,0 +1,185 @@
+"""The few filesystem operations a staged write needs, on the local disk (standard library) or on any
+Hadoop filesystem through the JVM of a classic Spark session."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import uuid
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+class Files(Protocol):
+    """Operations on URIs of one filesystem; ``create_new`` and ``rename`` are atomic where the
+    filesystem's are (local disks, HDFS; not S3)."""
+
+    def exists(self, uri: str) -> bool: ...
+    def delete(self, uri: str) -> None: ...
+    def rename(self, src: str, dst: str) -> bool: ...
+    def mkdirs(self, uri: str) -> None: ...
+    def create_new(self, uri: str, text: str) -> bool: ...
+    def replace_text(self, uri: str, text: str) -> None: ...
+    def read_text(self, uri: str) -> str | None: ...
+    def list_names(self, uri: str) -> list[str]: ...
+
+
+def is_connect_session(spark: Any) -> bool:
+    """Whether ``spark`` is a Spark Connect client session (it has no JVM on this side)."""
+    # A connect session exists only once its module was imported: no need to import it (and pandas) here.
+    module = sys.modules.get("pyspark.sql.connect.session")
+    remote = getattr(module, "SparkSession", None)
+    return remote is not None and isinstance(spark, remote)
+
+
+def local_path(uri: str) -> str:
+    """The local path of a ``file:`` URI (or of a path without a scheme)."""
+    if uri.startswith("file://"):
+        rest = uri[7:]
+        return rest if rest.startswith("/") else "/" + rest.split("/", 1)[-1]
+    if uri.startswith("file:"):
+        return uri[5:]
+    return uri
+
+
+class LocalFiles:
+    """The local filesystem through the standard library (``file:`` URIs or plain paths)."""
+
+    def exists(self, uri: str) -> bool:
+        return os.path.lexists(local_path(uri))
+
+    def delete(self, uri: str) -> None:
+        path = local_path(uri)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def rename(self, src: str, dst: str) -> bool:
+        # os.rename replaces an existing file: link + unlink refuses one, as Hadoop's rename does.
+        source, target = local_path(src), local_path(dst)
+        if os.path.lexists(target) or not os.path.lexists(source):
+            return False
+        if os.path.isdir(source):
+            os.rename(source, target)
+            return True
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            return False
+        os.unlink(source)
+        return True
+
+    def mkdirs(self, uri: str) -> None:
+        os.makedirs(local_path(uri), exist_ok=True)
+
+    def create_new(self, uri: str, text: str) -> bool:
+        # The whole content appears at once: written aside, then linked in place only if no file is there.
+        path = local_path(uri)
+        scratch = f"{path}.{uuid.uuid4().hex}.tmp"
+        with open(scratch, "w", encoding="utf-8") as out:
+            out.write(text)
+        try:
+            os.link(scratch, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(scratch)
+
+    def replace_text(self, uri: str, text: str) -> None:
+        path = local_path(uri)
+        scratch = f"{path}.{uuid.uuid4().hex}.tmp"
+        with open(scratch, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(scratch, path)
+
+    def read_text(self, uri: str) -> str | None:
+        try:
+            with open(local_path(uri), encoding="utf-8") as src:
+                return src.read(1 << 16)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def list_names(self, uri: str) -> list[str]:
+        try:
+            return sorted(os.listdir(local_path(uri)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+
+class HadoopFiles:
+    """Any filesystem Hadoop reaches (``hdfs://``, ``gs://``, ``s3a://`` ...), through the session's JVM."""
+
+    def __init__(self, spark: SparkSession, uri: str) -> None:
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        self.jvm = jvm
+        self.conf = spark.sparkContext._jsc.hadoopConfiguration()
+        self.fs = self.path(uri).getFileSystem(self.conf)
+
+    def path(self, uri: str) -> Any:
+        return self.jvm.org.apache.hadoop.fs.Path(uri)
+
+    def qualify(self, uri: str) -> str:
+        return str(self.fs.makeQualified(self.path(uri)).toString())
+
+    def exists(self, uri: str) -> bool:
+        return bool(self.fs.exists(self.path(uri)))
+
+    def delete(self, uri: str) -> None:
+        self.fs.delete(self.path(uri), True)
+
+    def rename(self, src: str, dst: str) -> bool:
+        if self.fs.exists(self.path(dst)):
+            return False
+        return bool(self.fs.rename(self.path(src), self.path(dst)))
+
+    def mkdirs(self, uri: str) -> None:
+        self.fs.mkdirs(self.path(uri))
+
+    def create_new(self, uri: str, text: str) -> bool:
+        try:
+            out = self.fs.create(self.path(uri), False)  # overwrite=false: fails if the file exists
+        except Exception as exc:
+            if "exist" in str(exc).lower():
+                return False
+            raise
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()
+        return True
+
+    def replace_text(self, uri: str, text: str) -> None:
+        out = self.fs.create(self.path(uri), True)
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()
+
+    def read_text(self, uri: str) -> str | None:
+        path = self.path(uri)
+        try:
+            stream = self.fs.open(path)
+        except Exception:
+            return None
+        try:
+            reader = self.jvm.java.io.BufferedReader(self.jvm.java.io.InputStreamReader(stream, "UTF-8"))
+            lines: list[str] = []
+            while (line := reader.readLine()) is not None and len(lines) < 1000:
+                lines.append(str(line))
+            return "\n".join(lines)
+        finally:
+            stream.close()
+
+    def list_names(self, uri: str) -> list[str]:
+        path = self.path(uri)
+        if not self.fs.exists(path):
+            return []
+        return sorted(str(status.getPath().getName()) for status in self.fs.listStatus(path))

@@ -1,0 +1,250 @@
+"""Leases on targets: one run at a time writes a target; a later run fails naming the run that holds it.
+
+A path target's lease is a marker file beside it (``.<name>.sparkpipe-lease``) created atomically,
+holding the owner's run id, Spark application id, host, pid, start and expiry, refreshed while the
+write runs. It is stale once expired, or at once when its process is gone on the same host. A
+PostgreSQL target's lease is an advisory lock held by an open connection: it ends with the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from spark_job.io.filesystems import Files
+
+LEASE_SUFFIX = ".sparkpipe-lease"
+LEASE_TTL_S = 120.0
+"""How long a lease lives without a refresh; the holder refreshes it every third of that."""
+
+
+class TargetBusy(RuntimeError):
+    """Another run holds the lease of the target being written."""
+
+
+def run_id(spark: Any) -> str:
+    """The owner's run: ``SPARKPIPE_RUN_KEY`` (the CLI's ``--run-key``), else the Spark application id."""
+    key = os.environ.get("SPARKPIPE_RUN_KEY")
+    if key:
+        return key
+    return application_id(spark)
+
+
+def application_id(spark: Any) -> str:
+    try:
+        return str(spark.sparkContext.applicationId)
+    except Exception:  # a Spark Connect session has no SparkContext on the client
+        try:
+            return str(spark.conf.get("spark.app.id"))
+        except Exception:
+            return "unknown"
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """Who holds a lease, as written in the marker."""
+
+    token: str
+    run_id: str
+    app_id: str
+    host: str
+    pid: int
+    started_at: str
+    expires_at: float
+
+    def describe(self) -> str:
+        return (
+            f"run {self.run_id!r} (Spark application {self.app_id}, host {self.host}, pid {self.pid}, "
+            f"started {self.started_at})"
+        )
+
+    def stale(self, now: float) -> bool:
+        if now > self.expires_at:
+            return True
+        if self.host == socket.gethostname():
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:  # alive, owned by another user
+                return False
+        return False
+
+    @classmethod
+    def parse(cls, text: str | None) -> LeaseHolder | None:
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            return cls(
+                token=str(data["token"]),
+                run_id=str(data["run_id"]),
+                app_id=str(data["app_id"]),
+                host=str(data["host"]),
+                pid=int(data["pid"]),
+                started_at=str(data["started_at"]),
+                expires_at=float(data["expires_at"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+class PathLease:
+    """The lease of one path target, taken with ``acquire`` and ended with ``release``."""
+
+    def __init__(self, files: Files, target: str, spark: Any, ttl_s: float = LEASE_TTL_S) -> None:
+        parent, _, name = target.rstrip("/").rpartition("/")
+        self.files = files
+        self.target = target
+        self.uri = f"{parent}/.{name}{LEASE_SUFFIX}"
+        self.parent = parent
+        self.ttl_s = ttl_s
+        self.holder = LeaseHolder(
+            token=uuid.uuid4().hex,
+            run_id=run_id(spark),
+            app_id=application_id(spark),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            expires_at=0.0,
+        )
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _text(self) -> str:
+        holder = LeaseHolder(**{**asdict(self.holder), "expires_at": time.time() + self.ttl_s})
+        return json.dumps(asdict(holder))
+
+    def acquire(self) -> None:
+        """Take the lease or raise ``TargetBusy`` naming the run holding it."""
+        self.files.mkdirs(self.parent)
+        for _ in range(5):
+            if self.files.create_new(self.uri, self._text()):
+                self._refresher = threading.Thread(target=self._refresh, name=f"lease {self.uri}", daemon=True)
+                self._refresher.start()
+                return
+            text = self.files.read_text(self.uri)
+            other = LeaseHolder.parse(text)
+            if other is not None and not other.stale(time.time()):
+                raise TargetBusy(
+                    f"{self.target} is being written by {other.describe()}; this run did not write it. "
+                    "Run again when that run has ended."
+                )
+            self._break(text)
+        raise TargetBusy(f"could not take the lease {self.uri}: other runs keep taking it")
+
+    def _break(self, stale_text: str | None) -> None:
+        """Move a stale (or unreadable) marker aside; only one of several breakers wins the rename."""
+        aside = f"{self.uri}.stale-{uuid.uuid4().hex}"
+        if not self.files.rename(self.uri, aside):
+            return
+        if self.files.read_text(aside) != stale_text:
+            # Another run replaced the stale marker with a fresh one in between: put it back.
+            self.files.rename(aside, self.uri)
+            return
+        self.files.delete(aside)
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(self.ttl_s / 3):
+            with self._lock:
+                if self._stop.is_set() or not self.held():
+                    return
+                with contextlib.suppress(Exception):  # checked again before the commit
+                    self.files.replace_text(self.uri, self._text())
+
+    def held(self) -> bool:
+        other = LeaseHolder.parse(self.files.read_text(self.uri))
+        return other is not None and other.token == self.holder.token
+
+    def verify(self) -> None:
+        """Raise unless the lease is still this run's: the new data is then not committed."""
+        text = self.files.read_text(self.uri)
+        other = LeaseHolder.parse(text)
+        if other is None or other.token != self.holder.token:
+            who = other.describe() if other else "nobody"
+            raise TargetBusy(
+                f"lost the lease of {self.target} while writing (now held by {who}): the new data was not committed"
+            )
+
+    def release(self) -> None:
+        self._stop.set()
+        with self._lock:
+            if self._refresher is not None and self.held():
+                self.files.delete(self.uri)
+        if self._refresher is not None:
+            self._refresher.join(timeout=5)
+            self._refresher = None
+
+
+def advisory_key(identity: str) -> tuple[int, int]:
+    """Two signed 32-bit integers naming a target, for ``pg_try_advisory_lock(int, int)``."""
+    digest = hashlib.sha256(identity.encode()).digest()
+    return int.from_bytes(digest[:4], "big", signed=True), int.from_bytes(digest[4:8], "big", signed=True)
+
+
+class PostgresLease:
+    """A session advisory lock on a PostgreSQL connection (a JDBC ``java.sql.Connection``) kept open
+    for the write; the holder is found again by the ``application_name`` of its connection."""
+
+    def __init__(self, conn: Any, identity: str, target: str, spark: Any) -> None:
+        self.conn = conn
+        self.key = advisory_key(identity)
+        self.target = target
+        self.label = f"sparkpipe run {run_id(spark)} app {application_id(spark)} pid {os.getpid()}"[:63]
+
+    def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        stmt = self.conn.prepareStatement(sql)
+        try:
+            for i, arg in enumerate(args, 1):
+                if isinstance(arg, int):
+                    stmt.setInt(i, arg)
+                else:
+                    stmt.setString(i, str(arg))
+            result = stmt.executeQuery()
+            count = result.getMetaData().getColumnCount()
+            rows = []
+            while result.next():
+                rows.append(tuple(result.getString(c) for c in range(1, count + 1)))
+            return rows
+        finally:
+            stmt.close()
+
+    def acquire(self) -> None:
+        self._query("SELECT set_config('application_name', ?, false)", self.label)
+        if self._query("SELECT pg_try_advisory_lock(?, ?)", *self.key)[0][0] in ("t", "true"):
+            return
+        holders = self._query(
+            "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.classid::int = ? AND l.objid::int = ? AND l.objsubid = 2",
+            *self.key,
+        )
+        who = (
+            f"{holders[0][0] or 'another session'} (from {holders[0][1] or 'local'}, since {holders[0][2]})"
+            if holders
+            else "another session"
+        )
+        raise TargetBusy(f"{self.target} is being written by {who}; this run did not write it")
+
+    def verify(self) -> None:
+        held = self._query(
+            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory' "
+            "AND classid::int = ? AND objid::int = ? AND objsubid = 2 AND granted",
+            *self.key,
+        )
+        if held[0][0] in (None, "0"):
+            raise TargetBusy(f"lost the lease of {self.target} while writing: the new data was not committed")
+
+    def release(self) -> None:
+        with contextlib.suppress(Exception):
+            self._query("SELECT pg_advisory_unlock(?, ?)", *self.key)

@@ -1,0 +1,438 @@
+"""Canonical identities of the places a pipeline reads and writes, and the checks that two never overlap.
+
+Standard library only: the Airflow provider validates configs with it at DAG parse time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+# Hadoop resolves a path without a scheme against the cluster's default filesystem (fs.defaultFS):
+# file: on a laptop, usually hdfs: on a cluster. Unknown at validation, so such a path is taken to be
+# possibly the same place as a file: or hdfs: path with the same segments (see ``PathLocation.same_fs``).
+DEFAULT_FS_SCHEMES = frozenset({"file", "hdfs"})
+_SCHEME_ALIASES = {"s3n": "s3a", "s3": "s3a", "gcs": "gs"}
+_GLOB_CHARS = re.compile(r"[*?\[\]{}\\]")
+FILE_FORMATS = frozenset({"parquet", "csv", "json", "orc", "avro", "text", "binaryfile", "delta", "iceberg", "hudi"})
+
+
+@dataclass(frozen=True)
+class PathLocation:
+    """A filesystem location in canonical form.
+
+    Attributes:
+        scheme: lower case; ``s3``/``s3n`` are ``s3a``; empty when the path had none (default FS).
+        authority: host or bucket, lower case; empty for ``file:`` and for no scheme.
+        segments: the path's components after resolving ``.``, ``..`` and repeated or trailing ``/``.
+    """
+
+    scheme: str
+    authority: str
+    segments: tuple[str, ...]
+
+    def uri(self) -> str:
+        path = "/" + "/".join(self.segments)
+        if not self.scheme:
+            return path
+        if self.scheme == "file":
+            return f"file:{path}"
+        return f"{self.scheme}://{self.authority}{path}"
+
+    def same_fs(self, other: PathLocation) -> bool:
+        """Whether both may be on one filesystem; a path without a scheme may be on the default FS."""
+        if self.scheme == other.scheme:
+            return self.authority == other.authority or not self.scheme
+        if not self.scheme:
+            return other.scheme in DEFAULT_FS_SCHEMES
+        if not other.scheme:
+            return self.scheme in DEFAULT_FS_SCHEMES
+        return False
+
+    def contains(self, other: PathLocation) -> bool:
+        """Whether ``other`` is this location or lies under it."""
+        return self.same_fs(other) and other.segments[: len(self.segments)] == self.segments
+
+    def key(self) -> str:
+        """One string per place: paths without a scheme and ``file:`` paths share a key."""
+        scheme = "file" if self.scheme in ("", "file") else self.scheme
+        return f"path:{scheme}://{self.authority}/" + "/".join(self.segments)
+
+
+def canonical_path(path: str, cwd: str | None = None) -> PathLocation:
+    """``path`` in canonical form; a relative path is resolved against ``cwd`` (default: the working
+    directory), as Hadoop resolves it for ``file:`` and for a local default filesystem."""
+    parts = urlsplit(path)
+    scheme = parts.scheme.lower()
+    if len(scheme) == 1:  # a Windows drive letter, not a scheme
+        scheme = ""
+    if scheme:
+        authority = parts.netloc.lower()
+        rest = parts.path
+        if parts.query:
+            rest += "?" + parts.query
+        if parts.fragment:
+            rest += "#" + parts.fragment
+    else:
+        authority, rest = "", path
+    scheme = _SCHEME_ALIASES.get(scheme, scheme)
+    if scheme == "file":
+        # file:/a, file:///a and file://localhost/a are one place; a relative file: path is local too.
+        authority = "" if authority in ("", "localhost") else authority
+    if not rest.startswith("/"):
+        rest = posixpath.join(cwd or os.getcwd(), rest) if scheme in ("", "file") else "/" + rest
+    segments: list[str] = []
+    for segment in rest.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    return PathLocation(scheme, authority, tuple(segments))
+
+
+def glob_prefix(path: str) -> str:
+    """The part of a Hadoop glob before its first pattern segment (``/a/b*/c`` -> ``/a``)."""
+    match = _GLOB_CHARS.search(path)
+    if match is None:
+        return path
+    head = path[: match.start()]
+    cut = head.rfind("/")
+    if cut < 0:
+        return "" if "://" not in path else path
+    if head[:cut].endswith(":/") or head[:cut].endswith(":"):  # s3a://bucket* -> keep the scheme root
+        return head[: cut + 1]
+    return head[: cut + 1] if cut == 0 else head[:cut]
+
+
+def direct_read_path(qualified: str) -> str | None:
+    """The path of a direct file read in SQL (``parquet.`/data/x``` is reported as ``parquet./data/x``)."""
+    fmt, dot, rest = qualified.partition(".")
+    if not dot or fmt.lower() not in FILE_FORMATS:
+        return None
+    if rest.startswith("/") or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", rest):
+        return rest
+    return None
+
+
+# -- JDBC ----------------------------------------------------------------------------------------
+
+_DEFAULT_PORTS = {
+    "postgresql": 5432,
+    "mysql": 3306,
+    "mariadb": 3306,
+    "sqlserver": 1433,
+    "oracle": 1521,
+    "db2": 50000,
+    "redshift": 5439,
+}
+# How unquoted identifiers compare: folded to lower or upper case; "insensitive": all names, quoted too.
+_FOLDING = {
+    "postgresql": "lower",
+    "redshift": "lower",
+    "oracle": "upper",
+    "db2": "upper",
+    "h2": "upper",
+    "sqlserver": "insensitive",
+    "mysql": "insensitive",
+    "mariadb": "insensitive",
+}
+_DEFAULT_SCHEMA = {"postgresql": "public", "redshift": "public", "sqlserver": "dbo", "h2": "PUBLIC"}
+IDENTIFIER_LIMITS = {
+    "postgresql": 63,
+    "redshift": 127,
+    "mysql": 64,
+    "mariadb": 64,
+    "oracle": 30,  # 128 since 12.2; 30 fits every version
+    "sqlserver": 128,
+    "db2": 128,
+}
+UNKNOWN_IDENTIFIER_LIMIT = 30
+
+
+def jdbc_subprotocol(url: str) -> str:
+    """``postgresql`` for ``jdbc:postgresql://...``; empty when ``url`` is not a JDBC URL."""
+    if not url.lower().startswith("jdbc:"):
+        return ""
+    return url[5:].split(":", 1)[0].lower()
+
+
+def _host_port(text: str, default: int | None) -> str:
+    """``host[:port]`` lower-cased with the default port filled in; IPv6 brackets kept."""
+    text = text.rsplit("@", 1)[-1].strip().lower()  # user:password@host
+    if text.startswith("["):
+        host, _, rest = text.partition("]")
+        host += "]"
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = text.partition(":")
+    if not port and default is not None:
+        port = str(default)
+    return f"{host}:{port}" if port else host
+
+
+def canonical_jdbc_url(url: str) -> str:
+    """The database a JDBC URL reaches: subprotocol, hosts and ports (defaults filled in), database;
+    credentials and connection parameters left out."""
+    sub = jdbc_subprotocol(url)
+    body = url[5 + len(sub) + 1 :] if sub else url
+    default = _DEFAULT_PORTS.get(sub)
+    if sub == "oracle":
+        # jdbc:oracle:thin:[user/pw]@host:port:SID, @//host:port/service, or @(DESCRIPTION=...)
+        at = body.split("@", 1)[-1].strip()
+        if at.startswith("("):
+            descriptor = re.sub(r"\s+", "", at).lower()
+            return f"jdbc:oracle:{descriptor}"
+        at = at.lstrip("/").split("?", 1)[0]
+        if "/" in at:
+            hostport, _, database = at.partition("/")
+        else:
+            pieces = at.split(":")
+            if len(pieces) >= 3:
+                hostport, database = ":".join(pieces[:2]), pieces[2]
+            elif len(pieces) == 2 and not pieces[1].isdigit():
+                hostport, database = pieces[0], pieces[1]
+            else:
+                hostport, database = at, ""
+        return f"jdbc:oracle://{_host_port(hostport, default)}/{database.lower()}"
+    if sub == "sqlserver":
+        # jdbc:sqlserver://host[\instance][:port][;property=value...]
+        parts = body.lstrip("/").split(";")
+        props = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in parts[1:]) if k.strip()}
+        hostport = parts[0] or props.get("servername", "")
+        database = props.get("databasename") or props.get("database") or ""
+        return f"jdbc:sqlserver://{_host_port(hostport, default)}/{database.lower()}"
+    if body.startswith("//"):
+        rest = body[2:]
+        for cut in "?;":  # parameters (MySQL/PostgreSQL ?k=v, DB2 :k=v;)
+            rest = rest.split(cut, 1)[0]
+        hosts, _, database = rest.partition("/")
+        if sub == "db2" and ":" in database:
+            database = database.split(":", 1)[0]
+        hosts = ",".join(_host_port(h, default) for h in hosts.split(","))
+        if sub in ("mysql", "mariadb", "sqlserver"):
+            database = database.lower()
+        return f"jdbc:{sub}://{hosts}/{database.rstrip('/')}"
+    # jdbc:postgresql:database (localhost), jdbc:h2:mem:x, ...: no host part
+    rest = body.split("?", 1)[0].split(";", 1)[0]
+    if sub in _DEFAULT_PORTS:
+        return f"jdbc:{sub}://{_host_port('localhost', default)}/{rest}"
+    return f"jdbc:{sub}:{rest}"
+
+
+def split_identifier(name: str) -> list[tuple[str, bool]]:
+    """``a."B c".[d]`` -> ``[("a", False), ("B c", True), ("d", True)]``: (part, quoted)."""
+    parts: list[tuple[str, bool]] = []
+    closers = {'"': '"', "`": "`", "[": "]"}
+    i, n = 0, len(name)
+    while True:
+        while i < n and name[i] == " ":
+            i += 1
+        if i < n and name[i] in closers:
+            close, i = closers[name[i]], i + 1
+            text: list[str] = []
+            while i < n:
+                if name[i] == close:
+                    if i + 1 < n and name[i + 1] == close:  # a doubled quote inside a quoted name
+                        text.append(close)
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                text.append(name[i])
+                i += 1
+            parts.append(("".join(text), True))
+            while i < n and name[i] != ".":  # whatever follows a closing quote up to the next dot
+                i += 1
+        else:
+            j = name.find(".", i)
+            j = n if j < 0 else j
+            parts.append((name[i:j].strip(), False))
+            i = j
+        if i >= n:
+            return parts
+        i += 1  # the dot
+
+
+def join_identifier(parts: Iterable[str]) -> str:
+    """Parts joined by dots; a part holding a dot or a quote is quoted, so the result is unambiguous."""
+    return ".".join('"' + p.replace('"', '""') + '"' if ("." in p or '"' in p) else p for p in parts)
+
+
+def canonical_jdbc_table(url: str, table: str, user: str | None = None) -> str:
+    """``[catalog.][schema.]table`` with the database's case rules and its default schema filled in."""
+    sub = jdbc_subprotocol(url)
+    folding = _FOLDING.get(sub, "insensitive")  # unknown databases: the conservative comparison
+    parts = []
+    for part, quoted in split_identifier(table):
+        if folding == "insensitive" or (not quoted and folding == "lower"):
+            part = part.lower()
+        elif not quoted and folding == "upper":
+            part = part.upper()
+        parts.append(part)
+    if len(parts) == 1:
+        schema = _DEFAULT_SCHEMA.get(sub)
+        if schema is None and sub in ("oracle", "db2") and user:
+            schema = user.upper()  # the user's own schema
+        if schema is None and sub in ("mysql", "mariadb"):
+            schema = canonical_jdbc_url(url).rsplit("/", 1)[-1]  # the URL's database
+        if schema is not None:
+            parts.insert(0, schema.lower() if folding == "insensitive" else schema)
+    return join_identifier(parts)
+
+
+def jdbc_identifier_limit(url: str) -> int:
+    return IDENTIFIER_LIMITS.get(jdbc_subprotocol(url), UNKNOWN_IDENTIFIER_LIMIT)
+
+
+def derived_table_name(table: str, url: str, role: str) -> str:
+    """A table name beside ``table`` for ``role`` (``stage``, ``prev``) that fits the database's limit.
+
+    The last part of ``table`` keeps as much of its name as fits, followed by a hash of the target's
+    canonical identity: two targets never share a staging table, even when their names only differ
+    past the limit, and the name is never truncated back to the target's own by the database.
+    """
+    parts = table.rsplit(".", 1)
+    prefix, name = (parts[0] + ".", parts[1]) if len(parts) == 2 else ("", parts[0])
+    digest = hashlib.sha256(f"{canonical_jdbc_url(url)}/{canonical_jdbc_table(url, table)}".encode()).hexdigest()[:8]
+    suffix = f"__sp{role}_{digest}"
+    keep = max(jdbc_identifier_limit(url) - len(suffix), 1)
+    return prefix + name.encode()[:keep].decode(errors="ignore") + suffix
+
+
+# -- catalog tables ------------------------------------------------------------------------------
+
+
+def canonical_catalog_table(table: str) -> str:
+    """``t``, ``default.t``, ``spark_catalog.default.t`` and ```T``` are one table (Spark's default
+    case-insensitive analysis; an unqualified name is taken to be in ``default``)."""
+    parts = [p.lower() for p, _ in split_identifier(table)]
+    if len(parts) == 1:
+        parts.insert(0, "default")
+    if len(parts) == 2:
+        parts.insert(0, "spark_catalog")
+    return join_identifier(parts)
+
+
+# -- overlap ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Place:
+    """A place some entry of the config reads or writes.
+
+    Attributes:
+        where: the config path of the entry (``sequences[2].target``, ``sources.events.path``).
+        location: the canonical path.
+        writes: whether the entry writes it (a target) or reads it (a source, a direct read in SQL).
+        sequence: the config path of the sequence writing it, for targets.
+    """
+
+    where: str
+    location: PathLocation
+    writes: bool
+    sequence: str = ""
+
+
+def overlaps(places: Iterable[Place]) -> list[tuple[Place, str]]:
+    """Each place that overlaps an earlier one, with the message saying which and how.
+
+    A target may not lie inside another target, nor hold (or be) a place a source reads, nor lie
+    inside a source's location: an overwrite replaces the whole directory.
+    """
+    found: list[tuple[Place, str]] = []
+    seen: list[Place] = []
+    for place in places:
+        for other in seen:
+            if not (place.writes or other.writes):
+                continue
+            message = _overlap_message(place, other)
+            if message:
+                found.append((place, message))
+                break
+        seen.append(place)
+    return found
+
+
+def _overlap_message(place: Place, other: Place) -> str | None:
+    a, b = place.location, other.location
+    if a == b or (a.same_fs(b) and a.segments == b.segments):
+        if place.writes and other.writes:
+            if a.key() == b.key():
+                return None  # the target-identity check of the config already reports it
+            return f"writes the same target as {other.sequence or other.where}: two sequences cannot write one target"
+        if place.writes:
+            return f"writes {a.uri()}, which {_where(other)} reads: a target cannot be a place the pipeline reads"
+        return f"reads {a.uri()}, the target of {_where(other)}: a target cannot be a place the pipeline reads"
+    if b.contains(a):
+        if other.writes and place.writes:
+            return f"lies inside the target of {_where(other)} ({b.uri()}): overwriting one replaces the other"
+        if other.writes:
+            return f"reads {a.uri()}, inside the target of {_where(other)} ({b.uri()})"
+        return f"writes {a.uri()}, inside {b.uri()} read by {_where(other)}"
+    if a.contains(b):
+        if other.writes and place.writes:
+            return f"holds the target of {_where(other)} ({b.uri()}): overwriting one replaces the other"
+        if other.writes:
+            return f"reads {a.uri()}, which holds the target of {_where(other)} ({b.uri()})"
+        return f"writes {a.uri()}, which holds {b.uri()} read by {_where(other)}"
+    return None
+
+
+def _where(place: Place) -> str:
+    return place.sequence or place.where
+
+
+def target_places(sequences: Iterable[Any]) -> list[Place]:
+    """The path targets of sequences (``SequenceSpec``s)."""
+    out: list[Place] = []
+    for seq in sequences:
+        try:
+            location = seq.writer().target_location()
+        except (AssertionError, KeyError, TypeError, ValueError):  # an invalid target, already reported
+            continue
+        if location is not None:
+            out.append(Place(f"{seq.path}.target.path", location, True, seq.path))
+    return out
+
+
+def source_places(sources: Iterable[Any]) -> list[Place]:
+    """The path sources (``SourceSpec``s), globs reduced to their fixed prefix."""
+    out: list[Place] = []
+    for source in sources:
+        try:
+            location = source.reader().source_location()
+        except (AssertionError, KeyError, TypeError, ValueError):  # an invalid source, already reported
+            continue
+        if location is not None:
+            out.append(Place(f"{source.path}.path", location, False))
+    return out
+
+
+def query_places(sequences: Iterable[Any]) -> list[Place]:
+    """Direct file reads in SQL (``parquet.`/path```) of sequences (``SequenceSpec``s)."""
+    from spark_job.sql import analyse_query
+
+    out: list[Place] = []
+    for seq in sequences:
+        for name in sorted(analyse_query(seq.query).qualified):
+            path = direct_read_path(name)
+            if path:
+                out.append(Place(f"{seq.path}.query", canonical_path(glob_prefix(path) or "/"), False))
+    return out
+
+
+def check_overlaps(sources: Iterable[Any], sequences: Iterable[Any], report: Any) -> None:
+    """Report (``report(config_path, message)``) every target overlapping another target or a read."""
+    sequences = list(sequences)
+    places = [*target_places(sequences), *source_places(sources), *query_places(sequences)]
+    for place, message in overlaps(places):
+        report(place.where, message)

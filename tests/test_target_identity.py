@@ -1,0 +1,224 @@
+"""Targets compared by one canonical form, and no target overlapping another target or a read: config errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spark_job.config import load_config
+from spark_job.errors import ConfigError
+from spark_job.targets import canonical_jdbc_url, derived_table_name, jdbc_identifier_limit
+
+
+def pipeline(targets: list[dict[str, Any]], sources: dict[str, Any] | None = None, queries: list[str] | None = None):
+    return {
+        "app_name": "identity",
+        "sources": sources or {},
+        "sequences": [
+            {"name": f"s{i}", "query": (queries or [])[i] if queries else "SELECT 1 AS x", "target": target}
+            for i, target in enumerate(targets)
+        ],
+    }
+
+
+def problems(config: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    return [f"{p.path}: {p.message}" for p in err.value.problems]
+
+
+def parquet(path: str, **more: Any) -> dict[str, Any]:
+    return {"type": "parquet", "path": path, **more}
+
+
+SAME_PATHS = [
+    ("/a/b", "/a//b/"),
+    ("/a/b", "file:///a/b"),
+    ("/a/b", "file:/a/b"),
+    ("/a/b", "FILE://localhost/a/b"),
+    ("/a/b", "/a/./b"),
+    ("/a/b", "/a/x/../b"),
+    ("/a/b", "/a/b/."),
+    ("s3://bucket/out", "s3a://bucket/out/"),
+    ("s3n://bucket/out", "S3A://BUCKET/out"),
+    ("gs://bucket/x/out", "gs://bucket/x/y/../out"),
+    ("hdfs://nn:8020/out", "HDFS://NN:8020//out/"),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), SAME_PATHS)
+def test_one_place_spelled_two_ways_is_one_target(first: str, second: str) -> None:
+    found = problems(pipeline([parquet(first), {"type": "file", "format": "csv", "path": second}]))
+    assert len(found) == 1
+    assert found[0].startswith("sequences[1].target: writes the same target as sequences[0]")
+
+
+def test_a_relative_path_is_the_absolute_one_it_resolves_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    found = problems(pipeline([parquet(str(tmp_path / "out")), parquet("sub/../out"), parquet("file:out")]))
+    assert [f.split(":")[0] for f in found] == ["sequences[1].target", "sequences[2].target"]
+    assert all("writes the same target as sequences[0]" in f for f in found)
+
+
+def test_places_that_only_look_alike_are_different_targets() -> None:
+    config = pipeline(
+        [
+            parquet("/a/b"),
+            parquet("/a/bc"),
+            parquet("/A/b"),
+            parquet("s3a://bucket/a/b"),
+            parquet("gs://bucket/a/b"),
+            parquet("hdfs://other:8020/x"),
+            parquet("hdfs://nn:8020/x"),
+        ]
+    )
+    assert load_config(config).sequences
+
+
+def jdbc(url: str, table: str, **more: Any) -> dict[str, Any]:
+    return {"type": "jdbc", "url": url, "table": table, **more}
+
+
+SAME_TABLES = [
+    (jdbc("jdbc:postgresql://db.example:5432/shop", "orders"), jdbc("jdbc:postgresql://DB.example/shop", "ORDERS")),
+    (jdbc("jdbc:postgresql://h/shop", "orders"), jdbc("jdbc:postgresql://h/shop?sslmode=require", "public.Orders")),
+    (jdbc("jdbc:postgresql://h/shop", '"Orders"'), jdbc("jdbc:postgresql://h:5432/shop", 'public."Orders"')),
+    (
+        jdbc("jdbc:sqlserver://h;databaseName=shop;user=sa;password=x", "Orders"),
+        jdbc("jdbc:sqlserver://H:1433;databaseName=shop", "[dbo].[orders]"),
+    ),
+    (jdbc("jdbc:mysql://u:pw@h/shop", "Orders"), jdbc("jdbc:mysql://h:3306/shop?useSSL=true", "shop.`orders`")),
+    (
+        jdbc("jdbc:oracle:thin:@h:1521:ORCL", "orders", user="scott"),
+        jdbc("jdbc:oracle:thin:scott/tiger@H:1521:orcl", "SCOTT.ORDERS"),
+    ),
+    (jdbc("jdbc:db2://h/shop:user=a;password=b;", "orders", user="app"), jdbc("jdbc:db2://h:50000/shop", "APP.ORDERS")),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), SAME_TABLES)
+def test_one_database_table_spelled_two_ways_is_one_target(first: dict, second: dict) -> None:
+    found = problems(pipeline([first, second]))
+    assert len(found) == 1 and "sequences[1].target: writes the same target as sequences[0]" in found[0]
+    assert "password" not in found[0] and "tiger" not in found[0] and "pw@" not in found[0]
+
+
+def test_distinct_database_tables_stay_distinct() -> None:
+    config = pipeline(
+        [
+            jdbc("jdbc:postgresql://h/shop", '"Orders"'),
+            jdbc("jdbc:postgresql://h/shop", "orders"),
+            jdbc("jdbc:postgresql://h/other", "orders"),
+            jdbc("jdbc:postgresql://h:5433/shop", "orders"),
+            jdbc("jdbc:postgresql://h/shop", "audit.orders"),
+            jdbc("jdbc:oracle:thin:@h:1521:ORCL", '"orders"', user="scott"),
+            jdbc("jdbc:oracle:thin:@h:1521:ORCL", "orders", user="scott"),
+        ]
+    )
+    assert len(load_config(config).sequences) == 7
+
+
+@pytest.mark.parametrize("spelling", ["default.events", "spark_catalog.default.events", "`default`.`Events`", "EVENTS"])
+def test_catalog_tables_compare_by_their_full_name(spelling: str) -> None:
+    found = problems(pipeline([{"type": "table", "table": "events"}, {"type": "table", "table": spelling}]))
+    assert len(found) == 1 and "writes the same target as sequences[0]" in found[0]
+
+
+def test_a_target_inside_another_target() -> None:
+    found = problems(pipeline([parquet("/lake/out"), parquet("/lake/out/x"), parquet("/lake")]))
+    assert found == [
+        "sequences[1].target.path: lies inside the target of sequences[0] (/lake/out): "
+        "overwriting one replaces the other",
+        "sequences[2].target.path: holds the target of sequences[0] (/lake/out): overwriting one replaces the other",
+    ]
+
+
+def test_a_target_on_a_source_or_holding_it() -> None:
+    sources = {"events": {"type": "file", "format": "csv", "path": "/lake/raw/events.csv"}}
+    same = problems(pipeline([parquet("file:///lake/raw/events.csv/")], sources))
+    assert same == [
+        "sources.events.path: reads /lake/raw/events.csv, the target of sequences[0]: "
+        "a target cannot be a place the pipeline reads"
+    ]
+    parent = problems(pipeline([parquet("/lake/raw")], sources))
+    assert parent == ["sources.events.path: reads /lake/raw/events.csv, inside the target of sequences[0] (/lake/raw)"]
+
+
+def test_a_target_inside_a_source_folder() -> None:
+    sources = {"lake": {"type": "file", "path": "/lake"}}
+    found = problems(pipeline([parquet("/lake/derived")], sources))
+    assert found == ["sources.lake.path: reads /lake, which holds the target of sequences[0] (/lake/derived)"]
+
+
+def test_a_glob_source_compares_by_its_fixed_prefix() -> None:
+    sources = {"days": {"type": "file", "format": "json", "path": "/lake/events/day=*/part-*.json"}}
+    found = problems(pipeline([parquet("/lake/events")], sources))
+    assert found == [
+        "sources.days.path: reads /lake/events, the target of sequences[0]: "
+        "a target cannot be a place the pipeline reads"
+    ]
+    assert load_config(pipeline([parquet("/lake/other")], sources)).sources
+
+
+def test_a_direct_path_read_in_sql_against_a_target() -> None:
+    found = problems(
+        pipeline(
+            [parquet("/lake/out"), parquet("/lake/copy")],
+            queries=["SELECT 1 AS x", "SELECT * FROM parquet.`file:/lake/out/part-0.parquet`"],
+        )
+    )
+    assert found == [
+        "sequences[1].query: reads file:/lake/out/part-0.parquet, inside the target of sequences[0] (/lake/out)"
+    ]
+
+
+def test_a_path_without_scheme_may_be_the_default_filesystem() -> None:
+    # on a cluster /out is hdfs:///out: taken conservatively as the same place
+    found = problems(pipeline([parquet("/lake/out"), {"type": "hdfs", "path": "hdfs://nn:8020/lake/out/x"}]))
+    assert len(found) == 1 and "lies inside the target of sequences[0]" in found[0]
+
+
+def test_dynamic_partition_overwrite_needs_partition_by() -> None:
+    found = problems(pipeline([parquet("/a", dynamic_partition_overwrite=True)]))
+    assert found == [
+        "sequences[0].target.dynamic_partition_overwrite: dynamic partition overwrite replaces the partitions "
+        "written and needs partition_by: add partition_by, or remove it to replace the whole target"
+    ]
+    found = problems(pipeline([parquet("/a", options={"partitionOverwriteMode": "DYNAMIC"})]))
+    assert found[0].startswith("sequences[0].target.options: dynamic partition overwrite")
+    assert load_config(pipeline([parquet("/a", dynamic_partition_overwrite=True, partition_by=["day"])])).sequences
+
+
+@pytest.mark.parametrize(
+    ("url", "limit"),
+    [
+        ("jdbc:postgresql://h/db", 63),
+        ("jdbc:mysql://h/db", 64),
+        ("jdbc:oracle:thin:@h:1521:x", 30),
+        ("jdbc:sqlserver://h", 128),
+        ("jdbc:db2://h/db", 128),
+        ("jdbc:somethingelse://h/db", 30),
+    ],
+)
+def test_staging_names_fit_the_database_limit_and_differ_from_the_target(url: str, limit: int) -> None:
+    assert jdbc_identifier_limit(url) == limit
+    long_name = "t" * 200
+    names = {derived_table_name(f"s.{long_name}", url, role) for role in ("stage", "prev")}
+    assert len(names) == 2
+    for name in names:
+        table = name.split(".", 1)[1]
+        assert len(table.encode()) <= limit and table[:limit] != long_name[:limit]
+    # two targets sharing the first characters get different staging tables
+    assert derived_table_name(long_name + "a", url, "stage") != derived_table_name(long_name + "b", url, "stage")
+
+
+def test_canonical_urls_drop_credentials_and_parameters() -> None:
+    assert canonical_jdbc_url("jdbc:postgresql://H/db?user=u&password=secret") == "jdbc:postgresql://h:5432/db"
+    assert (
+        canonical_jdbc_url("jdbc:sqlserver://h;user=sa;password=secret;databaseName=D") == "jdbc:sqlserver://h:1433/d"
+    )
+    assert canonical_jdbc_url("jdbc:mysql://u:secret@h/db") == "jdbc:mysql://h:3306/db"
+    assert canonical_jdbc_url("jdbc:oracle:thin:scott/secret@h:1521:orcl") == "jdbc:oracle://h:1521/orcl"
