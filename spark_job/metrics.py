@@ -20,7 +20,12 @@ def now_iso() -> str:
 
 @dataclass
 class SequenceMetrics:
-    """What one sequence did. ``status`` is pending, succeeded, failed or skipped."""
+    """What one sequence did.
+
+    ``status`` is pending, succeeded, failed, skipped (not run: what it reads failed, or the run
+    stopped), cancelled (its Spark jobs were cancelled: ``fail_fast`` or a terminated driver) or
+    reused (committed by an earlier try of the same run key; the figures are that try's).
+    """
 
     target: dict[str, Any]
     status: str = "pending"
@@ -38,6 +43,23 @@ class SequenceMetrics:
         self.status, self.rows_written, self.error = status, rows, error
         self.ended_at = now_iso()
         self.duration_s = round(time.monotonic() - self._t0, 3)
+
+    def summary(self) -> str:
+        """What happened, in words: ``succeeded, 1,234 rows in 2.1 s``, ``failed after 0.4 s: ...``."""
+        error = (self.error or "").splitlines()[0] if self.error else ""
+        took = f"{self.duration_s or 0.0:.1f} s"
+        count = self.rows_written
+        rows = f"{count:,} row{'s' if count != 1 else ''}" if count is not None else ""
+        if self.status == "succeeded":
+            return f"succeeded, {rows or 'no rows counted'} in {took}"
+        if self.status == "reused":
+            return f"reused: committed by an earlier try of this run{f', {rows}' if rows else ''}"
+        if self.status in ("failed", "cancelled"):
+            return f"{self.status} after {took}: {error}" if error else f"{self.status} after {took}"
+        if self.status == "skipped":
+            reason = error.removeprefix("not run: ").removeprefix("it ")
+            return f"skipped: {reason}" if reason else "skipped"
+        return self.status
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,11 +85,13 @@ class RunMetrics:
     spark_app_id: str | None = None
     runtime: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    max_parallel: int | None = None
+    max_concurrency: int = 0
     _t0: float = field(default_factory=time.monotonic, repr=False)
 
     def finish(self, error: str | None = None) -> None:
         self.error = error
-        failed = error is not None or any(s.status == "failed" for s in self.sequences.values())
+        failed = error is not None or any(s.status in ("failed", "cancelled") for s in self.sequences.values())
         self.status = "failed" if failed else "succeeded"
         self.duration_s = round(time.monotonic() - self._t0, 3)
 
@@ -79,6 +103,8 @@ class RunMetrics:
             "duration_s": self.duration_s,
             "spark_app_id": self.spark_app_id,
             "runtime": self.runtime,
+            "max_parallel": self.max_parallel,
+            "max_concurrency": self.max_concurrency,
             "sequences": {name: seq.to_dict() for name, seq in self.sequences.items()},
         }
         if self.error is not None:

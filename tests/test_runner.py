@@ -89,10 +89,12 @@ def test_row_counts_cost_no_extra_spark_job(spark: Any, events: str, tmp_path: P
         [{"name": "buys", "query": query, "target": {"type": "parquet", "path": str(tmp_path / "pipe")}}],
         {"events": {"type": "file", "path": events}},
     )
-    spark.sparkContext.setJobGroup("pipeline", "sparkpipe")
-    metrics = run(spark, config)
-    pipe_jobs = len(tracker.getJobIdsForGroup("pipeline"))
     spark.sparkContext.setJobGroup("rest", "rest")
+    runner = PipelineRunner(load_config(config), spark=spark)
+    metrics = runner.run()
+    # every job of the run is in the job group of the sources or of a sequence
+    pipe_jobs = sum(len(tracker.getJobIdsForGroup(runner.job_tag(name))) for name in ("sources", "buys"))
+    assert len(tracker.getJobIdsForGroup("rest")) == 0
     assert metrics["sequences"]["buys"]["rows_written"] == 334
     assert pipe_jobs == hand_jobs
 
@@ -135,7 +137,7 @@ def test_failed_sequence_skips_dependents_and_runs_the_rest(spark: Any, events: 
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
     assert not (out / "a").exists()
 
-    stopped = run(spark, {**config, "fail_fast": True})["sequences"]
+    stopped = run(spark, {**config, "fail_fast": True, "max_parallel": 1})["sequences"]
     assert stopped["independent"]["status"] == "skipped" and "fail_fast" in stopped["independent"]["error"]
 
 
