@@ -39,7 +39,9 @@ class SequenceLogFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         name = CURRENT_SEQUENCE.get()
-        record.sequence_prefix = f"[{name}] " if name else ""
+        # the runner's own lines about a sequence name it already
+        named = name is None or f"sequence {name} " in record.getMessage()
+        record.sequence_prefix = "" if named else f"[{name}] "
         return True
 
 
@@ -81,6 +83,8 @@ class BasePipeline:
         max_parallel: the most sequences running at once (default: the config's ``max_parallel``).
         remote: a Spark Connect URL (``sc://host:15002``) for the session this pipeline creates.
         log_level: Spark's log level for a session this pipeline creates (``spark.log.level``).
+        console: the run prints to a person's terminal: a JVM this pipeline starts logs at
+            ``log_level`` through sparkpipe's log4j settings, without its start-up notices.
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class BasePipeline:
         max_parallel: int | None = None,
         remote: str | None = None,
         log_level: str | None = None,
+        console: bool = False,
     ) -> None:
         self.config = config
         self.spark = spark
@@ -100,6 +105,7 @@ class BasePipeline:
         self.master = master
         self.remote = remote
         self.log_level = log_level
+        self.console = console
         self.max_parallel = max(1, max_parallel or config.max_parallel or DEFAULT_MAX_PARALLEL)
         self.run_id = uuid.uuid4().hex[:12]
         self.metrics = RunMetrics(
@@ -139,6 +145,11 @@ class BasePipeline:
         connect = bool(self.remote or os.environ.get("SPARK_REMOTE"))
         # A connect server's scheduler and console belong to the server: only the config's settings go there.
         settings = self.config.spark_conf if connect else {**self.session_defaults(), **self.config.spark_conf}
+        if self.console and not connect:
+            from spark_job.session import can_start_console_session, start_console_session
+
+            if can_start_console_session():
+                return start_console_session(self.config.app_name, self.master, settings, self.log_level or "WARN")
         for key, value in settings.items():
             builder = builder.config(key, value)
         return builder.getOrCreate()
@@ -329,6 +340,7 @@ class BasePipeline:
         try:
             self.before_sequence(seq)
             metrics.start()
+            log.info("sparkpipe: sequence %s started", seq.name)
             broken = [failed_sources[a] for a in seq.reads_sources if a in failed_sources]
             if broken:
                 metrics.finish("failed", error=broken[0])
