@@ -125,9 +125,26 @@ def runtime_from_env() -> dict[str, Any]:
 
 
 def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:
-    """Write ``text`` to ``uri`` through Hadoop's FileSystem (any scheme the cluster has), or locally
-    when there is no JVM (the session failed to start) and the URI is a local path."""
-    jvm = getattr(getattr(spark, "sparkContext", None), "_jvm", None) if spark is not None else None
+    """Write ``text`` to ``uri``.
+
+    Classic session: through Hadoop's FileSystem (any scheme the cluster has). Spark Connect session:
+    a local path is written by this (client) process, any other URI is uploaded to the server's
+    filesystem with ``copyFromLocalToFs``. Without a session (it failed to start): local paths only.
+    """
+    parsed = urlparse(uri)
+    local = parsed.scheme in ("", "file")
+    connect = spark is not None and type(spark).__module__.startswith("pyspark.sql.connect")
+    if connect and not local:
+        import tempfile
+
+        assert spark is not None
+        with tempfile.TemporaryDirectory(prefix="sparkpipe-metrics-") as folder:
+            path = os.path.join(folder, "metrics.json")
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            spark.copyFromLocalToFs(path, uri)
+        return
+    jvm = getattr(spark.sparkContext, "_jvm", None) if spark is not None and not connect else None
     if jvm is not None and spark is not None:
         conf = spark.sparkContext._jsc.hadoopConfiguration()
         path = jvm.org.apache.hadoop.fs.Path(uri)
@@ -138,10 +155,9 @@ def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:
         finally:
             stream.close()
         return
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("", "file"):
+    if not local:
         raise OSError(f"cannot write metrics to {uri} without a Spark session")
-    local = parsed.path if parsed.scheme == "file" else uri
-    os.makedirs(os.path.dirname(os.path.abspath(local)), exist_ok=True)
-    with open(local, "w", encoding="utf-8") as fh:
+    target = parsed.path if parsed.scheme == "file" else uri
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    with open(target, "w", encoding="utf-8") as fh:
         fh.write(text)

@@ -213,7 +213,7 @@ class BasePipeline:
     @staticmethod
     def application_id(spark: SparkSession) -> str | None:
         if is_connect(spark):
-            return None  # the server's application; a connect client cannot see its id
+            return spark.conf.get("spark.app.id", None)  # the server's application
         return str(spark.sparkContext.applicationId)
 
     def apply_runtime_conf(self, spark: SparkSession) -> None:
@@ -357,6 +357,7 @@ class BasePipeline:
                     if self.scheduler is not None and self.scheduler.is_cancelled(seq.name):
                         metrics.finish("cancelled", error=f"cancelled: {self.stop_reason}")
                     else:
+                        log.debug("sparkpipe: sequence %s failed", seq.name, exc_info=True)
                         metrics.finish("failed", error=short_error(exc, self.config))
             level = logging.INFO if metrics.status == "succeeded" else logging.ERROR
             log.log(level, "sparkpipe: sequence %s %s", seq.name, metrics.summary())
@@ -374,8 +375,7 @@ class BasePipeline:
 
         Returns the rows written and the result (persisted when ``keep``: later sequences read it).
         """
-        from pyspark.sql import functions as F
-
+        F = sql_functions(spark)
         result = spark.sql(seq.query)
         if keep:
             # Later sequences read this result: keep it instead of recomputing the query for each.
@@ -444,6 +444,18 @@ class BasePipeline:
             except Exception as exc:
                 log.error("sparkpipe: could not write metrics to %s: %s", self.metrics_out, exc)
         print(METRICS_MARKER + text, flush=True)
+
+
+def sql_functions(spark: SparkSession) -> Any:
+    """``pyspark.sql.functions`` of the session's kind: the generic module picks connect only from the
+    environment, not from the session at hand (a process may hold a classic and a connect session)."""
+    if is_connect(spark):
+        from pyspark.sql.connect import functions as connect_functions
+
+        return connect_functions
+    from pyspark.sql import functions
+
+    return functions
 
 
 def new_observation(spark: SparkSession, name: str) -> Any:
