@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -136,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="level of Spark's own log lines (default WARN)",
     )
+    run.add_argument(
+        "--run-key",
+        help="the run this is a try of (the operator passes one per task run): a retry with the same key "
+        "skips the sequences an earlier try committed",
+    )
+    run.add_argument("--state-dir", help="where the run key's commit log is kept (default: the --metrics-out folder)")
     run.add_argument("--verbose", "-v", action="store_true", help="Spark's INFO lines too (--log-level INFO)")
     validate = sub.add_parser("validate", help="check a config without starting Spark")
     config_args(validate)
@@ -179,6 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from spark_job.runner import PipelineRunner
 
+    if args.run_key is not None and not (args.run_key.strip() and (args.metrics_out or args.state_dir)):
+        why = "is empty" if not args.run_key.strip() else "needs --metrics-out or --state-dir for its commit log"
+        print(f"sparkpipe: --run-key {why}; nothing was run", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.run_key:
+        from spark_job.commit_log import RUN_KEY_ENV
+
+        os.environ[RUN_KEY_ENV] = args.run_key  # the writers' leases name the run with it
     quiet_python_warnings()
     runner = PipelineRunner(
         config,
@@ -188,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_parallel=args.max_parallel,
         log_level=args.log_level or ("INFO" if args.verbose else "WARN"),
         console=True,
+        run_key=args.run_key,
+        state_dir=args.state_dir,
     )
     with terminate_on_signals(runner) as received:
         try:

@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from spark_job import METRICS_MARKER
+from spark_job.commit_log import CommitLog, log_uri
 from spark_job.config import PipelineConfig, SequenceSpec, load_config
 from spark_job.errors import PipelineFailed
 from spark_job.metrics import RunMetrics, SequenceMetrics, runtime_from_env, write_metrics
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sparkpipe")
 
 MAX_ERROR_CHARS = 4000
+
+READ_BACK_FORMATS = frozenset({"parquet", "orc", "delta", "iceberg"})
+"""Target formats a committed result is read back from with its types intact."""
 
 CURRENT_SEQUENCE: ContextVar[str | None] = ContextVar("sparkpipe_sequence", default=None)
 """The sequence the current thread works for: log lines are attributed to it (``SequenceLogFilter``)."""
@@ -85,6 +89,8 @@ class BasePipeline:
         log_level: Spark's log level for a session this pipeline creates (``spark.log.level``).
         console: the run prints to a person's terminal: a JVM this pipeline starts logs at
             ``log_level`` through sparkpipe's log4j settings, without its start-up notices.
+        run_key: the run this is a try of: sequences an earlier try of it committed are reused.
+        state_dir: where the run key's commit log is kept (default: the folder of ``metrics_out``).
     """
 
     def __init__(
@@ -97,6 +103,8 @@ class BasePipeline:
         remote: str | None = None,
         log_level: str | None = None,
         console: bool = False,
+        run_key: str | None = None,
+        state_dir: str | None = None,
     ) -> None:
         self.config = config
         self.spark = spark
@@ -106,6 +114,11 @@ class BasePipeline:
         self.remote = remote
         self.log_level = log_level
         self.console = console
+        self.run_key = run_key
+        self.state_dir = state_dir
+        if run_key and not (state_dir or metrics_out):
+            raise ValueError("a run key needs a place for its commit log: give metrics_out or state_dir")
+        self.commit_log: CommitLog | None = None
         self.max_parallel = max(1, max_parallel or config.max_parallel or DEFAULT_MAX_PARALLEL)
         self.run_id = uuid.uuid4().hex[:12]
         self.metrics = RunMetrics(
@@ -174,7 +187,9 @@ class BasePipeline:
             else:
                 self.apply_runtime_conf(self.spark)
             self.metrics.spark_app_id = self.application_id(self.spark)
+            self.load_commit_log(self.spark)
             failed_sources = {} if self.terminated else self.register_sources(self.spark)
+            self.register_reused(self.spark)
             self.run_sequences(self.spark, failed_sources)
             self.metrics.finish(error=self.terminated)
         except Exception as exc:  # the session or the driver itself failed: still report
@@ -238,6 +253,70 @@ class BasePipeline:
                     failed[source.alias.lower()] = error
         return failed
 
+    # -- retries of one run key -----------------------------------------------------------------
+    def load_commit_log(self, spark: SparkSession) -> None:
+        """Mark ``reused`` the sequences an earlier try of this run key committed (same query and target)."""
+        if not self.run_key:
+            return
+        folder = self.state_dir or (self.metrics_out or "").rsplit("/", 1)[0] or "."
+        self.commit_log = CommitLog(log_uri(folder, self.run_key), self.run_key, spark)
+        self.commit_log.load()
+        for seq in self.config.sequences:
+            earlier = self.commit_log.committed(seq)
+            if earlier is None:
+                continue
+            metrics = self.metrics.sequences[seq.name]
+            metrics.status, metrics.error = "reused", None
+            metrics.rows_written = earlier.get("rows_written")
+            metrics.duration_s = earlier.get("duration_s")
+            metrics.started_at, metrics.ended_at = earlier.get("started_at"), earlier.get("ended_at")
+        reused = [n for n, m in self.metrics.sequences.items() if m.status == "reused"]
+        if reused:
+            names = ", ".join(reused)
+            log.info("sparkpipe: committed by an earlier try of run %s, not run again: %s", self.run_key, names)
+
+    def register_reused(self, spark: SparkSession) -> None:
+        """Views for the reused sequences, in graph order (one recomputed may read another)."""
+        for seq in self.config.sequences:
+            if self.metrics.sequences[seq.name].status != "reused":
+                continue
+            try:
+                self.committed_result(spark, seq).createOrReplaceTempView(seq.name)
+            except Exception as exc:  # its readers then fail on the missing view, each with its own error
+                log.error(
+                    "sparkpipe: sequence %s: cannot read its committed result: %s",
+                    seq.name,
+                    short_error(exc, self.config),
+                )
+
+    def committed_result(self, spark: SparkSession, seq: SequenceSpec) -> DataFrame:
+        """What a committed sequence wrote: read back from a columnar target it replaced, else its query
+        again (an appended target holds earlier rows too; text formats would change the types)."""
+        plan = seq.writer().plan()
+        query = spark.sql(seq.query)
+        if plan.mode != "overwrite":
+            return query
+        if plan.table is not None and plan.method in ("saveAsTable", "insertInto"):
+            return spark.read.table(plan.table).select(*query.columns)
+        if plan.path is not None and (plan.format or "").lower() in READ_BACK_FORMATS:
+            # The query's own schema: partition columns keep their type and place.
+            reader = spark.read.format(str(plan.format)).schema(query.schema)
+            return reader.load(plan.path).select(*query.columns)
+        return query
+
+    def record_commit(self, name: str) -> None:
+        if self.commit_log is None:
+            return
+        try:
+            self.commit_log.record(self.by_name[name], self.metrics.sequences[name].to_dict())
+        except Exception as exc:  # the data is committed; only a retry would write it again
+            log.warning(
+                "sparkpipe: could not record %s in the commit log %s: %s",
+                name,
+                self.commit_log.uri,
+                short_error(exc, self.config),
+            )
+
     # -- jobs of a sequence ----------------------------------------------------------------------
     def job_tag(self, name: str) -> str:
         """The job group and job tag of sequence ``name`` in this run (unique per run)."""
@@ -292,6 +371,8 @@ class BasePipeline:
             self.after_sequence(self.by_name[name], metrics)
 
         def finished(name: str, state: str) -> None:
+            if state == "succeeded":
+                self.record_commit(name)
             if state in ("failed", "cancelled") and fail_fast and not self.stop_reason:
                 self.stop_reason = f"{name} failed and fail_fast is set"
                 assert self.scheduler is not None
