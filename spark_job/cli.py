@@ -1,16 +1,31 @@
-"""The ``sparkpipe`` command: run, validate, schema, bundle. Exit codes: 0 ok, 1 pipeline failed, 2 config."""
+"""The ``sparkpipe`` command: run, validate, schema, bundle.
+
+Exit codes: 0 ok, 1 pipeline failed, 2 config, 128 + the signal's number when terminated (143: SIGTERM).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from spark_job.errors import ConfigError
+from spark_job.session import LOG_LEVELS
+
+if TYPE_CHECKING:
+    from spark_job.runner import BasePipeline
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
@@ -42,14 +57,59 @@ class StderrHandler(logging.StreamHandler):
 
 
 def configure_logging() -> None:
-    """Progress lines of the ``sparkpipe`` logger on stderr; stdout carries only the metrics line."""
+    """Progress lines of the ``sparkpipe`` logger on stderr; stdout carries only the metrics line.
+
+    Lines logged for a sequence (sequences run at once) start with ``[name]``.
+    """
+    from spark_job.runner import SequenceLogFilter
+
     logger = logging.getLogger("sparkpipe")
     if not any(isinstance(h, StderrHandler) for h in logger.handlers):
         handler = StderrHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(logging.Formatter("%(sequence_prefix)s%(message)s"))
+        handler.addFilter(SequenceLogFilter())
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1 (1 runs the sequences one after the other)")
+    return value
+
+
+def quiet_python_warnings() -> None:
+    """pyspark imports ``pyspark.testing`` while converting arguments, which warns about the pandas
+    version on every run; that warning says nothing about the pipeline."""
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+
+
+@contextmanager
+def terminate_on_signals(runner: BasePipeline) -> Iterator[list[int]]:
+    """SIGTERM (what YARN, Kubernetes and Airflow send first) and SIGINT stop the run cleanly: running
+    Spark jobs cancelled, metrics still written. A second signal exits at once."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # signal handlers can only be set from the main thread
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if received:
+            raise SystemExit(128 + signum)
+        received.append(signum)
+        runner.terminate(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handle) for sig in TERMINATING_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +124,26 @@ def build_parser() -> argparse.ArgumentParser:
     config_args(run)
     run.add_argument("--metrics-out", help="also write the metrics JSON here (any Hadoop FS URI)")
     run.add_argument("--master", help="Spark master when not started by spark-submit (e.g. local[2])")
+    run.add_argument(
+        "--remote", help="run on a Spark Connect server, e.g. sc://host:15002 (default: the SPARK_REMOTE variable)"
+    )
+    run.add_argument(
+        "--max-parallel", type=positive_int, help="most sequences running at once (default: the config's, else 4)"
+    )
+    run.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=None,
+        help="level of Spark's own log lines (default WARN)",
+    )
+    run.add_argument(
+        "--run-key",
+        help="the run this is a try of (the operator passes one per task run): a retry with the same key "
+        "skips the sequences an earlier try committed",
+    )
+    run.add_argument("--state-dir", help="where the run key's commit log is kept (default: the --metrics-out folder)")
+    run.add_argument("--verbose", "-v", action="store_true", help="Spark's INFO lines too (--log-level INFO)")
     validate = sub.add_parser("validate", help="check a config without starting Spark")
     config_args(validate)
     sub.add_parser("schema", help="print the config's JSON Schema")
@@ -106,11 +186,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from spark_job.runner import PipelineRunner
 
-    runner = PipelineRunner(config, metrics_out=args.metrics_out, master=args.master)
-    try:
-        metrics = runner.run()
-    finally:
-        runner.close()
+    if args.run_key is not None and not (args.run_key.strip() and (args.metrics_out or args.state_dir)):
+        why = "is empty" if not args.run_key.strip() else "needs --metrics-out or --state-dir for its commit log"
+        print(f"sparkpipe: --run-key {why}; nothing was run", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.run_key:
+        from spark_job.commit_log import RUN_KEY_ENV
+
+        os.environ[RUN_KEY_ENV] = args.run_key  # the writers' leases name the run with it
+    quiet_python_warnings()
+    runner = PipelineRunner(
+        config,
+        metrics_out=args.metrics_out,
+        master=args.master,
+        remote=args.remote,
+        max_parallel=args.max_parallel,
+        log_level=args.log_level or ("INFO" if args.verbose else "WARN"),
+        console=True,
+        run_key=args.run_key,
+        state_dir=args.state_dir,
+    )
+    with terminate_on_signals(runner) as received:
+        try:
+            metrics = runner.run()
+        finally:
+            runner.close()
+    if received:
+        return 128 + received[0]
     return EXIT_OK if metrics["status"] == "succeeded" else EXIT_FAILED
 
 

@@ -35,6 +35,7 @@ TOP_FIELDS: dict[str, Field] = {
     "sources": Field("sources", doc="id -> source, or a list of sources with an alias"),
     "sequences": Field("sequences", required=True, doc="SQL steps, each writing one target"),
     "fail_fast": Field("bool", doc="stop at the first failed sequence (default: run independent ones)"),
+    "max_parallel": Field("int", doc="most sequences running at once (default 4; 1 runs them one by one)"),
 }
 SEQUENCE_FIELDS: dict[str, Field] = {
     "name": Field("str", required=True, doc="name; also the temp view later sequences read"),
@@ -110,6 +111,7 @@ class PipelineConfig:
         sources: sources in config order.
         sequences: sequences in execution order (dependencies first).
         fail_fast: stop at the first failure instead of running independent sequences.
+        max_parallel: the most sequences running at once (None: the driver's default).
         document: the config after substitution, JSON-serialisable (what the provider stages).
         file: the config file, if any.
         secrets: values resolved from the environment, masked in logs and metrics.
@@ -120,6 +122,7 @@ class PipelineConfig:
     sources: tuple[SourceSpec, ...]
     sequences: tuple[SequenceSpec, ...]
     fail_fast: bool = False
+    max_parallel: int | None = None
     document: dict[str, Any] = field(default_factory=dict, repr=False)
     file: str | None = None
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False)
@@ -250,6 +253,8 @@ class Validator:
         sequences = self.build_sequences(body.get("sequences"), sources)
         self.check_overrides(declared)
         check_overlaps(sources, sequences, self.report)
+        if isinstance(body.get("max_parallel"), int) and body["max_parallel"] < 1:
+            self.report("max_parallel", "must be at least 1 (1 runs the sequences one after the other)")
         if self.problems:
             raise ConfigError(sorted(self.problems, key=lambda p: p.line or 0))
         document = {**body}
@@ -272,6 +277,7 @@ class Validator:
             sources=tuple(sources),
             sequences=tuple(by_name[n] for n in graph.order()),
             fail_fast=bool(body.get("fail_fast", False)),
+            max_parallel=body.get("max_parallel"),
             document=document,
             file=self.doc.file,
             secrets=frozenset(secrets),

@@ -20,7 +20,12 @@ def now_iso() -> str:
 
 @dataclass
 class SequenceMetrics:
-    """What one sequence did. ``status`` is pending, succeeded, failed or skipped."""
+    """What one sequence did.
+
+    ``status`` is pending, succeeded, failed, skipped (not run: what it reads failed, or the run
+    stopped), cancelled (its Spark jobs were cancelled: ``fail_fast`` or a terminated driver) or
+    reused (committed by an earlier try of the same run key; the figures are that try's).
+    """
 
     target: dict[str, Any]
     status: str = "pending"
@@ -38,6 +43,23 @@ class SequenceMetrics:
         self.status, self.rows_written, self.error = status, rows, error
         self.ended_at = now_iso()
         self.duration_s = round(time.monotonic() - self._t0, 3)
+
+    def summary(self) -> str:
+        """What happened, in words: ``succeeded, 1,234 rows in 2.1 s``, ``failed after 0.4 s: ...``."""
+        error = (self.error or "").splitlines()[0] if self.error else ""
+        took = f"{self.duration_s or 0.0:.1f} s"
+        count = self.rows_written
+        rows = f"{count:,} row{'s' if count != 1 else ''}" if count is not None else ""
+        if self.status == "succeeded":
+            return f"succeeded, {rows or 'no rows counted'} in {took}"
+        if self.status == "reused":
+            return f"reused: committed by an earlier try of this run{f', {rows}' if rows else ''}"
+        if self.status in ("failed", "cancelled"):
+            return f"{self.status} after {took}: {error}" if error else f"{self.status} after {took}"
+        if self.status == "skipped":
+            reason = error.removeprefix("not run: ").removeprefix("it ")
+            return f"skipped: {reason}" if reason else "skipped"
+        return self.status
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,11 +85,13 @@ class RunMetrics:
     spark_app_id: str | None = None
     runtime: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    max_parallel: int | None = None
+    max_concurrency: int = 0
     _t0: float = field(default_factory=time.monotonic, repr=False)
 
     def finish(self, error: str | None = None) -> None:
         self.error = error
-        failed = error is not None or any(s.status == "failed" for s in self.sequences.values())
+        failed = error is not None or any(s.status in ("failed", "cancelled") for s in self.sequences.values())
         self.status = "failed" if failed else "succeeded"
         self.duration_s = round(time.monotonic() - self._t0, 3)
 
@@ -79,6 +103,8 @@ class RunMetrics:
             "duration_s": self.duration_s,
             "spark_app_id": self.spark_app_id,
             "runtime": self.runtime,
+            "max_parallel": self.max_parallel,
+            "max_concurrency": self.max_concurrency,
             "sequences": {name: seq.to_dict() for name, seq in self.sequences.items()},
         }
         if self.error is not None:
@@ -99,9 +125,26 @@ def runtime_from_env() -> dict[str, Any]:
 
 
 def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:
-    """Write ``text`` to ``uri`` through Hadoop's FileSystem (any scheme the cluster has), or locally
-    when there is no JVM (the session failed to start) and the URI is a local path."""
-    jvm = getattr(getattr(spark, "sparkContext", None), "_jvm", None) if spark is not None else None
+    """Write ``text`` to ``uri``.
+
+    Classic session: through Hadoop's FileSystem (any scheme the cluster has). Spark Connect session:
+    a local path is written by this (client) process, any other URI is uploaded to the server's
+    filesystem with ``copyFromLocalToFs``. Without a session (it failed to start): local paths only.
+    """
+    parsed = urlparse(uri)
+    local = parsed.scheme in ("", "file")
+    connect = spark is not None and type(spark).__module__.startswith("pyspark.sql.connect")
+    if connect and not local:
+        import tempfile
+
+        assert spark is not None
+        with tempfile.TemporaryDirectory(prefix="sparkpipe-metrics-") as folder:
+            path = os.path.join(folder, "metrics.json")
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            spark.copyFromLocalToFs(path, uri)
+        return
+    jvm = getattr(spark.sparkContext, "_jvm", None) if spark is not None and not connect else None
     if jvm is not None and spark is not None:
         conf = spark.sparkContext._jsc.hadoopConfiguration()
         path = jvm.org.apache.hadoop.fs.Path(uri)
@@ -112,10 +155,9 @@ def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:
         finally:
             stream.close()
         return
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("", "file"):
+    if not local:
         raise OSError(f"cannot write metrics to {uri} without a Spark session")
-    local = parsed.path if parsed.scheme == "file" else uri
-    os.makedirs(os.path.dirname(os.path.abspath(local)), exist_ok=True)
-    with open(local, "w", encoding="utf-8") as fh:
+    target = parsed.path if parsed.scheme == "file" else uri
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    with open(target, "w", encoding="utf-8") as fh:
         fh.write(text)

@@ -1,21 +1,28 @@
-"""Running a validated pipeline on a SparkSession: sources as views, sequences in graph order.
+"""Running a validated pipeline on a SparkSession: sources as views, then sequences on threads.
 
 Row counts come from ``DataFrame.observe`` on the written DataFrame: collected by the write itself,
-never by a second Spark action.
+never by a second Spark action. Sequences that do not read each other run at once (see
+``spark_job.scheduler``), each in its own job group, job tag and FAIR pool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from spark_job import METRICS_MARKER
+from spark_job.commit_log import CommitLog, log_uri
 from spark_job.config import PipelineConfig, SequenceSpec, load_config
 from spark_job.errors import PipelineFailed
 from spark_job.metrics import RunMetrics, SequenceMetrics, runtime_from_env, write_metrics
+from spark_job.scheduler import DEFAULT_MAX_PARALLEL, SchedulerCallbacks, SequenceScheduler
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -23,6 +30,32 @@ if TYPE_CHECKING:
 log = logging.getLogger("sparkpipe")
 
 MAX_ERROR_CHARS = 4000
+
+READ_BACK_FORMATS = frozenset({"parquet", "orc", "delta", "iceberg"})
+"""Target formats a committed result is read back from with its types intact."""
+
+CURRENT_SEQUENCE: ContextVar[str | None] = ContextVar("sparkpipe_sequence", default=None)
+"""The sequence the current thread works for: log lines are attributed to it (``SequenceLogFilter``)."""
+
+
+class SequenceLogFilter(logging.Filter):
+    """Adds ``sequence_prefix`` (``[name] `` or empty) to records, so interleaved lines say whose they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = CURRENT_SEQUENCE.get()
+        # the runner's own lines about a sequence name it already
+        named = name is None or f"sequence {name} " in record.getMessage()
+        record.sequence_prefix = "" if named else f"[{name}] "
+        return True
+
+
+class SequenceCancelled(Exception):
+    """A sequence's jobs were cancelled; its write was discarded."""
+
+
+def is_connect(spark: Any) -> bool:
+    """Whether ``spark`` is a Spark Connect session (no JVM in this process)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 def short_error(exc: BaseException, config: PipelineConfig) -> str:
@@ -51,6 +84,13 @@ class BasePipeline:
         spark: an existing session to run on (the default creates one from ``spark_conf``).
         metrics_out: URI the metrics JSON is written to through Hadoop's FileSystem, if any.
         master: Spark master for a session this pipeline creates (default: spark-submit's).
+        max_parallel: the most sequences running at once (default: the config's ``max_parallel``).
+        remote: a Spark Connect URL (``sc://host:15002``) for the session this pipeline creates.
+        log_level: Spark's log level for a session this pipeline creates (``spark.log.level``).
+        console: the run prints to a person's terminal: a JVM this pipeline starts logs at
+            ``log_level`` through sparkpipe's log4j settings, without its start-up notices.
+        run_key: the run this is a try of: sequences an earlier try of it committed are reused.
+        state_dir: where the run key's commit log is kept (default: the folder of ``metrics_out``).
     """
 
     def __init__(
@@ -59,34 +99,80 @@ class BasePipeline:
         spark: SparkSession | None = None,
         metrics_out: str | None = None,
         master: str | None = None,
+        max_parallel: int | None = None,
+        remote: str | None = None,
+        log_level: str | None = None,
+        console: bool = False,
+        run_key: str | None = None,
+        state_dir: str | None = None,
     ) -> None:
         self.config = config
         self.spark = spark
         self.owns_session = False
         self.metrics_out = metrics_out
         self.master = master
+        self.remote = remote
+        self.log_level = log_level
+        self.console = console
+        self.run_key = run_key
+        self.state_dir = state_dir
+        if run_key and not (state_dir or metrics_out):
+            raise ValueError("a run key needs a place for its commit log: give metrics_out or state_dir")
+        self.commit_log: CommitLog | None = None
+        self.max_parallel = max(1, max_parallel or config.max_parallel or DEFAULT_MAX_PARALLEL)
+        self.run_id = uuid.uuid4().hex[:12]
         self.metrics = RunMetrics(
             app_name=config.app_name,
             sequences={s.name: SequenceMetrics(target=s.writer().describe()) for s in config.sequences},
             runtime=runtime_from_env(),
+            max_parallel=self.max_parallel,
         )
+        self.by_name = {s.name: s for s in config.sequences}
+        self.scheduler: SequenceScheduler | None = None
+        self.terminated: str | None = None
+        self.stop_reason = ""
+        self.kept: dict[str, DataFrame] = {}
+        self._kept_lock = threading.Lock()
+        # Without a scheduler mode of the user's, each sequence gets a FAIR pool so a small one is
+        # not queued behind a big one's tasks.
+        self.use_pools = "spark.scheduler.mode" not in config.spark_conf
 
     # -- hooks -----------------------------------------------------------------------------------
+    def session_defaults(self) -> dict[str, str]:
+        """Settings for a session this run creates, where the config does not set them."""
+        defaults = {"spark.ui.showConsoleProgress": "false"}
+        if self.use_pools:
+            defaults["spark.scheduler.mode"] = "FAIR"
+        if self.log_level:
+            defaults["spark.log.level"] = self.log_level
+        return {k: v for k, v in defaults.items() if k not in self.config.spark_conf}
+
     def create_session(self) -> SparkSession:
         from pyspark.sql import SparkSession
 
         builder = SparkSession.builder.appName(self.config.app_name)
-        if self.master:
+        if self.remote:
+            builder = builder.remote(self.remote)
+        elif self.master:
             builder = builder.master(self.master)
-        for key, value in self.config.spark_conf.items():
+        connect = bool(self.remote or os.environ.get("SPARK_REMOTE"))
+        # A connect server's scheduler and console belong to the server: only the config's settings go there.
+        settings = self.config.spark_conf if connect else {**self.session_defaults(), **self.config.spark_conf}
+        if self.console and not connect:
+            from spark_job.session import can_start_console_session, start_console_session
+
+            if can_start_console_session():
+                return start_console_session(self.config.app_name, self.master, settings, self.log_level or "WARN")
+        for key, value in settings.items():
             builder = builder.config(key, value)
         return builder.getOrCreate()
 
     def before_sequence(self, sequence: SequenceSpec) -> None:
-        """Called before a sequence runs."""
+        """Called before a sequence runs, on the sequence's worker thread (sequences run at once)."""
 
     def after_sequence(self, sequence: SequenceSpec, metrics: SequenceMetrics) -> None:
-        """Called after a sequence succeeded, failed or was skipped."""
+        """Called after a sequence succeeded, failed, was cancelled or skipped, on its worker thread
+        (skips: on the scheduling thread). Several may run at once: guard shared state."""
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -100,25 +186,50 @@ class BasePipeline:
                 self.spark = self.create_session()
             else:
                 self.apply_runtime_conf(self.spark)
-            self.metrics.spark_app_id = self.spark.sparkContext.applicationId
-            failed_sources = self.register_sources(self.spark)
+            self.metrics.spark_app_id = self.application_id(self.spark)
+            self.load_commit_log(self.spark)
+            failed_sources = {} if self.terminated else self.register_sources(self.spark)
+            self.register_reused(self.spark)
             self.run_sequences(self.spark, failed_sources)
-            self.metrics.finish()
+            self.metrics.finish(error=self.terminated)
         except Exception as exc:  # the session or the driver itself failed: still report
             log.error("sparkpipe: run failed: %s", short_error(exc, self.config))
-            for seq in self.metrics.sequences.values():
-                if seq.status == "pending":
-                    seq.status = "skipped"
-            self.metrics.finish(error=short_error(exc, self.config))
+            self.mark_pending_skipped("not run: the driver failed before running it")
+            self.metrics.finish(error=self.terminated or short_error(exc, self.config))
+        self.log_summary()
         document = self.metrics.to_dict()
         self.publish(document)
         return document
+
+    def terminate(self, signal_name: str) -> None:
+        """Stop the run (from a signal handler): cancel running sequences, skip pending ones.
+
+        The metrics document is still written, with ``error`` saying the driver was terminated.
+        """
+        if self.terminated:
+            return
+        self.terminated = (
+            f"terminated by {signal_name}: running sequences were cancelled, pending ones skipped; "
+            "targets not committed were left as they were"
+        )
+        self.stop_reason = f"the driver was terminated ({signal_name})"
+        log.error("sparkpipe: %s received: cancelling the running sequences", signal_name)
+        if self.scheduler is not None:
+            self.scheduler.stop(cancel_running=True)
+        elif self.spark is not None:
+            self.cancel_jobs(self.job_tag("sources"))
 
     def close(self) -> None:
         """Stop the Spark session this run started; one it was given or found running is left alone."""
         if self.owns_session and self.spark is not None:
             self.spark.stop()
             self.owns_session = False
+
+    @staticmethod
+    def application_id(spark: SparkSession) -> str | None:
+        if is_connect(spark):
+            return spark.conf.get("spark.app.id", None)  # the server's application
+        return str(spark.sparkContext.applicationId)
 
     def apply_runtime_conf(self, spark: SparkSession) -> None:
         for key, value in self.config.spark_conf.items():
@@ -130,89 +241,281 @@ class BasePipeline:
     def register_sources(self, spark: SparkSession) -> dict[str, str]:
         """Register every source as a temp view; return alias (lower-cased) → error for failed ones."""
         failed: dict[str, str] = {}
-        for source in self.config.sources:
-            try:
-                source.reader().read(spark).createOrReplaceTempView(source.alias)
-            except Exception as exc:
-                error = f"source {source.id!r} ({source.path}): {short_error(exc, self.config)}"
-                log.error("sparkpipe: %s", error)
-                failed[source.alias.lower()] = error
+        with self.spark_jobs(spark, "sources", pool=False):
+            for source in self.config.sources:
+                if self.terminated:
+                    break
+                try:
+                    source.reader().read(spark).createOrReplaceTempView(source.alias)
+                except Exception as exc:
+                    error = f"source {source.id!r} ({source.path}): {short_error(exc, self.config)}"
+                    log.error("sparkpipe: %s", error)
+                    failed[source.alias.lower()] = error
         return failed
 
+    # -- retries of one run key -----------------------------------------------------------------
+    def load_commit_log(self, spark: SparkSession) -> None:
+        """Mark ``reused`` the sequences an earlier try of this run key committed (same query and target)."""
+        if not self.run_key:
+            return
+        folder = self.state_dir or (self.metrics_out or "").rsplit("/", 1)[0] or "."
+        self.commit_log = CommitLog(log_uri(folder, self.run_key), self.run_key, spark)
+        self.commit_log.load()
+        for seq in self.config.sequences:
+            earlier = self.commit_log.committed(seq)
+            if earlier is None:
+                continue
+            metrics = self.metrics.sequences[seq.name]
+            metrics.status, metrics.error = "reused", None
+            metrics.rows_written = earlier.get("rows_written")
+            metrics.duration_s = earlier.get("duration_s")
+            metrics.started_at, metrics.ended_at = earlier.get("started_at"), earlier.get("ended_at")
+        reused = [n for n, m in self.metrics.sequences.items() if m.status == "reused"]
+        if reused:
+            names = ", ".join(reused)
+            log.info("sparkpipe: committed by an earlier try of run %s, not run again: %s", self.run_key, names)
+
+    def register_reused(self, spark: SparkSession) -> None:
+        """Views for the reused sequences, in graph order (one recomputed may read another)."""
+        for seq in self.config.sequences:
+            if self.metrics.sequences[seq.name].status != "reused":
+                continue
+            try:
+                self.committed_result(spark, seq).createOrReplaceTempView(seq.name)
+            except Exception as exc:  # its readers then fail on the missing view, each with its own error
+                log.error(
+                    "sparkpipe: sequence %s: cannot read its committed result: %s",
+                    seq.name,
+                    short_error(exc, self.config),
+                )
+
+    def committed_result(self, spark: SparkSession, seq: SequenceSpec) -> DataFrame:
+        """What a committed sequence wrote: read back from a columnar target it replaced, else its query
+        again (an appended target holds earlier rows too; text formats would change the types)."""
+        plan = seq.writer().plan()
+        query = spark.sql(seq.query)
+        if plan.mode != "overwrite":
+            return query
+        if plan.table is not None and plan.method in ("saveAsTable", "insertInto"):
+            return spark.read.table(plan.table).select(*query.columns)
+        if plan.path is not None and (plan.format or "").lower() in READ_BACK_FORMATS:
+            # The query's own schema: partition columns keep their type and place.
+            reader = spark.read.format(str(plan.format)).schema(query.schema)
+            return reader.load(plan.path).select(*query.columns)
+        return query
+
+    def record_commit(self, name: str) -> None:
+        if self.commit_log is None:
+            return
+        try:
+            self.commit_log.record(self.by_name[name], self.metrics.sequences[name].to_dict())
+        except Exception as exc:  # the data is committed; only a retry would write it again
+            log.warning(
+                "sparkpipe: could not record %s in the commit log %s: %s",
+                name,
+                self.commit_log.uri,
+                short_error(exc, self.config),
+            )
+
+    # -- jobs of a sequence ----------------------------------------------------------------------
+    def job_tag(self, name: str) -> str:
+        """The job group and job tag of sequence ``name`` in this run (unique per run)."""
+        return f"sparkpipe-{self.run_id}-{name}"
+
+    @contextlib.contextmanager
+    def spark_jobs(self, spark: SparkSession, name: str, pool: bool = True) -> Iterator[None]:
+        """Put the Spark jobs this thread starts in ``name``'s job group, job tag and FAIR pool."""
+        tag = self.job_tag(name)
+        spark.addTag(tag)
+        if not is_connect(spark):
+            # PySpark pins each Python thread to a JVM thread: these local properties are this thread's.
+            sc = spark.sparkContext
+            sc.setJobGroup(tag, f"sparkpipe {self.config.app_name}: {name}", interruptOnCancel=True)
+            if pool and self.use_pools:
+                sc.setLocalProperty("spark.scheduler.pool", f"sparkpipe_{name}")
+        try:
+            yield
+        finally:
+            spark.removeTag(tag)
+            if not is_connect(spark):
+                sc = spark.sparkContext
+                sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+                sc.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
+
+    def cancel_jobs(self, tag: str) -> None:
+        spark = self.spark
+        if spark is None:
+            return
+        try:
+            if not is_connect(spark):
+                spark.sparkContext.cancelJobGroup(tag)
+            spark.interruptTag(tag)
+        except Exception as exc:  # the session may be going down already
+            log.warning("sparkpipe: could not cancel the jobs of %s: %s", tag, exc)
+
+    # -- sequences -------------------------------------------------------------------------------
     def run_sequences(self, spark: SparkSession, failed_sources: Mapping[str, str]) -> None:
         graph = self.config.graph()
         readers_left = {s.name: len(graph.dependents(s.name)) for s in self.config.sequences}
-        cached: dict[str, DataFrame] = {}
-        stop = False
-        for seq in self.config.sequences:
-            metrics = self.metrics.sequences[seq.name]
-            if metrics.status != "pending":
-                continue
-            if stop:
-                metrics.status = "skipped"
-                metrics.error = "not run: an earlier sequence failed and fail_fast is set"
-                continue
-            broken = [failed_sources[a] for a in seq.reads_sources if a in failed_sources]
+        fail_fast = self.config.fail_fast
+
+        def execute(name: str) -> str:
+            return self.execute_sequence(spark, self.by_name[name], failed_sources, readers_left[name] > 0)
+
+        def blocked(name: str, dependency: str) -> None:
+            metrics = self.metrics.sequences[name]
+            why = "failed" if self.metrics.sequences[dependency].status != "skipped" else "was skipped"
+            metrics.status = "skipped"
+            metrics.error = f"not run: it reads {dependency}, which {why}"
+            log.warning("sparkpipe: sequence %s skipped: it reads %s, which %s", name, dependency, why)
+            self.after_sequence(self.by_name[name], metrics)
+
+        def finished(name: str, state: str) -> None:
+            if state == "succeeded":
+                self.record_commit(name)
+            if state in ("failed", "cancelled") and fail_fast and not self.stop_reason:
+                self.stop_reason = f"{name} failed and fail_fast is set"
+                assert self.scheduler is not None
+                self.scheduler.stop(cancel_running=True)
+            for dep in graph.depends_on[name]:
+                readers_left[dep] -= 1
+                if readers_left[dep] == 0:
+                    self.release(dep)
+
+        def cancel(name: str) -> None:
+            self.cancel_jobs(self.job_tag(name))
+
+        self.scheduler = SequenceScheduler(
+            graph, self.max_parallel, SchedulerCallbacks(execute, blocked, finished, cancel)
+        )
+        if self.terminated:
+            self.scheduler.stop(cancel_running=False)
+        try:
+            self.scheduler.run({n: m.status for n, m in self.metrics.sequences.items() if m.status != "pending"})
+        finally:
+            self.metrics.max_concurrency = self.scheduler.max_concurrency
+            if self.stop_reason:
+                self.mark_pending_skipped(f"not run: {self.stop_reason}")
+            for name in list(self.kept):
+                self.release(name)
+
+    def release(self, name: str) -> None:
+        """Unpersist a kept result: its last reader finished."""
+        with self._kept_lock:
+            result = self.kept.pop(name, None)
+        if result is not None:
+            result.unpersist()
+
+    def mark_pending_skipped(self, reason: str) -> None:
+        for name, seq in self.metrics.sequences.items():
+            if seq.status in ("pending", "running"):
+                seq.status, seq.error = "skipped", reason
+                log.warning("sparkpipe: sequence %s skipped: %s", name, reason.removeprefix("not run: "))
+
+    def execute_sequence(
+        self, spark: SparkSession, seq: SequenceSpec, failed_sources: Mapping[str, str], has_readers: bool
+    ) -> str:
+        """Run one sequence on this (worker) thread; record its metrics; return its final status."""
+        metrics = self.metrics.sequences[seq.name]
+        token = CURRENT_SEQUENCE.set(seq.name)
+        try:
             self.before_sequence(seq)
             metrics.start()
+            log.info("sparkpipe: sequence %s started", seq.name)
+            broken = [failed_sources[a] for a in seq.reads_sources if a in failed_sources]
             if broken:
                 metrics.finish("failed", error=broken[0])
             else:
-                keep = readers_left[seq.name] > 0 and seq.cache is not False
+                keep = has_readers and seq.cache is not False
                 try:
-                    rows, result = self.run_sequence(spark, seq, keep)
+                    with self.spark_jobs(spark, seq.name):
+                        rows, result = self.run_sequence(spark, seq, keep)
                     metrics.finish("succeeded", rows=rows)
                     if keep:
-                        cached[seq.name] = result
+                        with self._kept_lock:
+                            self.kept[seq.name] = result
                 except Exception as exc:
-                    metrics.finish("failed", error=short_error(exc, self.config))
-            log.info(
-                "sparkpipe: sequence %s %s%s in %.1fs%s",
-                seq.name,
-                metrics.status,
-                f", {metrics.rows_written} rows" if metrics.rows_written is not None else "",
-                metrics.duration_s or 0.0,
-                f": {metrics.error}" if metrics.error else "",
-            )
+                    if self.scheduler is not None and self.scheduler.is_cancelled(seq.name):
+                        metrics.finish("cancelled", error=f"cancelled: {self.stop_reason}")
+                    else:
+                        log.debug("sparkpipe: sequence %s failed", seq.name, exc_info=True)
+                        metrics.finish("failed", error=short_error(exc, self.config))
+            level = logging.INFO if metrics.status == "succeeded" else logging.ERROR
+            log.log(level, "sparkpipe: sequence %s %s", seq.name, metrics.summary())
             self.after_sequence(seq, metrics)
-            if metrics.status == "failed":
-                stop = self.config.fail_fast
-                for name in graph.downstream(seq.name):
-                    skipped = self.metrics.sequences[name]
-                    skipped.status = "skipped"
-                    skipped.error = f"not run: it reads {seq.name}, which failed"
-                    self.after_sequence(next(s for s in self.config.sequences if s.name == name), skipped)
-            for dep in seq.depends_on:
-                readers_left[dep] -= 1
-                if readers_left[dep] == 0 and dep in cached:
-                    cached.pop(dep).unpersist()
-        for df in cached.values():
-            df.unpersist()
+        except Exception as exc:  # a hook failed: the sequence's outcome is unknown to its readers
+            if metrics.status in ("pending", "running", "succeeded"):
+                metrics.finish("failed", rows=metrics.rows_written, error=short_error(exc, self.config))
+            log.error("sparkpipe: sequence %s %s", seq.name, metrics.summary())
+        finally:
+            CURRENT_SEQUENCE.reset(token)
+        return metrics.status
 
     def run_sequence(self, spark: SparkSession, seq: SequenceSpec, keep: bool) -> tuple[int, DataFrame]:
         """Run one query, register its result as view ``seq.name`` and write it.
 
         Returns the rows written and the result (persisted when ``keep``: later sequences read it).
         """
-        from pyspark.sql import Observation
-        from pyspark.sql import functions as F
-
+        F = sql_functions(spark)
         result = spark.sql(seq.query)
         if keep:
             # Later sequences read this result: keep it instead of recomputing the query for each.
             result = result.persist()
         result.createOrReplaceTempView(seq.name)
-        observation = Observation(f"sparkpipe_{seq.name}")
+        observation = new_observation(spark, f"sparkpipe_{self.run_id}_{seq.name}")
         observed = result.observe(observation, F.count(F.lit(1)).alias("rows"))
         try:
-            seq.writer().write(observed)
+            self.write(seq, observed)
         except BaseException:
             if keep:
                 result.unpersist()
             raise
-        if not observation._jo.future().isCompleted():  # type: ignore[union-attr]
-            return 0, result  # nothing executed: mode ignore on an existing target
-        return int(observation.get.get("rows") or 0), result
+        return self.observed_rows(spark, seq, observation), result
+
+    def write(self, seq: SequenceSpec, df: DataFrame) -> None:
+        """Write through the writer's staging when it has one, committing only if not cancelled."""
+        writer = seq.writer()
+        stage = getattr(writer, "stage", None)
+        if not callable(stage):
+            writer.write(df)
+            return
+        staged = stage(df)
+        if self.scheduler is not None and self.scheduler.is_cancelled(seq.name):
+            staged.discard()
+            raise SequenceCancelled(f"{seq.name} was cancelled before its write committed")
+        staged.commit()
+
+    def observed_rows(self, spark: SparkSession, seq: SequenceSpec, observation: Any) -> int:
+        """The rows the write counted, 0 when the write executed nothing (mode ignore, existing target)."""
+        if is_connect(spark):
+            # The connect client fills the observation from the write's response: empty if nothing ran.
+            return int(observation.get.get("rows") or 0)
+        # On a classic session Observation.get blocks until the observed plan ran: ask first whether
+        # the sequence ran any job at all (its job group is its own).
+        if not spark.sparkContext.statusTracker().getJobIdsForGroup(self.job_tag(seq.name)):
+            return 0
+        return int(observation.get.get("rows") or 0)
+
+    def log_summary(self) -> None:
+        """The per-sequence outcome, one line each, after the run."""
+        seqs = self.metrics.sequences
+        width = max((len(n) for n in seqs), default=0)
+        log.info(
+            "sparkpipe: %s %s in %.1f s (%d sequence%s, at most %d at once)",
+            self.config.app_name,
+            self.metrics.status,
+            self.metrics.duration_s or 0.0,
+            len(seqs),
+            "" if len(seqs) == 1 else "s",
+            self.metrics.max_concurrency,
+        )
+        for name, seq in seqs.items():
+            log.info("  %s  %s", name.ljust(width), seq.summary())
+        if self.metrics.error and self.terminated is None:
+            log.error("sparkpipe: %s", self.metrics.error)
+        skipped = [n for n, s in seqs.items() if s.status == "skipped"]
+        if skipped:
+            log.warning("sparkpipe: not run: %s", ", ".join(skipped))
 
     def publish(self, document: dict[str, Any]) -> None:
         text = json.dumps(document, separators=(",", ":"), default=str)
@@ -222,6 +525,33 @@ class BasePipeline:
             except Exception as exc:
                 log.error("sparkpipe: could not write metrics to %s: %s", self.metrics_out, exc)
         print(METRICS_MARKER + text, flush=True)
+
+
+def sql_functions(spark: SparkSession) -> Any:
+    """``pyspark.sql.functions`` of the session's kind: the generic module picks connect only from the
+    environment, not from the session at hand (a process may hold a classic and a connect session)."""
+    if is_connect(spark):
+        from pyspark.sql.connect import functions as connect_functions
+
+        return connect_functions
+    from pyspark.sql import functions
+
+    return functions
+
+
+def new_observation(spark: SparkSession, name: str) -> Any:
+    """An ``Observation`` of the session's kind (classic and connect have their own classes)."""
+    if is_connect(spark):
+        from pyspark.sql.connect.observation import Observation as ConnectObservation
+
+        return ConnectObservation(name)
+    from pyspark.sql.observation import Observation
+
+    # Observation() itself turns into a connect one whenever a connect session was created in this
+    # process: build the classic object explicitly.
+    observation = object.__new__(Observation)
+    observation.__init__(name)  # type: ignore[misc]
+    return observation
 
 
 class PipelineRunner(BasePipeline):

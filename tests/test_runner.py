@@ -89,10 +89,12 @@ def test_row_counts_cost_no_extra_spark_job(spark: Any, events: str, tmp_path: P
         [{"name": "buys", "query": query, "target": {"type": "parquet", "path": str(tmp_path / "pipe")}}],
         {"events": {"type": "file", "path": events}},
     )
-    spark.sparkContext.setJobGroup("pipeline", "sparkpipe")
-    metrics = run(spark, config)
-    pipe_jobs = len(tracker.getJobIdsForGroup("pipeline"))
     spark.sparkContext.setJobGroup("rest", "rest")
+    runner = PipelineRunner(load_config(config), spark=spark)
+    metrics = runner.run()
+    # every job of the run is in the job group of the sources or of a sequence
+    pipe_jobs = sum(len(tracker.getJobIdsForGroup(runner.job_tag(name))) for name in ("sources", "buys"))
+    assert len(tracker.getJobIdsForGroup("rest")) == 0
     assert metrics["sequences"]["buys"]["rows_written"] == 334
     assert pipe_jobs == hand_jobs
 
@@ -135,7 +137,7 @@ def test_failed_sequence_skips_dependents_and_runs_the_rest(spark: Any, events: 
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
     assert not (out / "a").exists()
 
-    stopped = run(spark, {**config, "fail_fast": True})["sequences"]
+    stopped = run(spark, {**config, "fail_fast": True, "max_parallel": 1})["sequences"]
     assert stopped["independent"]["status"] == "skipped" and "fail_fast" in stopped["independent"]["error"]
 
 
@@ -388,3 +390,84 @@ def test_missing_source_fails_its_readers_with_the_source_named(spark: Any, even
     assert "source 'ghost' (sources.ghost)" in metrics["sequences"]["a"]["error"]
     assert "nowhere" in metrics["sequences"]["a"]["error"]
     assert metrics["sequences"]["b"]["status"] == "succeeded"
+
+
+def test_sigterm_cancels_the_run_keeps_the_target_and_writes_the_metrics(spark: Any, tmp_path: Path) -> None:
+    """What YARN, Kubernetes and Airflow send first: jobs cancelled, metrics written, exit 143."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import yaml
+
+    out = tmp_path / "out"
+    spark.range(7).write.parquet(str(out / "endless"))  # the target as it was before the run
+    endless = "SELECT count(*) AS n FROM range(3000000) a CROSS JOIN range(3000000) b WHERE a.id + b.id = -1"
+    config = tmp_path / "p.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "app_name": "term",
+                "max_parallel": 2,
+                "sequences": [
+                    {"name": "quick", "query": "SELECT 1 AS x", "target": {"type": "parquet", "path": str(out / "q")}},
+                    {"name": "endless", "query": endless, "target": {"type": "parquet", "path": str(out / "endless")}},
+                    {
+                        "name": "after",
+                        "query": "SELECT * FROM endless",
+                        "target": {"type": "json", "path": str(out / "a")},
+                    },
+                ],
+            }
+        )
+    )
+    metrics_file = tmp_path / "metrics.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spark_job",
+            "run",
+            "-c",
+            str(config),
+            "--master=local[2]",
+            f"--metrics-out={metrics_file}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not any("sequence quick succeeded" in line for line in lines):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("the run did not get to its long sequence:\n" + "".join(lines)[-3000:])
+            time.sleep(0.2)
+        assert any("sequence endless started" in line for line in lines)
+        proc.send_signal(signal.SIGTERM)
+        stdout, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    reader.join(10)
+    stderr = "".join(lines)
+    assert proc.returncode == 143, stderr[-3000:]
+    metrics = json.loads(metrics_file.read_text())
+    assert json.loads(stdout.strip().splitlines()[-1][len(METRICS_MARKER) :]) == metrics
+    assert metrics["status"] == "failed" and metrics["error"].startswith("terminated by SIGTERM")
+    seqs = metrics["sequences"]
+    assert seqs["quick"]["status"] == "succeeded"
+    assert seqs["endless"]["status"] == "cancelled" and "terminated (SIGTERM)" in seqs["endless"]["error"]
+    assert seqs["after"]["status"] == "skipped"
+    assert sorted(r.id for r in spark.read.parquet(str(out / "endless")).collect()) == list(range(7))
+    assert not (out / "a").exists()
+    assert "sparkpipe: not run: after" in stderr
+    assert "SIGTERM received" in stderr, stderr

@@ -1,0 +1,151 @@
+"""Starting sequences on threads as soon as the sequences they read succeeded, up to a cap at once.
+
+The scheduler knows only names and the graph; what a sequence does, and what a skip or a cancel means
+for Spark, belongs to the runner through the callbacks.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from spark_job.graph import SequenceGraph
+
+DEFAULT_MAX_PARALLEL = 4
+"""Sequences running at once by default: enough to keep a laptop's cores busy while one sequence
+waits on a shuffle or a file commit, few enough that their shuffles fit a small driver's memory."""
+
+SATISFIED = frozenset({"succeeded", "reused"})
+"""States of a sequence whose result its readers can use."""
+
+RECANCEL_INTERVAL_S = 0.5
+"""How often cancellation is repeated while a cancelled sequence still runs (it may have been
+between two Spark jobs when it was first cancelled)."""
+
+
+@dataclass
+class SchedulerCallbacks:
+    """What the scheduler calls; every callback but ``execute`` runs on the scheduling thread.
+
+    Attributes:
+        execute: runs one sequence on a worker thread and returns its final state.
+        blocked: a sequence will not run because ``dependency`` (which it reads) did not succeed.
+        finished: a sequence reached a final state (after ``execute`` or ``blocked``).
+        cancel: cancel a running sequence's Spark jobs (called again until it ends).
+    """
+
+    execute: Callable[[str], str]
+    blocked: Callable[[str, str], None]
+    finished: Callable[[str, str], None]
+    cancel: Callable[[str], None]
+
+
+@dataclass
+class SequenceScheduler:
+    """Runs the sequences of ``graph`` through ``callbacks``, at most ``max_parallel`` at once.
+
+    With ``max_parallel == 1`` sequences run one after the other in ``graph.order()``.
+
+    Attributes:
+        graph: the sequences and what each reads.
+        max_parallel: the most sequences running at once (at least 1).
+        callbacks: what running, skipping, finishing and cancelling do.
+        states: every sequence's state: pending, running, or final (given ones are not run).
+        max_concurrency: the most sequences that ran at once.
+    """
+
+    graph: SequenceGraph
+    max_parallel: int
+    callbacks: SchedulerCallbacks
+    states: dict[str, str] = field(default_factory=dict)
+    max_concurrency: int = 0
+    _stopped: threading.Event = field(default_factory=threading.Event)
+    _cancelled: set[str] = field(default_factory=set)
+    _running: set[str] = field(default_factory=set)
+    # Re-entrant: ``stop`` may run in a signal handler on the scheduling thread while it holds the lock.
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def stop(self, cancel_running: bool) -> None:
+        """Start nothing more; with ``cancel_running``, cancel what runs now. Safe from a signal handler."""
+        self._stopped.set()
+        if cancel_running:
+            with self._lock:
+                running = list(self._running)
+            for name in running:
+                self._cancelled.add(name)
+                self.callbacks.cancel(name)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def is_cancelled(self, name: str) -> bool:
+        return name in self._cancelled
+
+    def pending(self) -> list[str]:
+        return [n for n in self.graph.order() if self.states.get(n, "pending") == "pending"]
+
+    def run(self, given: Mapping[str, str] | None = None) -> None:
+        """Run until every sequence is final or, once stopped, until what runs has ended."""
+        order = self.graph.order()
+        for name in order:
+            self.states.setdefault(name, "pending")
+        self.states.update(given or {})
+        done: queue.Queue[tuple[str, str]] = queue.Queue()
+        while True:
+            if not self.stopped:
+                self._start_ready(order, done)
+            with self._lock:
+                running = len(self._running)
+            if running == 0:
+                return
+            try:
+                name, state = done.get(timeout=RECANCEL_INTERVAL_S if self._cancelled else None)
+            except queue.Empty:
+                self._recancel()
+                continue
+            with self._lock:
+                self._running.discard(name)
+            self.states[name] = state
+            self.callbacks.finished(name, state)
+
+    def _start_ready(self, order: Iterable[str], done: queue.Queue[tuple[str, str]]) -> None:
+        for name in order:
+            if self.states[name] != "pending":
+                continue
+            with self._lock:
+                if len(self._running) >= self.max_parallel:
+                    return
+            deps = self.graph.depends_on[name]
+            if any(self.states[d] in ("pending", "running") for d in deps):
+                continue
+            unmet = next((d for d in deps if self.states[d] not in SATISFIED), None)
+            if unmet is not None:
+                self.states[name] = "skipped"
+                self.callbacks.blocked(name, unmet)
+                self.callbacks.finished(name, "skipped")
+                continue
+            self.states[name] = "running"
+            with self._lock:
+                self._running.add(name)
+                self.max_concurrency = max(self.max_concurrency, len(self._running))
+            # Daemon threads: a driver killed outright must not wait for a Spark call to return.
+            worker = threading.Thread(target=self._work, args=(name, done), name=f"sparkpipe-{name}", daemon=True)
+            worker.start()
+            if self.stopped:
+                return
+
+    def _work(self, name: str, done: queue.Queue[tuple[str, str]]) -> None:
+        try:
+            state = self.callbacks.execute(name)
+        except BaseException:  # execute records its own errors; this only keeps the scheduler alive
+            state = "failed"
+        done.put((name, state))
+
+    def _recancel(self) -> None:
+        with self._lock:
+            still = [n for n in self._running if n in self._cancelled]
+        for name in still:
+            self.callbacks.cancel(name)
