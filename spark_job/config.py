@@ -12,13 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spark_job.document import Document, child_path, parse_text, read_document
+from spark_job.document import Document, check_depth, child_path, parse_text, read_document
 from spark_job.errors import ConfigError, Problem
 from spark_job.fields import Field, describe_value
 from spark_job.graph import SequenceGraph
 from spark_job.io import BaseReader, BaseWriter, readers, writers
 from spark_job.sql import analyse_query
-from spark_job.variables import Substitution, resolve_vars
+from spark_job.urls import is_credential_key, url_credentials
+from spark_job.variables import ExpansionLimit, Substitution, escape, resolve_vars, suggest
+
+# Spark's own default for ``spark.redaction.regex``: kept in what the driver sets, then extended.
+SPARK_REDACTION_DEFAULT = "(?i)secret|password|token|access[.]?key"
 
 __all__ = ["PipelineConfig", "SequenceSpec", "SourceSpec", "load_config", "parse_text"]
 
@@ -157,6 +161,7 @@ def load_config(
             operator passes one; without it such a reference is a config error).
     """
     if isinstance(source, Mapping):
+        check_depth(source)
         document = Document(dict(source))
     else:
         document = read_document(source)
@@ -172,6 +177,8 @@ def load_config(
     )
     try:
         return validator.build()
+    except ExpansionLimit:
+        raise ConfigError(validator.problems) from None
     except RecursionError:
         raise ConfigError([Problem("", "the config is nested too deeply", document.file)]) from None
 
@@ -194,6 +201,7 @@ class Validator:
         self.base_dir = base_dir
         self.problems: list[Problem] = []
         self.sub = Substitution({}, environ, resolve_env, self.report)
+        self.suggestions = [50]  # budget of "did you mean" searches (each compares with every name)
 
     def report(self, path: str, message: str) -> None:
         probe, line = path, self.doc.lines.get(path)
@@ -239,24 +247,110 @@ class Validator:
         spark_conf: Mapping[str, Any] = raw_conf if isinstance(raw_conf, Mapping) else {}
         sources = self.build_sources(body.get("sources"))
         sequences = self.build_sequences(body.get("sequences"), sources)
+        self.check_overrides(declared)
         if self.problems:
             raise ConfigError(sorted(self.problems, key=lambda p: p.line or 0))
-        document = {**body, "vars": dict(self.sub.values)}
-        for i, seq in enumerate(sequences):
+        document = {**body}
+        for seq in sequences:
+            i = int(seq.path[len("sequences[") : -1])
             document["sequences"][i] = {**document["sequences"][i], "query": seq.query}
-            document["sequences"][i].pop("query_file", None)
+            if "query_file" in document["sequences"][i]:
+                document["sequences"][i].pop("query_file")
+                self.sub.resolved[f"{seq.path}.query"] = seq.query
+                self.sub.staged[f"{seq.path}.query"] = self.sub.staged.get(f"{seq.path}.query_file", escape(seq.query))
+        document = self.staged(document)
+        # Staged vars come back as the same text from the driver's substitution: data, never re-expanded.
+        document["vars"] = {name: escape(value) for name, value in self.sub.values.items()}
         graph = SequenceGraph([s.name for s in sequences], {s.name: s.depends_on for s in sequences})
         by_name = {s.name: s for s in sequences}
+        secrets = self.literal_secrets(sources, sequences, spark_conf)
         return PipelineConfig(
             app_name=str(body["app_name"]),
-            spark_conf={str(k): _conf_value(v) for k, v in spark_conf.items()},
+            spark_conf=self.redacted_conf({str(k): _conf_value(v) for k, v in spark_conf.items()}),
             sources=tuple(sources),
             sequences=tuple(by_name[n] for n in graph.order()),
             fail_fast=bool(body.get("fail_fast", False)),
             document=document,
             file=self.doc.file,
-            secrets=frozenset(self.sub.secrets),
+            secrets=frozenset(secrets),
         )
+
+    def check_overrides(self, declared: Mapping[str, Any]) -> None:
+        """A var passed (``--var``, the operator's ``vars``) that the config neither declares nor uses is a
+        mistake (a misspelt name would otherwise be ignored silently)."""
+        unknown = [str(n) for n in self.overrides if str(n) not in declared and str(n) not in self.sub.used]
+        known = sorted({*map(str, declared), *self.sub.used})
+        for name in unknown:
+            self.problems.append(
+                Problem(
+                    f"--var {name}",
+                    f"the config neither declares {name!r} under 'vars' nor uses it as ${{{name}}}"
+                    f"{suggest(name, known, self.suggestions)}: remove it or fix its name",
+                    self.doc.file,
+                )
+            )
+
+    def staged(self, document: dict[str, Any]) -> dict[str, Any]:
+        """The document as the driver must receive it: its substitution gives back exactly these values.
+
+        Every string is written with literal ``${`` escaped as ``$${``; only the secret references kept
+        for the driver (``resolve_env=False``) stay live. Iterative: depth costs no stack.
+        """
+        root: dict[str, Any] = {}
+        stack: list[tuple[Any, str, Any, Any]] = [(document, "", root, "")]
+        while stack:
+            node, where, parent, key = stack.pop()
+            if isinstance(node, str):
+                staged = self.sub.staged.get(where)
+                parent[key] = staged if staged is not None and self.sub.resolved.get(where) == node else escape(node)
+            elif isinstance(node, Mapping):
+                copy: dict[Any, Any] = {}
+                parent[key] = copy
+                for k, v in node.items():
+                    copy[k] = v
+                    stack.append((v, child_path(where, k), copy, k))
+            elif isinstance(node, list):
+                items = list(node)
+                parent[key] = items
+                stack.extend((v, child_path(where, i), items, i) for i, v in enumerate(node))
+            else:
+                parent[key] = node
+        return dict(root[""])
+
+    def literal_secrets(
+        self, sources: list[SourceSpec], sequences: list[SequenceSpec], spark_conf: Mapping[str, Any]
+    ) -> set[str]:
+        """Every value to mask: resolved references, credential keys (``password:``), credentials inside
+        URLs and the values of sensitive ``spark_conf`` keys."""
+        secrets = set(self.sub.secrets)
+        stack: list[tuple[str, Any]] = [("", s.spec) for s in sources] + [("", q.target) for q in sequences]
+        stack.extend((str(k), v) for k, v in spark_conf.items())
+        while stack:
+            key, value = stack.pop()
+            if isinstance(value, Mapping):
+                stack.extend((str(k), v) for k, v in value.items())
+            elif isinstance(value, list):
+                stack.extend((key, v) for v in value)
+            elif isinstance(value, str):
+                found = [value] if is_credential_key(key) else []
+                if "=" in value or "@" in value or "/" in value:
+                    found.extend(url_credentials(value))
+                secrets.update(f for f in found if len(f) >= 4 and "${" not in f)
+        return secrets
+
+    def redacted_conf(self, conf: dict[str, str]) -> dict[str, str]:
+        """``conf`` with ``spark.redaction.regex`` extended to every key whose value is a secret (it came
+        from a reference, or the key or value is a credential), so the Spark UI and event log hide it."""
+        keys = [
+            key
+            for key, value in conf.items()
+            if key != "spark.redaction.regex"
+            and (f"spark_conf.{key}" in self.sub.secret_paths or is_credential_key(key) or bool(url_credentials(value)))
+        ]
+        if not keys:
+            return conf
+        current = conf.get("spark.redaction.regex") or SPARK_REDACTION_DEFAULT
+        return {**conf, "spark.redaction.regex": current + "|" + "|".join(_java_literal(k) for k in keys)}
 
     def build_sources(self, raw: Any) -> list[SourceSpec]:
         if raw is None:
@@ -329,6 +423,9 @@ class Validator:
         except Exception as exc:
             self.report(where, f"{conn_id!r}: {exc}")
             return spec
+        # The settings are references the driver resolves (``${env:...}`` for the connection's password):
+        # substituted like the config's own text, so they stay live in what is staged.
+        settings = {k: self.sub.text(v, child_path(path, k)) if isinstance(v, str) else v for k, v in settings.items()}
         clash = sorted(k for k in settings if k in spec)
         if clash:
             self.report(where, f"the connection gives {', '.join(clash)}: remove them or the connection")
@@ -476,14 +573,30 @@ class Validator:
             elif relation in names or relation in aliases:
                 found.append(relation)
             else:
-                hint = difflib.get_close_matches(relation, [*aliases, *names], n=1, cutoff=0.6)
-                advice = f"did you mean {hint[0]!r}? " if hint else ""
+                hint = suggest(relation, _Names(aliases, names), self.suggestions)
+                advice = hint.strip()[1:-1] + " " if hint else ""
                 self.report(
                     f"{path}.query",
                     f"reads {relation!r}, which is neither a source alias nor a sequence "
                     f"({advice}qualify catalog tables as database.table)",
                 )
         return found
+
+
+class _Names:
+    """The view names a relation may be compared with, listed only when a suggestion is searched."""
+
+    def __init__(self, *groups: Mapping[str, Any]) -> None:
+        self.groups = groups
+
+    def __iter__(self) -> Any:
+        for group in self.groups:
+            yield from group
+
+
+def _java_literal(text: str) -> str:
+    """``text`` as a Java regular expression matching it literally (ASCII punctuation escaped)."""
+    return "".join("\\" + c if c.isascii() and not (c.isalnum() or c == "_") else c for c in text)
 
 
 def _is_identifier(name: str) -> bool:

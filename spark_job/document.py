@@ -4,15 +4,86 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import re
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from spark_job.errors import ConfigError, Problem
 
 MAX_CONFIG_BYTES = 10 * 1024 * 1024
 MAX_ELEMENTS = 200_000
+MAX_DEPTH = 100
+# Python refuses to turn longer digit strings into numbers (int_max_str_digits); say so with the place.
+MAX_NUMBER_DIGITS = 4000
+_LONG_NUMBER = re.compile(r"[-+]?(?:0[xob])?[0-9_]{" + str(MAX_NUMBER_DIGITS + 1) + ",}")
+
+
+class UnreadableFile(Exception):
+    """A file that cannot be read as text. ``reason`` says why without naming the file; ``line`` is
+    where undecodable bytes start, when that is the reason."""
+
+    def __init__(self, name: str, reason: str, line: int | None = None) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+        self.line = line
+
+
+def read_text_file(path: str | os.PathLike[str], what: str = "a file", limit: int = MAX_CONFIG_BYTES) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes, read without ever blocking.
+
+    A FIFO, a device (``/dev/zero``) or a directory is refused before anything is read: the file is
+    opened with ``O_NONBLOCK`` (opening a FIFO would otherwise wait for a writer), checked with
+    ``fstat`` and read up to ``limit + 1`` bytes, so neither time nor memory depends on what it is.
+    ``what`` names the file's role in the size message (``a config``, ``a query file``).
+    Raises ``UnreadableFile``.
+    """
+    name = os.fspath(path)
+    if not name:
+        raise UnreadableFile(name, "the path is empty: give a file name")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(name, flags)
+    except FileNotFoundError:
+        raise UnreadableFile(name, "not found: check the path") from None
+    except IsADirectoryError:
+        raise UnreadableFile(name, "is a directory, not a file") from None
+    except OSError as exc:
+        raise UnreadableFile(name, f"cannot be opened: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UnreadableFile(name, "is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+            raise UnreadableFile(name, f"is {kind}, not a regular file: give a file")
+        if info.st_size > limit:
+            raise UnreadableFile(name, f"the file is {info.st_size:,} bytes; {what} may be at most {limit:,}")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            try:
+                chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            except OSError as exc:
+                raise UnreadableFile(name, f"cannot be read: {exc.strerror or exc}") from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:  # the file grew while it was read
+            raise UnreadableFile(name, f"the file is more than {limit:,} bytes; {what} may be at most {limit:,}")
+    finally:
+        os.close(fd)
+    raw = b"".join(chunks)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UnreadableFile(
+            name, f"not UTF-8 text (byte 0x{raw[exc.start]:02x}): save the file as UTF-8", line
+        ) from None
 
 
 @dataclass
@@ -24,11 +95,13 @@ class Document:
         file: the file name used in messages (None for a config given as data).
         line_index: config path (``sequences[1].target``) → 1-based line, or how to compute it when first
             needed (JSON files: only a config with problems needs it).
+        styles: config path → YAML scalar style, for the styles that change the text (``>`` folded).
     """
 
     data: Any
     file: str | None = None
     line_index: dict[str, int] | Callable[[], dict[str, int]] = field(default_factory=dict)
+    styles: dict[str, str] = field(default_factory=dict)
 
     @property
     def lines(self) -> dict[str, int]:
@@ -47,25 +120,25 @@ def read_document(path: str | os.PathLike[str]) -> Document:
     """Read and parse a YAML or JSON config file."""
     file = str(path)
     try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError([Problem("", "config file not found: check the path", file)]) from None
-    except IsADirectoryError:
-        raise ConfigError([Problem("", "is a directory, not a config file", file)]) from None
-    except OSError as exc:
-        raise ConfigError([Problem("", f"cannot read the config file: {exc.strerror}", file)]) from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            [Problem("", f"the file is {len(raw):,} bytes; a config may be at most {MAX_CONFIG_BYTES:,}", file)]
-        )
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            [Problem("", f"not UTF-8 text (byte 0x{raw[exc.start]:02x}): save the file as UTF-8", file, line)]
-        ) from None
+        text = read_text_file(path, "a config")
+    except UnreadableFile as exc:
+        reason = "config file not found: check the path" if exc.reason.startswith("not found") else exc.reason
+        raise ConfigError([Problem("", reason, file, exc.line)]) from None
     return parse_document(text, file)
+
+
+def check_depth(data: Any, file: str | None = None) -> None:
+    """Refuse data nested deeper than ``MAX_DEPTH`` (a config given as a dict), without recursion."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            shown = path if len(path) <= 80 else path[:60] + "..." + path[-17:]
+            raise ConfigError([Problem(shown, f"the config is nested too deeply (more than {MAX_DEPTH} levels)", file)])
+        if isinstance(value, Mapping):
+            stack.extend((v, child_path(path, k), depth + 1) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            stack.extend((v, child_path(path, i), depth + 1) for i, v in enumerate(value))
 
 
 def parse_text(text: str, file: str = "<config>") -> Any:
@@ -83,23 +156,48 @@ def parse_document(text: str, file: str | None = None) -> Document:
     return _parse_yaml(text, file)
 
 
+class _LongNumber(Exception):
+    pass
+
+
 def _parse_json(text: str, file: str | None) -> Document:
     duplicates: list[str] = []
 
     def mapping(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         data = dict(pairs)
         if len(data) != len(pairs):
-            duplicates.extend(k for k in data if sum(1 for key, _ in pairs if key == k) > 1)
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    duplicates.append(key)
+                seen.add(key)
         return data
 
+    def number(text: str) -> int:
+        if len(text) > MAX_NUMBER_DIGITS:
+            raise _LongNumber
+        return int(text)
+
     try:
-        data = json.loads(text, object_pairs_hook=mapping)
+        data = json.loads(text, object_pairs_hook=mapping, parse_int=number)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             [Problem("", f"JSON syntax error: {exc.msg} (column {exc.colno})", file, exc.lineno)]
         ) from None
     except RecursionError:
         raise ConfigError([Problem("", "the config is nested too deeply", file)]) from None
+    except _LongNumber:
+        _json_lines(text, file)  # reports it with its path and line
+        match = _LONG_NUMBER.search(text)
+        line = text.count("\n", 0, match.start()) + 1 if match else None
+        raise ConfigError(
+            [
+                Problem(
+                    "", f"a number of more than {MAX_NUMBER_DIGITS:,} digits: quote it to keep it as text", file, line
+                )
+            ]
+        ) from None
+    check_depth(data, file)
     if duplicates:
         _json_lines(text, file)  # reports them with their paths and lines
         names = ", ".join(sorted({repr(k) for k in duplicates}))
@@ -121,10 +219,10 @@ def _json_lines(text: str, file: str | None) -> dict[str, int]:
     lines: dict[str, int] = {}
     problems: list[Problem] = []
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _loader_class(yaml)(text)
         node = loader.get_single_node()
         if node is not None:
-            _index_lines(node, "", lines, problems, file, [0])
+            _index_lines(node, lines, {}, problems, file)
     except (yaml.YAMLError, RecursionError):
         return {}
     finally:
@@ -135,18 +233,24 @@ def _json_lines(text: str, file: str | None) -> dict[str, int]:
     return lines
 
 
+def _loader_class(yaml: Any) -> Any:
+    """PyYAML's C loader when it was built with libyaml (about ten times faster), else the pure one."""
+    return getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
+
+
 def _parse_yaml(text: str, file: str | None) -> Document:
     import yaml
 
     loader = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _loader_class(yaml)(text)
         node = loader.get_single_node()
         if node is None:
             raise ConfigError([Problem("", "the config is empty: it needs app_name, sources and sequences", file)])
         lines: dict[str, int] = {}
+        styles: dict[str, str] = {}
         problems: list[Problem] = []
-        _index_lines(node, "", lines, problems, file, [0])
+        _index_lines(node, lines, styles, problems, file)
         if problems:
             raise ConfigError(problems)
         data = loader.construct_document(node)
@@ -157,6 +261,8 @@ def _parse_yaml(text: str, file: str | None) -> Document:
             what = f"{exc.context}, {exc.problem}"
         line = mark.line + 1 if mark else None
         col = f" (column {mark.column + 1})" if mark else ""
+        if "nesting depth" in what:  # libyaml's own limit
+            raise ConfigError([Problem("", "the config is nested too deeply", file, line)]) from None
         raise ConfigError([Problem("", f"YAML syntax error: {what}{col}", file, line)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem("", f"not valid YAML: {exc}", file)]) from None
@@ -165,41 +271,73 @@ def _parse_yaml(text: str, file: str | None) -> Document:
     finally:
         if loader is not None:
             loader.dispose()
-    return Document(data, file, lines)
+    return Document(data, file, lines, styles)
+
+
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
 def _index_lines(
-    node: Any, path: str, lines: dict[str, int], problems: list[Problem], file: str | None, count: list[int]
+    root: Any, lines: dict[str, int], styles: dict[str, str], problems: list[Problem], file: str | None
 ) -> None:
-    """Record the line of every value; find duplicate keys; bound the expanded size (alias bombs)."""
+    """Record the line of every value and the folded scalars; find duplicate keys and numbers too long
+    to convert; bound the expanded size (alias bombs) and the depth. Iterative: depth costs no stack."""
     import yaml
 
-    count[0] += 1
-    if count[0] > MAX_ELEMENTS:
-        raise ConfigError([Problem("", f"the config expands to more than {MAX_ELEMENTS:,} elements", file)])
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                problems.append(Problem(path, "mapping keys must be plain names", file, key_node.start_mark.line + 1))
-                continue
-            key = key_node.value
-            sub = child_path(path, key)
-            if key == "<<":
-                _index_lines(value_node, path, lines, problems, file, count)
-                continue
-            if key in seen:
+    count = 0
+    stack: list[tuple[Any, str, int]] = [(root, "", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        count += 1
+        if count > MAX_ELEMENTS:
+            raise ConfigError([Problem("", f"the config expands to more than {MAX_ELEMENTS:,} elements", file)])
+        if depth > MAX_DEPTH:
+            raise ConfigError(
+                [
+                    Problem(
+                        "",
+                        f"the config is nested too deeply (more than {MAX_DEPTH} levels)",
+                        file,
+                        node.start_mark.line + 1,
+                    )
+                ]
+            )
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.ScalarNode):
+            if node.style == ">":
+                styles[path] = ">"
+            elif node.tag in _NUMBER_TAGS and not node.style and _LONG_NUMBER.match(node.value):
                 problems.append(
                     Problem(
-                        sub,
-                        "duplicate key: the earlier value would be lost",
+                        path,
+                        f"a number of {len(node.value):,} digits is more than Python converts "
+                        f"({MAX_NUMBER_DIGITS:,}): quote it to keep it as text",
                         file,
-                        key_node.start_mark.line + 1,
+                        node.start_mark.line + 1,
                     )
                 )
-            seen.add(key)
-            _index_lines(value_node, sub, lines, problems, file, count)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index_lines(item, child_path(path, i), lines, problems, file, count)
+        elif isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            children: list[tuple[Any, str, int]] = []
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    problems.append(
+                        Problem(path, "mapping keys must be plain names", file, key_node.start_mark.line + 1)
+                    )
+                    continue
+                key = key_node.value
+                if key == "<<":
+                    children.append((value_node, path, depth + 1))
+                    continue
+                sub = child_path(path, key)
+                if key in seen:
+                    problems.append(
+                        Problem(
+                            sub, "duplicate key: the earlier value would be lost", file, key_node.start_mark.line + 1
+                        )
+                    )
+                seen.add(key)
+                children.append((value_node, sub, depth + 1))
+            stack.extend(reversed(children))  # config order: the first line seen for a path wins
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed([(item, child_path(path, i), depth + 1) for i, item in enumerate(node.value)]))

@@ -16,6 +16,30 @@ from spark_job.document import child_path
 
 REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+# The text all substitutions may produce together: aliases and variables that double each other stop here.
+MAX_EXPANDED_CHARS = 10 * 1024 * 1024
+# Suggestions compare a name with every known one: only the first problems get them, so a config with
+# thousands of misspelt names still validates in linear time.
+MAX_SUGGESTIONS = 50
+MAX_SECRET_FILE_BYTES = 1024 * 1024
+
+
+class ExpansionLimit(Exception):
+    """Substituted text grew past ``MAX_EXPANDED_CHARS``; the problem is already reported."""
+
+
+def escape(text: str) -> str:
+    """``text`` written so that substitution gives it back unchanged (``${`` → ``$${``)."""
+    return text.replace("${", "$${")
+
+
+def suggest(name: str, known: Any, budget: list[int]) -> str:
+    """`` (did you mean 'x'?)`` for the first ``MAX_SUGGESTIONS`` calls sharing ``budget``, else ``""``."""
+    if budget[0] <= 0:
+        return ""
+    budget[0] -= 1
+    hint = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
 
 
 class Substitution:
@@ -27,6 +51,12 @@ class Substitution:
         resolve_env: when False, ``${env:NAME}``, ``${file:PATH}`` and ``${secret:...}`` are kept as written
             (resolved later, on the driver); secret references are still checked for shape.
         secrets: values that came from the environment, files or secret managers, masked in logs and metrics.
+        secret_paths: config paths whose value holds a resolved (or, when not resolving, a kept) secret
+            reference: Spark is told to redact such ``spark_conf`` keys.
+        resolved: config path → the text substitution produced there (for the paths holding a reference).
+        staged: config path → the text to stage for a second substitution (on the driver) that gives the
+            same result as this one: literal ``${`` escaped, kept secret references live.
+        used: the variable names referenced.
     """
 
     def __init__(
@@ -41,73 +71,122 @@ class Substitution:
         self.resolve_env = resolve_env
         self.report = report
         self.secrets: set[str] = set()
+        self.secret_paths: set[str] = set()
+        self.staged: dict[str, str] = {}
+        self.resolved: dict[str, str] = {}
+        self.used: set[str] = set()
         self.fetched: dict[str, str] = {}
+        self.expanded = 0
+        self.suggestions = [MAX_SUGGESTIONS]
+
+    def grow(self, size: int, path: str) -> None:
+        self.expanded += size
+        if self.expanded > MAX_EXPANDED_CHARS:
+            self.report(
+                path,
+                f"the config expands to more than {MAX_EXPANDED_CHARS:,} characters after aliases and "
+                "variables: a variable or alias is repeated or doubles itself",
+            )
+            raise ExpansionLimit
 
     def text(self, value: str, path: str) -> str:
-        def replace(match: re.Match[str]) -> str:
-            if match.group(0) == "$${":
-                return "${"
-            ref = match.group(1).strip()
-            if ref.startswith("env:"):
-                name = ref[4:].strip()
-                if not self.resolve_env:
-                    return match.group(0)
-                if name not in self.environ:
-                    self.report(path, f"environment variable {name} is not set (referenced as ${{env:{name}}})")
-                    return ""
-                return self.remember(self.environ[name])
-            if ref.startswith("file:"):
-                return self.secret_file(ref[5:].strip(), match.group(0), path)
-            if ref.startswith("secret:"):
-                return self.secret_manager(ref[7:].strip(), match.group(0), path)
-            if not NAME.match(ref):
-                self.report(
-                    path,
-                    f"${{{ref}}} is not a variable reference: names are letters, digits and _"
-                    " (write $${ for a literal ${)",
-                )
-                return match.group(0)
-            if ref not in self.values:
-                hint = difflib.get_close_matches(ref, list(self.values), n=1)
-                did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
-                self.report(
-                    path,
-                    f"undefined variable ${{{ref}}}{did_you_mean}: define it under 'vars' or pass --var {ref}=VALUE",
-                )
-                return match.group(0)
-            return self.values[ref]
+        if "${" not in value:
+            self.grow(len(value), path)
+            return value
+        resolved: list[str] = []
+        staged: list[str] = []
+        last = 0
+        for match in REFERENCE.finditer(value):
+            literal = value[last : match.start()]
+            resolved.append(literal)
+            staged.append(escape(literal))
+            last = match.end()
+            out, live = self.reference(match, path)
+            self.grow(len(literal) + len(out), path)
+            resolved.append(out)
+            staged.append(out if live else escape(out))
+        tail = value[last:]
+        self.grow(len(tail), path)
+        resolved.append(tail)
+        staged.append(escape(tail))
+        self.staged[path] = "".join(staged)
+        self.resolved[path] = result = "".join(resolved)
+        return result
 
-        return REFERENCE.sub(replace, value)
+    def reference(self, match: re.Match[str], path: str) -> tuple[str, bool]:
+        """What one reference becomes, and whether it stays a live reference (kept for the driver)."""
+        if match.group(0) == "$${":
+            return "${", False
+        ref = match.group(1).strip()
+        if ref.startswith("env:"):
+            name = ref[4:].strip()
+            if not name:
+                self.report(path, f"{match.group(0)} names no environment variable: write ${{env:NAME}}")
+                return "", False
+            if not self.resolve_env:
+                self.secret_paths.add(path)
+                return match.group(0), True
+            if name not in self.environ:
+                self.report(path, f"environment variable {name} is not set (referenced as ${{env:{name}}})")
+                return "", False
+            self.secret_paths.add(path)
+            return self.remember(self.environ[name]), False
+        if ref.startswith("file:"):
+            return self.secret_file(ref[5:].strip(), match.group(0), path)
+        if ref.startswith("secret:"):
+            return self.secret_manager(ref[7:].strip(), match.group(0), path)
+        if not NAME.match(ref):
+            self.report(
+                path,
+                f"${{{ref}}} is not a variable reference: names are letters, digits and _"
+                " (write $${ for a literal ${)",
+            )
+            return match.group(0), False
+        self.used.add(ref)
+        if ref not in self.values:
+            self.report(
+                path,
+                f"undefined variable ${{{ref}}}{suggest(ref, self.values, self.suggestions)}: "
+                f"define it under 'vars' or pass --var {ref}=VALUE",
+            )
+            return match.group(0), False
+        return self.values[ref], False
 
-    def secret_file(self, name: str, reference: str, path: str) -> str:
+    def secret_file(self, name: str, reference: str, path: str) -> tuple[str, bool]:
         """``${file:/run/secrets/db-password}``: a secret mounted as a file (Kubernetes, Docker secrets)."""
-        if not self.resolve_env:
-            return reference
-        try:
-            with open(name, encoding="utf-8") as fh:
-                secret = fh.read().strip()
-        except OSError as exc:
-            self.report(path, f"cannot read the secret file {name} (referenced as {reference}): {exc.strerror}")
-            return ""
-        return self.remember(secret)
+        from spark_job.document import UnreadableFile, read_text_file
 
-    def secret_manager(self, name: str, reference: str, path: str) -> str:
+        if not name:
+            self.report(path, f"{reference} names no file: write ${{file:/path/to/secret}}")
+            return "", False
+        self.secret_paths.add(path)
+        if not self.resolve_env:
+            return reference, True
+        try:
+            secret = read_text_file(name, "a secret file", MAX_SECRET_FILE_BYTES).strip()
+        except UnreadableFile as exc:
+            self.report(path, f"cannot read the secret file {name} (referenced as {reference}): {exc.reason}")
+            return "", False
+        return self.remember(secret), False
+
+    def secret_manager(self, name: str, reference: str, path: str) -> tuple[str, bool]:
         """``${secret:aws:prod/db#password}``: read from a secret manager by the driver, at load time."""
         from spark_job.secret_managers import SecretUnavailable, check_reference, read_secret
 
         if problem := check_reference(name):
             self.report(path, f"{reference}: {problem}")
-            return reference
+            return reference, False
+        self.secret_paths.add(path)
         if not self.resolve_env:
-            return reference
+            return reference, True
         try:
             secret = read_secret(name, self.environ, self.fetched)
         except SecretUnavailable as exc:
             self.report(path, f"cannot read the secret {reference}: {exc}")
-            return ""
+            return "", False
         for whole in self.fetched.values():  # the whole text of a JSON secret read by field
             self.remember(whole)
-        return self.remember(secret)
+        return self.remember(secret), False
 
     def remember(self, secret: str) -> str:
         """Record a resolved value for masking (shorter ones would mask ordinary text) and return it."""
@@ -116,40 +195,66 @@ class Substitution:
         return secret
 
     def tree(self, value: Any, path: str) -> Any:
-        if isinstance(value, str):
-            return self.text(value, path)
-        if isinstance(value, Mapping):
-            return {k: self.tree(v, child_path(path, k)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.tree(v, child_path(path, i)) for i, v in enumerate(value)]
-        return value
+        """Substitute every string of ``value``; iterative, so depth costs no stack."""
+        if not isinstance(value, Mapping | list):
+            return self.text(value, path) if isinstance(value, str) else value
+        root: dict[str, Any] = {}
+        stack: list[tuple[Any, str, Any, Any]] = [(value, path, root, "")]
+        while stack:
+            node, where, parent, key = stack.pop()
+            if isinstance(node, str):
+                parent[key] = self.text(node, where)
+            elif isinstance(node, Mapping):
+                copy: dict[Any, Any] = {}
+                parent[key] = copy
+                for k, v in node.items():
+                    copy[k] = v
+                    stack.append((v, child_path(where, k), copy, k))
+            elif isinstance(node, list):
+                items: list[Any] = list(node)
+                parent[key] = items
+                stack.extend((v, child_path(where, i), items, i) for i, v in enumerate(node))
+            else:
+                parent[key] = node
+        return root[""]
 
 
 def resolve_vars(declared: Mapping[str, Any], overrides: Mapping[str, Any], substitution: Substitution) -> None:
-    """Fill ``substitution.values``: overrides win; values may reference other variables and ``env:``."""
-    raw = {str(k): _as_text(v) for k, v in declared.items()}
-    raw.update({str(k): _as_text(v) for k, v in overrides.items()})
+    """Fill ``substitution.values``: overrides win and are data, taken as given (never expanded: whoever
+    passes a var, for instance by triggering a DAG run, must not read the driver's environment or
+    files through it); declared values may reference other variables and ``env:``/``file:``/``secret:``.
+    """
+    raw = {str(k): _as_text(v) for k, v in declared.items() if str(k) not in overrides}
+    for name, value in overrides.items():
+        substitution.values[str(name)] = _as_text(value)
     resolving: list[str] = []
-
-    def resolve(name: str) -> None:
-        if name in substitution.values:
-            return
-        if name in resolving:
-            substitution.report(
-                f"vars.{name}", f"variables reference each other in a loop: {' -> '.join([*resolving, name])}"
-            )
-            substitution.values[name] = ""
-            return
-        resolving.append(name)
-        for match in REFERENCE.finditer(raw[name]):
-            ref = (match.group(1) or "").strip()
-            if ref in raw:
-                resolve(ref)
-        resolving.pop()
-        substitution.values[name] = substitution.text(raw[name], f"vars.{name}")
-
-    for name in raw:
-        resolve(name)
+    on_stack: set[str] = set()
+    # Iterative depth-first resolution: a chain of thousands of variables costs no stack.
+    for first in raw:
+        if first in substitution.values:
+            continue
+        work: list[tuple[str, bool]] = [(first, False)]
+        while work:
+            name, done = work.pop()
+            if done:
+                resolving.pop()
+                on_stack.discard(name)
+                substitution.values[name] = substitution.text(raw[name], f"vars.{name}")
+                continue
+            if name in substitution.values:
+                continue
+            if name in on_stack:
+                loop = " -> ".join([*resolving[resolving.index(name) :], name])
+                substitution.report(f"vars.{name}", f"variables reference each other in a loop: {loop}")
+                substitution.values[name] = ""
+                continue
+            resolving.append(name)
+            on_stack.add(name)
+            work.append((name, True))
+            for match in REFERENCE.finditer(raw[name]):
+                ref = (match.group(1) or "").strip()
+                if ref in raw and ref not in substitution.values:
+                    work.append((ref, False))
 
 
 def _as_text(value: Any) -> str:

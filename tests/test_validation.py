@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -226,15 +227,16 @@ def test_json_problems_have_their_lines_and_duplicate_keys_are_found(tmp_path: P
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert f"{path}:2: app_name: duplicate key" in str(err.value)
-    # JSON that YAML reads differently (a tab before a value) keeps working, without lines.
+    # JSON that pure PyYAML reads differently (a tab before a value) keeps working, with lines when
+    # libyaml reads it.
     path.write_text('{"app_name":\t"x", "sources": {"a": {"type": "csv", "path": "/in"}},\n"sequences": []}')
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert f"{path}: sequences:" in str(err.value)
+    assert re.search(rf"{re.escape(str(path))}(:2)?: sequences: is empty", str(err.value))
     path.write_text('{"app_name":\t"x", "app_name": "y", "sources": {}, "sequences": []}')
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert f"{path}: duplicate key 'app_name'" in str(err.value)
+    assert re.search(rf"{re.escape(str(path))}(: duplicate key 'app_name'|:1: app_name: duplicate key)", str(err.value))
 
 
 def test_non_utf8_file(tmp_path: Path) -> None:

@@ -121,9 +121,14 @@ class JdbcReader(BaseReader):
         return ReadPlan(format="jdbc", options=opts, schema=None)
 
     def describe(self) -> dict[str, Any]:
-        # The URL may carry credentials in its query string: keep only scheme, host and database.
-        url = str(self.spec["url"]).split("?", 1)[0]
-        return {"type": "jdbc", "uri": url, "table": self.spec.get("table", "(query)")}
+        from spark_job.urls import strip_credentials
+
+        # The URL may carry credentials (user info, ;password=, ?password=): what is shown has none.
+        return {
+            "type": "jdbc",
+            "uri": strip_credentials(str(self.spec["url"])),
+            "table": self.spec.get("table", "(query)"),
+        }
 
 
 @readers.register

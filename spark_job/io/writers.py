@@ -211,7 +211,10 @@ class JdbcWriter(BaseWriter):
         return f"jdbc:{str(where).split('?', 1)[0]}/{str(self.spec['table']).lower()}"
 
     def describe(self) -> dict[str, Any]:
-        return {"type": "jdbc", "uri": str(self.spec["url"]).split("?", 1)[0], "table": self.spec["table"]}
+        from spark_job.urls import strip_credentials
+
+        # The URL may carry credentials (user info, ;password=, ?password=): what is shown has none.
+        return {"type": "jdbc", "uri": strip_credentials(str(self.spec["url"])), "table": self.spec["table"]}
 
 
 @writers.register
