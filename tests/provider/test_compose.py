@@ -17,7 +17,7 @@ import yaml
 from airflow_provider_sparkpipe.runtimes import LocalSpark, runtime_from_dict
 from tests.provider.conftest import REPO
 
-SCHEMA = REPO.parent / "shared" / "reference" / "compose-spec.schema.json"
+SCHEMA = REPO / "tests" / "provider" / "schemas" / "compose-spec.schema.json"
 COMPOSE = REPO / "docker-compose.yaml"
 
 

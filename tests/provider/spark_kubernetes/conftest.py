@@ -17,12 +17,7 @@ from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmissio
 from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
 from tests.provider.spark_kubernetes.fake_apiserver import TOKEN, FakeKubernetes, serve
 
-CRD = (
-    Path(__file__).resolve().parents[3].parent
-    / "shared"
-    / "reference"
-    / "sparkoperator.k8s.io_sparkapplications.crd.yaml"
-)
+CRD = Path(__file__).resolve().parents[1] / "schemas" / "sparkoperator.k8s.io_sparkapplications.crd.yaml"
 CONN_ID = "sparkpipe_test_k8s"
 NAMESPACE = "spark-jobs"
 IMAGE = "registry.example.com/sparkpipe-driver:0.1.0"
