@@ -105,7 +105,7 @@ class AirflowDeployment:
         self.client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
 
     def trigger(self, dag_id: str) -> str:
-        """Unpause the DAG and trigger a run as the UI's Trigger button does (no logical date); its run id."""
+        """Unpause the DAG and trigger a run now, without a logical date (as Airflow 3 allows); its run id."""
         self.api("PATCH", f"dags/{dag_id}", {"is_paused": False})
         return str(self.api("POST", f"dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"])
 
@@ -228,7 +228,7 @@ def _environment(
         "AIRFLOW__API__BASE_URL": api_url,
         "AIRFLOW__API__WORKERS": "1",
         # The api-server checks the tokens the scheduler gives each task: both must share the secret.
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
         "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
         # Free ports of our own, so that two deployments on one machine never collide.
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -290,9 +290,9 @@ def _signal(pid: int, sig: signal.Signals, group: bool) -> None:
         pass
 
 
-def stop_processes(processes: Mapping[str, subprocess.Popen[bytes]], grace_s: float = 30.0) -> None:
+def stop_processes(processes: Mapping[str, subprocess.Popen[bytes]], grace_s: float = 30.0) -> list[int]:
     """SIGTERM each process's group, SIGKILL what is left after ``grace_s``, and then every descendant that
-    left the groups (spark-submit runs in a session of its own)."""
+    left the groups (spark-submit runs in a session of its own); the pids that still live after all that."""
     started = [p for p in processes.values() if p.poll() is None]
     descendants = _descendants({p.pid for p in started})
     for process in started:
@@ -304,10 +304,17 @@ def stop_processes(processes: Mapping[str, subprocess.Popen[bytes]], grace_s: fl
         except subprocess.TimeoutExpired:
             _signal(process.pid, signal.SIGKILL, group=True)
             process.wait(timeout=30)
-    alive = _processes()
-    for pid, started_at in descendants.items():
-        if pid in alive and alive[pid][1] == started_at:  # the same process, not a reused pid
-            _signal(pid, signal.SIGKILL, group=False)
+
+    def survivors() -> list[int]:
+        alive = _processes()  # the same start time: the same process, not a reused pid
+        return [pid for pid, started_at in descendants.items() if pid in alive and alive[pid][1] == started_at]
+
+    for pid in survivors():
+        _signal(pid, signal.SIGKILL, group=False)
+    deadline = time.monotonic() + 10
+    while (left := survivors()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
 
 
 @pytest.fixture(scope="module")
@@ -353,11 +360,12 @@ def airflow_deployment(postgres: Postgres, tmp_path_factory: pytest.TempPathFact
         yield deployment
     finally:
         deployment.client.close()
-        stop_processes(processes)
+        left = stop_processes(processes)
         k8s_server.shutdown()
         k8s_server.server_close()
         with postgres.connect() as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    assert not left, f"processes of the deployment still running after SIGKILL: {left}"
 
 
 def _healthy(deployment: AirflowDeployment) -> bool | None:
