@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--schemas", action="store_true", help="start Spark and resolve each sequence's output schema (no query runs)"
     )
     plan.add_argument("--master", help="Spark master for --schemas (default local[1])")
+    tests = sub.add_parser("test", help="run a pipeline's tests (given fixture rows, expected results) locally")
+    tests.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="test files (*_test.yaml) or folders")
     sub.add_parser("schema", help="print the config's JSON Schema")
     bundle = sub.add_parser("bundle", help="build the spark-submit entry file and --py-files zip")
     bundle.add_argument("--out", required=True, help="output folder")
@@ -99,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dumps({"main_file": str(bundle.main_file), "py_files": str(bundle.py_files), "digest": bundle.digest})
         )
         return EXIT_OK
+
+    if args.command == "test":
+        from spark_job.pipeline_tests import main as run_test_files
+
+        return run_test_files(args.paths)
 
     from spark_job.config import load_config
 
