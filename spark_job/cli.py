@@ -22,6 +22,7 @@ from spark_job.errors import ConfigError
 from spark_job.session import LOG_LEVELS
 
 if TYPE_CHECKING:
+    from spark_job.config import PipelineConfig
     from spark_job.runner import BasePipeline
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -146,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", "-v", action="store_true", help="Spark's INFO lines too (--log-level INFO)")
     validate = sub.add_parser("validate", help="check a config without starting Spark")
     config_args(validate)
+    plan = sub.add_parser("plan", help="show the sequence graph (stages, reads, targets) without running it")
+    config_args(plan)
+    plan.add_argument("--format", choices=("text", "mermaid", "dot", "json"), default="text", help="output format")
+    plan.add_argument(
+        "--schemas", action="store_true", help="start Spark and resolve each sequence's output schema (no query runs)"
+    )
+    plan.add_argument("--master", help="Spark master for --schemas (default local[1])")
+    tests = sub.add_parser("test", help="run a pipeline's tests (given fixture rows, expected results) locally")
+    tests.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="test files (*_test.yaml) or folders")
     sub.add_parser("schema", help="print the config's JSON Schema")
     bundle = sub.add_parser("bundle", help="build the spark-submit entry file and --py-files zip")
     bundle.add_argument("--out", required=True, help="output folder")
@@ -169,16 +179,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_OK
 
+    if args.command == "test":
+        from spark_job.pipeline_tests import main as run_test_files
+
+        return run_test_files(args.paths)
+
     from spark_job.config import load_config
 
     try:
-        config = load_config(args.config, parse_vars(args.var))
+        # A plan without schemas reads no data: secret references stay unresolved.
+        resolve_env = not (args.command == "plan" and not args.schemas)
+        config = load_config(args.config, parse_vars(args.var), resolve_env=resolve_env)
     except ConfigError as exc:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
         count = len(exc.problems)
         print(f"sparkpipe: {count} problem{'s' if count != 1 else ''} in the config; nothing was run", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "plan":
+        return show_plan(config, args.format, args.schemas, args.master)
     if args.command == "validate":
         order = ", ".join(s.name for s in config.sequences)
         print(f"{args.config}: valid ({len(config.sources)} sources; sequences in order: {order})")
@@ -214,6 +233,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if received:
         return 128 + received[0]
     return EXIT_OK if metrics["status"] == "succeeded" else EXIT_FAILED
+
+
+def show_plan(config: PipelineConfig, fmt: str, schemas: bool, master: str | None) -> int:
+    """Print the plan; with ``schemas``, resolve output schemas on a Spark session (exit 1 if one fails)."""
+    from spark_job.plan import build_plan, render, resolve_schemas
+
+    plan = build_plan(config)
+    if schemas:
+        from pyspark.sql import SparkSession
+
+        owns = SparkSession.getActiveSession() is None
+        builder = SparkSession.builder.appName(f"{config.app_name} (plan)").master(master or "local[1]")
+        spark = builder.config("spark.ui.enabled", "false").getOrCreate()
+        try:
+            plan = resolve_schemas(plan, config, spark)
+        finally:
+            if owns:
+                spark.stop()
+    print(render(plan, fmt), end="")
+    for seq in plan.failed:
+        print(f"sparkpipe: sequence {seq.name}: {seq.error}", file=sys.stderr)
+    return EXIT_FAILED if plan.failed else EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

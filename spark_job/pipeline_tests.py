@@ -1,0 +1,502 @@
+"""``sparkpipe test``: a pipeline's SQL run on fixture rows in one local session, compared with expected rows.
+
+A test file names a config and lists tests; each test gives rows (or a small file) for sources and
+expects rows (or a row count) of sequences. The sequences an expectation needs run in graph order on
+those fixtures as temporary views; nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spark_job.config import PipelineConfig, SequenceSpec, load_config
+from spark_job.document import child_path, read_document
+from spark_job.errors import ConfigError, Problem
+from spark_job.fields import describe_value
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+TEST_FILE_KEYS = ("config", "vars", "tests", "description")
+TEST_KEYS = ("name", "vars", "given", "expect", "description")
+EXPECT_KEYS = ("rows", "ordered", "columns")
+FIXTURE_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+MAX_FIXTURE_ROWS = 100_000
+REL_TOL = 1e-9
+ABS_TOL = 1e-9
+MAX_DIFF_ROWS = 20
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What one sequence must produce: ``rows`` (a list, compared as a multiset unless ``ordered``) or a ``count``."""
+
+    sequence: str
+    path: str
+    rows: list[dict[str, Any]] | None = None
+    count: int | None = None
+    ordered: bool = False
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """Rows standing in for one source: inline ``rows`` or a ``file`` (csv with a header, json lines, parquet)."""
+
+    source_id: str
+    path: str
+    rows: list[dict[str, Any]] | None = None
+    file: Path | None = None
+    format: str | None = None
+
+
+@dataclass(frozen=True)
+class PipelineTest:
+    """One test of a test file."""
+
+    name: str
+    file: str
+    config: PipelineConfig
+    given: tuple[Fixture, ...]
+    expect: tuple[Expected, ...]
+
+
+@dataclass
+class TestResult:
+    """The outcome of one test: ``passed``, the differences found, or an ``error`` (a fixture or SQL problem)."""
+
+    test: PipelineTest
+    passed: bool
+    differences: list[str] = field(default_factory=list)
+    error: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.test.file}::{self.test.name}"
+
+
+def load_test_file(path: str | os.PathLike[str]) -> list[PipelineTest]:
+    """Read a test file and the config it names; raise ``ConfigError`` naming every problem (file, line, path)."""
+    document = read_document(path)
+    problems: list[Problem] = []
+    file = document.file
+
+    def report(where: str, message: str) -> None:
+        problems.append(Problem(where, message, file, _line(document.lines, where)))
+
+    data = document.data
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            [Problem("", f"a test file is a mapping with config and tests, got {describe_value(data)}", file)]
+        )
+    for key in data:
+        if key not in TEST_FILE_KEYS:
+            report(str(key), f"unknown key for a test file (valid keys: {', '.join(TEST_FILE_KEYS)})")
+    base = Path(path).parent
+    config_ref = data.get("config")
+    if not isinstance(config_ref, str) or not config_ref:
+        report("config", "must name the pipeline config, relative to this file")
+    tests = data.get("tests")
+    if not isinstance(tests, list) or not tests:
+        report("tests", f"must be a non-empty list of tests, got {describe_value(tests)}")
+    file_vars = data.get("vars") or {}
+    if not isinstance(file_vars, Mapping):
+        report("vars", f"must be a mapping of names to values, got {describe_value(file_vars)}")
+        file_vars = {}
+    if problems:
+        raise ConfigError(problems)
+    assert isinstance(config_ref, str) and isinstance(tests, list)
+    config_path = base / config_ref
+    loaded: list[PipelineTest] = []
+    names: set[str] = set()
+    for i, raw in enumerate(tests):
+        where = f"tests[{i}]"
+        if not isinstance(raw, Mapping):
+            report(where, f"a test is a mapping with name, given and expect, got {describe_value(raw)}")
+            continue
+        for key in raw:
+            if key not in TEST_KEYS:
+                report(child_path(where, key), f"unknown key for a test (valid keys: {', '.join(TEST_KEYS)})")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            report(child_path(where, "name"), "every test needs a name")
+            continue
+        if name in names:
+            report(child_path(where, "name"), f"test name {name!r} is used twice in this file")
+        names.add(name)
+        test_vars = raw.get("vars") or {}
+        if not isinstance(test_vars, Mapping):
+            report(child_path(where, "vars"), f"must be a mapping, got {describe_value(test_vars)}")
+            continue
+        try:
+            # Fixtures stand in for the sources and nothing is written: no secret needs resolving.
+            config = load_config(config_path, {**file_vars, **test_vars}, resolve_env=False)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        given = _fixtures(raw.get("given"), child_path(where, "given"), config, base, report)
+        expect = _expectations(raw.get("expect"), child_path(where, "expect"), config, report)
+        loaded.append(PipelineTest(name, str(file), config, tuple(given), tuple(expect)))
+    if problems:
+        raise ConfigError(problems)
+    return loaded
+
+
+def _fixtures(raw: Any, where: str, config: PipelineConfig, base: Path, report: Any) -> list[Fixture]:
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        report(where, f"must map source ids to rows or {{file: PATH}}, got {describe_value(raw)}")
+        return []
+    ids = {s.id: s for s in config.sources}
+    fixtures = []
+    for source_id, value in raw.items():
+        path = child_path(where, source_id)
+        if source_id not in ids:
+            report(path, f"{source_id!r} is not a source of {config.file} (sources: {', '.join(ids) or 'none'})")
+            continue
+        if isinstance(value, list):
+            bad = next((j for j, row in enumerate(value) if not isinstance(row, Mapping)), None)
+            if bad is not None:
+                report(f"{path}[{bad}]", f"a row is a mapping of column to value, got {describe_value(value[bad])}")
+            elif len(value) > MAX_FIXTURE_ROWS:
+                report(path, f"{len(value):,} rows: a fixture holds at most {MAX_FIXTURE_ROWS:,}")
+            else:
+                fixtures.append(Fixture(str(source_id), path, rows=[dict(r) for r in value]))
+        elif isinstance(value, Mapping) and isinstance(value.get("file"), str):
+            file = base / value["file"]
+            fmt = value.get("format") or FIXTURE_FORMATS.get(file.suffix.lower())
+            if fmt not in FIXTURE_FORMATS.values():
+                report(child_path(path, "file"), f"{file.name}: give format csv, json or parquet")
+            elif not file.exists():
+                report(child_path(path, "file"), f"fixture file not found: {file}")
+            else:
+                fixtures.append(Fixture(str(source_id), path, file=file, format=str(fmt)))
+        else:
+            report(path, f"must be a list of rows or {{file: PATH}}, got {describe_value(value)}")
+    return fixtures
+
+
+def _expectations(raw: Any, where: str, config: PipelineConfig, report: Any) -> list[Expected]:
+    if not isinstance(raw, Mapping) or not raw:
+        report(where, "must map at least one sequence to its expected rows or {rows: N}")
+        return []
+    names = {s.name for s in config.sequences}
+    expected = []
+    for name, value in raw.items():
+        path = child_path(where, name)
+        if name not in names:
+            report(path, f"{name!r} is not a sequence of {config.file} (sequences: {', '.join(sorted(names))})")
+            continue
+        if isinstance(value, list):
+            value = {"rows": value}
+        if not isinstance(value, Mapping):
+            report(path, f"must be a list of rows, or {{rows: N}}, got {describe_value(value)}")
+            continue
+        for key in value:
+            if key not in EXPECT_KEYS:
+                report(child_path(path, key), f"unknown key (valid keys: {', '.join(EXPECT_KEYS)})")
+        rows = value.get("rows")
+        if isinstance(rows, bool) or not isinstance(rows, (int, list)):
+            report(child_path(path, "rows"), f"must be a list of rows or a row count, got {describe_value(rows)}")
+        elif isinstance(rows, int):
+            expected.append(Expected(str(name), path, count=rows))
+        elif not all(isinstance(r, Mapping) for r in rows):
+            report(child_path(path, "rows"), "every expected row is a mapping of column to value")
+        else:
+            expected.append(Expected(str(name), path, rows=[dict(r) for r in rows], ordered=bool(value.get("ordered"))))
+    return expected
+
+
+def run_tests(tests: Iterable[PipelineTest], spark: SparkSession) -> list[TestResult]:
+    return [run_test(test, spark) for test in tests]
+
+
+def run_test(test: PipelineTest, spark: SparkSession) -> TestResult:
+    """Register the fixtures, run the sequences the expectations need (graph order) and compare."""
+    start = time.monotonic()
+    created: list[str] = []
+    # The pipeline's SQL settings (ANSI mode, time zone, ...) apply to its test, and only to it.
+    sql_conf = {k: v for k, v in test.config.spark_conf.items() if k.startswith("spark.sql.")}
+    previous = {k: spark.conf.get(k, None) for k in sql_conf}
+    try:
+        for key, value in sql_conf.items():
+            spark.conf.set(key, value)
+        result = _run(test, spark, created)
+    finally:
+        for view in created:
+            spark.catalog.dropTempView(view)
+        for key, before in previous.items():
+            if before is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, before)
+    result.duration_s = round(time.monotonic() - start, 3)
+    return result
+
+
+def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestResult:
+    config = test.config
+    needed = _needed_sequences(config, [e.sequence for e in test.expect])
+    by_id = {f.source_id: f for f in test.given}
+    sources = {s.alias.lower(): s for s in config.sources}
+    wanted_sources = {a for seq in needed for a in seq.reads_sources}
+    missing = sorted(sources[a].id for a in wanted_sources if sources[a].id not in by_id)
+    if missing:
+        names = ", ".join(missing)
+        return TestResult(test, False, error=f"no fixture for source {names}: give rows or {{file: PATH}} under given")
+    for alias in sorted(wanted_sources):
+        source = sources[alias]
+        fixture = by_id[source.id]
+        try:
+            _fixture_frame(spark, fixture, source.spec.get("schema")).createOrReplaceTempView(source.alias)
+        except Exception as exc:
+            return TestResult(test, False, error=f"fixture {fixture.path}: {_first_line(exc)}")
+        created.append(source.alias)
+    results: dict[str, DataFrame] = {}
+    for seq in needed:
+        try:
+            df = spark.sql(seq.query)
+        except Exception as exc:
+            hint = ""
+            if "UNRESOLVED_COLUMN" in str(exc):
+                hint = " (does a fixture lack a column the query needs?)"
+            return TestResult(
+                test, False, error=f"sequence {seq.name} cannot run on the fixtures{hint}: {_first_line(exc)}"
+            )
+        df.createOrReplaceTempView(seq.name)
+        created.append(seq.name)
+        results[seq.name] = df
+    differences: list[str] = []
+    for expected in test.expect:
+        try:
+            actual = [row.asDict(recursive=True) for row in results[expected.sequence].collect()]
+        except Exception as exc:
+            return TestResult(test, False, error=f"sequence {expected.sequence} failed: {_first_line(exc)}")
+        differences += compare(expected, actual)
+    return TestResult(test, not differences, differences)
+
+
+def _needed_sequences(config: PipelineConfig, names: Sequence[str]) -> list[SequenceSpec]:
+    by_name = {s.name: s for s in config.sequences}
+    wanted: set[str] = set()
+    stack = list(names)
+    while stack:
+        name = stack.pop()
+        if name not in wanted:
+            wanted.add(name)
+            stack.extend(by_name[name].depends_on)
+    return [s for s in config.sequences if s.name in wanted]  # config.sequences is in graph order
+
+
+def _fixture_frame(spark: SparkSession, fixture: Fixture, schema: str | None) -> DataFrame:
+    if fixture.file is not None:
+        reader = spark.read.format(str(fixture.format))
+        if fixture.format == "csv":
+            reader = reader.option("header", "true")
+            if not schema:
+                reader = reader.option("inferSchema", "true")
+        if schema:
+            reader = reader.schema(schema)
+        return reader.load(str(fixture.file))
+    rows = fixture.rows or []
+    if schema:
+        from pyspark.sql.types import StructType
+
+        struct = StructType.fromDDL(schema)
+        assert isinstance(struct, StructType)
+        columns = [f.name for f in struct.fields]
+        unknown = sorted({k for row in rows for k in row} - set(columns))
+        if unknown:
+            raise ValueError(f"column {', '.join(unknown)} is not in the source's schema ({schema})")
+        return spark.createDataFrame([tuple(row.get(c) for c in columns) for row in rows], struct)
+    if not rows:
+        raise ValueError("no rows and no declared schema: give at least one row, or a 'schema' on the source")
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return spark.createDataFrame([tuple(row.get(c) for c in columns) for row in rows], columns)
+
+
+def compare(expected: Expected, actual: list[dict[str, Any]]) -> list[str]:
+    """Human-readable differences between expected and actual rows (empty when they match)."""
+    name = expected.sequence
+    if expected.count is not None:
+        if len(actual) != expected.count:
+            return [f"{name}: expected {expected.count:,} rows, got {len(actual):,}"]
+        return []
+    rows = expected.rows or []
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    present = set(actual[0]) if actual else set()
+    absent = [c for c in columns if actual and c not in present]
+    if absent:
+        return [f"{name}: column {', '.join(absent)} not in the result (it has {', '.join(sorted(present))})"]
+    projected = [{c: row.get(c) for c in columns} for row in actual]
+    if expected.ordered:
+        return _compare_ordered(name, rows, projected)
+    unmatched = list(range(len(projected)))
+    missing: list[dict[str, Any]] = []
+    for row in rows:
+        hit = next((i for i in unmatched if _rows_equal(row, projected[i])), None)
+        if hit is None:
+            missing.append(row)
+        else:
+            unmatched.remove(hit)
+    extra = [projected[i] for i in unmatched]
+    if not missing and not extra:
+        return []
+    lines = [f"{name}: {len(missing)} expected row(s) missing, {len(extra)} unexpected row(s)"]
+    unpaired = list(extra)
+    for row in missing[:MAX_DIFF_ROWS]:
+        # A missing row and an unexpected one that agree on some columns are shown as one row that differs.
+        closest = max(unpaired, key=lambda other: _same_columns(row, other), default=None)
+        if closest is not None and _same_columns(row, closest) > 0:
+            unpaired.remove(closest)
+            diffs = [
+                f"{c}: expected {_show(row.get(c))}, got {_show(closest.get(c))}"
+                for c in columns
+                if not _values_equal(row.get(c), closest.get(c))
+            ]
+            lines.append(f"  ~ {_show_row(row)}: {'; '.join(diffs)}")
+        else:
+            lines.append(f"  - {_show_row(row)}")
+    lines += [f"  + {_show_row(row)}" for row in unpaired[:MAX_DIFF_ROWS]]
+    return lines
+
+
+def _compare_ordered(name: str, rows: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for i, (want, got) in enumerate(zip(rows, actual, strict=False)):
+        if not _rows_equal(want, got):
+            lines.append(f"  row {i}: expected {_show_row(want)}, got {_show_row(got)}")
+    if len(rows) != len(actual):
+        lines.append(f"  expected {len(rows)} rows, got {len(actual)}")
+    return [f"{name}: the rows differ (in order)", *lines[:MAX_DIFF_ROWS]] if lines else []
+
+
+def _rows_equal(want: Mapping[str, Any], got: Mapping[str, Any]) -> bool:
+    return all(_values_equal(want.get(c), got.get(c)) for c in want)
+
+
+def _same_columns(want: Mapping[str, Any], got: Mapping[str, Any]) -> int:
+    return sum(1 for c in want if _values_equal(want.get(c), got.get(c)))
+
+
+def _values_equal(want: Any, got: Any) -> bool:
+    if want is None or got is None:
+        return want is None and got is None
+    if isinstance(want, bool) or isinstance(got, bool):
+        return want == got
+    if isinstance(want, (int, float, decimal.Decimal)) and isinstance(got, (int, float, decimal.Decimal)):
+        if isinstance(want, int) and isinstance(got, int):
+            return want == got
+        return math.isclose(float(want), float(got), rel_tol=REL_TOL, abs_tol=ABS_TOL)
+    if isinstance(got, (datetime.date, datetime.datetime)) and isinstance(want, str):
+        return want in (got.isoformat(), str(got))
+    if isinstance(want, Mapping) and isinstance(got, Mapping):
+        return set(want) == set(got) and all(_values_equal(want[k], got[k]) for k in want)
+    if isinstance(want, list) and isinstance(got, list):
+        return len(want) == len(got) and all(_values_equal(a, b) for a, b in zip(want, got, strict=True))
+    return bool(want == got)
+
+
+def _show(value: Any) -> str:
+    return "null" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+def _show_row(row: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in row.items()) + "}"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _line(lines: Mapping[str, int], path: str) -> int | None:
+    probe = path
+    while probe:
+        if probe in lines:
+            return lines[probe]
+        cut = max(probe.rfind("."), probe.rfind("["))
+        probe = probe[: max(cut, 0)]
+    return lines.get("")
+
+
+def find_test_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The test files named, and those under named folders (``*_test.yaml``, ``test_*.yaml``, ``.yml`` too)."""
+    found: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and is_test_file_name(p.name))
+        else:
+            found.append(path)
+    return found
+
+
+def is_test_file_name(name: str) -> bool:
+    stem, _, suffix = name.rpartition(".")
+    return suffix in ("yaml", "yml") and (stem.endswith("_test") or stem.startswith("test_"))
+
+
+def main(paths: Sequence[str], spark: SparkSession | None = None) -> int:
+    """Run the test files; print one line per test and the differences; return 0, 1 (a test failed) or 2."""
+    import sys
+
+    files = find_test_files(paths)
+    if not files:
+        print(f"sparkpipe test: no test files (*_test.yaml, test_*.yaml) in {', '.join(paths)}", file=sys.stderr)
+        return 2
+    tests: list[PipelineTest] = []
+    broken = 0
+    for file in files:
+        try:
+            tests += load_test_file(file)
+        except ConfigError as exc:
+            broken += 1
+            for problem in exc.problems:
+                print(str(problem), file=sys.stderr)
+    if broken:
+        print(f"sparkpipe test: {broken} test file(s) with problems; no test was run", file=sys.stderr)
+        return 2
+    owns = spark is None
+    if spark is None:
+        spark = local_session()
+    try:
+        results = run_tests(tests, spark)
+    finally:
+        if owns:
+            spark.stop()
+    for result in results:
+        status = "PASS " if result.passed else "ERROR" if result.error else "FAIL "
+        print(f"{status} {result.label} ({result.duration_s:.1f} s)")
+        if result.error:
+            print(f"      {result.error}")
+        for line in result.differences:
+            print(f"      {line}")
+    passed = sum(r.passed for r in results)
+    errors = sum(r.error is not None for r in results)
+    failed = len(results) - passed - errors
+    print(f"sparkpipe test: {passed} passed, {failed} failed, {errors} error{'s' if errors != 1 else ''}")
+    return 2 if errors else 1 if failed else 0
+
+
+def local_session() -> SparkSession:
+    """A small local session for tests: one core, one shuffle partition, no UI."""
+    from pyspark.sql import SparkSession
+
+    return (
+        SparkSession.builder.master("local[1]")
+        .appName("sparkpipe test")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )

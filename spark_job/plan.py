@@ -1,0 +1,276 @@
+"""``sparkpipe plan``: a pipeline's shape before it runs (which sequences may run at once, what each reads and
+writes), as text, Mermaid, Graphviz DOT or JSON; optionally each sequence's output schema, resolved by Spark."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from spark_job.config import PipelineConfig
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+FORMATS = ("text", "mermaid", "dot", "json")
+
+
+@dataclass(frozen=True)
+class PlannedSource:
+    """A source as the plan shows it.
+
+    Attributes:
+        id: the source's id in the config.
+        alias: the view name SQL reads.
+        description: type, format and where it reads from (``file csv examples/data/events.csv``).
+    """
+
+    id: str
+    alias: str
+    description: str
+
+
+@dataclass(frozen=True)
+class PlannedSequence:
+    """A sequence as the plan shows it.
+
+    Attributes:
+        name: the sequence's name (and view name).
+        stage: 1 for sequences reading only sources, else one more than the latest stage they read.
+        reads_sources: the source aliases the query reads.
+        reads_sequences: the sequences the query reads.
+        target: the target's description (``type``, ``uri`` or ``table``).
+        mode: the save mode.
+        options: the write settings worth showing (``partition_by``, ``coalesce``, ``repartition``).
+        schema: the output schema, when resolved (``--schemas``).
+        error: why the schema could not be resolved.
+    """
+
+    name: str
+    stage: int
+    reads_sources: tuple[str, ...]
+    reads_sequences: tuple[str, ...]
+    target: Mapping[str, Any]
+    mode: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    schema: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A pipeline's plan: its sources and its sequences grouped in stages.
+
+    Sequences of one stage read nothing of each other: they may run at the same time.
+    """
+
+    app_name: str
+    sources: tuple[PlannedSource, ...]
+    sequences: tuple[PlannedSequence, ...]
+
+    @property
+    def stages(self) -> list[list[str]]:
+        count = max((s.stage for s in self.sequences), default=0)
+        return [[s.name for s in self.sequences if s.stage == n] for n in range(1, count + 1)]
+
+    @property
+    def failed(self) -> list[PlannedSequence]:
+        return [s for s in self.sequences if s.error is not None]
+
+
+def build_plan(config: PipelineConfig) -> Plan:
+    """The plan of a validated config; runs nothing."""
+    aliases = {s.alias.lower(): s.alias for s in config.sources}
+    stage: dict[str, int] = {}
+    sequences = []
+    for seq in config.sequences:  # in graph order: what a sequence reads is already staged
+        stage[seq.name] = 1 + max((stage[d] for d in seq.depends_on), default=0)
+        target = seq.target
+        shown = {k: target[k] for k in ("partition_by", "coalesce", "repartition") if target.get(k)}
+        sequences.append(
+            PlannedSequence(
+                name=seq.name,
+                stage=stage[seq.name],
+                reads_sources=tuple(aliases.get(a, a) for a in seq.reads_sources),
+                reads_sequences=tuple(seq.depends_on),
+                target=seq.writer().describe(),
+                mode=str(target.get("mode", "overwrite")),
+                options=shown,
+            )
+        )
+    sources = tuple(
+        PlannedSource(s.id, s.alias, _describe_source(s.spec, s.reader().describe())) for s in config.sources
+    )
+    return Plan(config.app_name, sources, tuple(sorted(sequences, key=lambda s: s.stage)))
+
+
+def resolve_schemas(plan: Plan, config: PipelineConfig, spark: SparkSession) -> Plan:
+    """The plan with each sequence's output schema, as Spark's analysis resolves it; no query is run.
+
+    Sources are registered as views as a run registers them (Spark reads file footers and, for text
+    formats without a declared schema, samples the data to infer one); a query Spark cannot analyse gets
+    its error, and the sequences reading it say so.
+    """
+    broken: dict[str, str] = {}
+    for source in config.sources:
+        try:
+            source.reader().read(spark).createOrReplaceTempView(source.alias)
+        except Exception as exc:
+            broken[source.alias.lower()] = f"source {source.id!r} cannot be read: {_first_lines(exc, config)}"
+    resolved: dict[str, PlannedSequence] = {}
+    by_name = {s.name: s for s in config.sequences}
+    for planned in plan.sequences:
+        seq = by_name[planned.name]
+        upstream = [broken[a] for a in seq.reads_sources if a in broken]
+        upstream += [f"reads {d}, whose schema could not be resolved" for d in seq.depends_on if resolved[d].error]
+        if upstream:
+            resolved[seq.name] = replace(planned, error=upstream[0])
+            continue
+        try:
+            df = spark.sql(seq.query)
+            schema = ", ".join(f"{f.name} {f.dataType.simpleString().upper()}" for f in df.schema.fields)
+            df.createOrReplaceTempView(seq.name)
+            resolved[seq.name] = replace(planned, schema=schema)
+        except Exception as exc:
+            resolved[seq.name] = replace(planned, error=_first_lines(exc, config))
+    return replace(plan, sequences=tuple(resolved[s.name] for s in plan.sequences))
+
+
+def render(plan: Plan, fmt: str) -> str:
+    renderers: dict[str, Callable[[Plan], str]] = {
+        "text": render_text,
+        "mermaid": render_mermaid,
+        "dot": render_dot,
+        "json": render_json,
+    }
+    return renderers[fmt](plan)
+
+
+def render_text(plan: Plan) -> str:
+    seqs = plan.sequences
+    lines = [
+        f"{plan.app_name}: {_count(len(plan.sources), 'source')}, {_count(len(seqs), 'sequence')} "
+        f"in {_count(len(plan.stages), 'stage')}"
+    ]
+    if plan.sources:
+        lines += ["", "sources"]
+        width = max(len(s.alias) for s in plan.sources)
+        lines += [f"  {s.alias:<{width}}  {s.description}" for s in plan.sources]
+    width = max((len(s.name) for s in seqs), default=0)
+    for number, names in enumerate(plan.stages, start=1):
+        together = f" ({len(names)} sequences may run at once)" if len(names) > 1 else ""
+        lines += ["", f"stage {number}{together}"]
+        for seq in (s for s in seqs if s.name in names):
+            reads = ", ".join([*seq.reads_sources, *seq.reads_sequences]) or "nothing"
+            lines.append(f"  {seq.name:<{width}}  reads {reads} -> {_describe_target(seq)}")
+            if seq.schema is not None:
+                lines.append(f"  {'':<{width}}  schema: {seq.schema}")
+            if seq.error is not None:
+                lines.append(f"  {'':<{width}}  error: {seq.error}")
+    return "\n".join(lines) + "\n"
+
+
+def render_mermaid(plan: Plan) -> str:
+    lines = ["flowchart LR"]
+    for source in plan.sources:
+        lines.append(f'  {_node("src", source.alias)}[("{_mermaid(source.alias)}<br/>{_mermaid(source.description)}")]')
+    for seq in plan.sequences:
+        label = _mermaid(seq.name) + (f"<br/>{_mermaid(seq.schema)}" if seq.schema else "")
+        lines.append(f'  {_node("seq", seq.name)}["{label}"]')
+        lines.append(f'  {_node("tgt", seq.name)}[/"{_mermaid(_describe_target(seq))}"/]')
+    for seq in plan.sequences:
+        lines += [f"  {_node('src', a)} --> {_node('seq', seq.name)}" for a in seq.reads_sources]
+        lines += [f"  {_node('seq', d)} --> {_node('seq', seq.name)}" for d in seq.reads_sequences]
+        lines.append(f"  {_node('seq', seq.name)} --> {_node('tgt', seq.name)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_dot(plan: Plan) -> str:
+    lines = [f"digraph {_dot(plan.app_name)} {{", "  rankdir=LR;"]
+    for source in plan.sources:
+        label = f"{_dot_text(source.alias)}\\n{_dot_text(source.description)}"
+        lines.append(f'  {_node("src", source.alias)} [shape=cylinder, label="{label}"];')
+    for seq in plan.sequences:
+        extra = f"\\n{_dot_text(seq.schema)}" if seq.schema else ""
+        lines.append(f'  {_node("seq", seq.name)} [shape=box, label="{_dot_text(seq.name)}{extra}"];')
+        lines.append(f'  {_node("tgt", seq.name)} [shape=folder, label="{_dot_text(_describe_target(seq))}"];')
+    for number, names in enumerate(plan.stages, start=1):
+        members = "; ".join(_node("seq", n) for n in names)
+        lines.append(f"  subgraph stage_{number} {{ rank=same; {members}; }}")
+    for seq in plan.sequences:
+        lines += [f"  {_node('src', a)} -> {_node('seq', seq.name)};" for a in seq.reads_sources]
+        lines += [f"  {_node('seq', d)} -> {_node('seq', seq.name)};" for d in seq.reads_sequences]
+        lines.append(f"  {_node('seq', seq.name)} -> {_node('tgt', seq.name)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(plan: Plan) -> str:
+    document = {
+        "app_name": plan.app_name,
+        "sources": [{"id": s.id, "alias": s.alias, "description": s.description} for s in plan.sources],
+        "stages": plan.stages,
+        "sequences": {
+            s.name: {
+                "stage": s.stage,
+                "reads_sources": list(s.reads_sources),
+                "reads_sequences": list(s.reads_sequences),
+                "target": dict(s.target),
+                "mode": s.mode,
+                **{k: v for k, v in s.options.items()},
+                **({"schema": s.schema} if s.schema is not None else {}),
+                **({"error": s.error} if s.error is not None else {}),
+            }
+            for s in plan.sequences
+        },
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def _describe_source(spec: Mapping[str, Any], described: Mapping[str, Any]) -> str:
+    kind = str(spec.get("type"))
+    fmt = spec.get("format")
+    if kind in ("file", "gcs", "s3", "hdfs"):
+        kind = f"{kind} {fmt or 'parquet'}"
+    where = described.get("uri") or described.get("table") or ""
+    if described.get("uri") and described.get("table"):
+        where = f"{described['uri']} {described['table']}"
+    return f"{kind} {where}".strip()
+
+
+def _describe_target(seq: PlannedSequence) -> str:
+    target = seq.target
+    where = " ".join(str(target[k]) for k in ("uri", "table") if target.get(k))
+    settings = [seq.mode]
+    for key, value in seq.options.items():
+        shown = ", ".join(value) if isinstance(value, list) else str(value)
+        settings.append(f"{key} {shown}")
+    return f"{target.get('type')} {where} ({'; '.join(settings)})"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _node(kind: str, name: str) -> str:
+    return f"{kind}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+
+
+def _mermaid(text: str) -> str:
+    return text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+
+
+def _dot(text: str) -> str:
+    return '"' + _dot_text(text) + '"'
+
+
+def _dot_text(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _first_lines(exc: BaseException, config: PipelineConfig) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    kept = [line for line in text.splitlines() if line.strip()][:3]
+    return config.mask(" ".join(kept))

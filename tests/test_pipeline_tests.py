@@ -1,0 +1,202 @@
+"""``sparkpipe test``: fixtures in every form, comparison and its diffs, exit codes, and the pytest plugin."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from spark_job.errors import ConfigError
+from spark_job.pipeline_tests import Expected, compare, load_test_file, run_test
+
+PIPELINE = """\
+app_name: orders
+sources:
+  orders:
+    type: file
+    format: csv
+    path: {out}/real/orders.csv
+    schema: "order_id BIGINT, country STRING, amount DOUBLE, kind STRING"
+  customers: {{type: file, format: csv, path: "{out}/real/customers.csv"}}
+sequences:
+  - name: orders_clean
+    query: SELECT * FROM orders WHERE kind = 'sale'
+    target: {{type: parquet, path: "{out}/orders_clean"}}
+  - name: country_revenue
+    query: SELECT country, sum(amount) AS revenue, count(*) AS orders FROM orders_clean GROUP BY country
+    target: {{type: parquet, path: "{out}/country_revenue"}}
+  - name: customer_countries
+    query: SELECT c.name, c.country FROM customers c
+    target: {{type: json, path: "{out}/customer_countries"}}
+"""
+
+PASSING = """\
+config: pipeline.yaml
+tests:
+  - name: revenue per country ignores refunds
+    given:
+      orders:
+        - {order_id: 1, country: DE, amount: 10.0, kind: sale}
+        - {order_id: 2, country: DE, amount: -4.0, kind: refund}
+        - {order_id: 3, country: FR, amount: 0.1, kind: sale}
+        - {order_id: 4, country: FR, amount: 0.2, kind: sale}
+    expect:
+      country_revenue:
+        - {country: FR, revenue: 0.3, orders: 2}
+        - {country: DE, revenue: 10.0, orders: 1}
+      orders_clean: {rows: 3}
+"""
+
+
+def project(tmp_path: Path, tests: str = PASSING) -> Path:
+    (tmp_path / "pipeline.yaml").write_text(PIPELINE.format(out=tmp_path))
+    (tmp_path / "orders_test.yaml").write_text(tests)
+    return tmp_path / "orders_test.yaml"
+
+
+def test_compare_ignores_order_and_tolerates_float_error() -> None:
+    expected = Expected("s", "expect.s", rows=[{"a": 1, "x": 0.3}, {"a": 2, "x": None}])
+    assert compare(expected, [{"a": 2, "x": None, "extra": 9}, {"a": 1, "x": 0.1 + 0.2, "extra": 8}]) == []
+    assert compare(Expected("s", "p", rows=[{"d": "2024-01-03"}]), [{"d": datetime.date(2024, 1, 3)}]) == []
+    assert compare(Expected("s", "p", rows=[{"v": 1.5}]), [{"v": decimal.Decimal("1.5")}]) == []
+    assert compare(Expected("s", "p", count=2), [{}, {}]) == []
+
+
+def test_compare_shows_missing_unexpected_and_differing_rows() -> None:
+    expected = Expected("rev", "p", rows=[{"c": "DE", "r": 11.0}, {"c": "IT", "r": 1.0}, {"c": "ES", "r": 2.0}])
+    lines = compare(expected, [{"c": "DE", "r": 10.0}, {"c": "FR", "r": 5.0}])
+    assert lines[0] == "rev: 3 expected row(s) missing, 2 unexpected row(s)"
+    assert "  ~ {c: 'DE', r: 11.0}: r: expected 11.0, got 10.0" in lines
+    assert "  - {c: 'ES', r: 2.0}" in lines or "  - {c: 'IT', r: 1.0}" in lines
+    assert any(line.startswith("  + ") or line.startswith("  ~ ") for line in lines[1:])
+    assert compare(Expected("s", "p", rows=[{"nope": 1}]), [{"a": 1}]) == [
+        "s: column nope not in the result (it has a)"
+    ]
+    assert compare(Expected("s", "p", count=3), [{}]) == ["s: expected 3 rows, got 1"]
+    ordered = Expected("s", "p", rows=[{"a": 1}, {"a": 2}], ordered=True)
+    assert compare(ordered, [{"a": 1}, {"a": 2}]) == []
+    assert compare(ordered, [{"a": 2}, {"a": 1}])[0] == "s: the rows differ (in order)"
+
+
+@pytest.mark.spark
+def test_a_passing_test_writes_nothing(spark, tmp_path: Path) -> None:
+    [test] = load_test_file(project(tmp_path))
+    result = run_test(test, spark)
+    assert result.passed, result.differences or result.error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orders_test.yaml", "pipeline.yaml"]
+    assert not [t for t in spark.catalog.listTables() if t.isTemporary]
+
+
+@pytest.mark.spark
+def test_fixture_files_in_every_format(spark, tmp_path: Path) -> None:
+    (tmp_path / "fixtures").mkdir()
+    (tmp_path / "fixtures" / "customers.csv").write_text("name,country\nada,DE\nbob,FR\n")
+    (tmp_path / "fixtures" / "customers.json").write_text('{"name": "cy", "country": "IT"}\n')
+    spark.createDataFrame([("di", "ES")], "name STRING, country STRING").write.parquet(
+        str(tmp_path / "fixtures" / "customers.parquet")
+    )
+    tests = "config: pipeline.yaml\ntests:\n"
+    for fmt, rows in (
+        ("csv", "[{name: ada, country: DE}, {name: bob, country: FR}]"),
+        ("json", "[{name: cy, country: IT}]"),
+        ("parquet", "[{name: di, country: ES}]"),
+    ):
+        tests += textwrap.dedent(f"""\
+          - name: customers from {fmt}
+            given: {{customers: {{file: fixtures/customers.{fmt}}}}}
+            expect: {{customer_countries: {rows}}}
+        """)
+    results = [run_test(t, spark) for t in load_test_file(project(tmp_path, tests))]
+    assert [(r.test.name, r.passed, r.error) for r in results] == [
+        (f"customers from {fmt}", True, None) for fmt in ("csv", "json", "parquet")
+    ]
+
+
+@pytest.mark.spark
+def test_a_fixture_lacking_a_column_is_a_clear_error(spark, tmp_path: Path) -> None:
+    tests = textwrap.dedent("""\
+        config: pipeline.yaml
+        tests:
+          - name: customers without country
+            given: {customers: [{name: ada}]}
+            expect: {customer_countries: [{name: ada, country: DE}]}
+          - name: an order with a column the source does not declare
+            given: {orders: [{order_id: 1, country: DE, amount: 1.0, kind: sale, colour: red}]}
+            expect: {orders_clean: {rows: 1}}
+          - name: a source without fixture
+            given: {}
+            expect: {orders_clean: {rows: 1}}
+    """)
+    results = [run_test(t, spark) for t in load_test_file(project(tmp_path, tests))]
+    errors = [r.error or "" for r in results]
+    assert "sequence customer_countries cannot run on the fixtures (does a fixture lack a column" in errors[0]
+    assert "country" in errors[0]
+    assert "column colour is not in the source's schema" in errors[1]
+    assert errors[2] == "no fixture for source orders: give rows or {file: PATH} under given"
+
+
+def test_a_broken_test_file_names_file_line_and_path(tmp_path: Path) -> None:
+    tests = textwrap.dedent("""\
+        config: pipeline.yaml
+        tests:
+          - name: typo
+            given:
+              ordrs: [{order_id: 1}]
+            expect:
+              country_revenu: {rows: 1}
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_test_file(project(tmp_path, tests))
+    text = str(info.value)
+    assert "orders_test.yaml:5: tests[0].given.ordrs: 'ordrs' is not a source of" in text
+    assert "orders_test.yaml:7: tests[0].expect.country_revenu: 'country_revenu' is not a sequence" in text
+
+
+@pytest.mark.spark
+def test_the_cli_prints_a_line_per_test_and_a_diff_and_exits_1(tmp_path: Path) -> None:
+    failing = PASSING + (
+        "  - name: a wrong expectation\n"
+        "    given:\n"
+        "      orders: [{order_id: 1, country: DE, amount: 10.0, kind: sale}]\n"
+        "    expect:\n"
+        "      country_revenue: [{country: DE, revenue: 12.5, orders: 1}]\n"
+    )
+    path = project(tmp_path, failing)
+    done = subprocess.run(
+        [sys.executable, "-m", "spark_job", "test", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"PASS  {path}::revenue per country ignores refunds (")
+    assert lines[1].startswith(f"FAIL  {path}::a wrong expectation (")
+    assert "        ~ {country: 'DE', revenue: 12.5, orders: 1}: revenue: expected 12.5, got 10.0" in lines
+    assert lines[-1] == "sparkpipe test: 1 passed, 1 failed, 0 errors"
+    bad = subprocess.run(
+        [sys.executable, "-m", "spark_job", "test", str(tmp_path / "missing_test.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "missing_test.yaml: config file not found" in bad.stderr
+
+
+@pytest.mark.spark
+def test_pytest_collects_the_test_files_through_the_plugin(tmp_path: Path) -> None:
+    project(tmp_path, PASSING.replace("revenue: 10.0", "revenue: 10.5"))
+    (tmp_path / "unrelated_test.yaml").write_text("just: data\n")  # not a sparkpipe test file: ignored
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert "FAILED orders_test.yaml::revenue per country ignores refunds" in done.stdout
+    assert "revenue: expected 10.5, got 10.0" in done.stdout
+    assert "1 failed" in done.stdout
