@@ -23,6 +23,9 @@ from spark_job.variables import ExpansionLimit, Substitution, escape, resolve_va
 
 # Spark's own default for ``spark.redaction.regex``: kept in what the driver sets, then extended.
 SPARK_REDACTION_DEFAULT = "(?i)secret|password|token|access[.]?key"
+# Spark expands ${env:NAME}, ${system:...} in SQL text unless told not to: the config's text (and the vars
+# passed in) is substituted once, by the driver, and never again by Spark.
+VARIABLE_SUBSTITUTE = "spark.sql.variable.substitute"
 
 __all__ = ["PipelineConfig", "SequenceSpec", "SourceSpec", "load_config", "parse_text"]
 
@@ -245,6 +248,13 @@ class Validator:
         body = {k: v for k, v in top.items() if k != "vars"}
         raw_conf = body.get("spark_conf")
         spark_conf: Mapping[str, Any] = raw_conf if isinstance(raw_conf, Mapping) else {}
+        substitute = spark_conf.get(VARIABLE_SUBSTITUTE)
+        if substitute is not None and _conf_value(substitute).strip().lower() != "false":
+            self.report(
+                f"spark_conf.{VARIABLE_SUBSTITUTE}",
+                "Spark's own substitution would expand ${env:...} and ${system:...} in the SQL text, values "
+                "of vars included: remove the key (the driver sets it to false) and use vars",
+            )
         sources = self.build_sources(body.get("sources"))
         sequences = self.build_sequences(body.get("sequences"), sources)
         self.check_overrides(declared)
@@ -266,7 +276,9 @@ class Validator:
         secrets = self.literal_secrets(sources, sequences, spark_conf)
         return PipelineConfig(
             app_name=str(body["app_name"]),
-            spark_conf=self.redacted_conf({str(k): _conf_value(v) for k, v in spark_conf.items()}),
+            spark_conf=self.redacted_conf(
+                {VARIABLE_SUBSTITUTE: "false", **{str(k): _conf_value(v) for k, v in spark_conf.items()}}
+            ),
             sources=tuple(sources),
             sequences=tuple(by_name[n] for n in graph.order()),
             fail_fast=bool(body.get("fail_fast", False)),
@@ -350,7 +362,10 @@ class Validator:
         if not keys:
             return conf
         current = conf.get("spark.redaction.regex") or SPARK_REDACTION_DEFAULT
-        return {**conf, "spark.redaction.regex": current + "|" + "|".join(_java_literal(k) for k in keys)}
+        # ``spark.hadoop.X`` is shown as ``X`` among the Hadoop properties too: the unanchored pattern of
+        # ``X`` covers both.
+        patterns = dict.fromkeys(_java_literal(k.removeprefix("spark.hadoop.")) for k in keys)
+        return {**conf, "spark.redaction.regex": current + "|" + "|".join(patterns)}
 
     def build_sources(self, raw: Any) -> list[SourceSpec]:
         if raw is None:

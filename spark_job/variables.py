@@ -75,6 +75,8 @@ class Substitution:
         self.staged: dict[str, str] = {}
         self.resolved: dict[str, str] = {}
         self.used: set[str] = set()
+        self.declared: set[str] = set()  # vars from the config (overrides are data and never hold references)
+        self.secret_vars: set[str] = set()  # declared vars whose value came from a secret reference
         self.fetched: dict[str, str] = {}
         self.expanded = 0
         self.suggestions = [MAX_SUGGESTIONS]
@@ -101,10 +103,13 @@ class Substitution:
             resolved.append(literal)
             staged.append(escape(literal))
             last = match.end()
-            out, live = self.reference(match, path)
+            out, out_staged = self.reference(match, path)
+            if out_staged.startswith("${") and "".join(staged).endswith("$"):
+                # ``$`` then a reference kept for the driver reads as the escape ``$${`` there.
+                self.report(path, f"a '$' right before {out_staged} cannot be passed on: write it after a space")
             self.grow(len(literal) + len(out), path)
             resolved.append(out)
-            staged.append(out if live else escape(out))
+            staged.append(out_staged)
         tail = value[last:]
         self.grow(len(tail), path)
         resolved.append(tail)
@@ -113,24 +118,25 @@ class Substitution:
         self.resolved[path] = result = "".join(resolved)
         return result
 
-    def reference(self, match: re.Match[str], path: str) -> tuple[str, bool]:
-        """What one reference becomes, and whether it stays a live reference (kept for the driver)."""
+    def reference(self, match: re.Match[str], path: str) -> tuple[str, str]:
+        """What one reference becomes, and how to stage it (a kept secret reference stays live)."""
         if match.group(0) == "$${":
-            return "${", False
+            return "${", "$${"
         ref = match.group(1).strip()
         if ref.startswith("env:"):
             name = ref[4:].strip()
             if not name:
                 self.report(path, f"{match.group(0)} names no environment variable: write ${{env:NAME}}")
-                return "", False
+                return "", ""
             if not self.resolve_env:
                 self.secret_paths.add(path)
-                return match.group(0), True
+                return match.group(0), match.group(0)
             if name not in self.environ:
                 self.report(path, f"environment variable {name} is not set (referenced as ${{env:{name}}})")
-                return "", False
+                return "", ""
             self.secret_paths.add(path)
-            return self.remember(self.environ[name]), False
+            secret = self.remember(self.environ[name])
+            return secret, escape(secret)
         if ref.startswith("file:"):
             return self.secret_file(ref[5:].strip(), match.group(0), path)
         if ref.startswith("secret:"):
@@ -141,7 +147,7 @@ class Substitution:
                 f"${{{ref}}} is not a variable reference: names are letters, digits and _"
                 " (write $${ for a literal ${)",
             )
-            return match.group(0), False
+            return match.group(0), escape(match.group(0))
         self.used.add(ref)
         if ref not in self.values:
             self.report(
@@ -149,44 +155,49 @@ class Substitution:
                 f"undefined variable ${{{ref}}}{suggest(ref, self.values, self.suggestions)}: "
                 f"define it under 'vars' or pass --var {ref}=VALUE",
             )
-            return match.group(0), False
-        return self.values[ref], False
+            return match.group(0), escape(match.group(0))
+        if ref in self.secret_vars:
+            self.secret_paths.add(path)
+        value = self.values[ref]
+        # A declared var may hold a kept secret reference: staged live, like where it was written.
+        staged = self.staged.get(f"vars.{ref}") if ref in self.declared else None
+        return value, staged if staged is not None and self.resolved.get(f"vars.{ref}") == value else escape(value)
 
-    def secret_file(self, name: str, reference: str, path: str) -> tuple[str, bool]:
+    def secret_file(self, name: str, reference: str, path: str) -> tuple[str, str]:
         """``${file:/run/secrets/db-password}``: a secret mounted as a file (Kubernetes, Docker secrets)."""
         from spark_job.document import UnreadableFile, read_text_file
 
         if not name:
             self.report(path, f"{reference} names no file: write ${{file:/path/to/secret}}")
-            return "", False
+            return "", ""
         self.secret_paths.add(path)
         if not self.resolve_env:
-            return reference, True
+            return reference, reference
         try:
             secret = read_text_file(name, "a secret file", MAX_SECRET_FILE_BYTES).strip()
         except UnreadableFile as exc:
             self.report(path, f"cannot read the secret file {name} (referenced as {reference}): {exc.reason}")
-            return "", False
-        return self.remember(secret), False
+            return "", ""
+        return self.remember(secret), escape(secret)
 
-    def secret_manager(self, name: str, reference: str, path: str) -> tuple[str, bool]:
+    def secret_manager(self, name: str, reference: str, path: str) -> tuple[str, str]:
         """``${secret:aws:prod/db#password}``: read from a secret manager by the driver, at load time."""
         from spark_job.secret_managers import SecretUnavailable, check_reference, read_secret
 
         if problem := check_reference(name):
             self.report(path, f"{reference}: {problem}")
-            return reference, False
+            return reference, escape(reference)
         self.secret_paths.add(path)
         if not self.resolve_env:
-            return reference, True
+            return reference, reference
         try:
             secret = read_secret(name, self.environ, self.fetched)
         except SecretUnavailable as exc:
             self.report(path, f"cannot read the secret {reference}: {exc}")
-            return "", False
+            return "", ""
         for whole in self.fetched.values():  # the whole text of a JSON secret read by field
             self.remember(whole)
-        return self.remember(secret), False
+        return self.remember(secret), escape(secret)
 
     def remember(self, secret: str) -> str:
         """Record a resolved value for masking (shorter ones would mask ordinary text) and return it."""
@@ -225,6 +236,7 @@ def resolve_vars(declared: Mapping[str, Any], overrides: Mapping[str, Any], subs
     files through it); declared values may reference other variables and ``env:``/``file:``/``secret:``.
     """
     raw = {str(k): _as_text(v) for k, v in declared.items() if str(k) not in overrides}
+    substitution.declared.update(raw)
     for name, value in overrides.items():
         substitution.values[str(name)] = _as_text(value)
     resolving: list[str] = []
@@ -240,6 +252,8 @@ def resolve_vars(declared: Mapping[str, Any], overrides: Mapping[str, Any], subs
                 resolving.pop()
                 on_stack.discard(name)
                 substitution.values[name] = substitution.text(raw[name], f"vars.{name}")
+                if f"vars.{name}" in substitution.secret_paths:
+                    substitution.secret_vars.add(name)
                 continue
             if name in substitution.values:
                 continue
