@@ -7,18 +7,27 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spark_job.document import Document, check_depth, child_path, parse_text, read_document
+from spark_job.document import (
+    Document,
+    UnreadableFile,
+    check_depth,
+    child_path,
+    parse_text,
+    read_document,
+    read_text_file,
+)
 from spark_job.errors import ConfigError, Problem
 from spark_job.fields import Field, describe_value
 from spark_job.graph import SequenceGraph
 from spark_job.io import BaseReader, BaseWriter, readers, writers
 from spark_job.sql import analyse_query
-from spark_job.urls import is_credential_key, url_credentials
+from spark_job.urls import is_credential_key, port_problem, strip_credentials, url_credentials
 from spark_job.variables import ExpansionLimit, Substitution, escape, resolve_vars, suggest
 
 # Spark's own default for ``spark.redaction.regex``: kept in what the driver sets, then extended.
@@ -26,6 +35,8 @@ SPARK_REDACTION_DEFAULT = "(?i)secret|password|token|access[.]?key"
 # Spark expands ${env:NAME}, ${system:...} in SQL text unless told not to: the config's text (and the vars
 # passed in) is substituted once, by the driver, and never again by Spark.
 VARIABLE_SUBSTITUTE = "spark.sql.variable.substitute"
+# Integer keys whose 0 would silently mean "not set" at run time.
+_AT_LEAST = {"coalesce": 1}
 
 __all__ = ["PipelineConfig", "SequenceSpec", "SourceSpec", "load_config", "parse_text"]
 
@@ -227,6 +238,10 @@ class Validator:
                 value = data[key] = spec.coerce(value)
                 if problem := spec.check(value):
                     self.report(sub, problem)
+                elif key in _AT_LEAST and isinstance(value, int) and value < _AT_LEAST[key]:
+                    self.report(sub, f"must be at least {_AT_LEAST[key]}, got {value} (leave it out to keep Spark's)")
+                elif key == "url" and isinstance(value, str) and (problem := port_problem(value)):
+                    self.report(sub, f"{problem}: {strip_credentials(value)}")
         for key, spec in fields.items():
             if spec.required and key not in data:
                 self.report(path, f"missing required key {key!r} ({spec.doc})")
@@ -407,7 +422,7 @@ class Validator:
             if not _is_identifier(alias):
                 self.report(
                     child_path(path, "alias"),
-                    f"{alias!r} is not a valid view name: use letters, digits and _",
+                    f"{alias!r} is not a valid view name: use ASCII letters, digits and _",
                 )
             key = alias.lower()
             if key in aliases:
@@ -491,7 +506,10 @@ class Validator:
             name = item.get("name")
             if isinstance(name, str):
                 if not _is_identifier(name):
-                    self.report(f"{path}.name", f"{name!r} is not a valid view name: use letters, digits and _")
+                    self.report(
+                        f"{path}.name",
+                        f"{name!r} is not a valid view name: use ASCII letters, digits and _",
+                    )
                 elif name.lower() in names:
                     self.report(f"{path}.name", f"sequence name {name!r} is already used by {names[name.lower()]}")
                 elif name.lower() in aliases:
@@ -558,14 +576,17 @@ class Validator:
         rel = item["query_file"]
         if not isinstance(rel, str):
             return None
+        if not rel.strip():
+            self.report(f"{path}.query_file", "is empty: give the file holding the query, relative to the config")
+            return None
         file = Path(rel) if os.path.isabs(rel) else self.base_dir / rel
         try:
-            text = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            self.report(f"{path}.query_file", f"file not found: {file}")
-            return None
-        except (OSError, UnicodeDecodeError) as exc:
-            self.report(f"{path}.query_file", f"cannot read {file}: {exc}")
+            text = read_text_file(file, "a query file")
+        except UnreadableFile as exc:
+            reason = f"file not found: {file}" if exc.reason.startswith("not found") else f"{file} {exc.reason}"
+            if exc.reason.startswith(("not UTF-8", "the file is")):
+                reason = f"{file}: {exc.reason}" + (f" (line {exc.line})" if exc.line else "")
+            self.report(f"{path}.query_file", reason)
             return None
         if not text.strip():
             self.report(f"{path}.query_file", f"{file} is empty: write one SELECT statement")
@@ -577,6 +598,27 @@ class Validator:
     ) -> list[str]:
         """The known views the query reads (lower-cased); reports unknown ones and self-reads."""
         analysis = analyse_query(query)
+        if analysis.not_query:
+            self.report(
+                f"{path}.query",
+                f"is a {analysis.not_query} statement, not a query: a sequence's SQL is one query (SELECT, WITH, "
+                "VALUES, TABLE, FROM ...) whose result the driver writes to the target",
+            )
+            return []
+        if analysis.dynamic:
+            self.report(
+                f"{path}.query",
+                "names a table with IDENTIFIER(...) whose argument is not a string literal: what it reads "
+                "cannot be known before it runs; write the name, or IDENTIFIER('name')",
+            )
+            return []
+        if self.doc.styles.get(f"{path}.query") == ">" and "--" in query:
+            self.report(
+                f"{path}.query",
+                "is a folded YAML scalar (>): its lines are joined into one, so a -- comment swallows the rest "
+                "of the query; write the query as a literal block (query: |)",
+            )
+            return []
         if not analysis.parsed:
             return []
         if analysis.statements > 1:
@@ -614,8 +656,12 @@ def _java_literal(text: str) -> str:
     return "".join("\\" + c if c.isascii() and not (c.isalnum() or c == "_") else c for c in text)
 
 
+_UNQUOTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
 def _is_identifier(name: str) -> bool:
-    return name.replace("_", "a").isalnum() and not name[0].isdigit()
+    """Spark's parser reads unquoted names of ASCII letters, digits and _ only (not é, not ²)."""
+    return bool(_UNQUOTED_NAME.match(name))
 
 
 def _conf_value(value: Any) -> str:

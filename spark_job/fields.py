@@ -76,6 +76,8 @@ class Field:
             return f"{value!r} is not one of {', '.join(self.choices)}"
         if self.kind == "int" and value < 0:
             return f"must not be negative, got {value}"
+        if self.required and self.kind == "str" and not value.strip():
+            return f"is empty: give {self.doc or 'a value'}"
         return None
 
     def json_schema(self) -> dict[str, Any]:
