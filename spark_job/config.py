@@ -161,6 +161,7 @@ def load_config(
     resolve_env: bool = True,
     environ: Mapping[str, str] | None = None,
     connections: Callable[[str], Mapping[str, Any]] | None = None,
+    unknown_vars: bool = False,
 ) -> PipelineConfig:
     """Load, substitute and validate a config; raise ``ConfigError`` listing every problem.
 
@@ -173,6 +174,8 @@ def load_config(
         environ: where ``${env:NAME}`` is looked up (default ``os.environ``).
         connections: resolves ``connection: ID`` of a source or target into its settings (the Airflow
             operator passes one; without it such a reference is a config error).
+        unknown_vars: accept ``vars`` the config neither declares nor uses (the operator: one dict shared
+            by several pipelines); by default such a var (a misspelt ``--var``) is a config error.
     """
     if isinstance(source, Mapping):
         check_depth(source)
@@ -189,6 +192,7 @@ def load_config(
         os.environ if environ is None else environ,
         connections,
     )
+    validator.unknown_vars = unknown_vars
     try:
         return validator.build()
     except ExpansionLimit:
@@ -215,6 +219,7 @@ class Validator:
         self.base_dir = base_dir
         self.problems: list[Problem] = []
         self.sub = Substitution({}, environ, resolve_env, self.report)
+        self.unknown_vars = False
         self.suggestions = [50]  # budget of "did you mean" searches (each compares with every name)
 
     def report(self, path: str, message: str) -> None:
@@ -272,7 +277,8 @@ class Validator:
             )
         sources = self.build_sources(body.get("sources"))
         sequences = self.build_sequences(body.get("sequences"), sources)
-        self.check_overrides(declared)
+        if not self.unknown_vars:
+            self.check_overrides(declared)
         if self.problems:
             raise ConfigError(sorted(self.problems, key=lambda p: p.line or 0))
         document = {**body}

@@ -96,47 +96,64 @@ class Substitution:
             self.grow(len(value), path)
             return value
         resolved: list[str] = []
-        staged: list[str] = []
+        staged: list[str] = []  # escaped literal runs and live references, alternating
+        literal_run: list[str] = []  # text the driver must read back as it is: escaped as one run
+
+        def close_run() -> None:
+            staged.append(escape("".join(literal_run)))
+            literal_run.clear()
+
         last = 0
         for match in REFERENCE.finditer(value):
             literal = value[last : match.start()]
-            resolved.append(literal)
-            staged.append(escape(literal))
             last = match.end()
-            out, out_staged = self.reference(match, path)
-            if out_staged.startswith("${") and "".join(staged).endswith("$"):
-                # ``$`` then a reference kept for the driver reads as the escape ``$${`` there.
-                self.report(path, f"a '$' right before {out_staged} cannot be passed on: write it after a space")
+            out, live = self.reference(match, path)
             self.grow(len(literal) + len(out), path)
+            resolved.append(literal)
             resolved.append(out)
-            staged.append(out_staged)
+            literal_run.append(literal)
+            if live is None:
+                literal_run.append(out)
+                continue
+            close_run()
+            self.check_join(staged[-1], live, path)
+            staged.append(live)
         tail = value[last:]
         self.grow(len(tail), path)
         resolved.append(tail)
-        staged.append(escape(tail))
+        literal_run.append(tail)
+        close_run()
+        if len(staged) > 1:
+            self.check_join(staged[-2], staged[-1], path)
         self.staged[path] = "".join(staged)
         self.resolved[path] = result = "".join(resolved)
         return result
 
-    def reference(self, match: re.Match[str], path: str) -> tuple[str, str]:
-        """What one reference becomes, and how to stage it (a kept secret reference stays live)."""
+    def check_join(self, before: str, after: str, path: str) -> None:
+        """A ``$`` that ends one staged piece and a ``{`` that starts the next would read as a reference
+        (or the escape ``$${``) in the driver's substitution: no spelling keeps both, so say so."""
+        if before.endswith("$") and after.startswith(("{", "${")):
+            self.report(path, "a '$' right before a reference kept for the driver cannot be passed on: add a space")
+
+    def reference(self, match: re.Match[str], path: str) -> tuple[str, str | None]:
+        """What one reference becomes, and, for a reference kept for the driver, its staged text (live);
+        None when the result is literal text."""
         if match.group(0) == "$${":
-            return "${", "$${"
+            return "${", None
         ref = match.group(1).strip()
         if ref.startswith("env:"):
             name = ref[4:].strip()
             if not name:
                 self.report(path, f"{match.group(0)} names no environment variable: write ${{env:NAME}}")
-                return "", ""
+                return "", None
             if not self.resolve_env:
                 self.secret_paths.add(path)
                 return match.group(0), match.group(0)
             if name not in self.environ:
                 self.report(path, f"environment variable {name} is not set (referenced as ${{env:{name}}})")
-                return "", ""
+                return "", None
             self.secret_paths.add(path)
-            secret = self.remember(self.environ[name])
-            return secret, escape(secret)
+            return self.remember(self.environ[name]), None
         if ref.startswith("file:"):
             return self.secret_file(ref[5:].strip(), match.group(0), path)
         if ref.startswith("secret:"):
@@ -147,7 +164,7 @@ class Substitution:
                 f"${{{ref}}} is not a variable reference: names are letters, digits and _"
                 " (write $${ for a literal ${)",
             )
-            return match.group(0), escape(match.group(0))
+            return match.group(0), None
         self.used.add(ref)
         if ref not in self.values:
             self.report(
@@ -155,21 +172,23 @@ class Substitution:
                 f"undefined variable ${{{ref}}}{suggest(ref, self.values, self.suggestions)}: "
                 f"define it under 'vars' or pass --var {ref}=VALUE",
             )
-            return match.group(0), escape(match.group(0))
+            return match.group(0), None
         if ref in self.secret_vars:
             self.secret_paths.add(path)
         value = self.values[ref]
         # A declared var may hold a kept secret reference: staged live, like where it was written.
         staged = self.staged.get(f"vars.{ref}") if ref in self.declared else None
-        return value, staged if staged is not None and self.resolved.get(f"vars.{ref}") == value else escape(value)
+        if staged is not None and self.resolved.get(f"vars.{ref}") == value and staged != escape(value):
+            return value, staged
+        return value, None
 
-    def secret_file(self, name: str, reference: str, path: str) -> tuple[str, str]:
+    def secret_file(self, name: str, reference: str, path: str) -> tuple[str, str | None]:
         """``${file:/run/secrets/db-password}``: a secret mounted as a file (Kubernetes, Docker secrets)."""
         from spark_job.document import UnreadableFile, read_text_file
 
         if not name:
             self.report(path, f"{reference} names no file: write ${{file:/path/to/secret}}")
-            return "", ""
+            return "", None
         self.secret_paths.add(path)
         if not self.resolve_env:
             return reference, reference
@@ -177,16 +196,16 @@ class Substitution:
             secret = read_text_file(name, "a secret file", MAX_SECRET_FILE_BYTES).strip()
         except UnreadableFile as exc:
             self.report(path, f"cannot read the secret file {name} (referenced as {reference}): {exc.reason}")
-            return "", ""
-        return self.remember(secret), escape(secret)
+            return "", None
+        return self.remember(secret), None
 
-    def secret_manager(self, name: str, reference: str, path: str) -> tuple[str, str]:
+    def secret_manager(self, name: str, reference: str, path: str) -> tuple[str, str | None]:
         """``${secret:aws:prod/db#password}``: read from a secret manager by the driver, at load time."""
         from spark_job.secret_managers import SecretUnavailable, check_reference, read_secret
 
         if problem := check_reference(name):
             self.report(path, f"{reference}: {problem}")
-            return reference, escape(reference)
+            return reference, None
         self.secret_paths.add(path)
         if not self.resolve_env:
             return reference, reference
@@ -194,10 +213,10 @@ class Substitution:
             secret = read_secret(name, self.environ, self.fetched)
         except SecretUnavailable as exc:
             self.report(path, f"cannot read the secret {reference}: {exc}")
-            return "", ""
+            return "", None
         for whole in self.fetched.values():  # the whole text of a JSON secret read by field
             self.remember(whole)
-        return self.remember(secret), escape(secret)
+        return self.remember(secret), None
 
     def remember(self, secret: str) -> str:
         """Record a resolved value for masking (shorter ones would mask ordinary text) and return it."""

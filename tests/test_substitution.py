@@ -85,7 +85,7 @@ def test_one_substitution_equals_stage_then_load(query_tail: str, declared: str,
     except ConfigError as exc:
         # A literal "$" just before a reference kept for the driver has no spelling that survives a
         # second substitution: refused when staging, never run differently.
-        assert "cannot be passed on" in str(exc)
+        assert "cannot be passed on" in str(exc), str(exc)
         return
     assert twice.sequences[0].query == once.sequences[0].query
 
