@@ -366,7 +366,7 @@ class Validator:
                 stack.extend((key, v) for v in value)
             elif isinstance(value, str):
                 found = [value] if is_credential_key(key) else []
-                if "=" in value or "@" in value or "/" in value:
+                if "@" in value or "=" in value:  # user info, Oracle user/password@, key=value
                     found.extend(url_credentials(value))
                 secrets.update(f for f in found if len(f) >= 4 and "${" not in f)
         return secrets

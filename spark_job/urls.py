@@ -5,6 +5,7 @@ Standard library only: the driver, the Airflow provider and the Asset code share
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import unquote
 
@@ -40,6 +41,7 @@ def _normalised(key: str) -> str:
     return re.sub(r"[\s_.\-]", "", unquote(key)).lower()
 
 
+@functools.lru_cache(maxsize=4096)
 def is_credential_key(key: str) -> bool:
     """True when a parameter or configuration key names a secret value (``password``, ``PWD``, ``sas.token``)."""
     norm = _normalised(key)
