@@ -235,6 +235,10 @@ CASES = {
         BASE + "spark_conf: {spark.sql.variable.substitute: true}\n",
         "spark_conf.spark.sql.variable.substitute: Spark's own substitution would expand",
     ),
+    "unquoted colon in a query": (
+        BASE.replace("query: SELECT count(*) AS n FROM first", "query:\n      SELECT note: x FROM first"),
+        "sequences[1].query: must be a string, got a mapping with key 'SELECT note' (quote text that holds ': ')",
+    ),
     "5,000-digit integer": (BASE + "fail_fast: " + "9" * 5000 + "\n", "fail_fast: a number of 5,000 digits"),
     "no sequences": (BASE.split("sequences:")[0] + "sequences: []\n", "sequences: is empty"),
 }
