@@ -7,23 +7,37 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spark_job.document import Document, check_depth, child_path, parse_text, read_document
+from spark_job.document import (
+    Document,
+    UnreadableFile,
+    check_depth,
+    child_path,
+    parse_text,
+    read_document,
+    read_text_file,
+)
 from spark_job.errors import ConfigError, Problem
 from spark_job.fields import Field, describe_value
 from spark_job.graph import SequenceGraph
 from spark_job.io import BaseReader, BaseWriter, readers, writers
 from spark_job.sql import analyse_query
 from spark_job.targets import check_overlaps
-from spark_job.urls import is_credential_key, url_credentials
+from spark_job.urls import is_credential_key, port_problem, strip_credentials, url_credentials
 from spark_job.variables import ExpansionLimit, Substitution, escape, resolve_vars, suggest
 
 # Spark's own default for ``spark.redaction.regex``: kept in what the driver sets, then extended.
 SPARK_REDACTION_DEFAULT = "(?i)secret|password|token|access[.]?key"
+# Spark expands ${env:NAME}, ${system:...} in SQL text unless told not to: the config's text (and the vars
+# passed in) is substituted once, by the driver, and never again by Spark.
+VARIABLE_SUBSTITUTE = "spark.sql.variable.substitute"
+# Integer keys whose 0 would silently mean "not set" at run time.
+_AT_LEAST = {"coalesce": 1}
 
 __all__ = ["PipelineConfig", "SequenceSpec", "SourceSpec", "load_config", "parse_text"]
 
@@ -151,6 +165,7 @@ def load_config(
     resolve_env: bool = True,
     environ: Mapping[str, str] | None = None,
     connections: Callable[[str], Mapping[str, Any]] | None = None,
+    unknown_vars: bool = False,
 ) -> PipelineConfig:
     """Load, substitute and validate a config; raise ``ConfigError`` listing every problem.
 
@@ -163,6 +178,8 @@ def load_config(
         environ: where ``${env:NAME}`` is looked up (default ``os.environ``).
         connections: resolves ``connection: ID`` of a source or target into its settings (the Airflow
             operator passes one; without it such a reference is a config error).
+        unknown_vars: accept ``vars`` the config neither declares nor uses (the operator: one dict shared
+            by several pipelines); by default such a var (a misspelt ``--var``) is a config error.
     """
     if isinstance(source, Mapping):
         check_depth(source)
@@ -179,6 +196,7 @@ def load_config(
         os.environ if environ is None else environ,
         connections,
     )
+    validator.unknown_vars = unknown_vars
     try:
         return validator.build()
     except ExpansionLimit:
@@ -205,6 +223,7 @@ class Validator:
         self.base_dir = base_dir
         self.problems: list[Problem] = []
         self.sub = Substitution({}, environ, resolve_env, self.report)
+        self.unknown_vars = False
         self.suggestions = [50]  # budget of "did you mean" searches (each compares with every name)
 
     def report(self, path: str, message: str) -> None:
@@ -228,6 +247,10 @@ class Validator:
                 value = data[key] = spec.coerce(value)
                 if problem := spec.check(value):
                     self.report(sub, problem)
+                elif key in _AT_LEAST and isinstance(value, int) and value < _AT_LEAST[key]:
+                    self.report(sub, f"must be at least {_AT_LEAST[key]}, got {value} (leave it out to keep Spark's)")
+                elif key == "url" and isinstance(value, str) and (problem := port_problem(value)):
+                    self.report(sub, f"{problem}: {strip_credentials(value)}")
         for key, spec in fields.items():
             if spec.required and key not in data:
                 self.report(path, f"missing required key {key!r} ({spec.doc})")
@@ -249,9 +272,17 @@ class Validator:
         body = {k: v for k, v in top.items() if k != "vars"}
         raw_conf = body.get("spark_conf")
         spark_conf: Mapping[str, Any] = raw_conf if isinstance(raw_conf, Mapping) else {}
+        substitute = spark_conf.get(VARIABLE_SUBSTITUTE)
+        if substitute is not None and _conf_value(substitute).strip().lower() != "false":
+            self.report(
+                f"spark_conf.{VARIABLE_SUBSTITUTE}",
+                "Spark's own substitution would expand ${env:...} and ${system:...} in the SQL text, values "
+                "of vars included: remove the key (the driver sets it to false) and use vars",
+            )
         sources = self.build_sources(body.get("sources"))
         sequences = self.build_sequences(body.get("sequences"), sources)
-        self.check_overrides(declared)
+        if not self.unknown_vars:
+            self.check_overrides(declared)
         check_overlaps(sources, sequences, self.report)
         if isinstance(body.get("max_parallel"), int) and body["max_parallel"] < 1:
             self.report("max_parallel", "must be at least 1 (1 runs the sequences one after the other)")
@@ -273,7 +304,9 @@ class Validator:
         secrets = self.literal_secrets(sources, sequences, spark_conf)
         return PipelineConfig(
             app_name=str(body["app_name"]),
-            spark_conf=self.redacted_conf({str(k): _conf_value(v) for k, v in spark_conf.items()}),
+            spark_conf=self.redacted_conf(
+                {VARIABLE_SUBSTITUTE: "false", **{str(k): _conf_value(v) for k, v in spark_conf.items()}}
+            ),
             sources=tuple(sources),
             sequences=tuple(by_name[n] for n in graph.order()),
             fail_fast=bool(body.get("fail_fast", False)),
@@ -341,7 +374,7 @@ class Validator:
                 stack.extend((key, v) for v in value)
             elif isinstance(value, str):
                 found = [value] if is_credential_key(key) else []
-                if "=" in value or "@" in value or "/" in value:
+                if "@" in value or "=" in value:  # user info, Oracle user/password@, key=value
                     found.extend(url_credentials(value))
                 secrets.update(f for f in found if len(f) >= 4 and "${" not in f)
         return secrets
@@ -358,7 +391,10 @@ class Validator:
         if not keys:
             return conf
         current = conf.get("spark.redaction.regex") or SPARK_REDACTION_DEFAULT
-        return {**conf, "spark.redaction.regex": current + "|" + "|".join(_java_literal(k) for k in keys)}
+        # ``spark.hadoop.X`` is shown as ``X`` among the Hadoop properties too: the unanchored pattern of
+        # ``X`` covers both.
+        patterns = dict.fromkeys(_java_literal(k.removeprefix("spark.hadoop.")) for k in keys)
+        return {**conf, "spark.redaction.regex": current + "|" + "|".join(patterns)}
 
     def build_sources(self, raw: Any) -> list[SourceSpec]:
         if raw is None:
@@ -400,7 +436,7 @@ class Validator:
             if not _is_identifier(alias):
                 self.report(
                     child_path(path, "alias"),
-                    f"{alias!r} is not a valid view name: use letters, digits and _",
+                    f"{alias!r} is not a valid view name: use ASCII letters, digits and _",
                 )
             key = alias.lower()
             if key in aliases:
@@ -484,7 +520,10 @@ class Validator:
             name = item.get("name")
             if isinstance(name, str):
                 if not _is_identifier(name):
-                    self.report(f"{path}.name", f"{name!r} is not a valid view name: use letters, digits and _")
+                    self.report(
+                        f"{path}.name",
+                        f"{name!r} is not a valid view name: use ASCII letters, digits and _",
+                    )
                 elif name.lower() in names:
                     self.report(f"{path}.name", f"sequence name {name!r} is already used by {names[name.lower()]}")
                 elif name.lower() in aliases:
@@ -552,14 +591,17 @@ class Validator:
         rel = item["query_file"]
         if not isinstance(rel, str):
             return None
+        if not rel.strip():
+            self.report(f"{path}.query_file", "is empty: give the file holding the query, relative to the config")
+            return None
         file = Path(rel) if os.path.isabs(rel) else self.base_dir / rel
         try:
-            text = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            self.report(f"{path}.query_file", f"file not found: {file}")
-            return None
-        except (OSError, UnicodeDecodeError) as exc:
-            self.report(f"{path}.query_file", f"cannot read {file}: {exc}")
+            text = read_text_file(file, "a query file")
+        except UnreadableFile as exc:
+            reason = f"file not found: {file}" if exc.reason.startswith("not found") else f"{file} {exc.reason}"
+            if exc.reason.startswith(("not UTF-8", "the file is")):
+                reason = f"{file}: {exc.reason}" + (f" (line {exc.line})" if exc.line else "")
+            self.report(f"{path}.query_file", reason)
             return None
         if not text.strip():
             self.report(f"{path}.query_file", f"{file} is empty: write one SELECT statement")
@@ -571,6 +613,27 @@ class Validator:
     ) -> list[str]:
         """The known views the query reads (lower-cased); reports unknown ones and self-reads."""
         analysis = analyse_query(query)
+        if analysis.not_query:
+            self.report(
+                f"{path}.query",
+                f"is a {analysis.not_query} statement, not a query: a sequence's SQL is one query (SELECT, WITH, "
+                "VALUES, TABLE, FROM ...) whose result the driver writes to the target",
+            )
+            return []
+        if analysis.dynamic:
+            self.report(
+                f"{path}.query",
+                "names a table with IDENTIFIER(...) whose argument is not a string literal: what it reads "
+                "cannot be known before it runs; write the name, or IDENTIFIER('name')",
+            )
+            return []
+        if self.doc.styles.get(f"{path}.query") == ">" and "--" in query:
+            self.report(
+                f"{path}.query",
+                "is a folded YAML scalar (>): its lines are joined into one, so a -- comment swallows the rest "
+                "of the query; write the query as a literal block (query: |)",
+            )
+            return []
         if not analysis.parsed:
             return []
         if analysis.statements > 1:
@@ -608,8 +671,12 @@ def _java_literal(text: str) -> str:
     return "".join("\\" + c if c.isascii() and not (c.isalnum() or c == "_") else c for c in text)
 
 
+_UNQUOTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
 def _is_identifier(name: str) -> bool:
-    return name.replace("_", "a").isalnum() and not name[0].isdigit()
+    """Spark's parser reads unquoted names of ASCII letters, digits and _ only (not é, not ²)."""
+    return bool(_UNQUOTED_NAME.match(name))
 
 
 def _conf_value(value: Any) -> str:

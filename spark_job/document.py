@@ -13,7 +13,7 @@ from typing import Any
 from spark_job.errors import ConfigError, Problem
 
 MAX_CONFIG_BYTES = 10 * 1024 * 1024
-MAX_ELEMENTS = 200_000
+MAX_ELEMENTS = 1_000_000  # 20,000 sequences and sources take about 300,000
 MAX_DEPTH = 100
 # Python refuses to turn longer digit strings into numbers (int_max_str_digits); say so with the place.
 MAX_NUMBER_DIGITS = 4000

@@ -76,6 +76,8 @@ class Field:
             return f"{value!r} is not one of {', '.join(self.choices)}"
         if self.kind == "int" and value < 0:
             return f"must not be negative, got {value}"
+        if self.required and self.kind == "str" and not value.strip():
+            return f"is empty: give {self.doc or 'a value'}"
         return None
 
     def json_schema(self) -> dict[str, Any]:
@@ -116,7 +118,12 @@ def describe_value(value: Any) -> str:
             text = repr(value)
             return f"{name} {text[:40] + '...' if len(text) > 40 else text}"
     if isinstance(value, Mapping):
-        return "a mapping"
+        if not value:
+            return "an empty mapping {}"
+        keys = [repr(k)[:40] for k in list(value)[:3]]
+        more = ", ..." if len(value) > 3 else ""
+        # A text holding ": " unquoted is read by YAML as a mapping: its key shows which text that was.
+        return f"a mapping with key{'s' if len(value) > 1 else ''} {', '.join(keys)}{more} (quote text that holds ': ')"
     if isinstance(value, list):
-        return "a list"
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
     return type(value).__name__

@@ -22,12 +22,17 @@ class QueryAnalysis:
         qualified: qualified names read (``db.table``, ``catalog.db.table``, ``parquet./path``).
         parsed: False when the scanner could not follow the query; Spark's analysis decides at run time.
         statements: number of statements found.
+        not_query: the first words of a statement that is not a query (``DROP VIEW``, ``WITH ... INSERT``).
+        dynamic: a table named by ``IDENTIFIER(...)`` with an argument that is not a string literal: what
+            it reads cannot be known before it runs.
     """
 
     relations: frozenset[str]
     qualified: frozenset[str]
     parsed: bool
     statements: int = 1
+    not_query: str | None = None
+    dynamic: bool = False
 
 
 # Tokens: whitespace and comments are dropped; a name is ("name", text), a keyword-like word too
@@ -67,6 +72,16 @@ class _GiveUp(Exception):
     pass
 
 
+class _Dynamic(Exception):
+    pass
+
+
+# The words a query starts with; every other statement (DROP, INSERT, CREATE, SET, CACHE, ADD JAR, USE,
+# REFRESH, MSCK, ALTER, DELETE, MERGE, UPDATE, LOAD, EXPLAIN, SHOW, DESCRIBE, RESET, ANALYZE ...) is not one.
+_QUERY_WORDS = {"SELECT", "VALUES", "TABLE", "FROM", "MAP", "REDUCE"}
+_LEADING_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*([A-Za-z_]+)(?:\s+([A-Za-z_]+))?", re.DOTALL)
+
+
 @dataclass
 class _Frame:
     """One level of parentheses (or the statement itself)."""
@@ -80,6 +95,16 @@ class _Frame:
 def analyse_query(query: str) -> QueryAnalysis:
     try:
         statements = _split_statements(_tokens(query))
+    except _GiveUp:
+        # Not even tokens: still, a statement that is not a query says so in its first words.
+        leading = _LEADING_WORD.match(query)
+        word = leading.group(1).upper() if leading else ""
+        not_query = None if not leading or word in _QUERY_WORDS or word == "WITH" else _words(leading)
+        return QueryAnalysis(frozenset(), frozenset(), parsed=False, not_query=not_query)
+    for tokens in statements:
+        if kind := _not_a_query(tokens):
+            return QueryAnalysis(frozenset(), frozenset(), parsed=False, statements=len(statements), not_query=kind)
+    try:
         relations: set[str] = set()
         qualified: set[str] = set()
         for tokens in statements:
@@ -92,7 +117,77 @@ def analyse_query(query: str) -> QueryAnalysis:
                     qualified.add(".".join(parts))
     except _GiveUp:
         return QueryAnalysis(frozenset(), frozenset(), parsed=False)
+    except _Dynamic:
+        return QueryAnalysis(frozenset(), frozenset(), parsed=False, dynamic=True)
     return QueryAnalysis(frozenset(relations), frozenset(qualified), parsed=True, statements=max(len(statements), 1))
+
+
+def _words(match: re.Match[str]) -> str:
+    return " ".join(w.upper() for w in match.groups() if w)
+
+
+def _not_a_query(tokens: list[tuple[str, str]]) -> str | None:
+    """The first words of a statement that is not a query, or None for a query."""
+    words = [(i, _word(t)) for i, t in enumerate(tokens)]
+    depth = 0
+    start: int | None = None
+    for i, token in enumerate(tokens):
+        if token == ("punct", "("):
+            depth += 1
+        elif token == ("punct", ")"):
+            depth -= 1
+        elif token[0] in ("name", "quoted", "string", "number") or token[1] not in ("(", ")"):
+            start = i
+            break
+    if start is None:
+        return None
+    first = _word(tokens[start])
+    second = _word(tokens[start + 1]) if start + 1 < len(tokens) else ""
+    if first == "WITH":
+        # The CTE list sits at the top level as names, AS and parenthesised bodies; the first other
+        # word at that level starts the statement the CTEs feed.
+        level = depth
+        for i, word in words[start + 1 :]:
+            token = tokens[i]
+            if token == ("punct", "("):
+                level += 1
+            elif token == ("punct", ")"):
+                level -= 1
+            elif (
+                level == depth
+                and word
+                and word not in ("AS", "RECURSIVE")
+                and tokens[i - 1]
+                in (
+                    ("punct", ")"),
+                    ("punct", "("),
+                )
+            ):
+                if word in _QUERY_WORDS:
+                    break
+                return f"WITH ... {word}"
+    elif first not in _QUERY_WORDS:
+        return f"{first} {second}".strip() if first else (tokens[start][1] or tokens[start][0])
+    # ``FROM t INSERT INTO ...`` (Hive's multi-insert) and ``SELECT ... INSERT`` at the top level.
+    level = 0
+    for i, word in words:
+        if tokens[i] == ("punct", "("):
+            level += 1
+        elif tokens[i] == ("punct", ")"):
+            level -= 1
+        elif (
+            level == 0
+            and word == "INSERT"
+            and i + 1 < len(tokens)
+            and _word(tokens[i + 1])
+            in (
+                "INTO",
+                "OVERWRITE",
+                "TABLE",
+            )
+        ):
+            return f"INSERT {_word(tokens[i + 1])}"
+    return None
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -117,8 +212,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
                 else:
                     i += 1
         elif c in "'\"":
-            i = _end_of_string(text, i, c)
-            tokens.append(("string", ""))
+            content, i = _string(text, i, c, raw=False)
+            tokens.append(("string", content))
         elif c == "`":
             name, i = _backquoted(text, i)
             tokens.append(("quoted", name))
@@ -128,10 +223,16 @@ def _tokens(text: str) -> list[tuple[str, str]]:
                 raise _GiveUp
             tokens.append(("number", match.group()))
             i = match.end()
+        elif c in "rR" and i + 1 < n and text[i + 1] in "'\"" and not _after_word_char(text, i):
+            # A raw string r'C:\': its backslashes escape nothing.
+            content, i = _string(text, i + 1, text[i + 1], raw=True)
+            tokens.append(("string", content))
         elif c.isalpha() or c == "_":
             match = _WORD.match(text, i)
-            if match is None:  # pragma: no cover - a letter always matches
-                raise _GiveUp
+            if match is None:  # a letter Spark does not read unquoted (é, ²): a character of its own
+                tokens.append(("punct", c))
+                i += 1
+                continue
             tokens.append(("name", match.group()))
             i = match.end()
         else:
@@ -144,14 +245,27 @@ def _after_name(tokens: list[tuple[str, str]]) -> bool:
     return bool(tokens) and tokens[-1][0] in ("name", "quoted")
 
 
-def _end_of_string(text: str, i: int, quote: str) -> int:
+def _after_word_char(text: str, i: int) -> bool:
+    return i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")
+
+
+def _string(text: str, i: int, quote: str, raw: bool) -> tuple[str, int]:
+    """The content of the string literal opening at ``i`` and the index after it (one pass, no look-back)."""
+    if raw:
+        end = text.find(quote, i + 1)
+        if end < 0:
+            raise _GiveUp
+        return text[i + 1 : end], end + 1
+    parts: list[str] = []
     j = i + 1
     while j < len(text):
         if text[j] == "\\":
+            parts.append(text[j + 1 : j + 2])
             j += 2
         elif text[j] == quote:
-            return j + 1
+            return "".join(parts), j + 1
         else:
+            parts.append(text[j])
             j += 1
     raise _GiveUp
 
@@ -194,6 +308,13 @@ def _scan(tokens: list[tuple[str, str]]) -> tuple[list[list[str]], set[str]]:
     def peek(k: int) -> tuple[str, str] | None:
         return tokens[k] if k < n else None
 
+    # For each "(", the index of the first token after the run of "(" it starts: one backward pass, so
+    # long runs of parentheses cost linear time.
+    after_parens = [0] * (n + 1)
+    after_parens[n] = n
+    for k in range(n - 1, -1, -1):
+        after_parens[k] = after_parens[k + 1] if k + 1 < n and tokens[k + 1] == ("punct", "(") else k + 1
+
     while i < n:
         kind, text = tokens[i]
         frame = stack[-1]
@@ -221,10 +342,7 @@ def _scan(tokens: list[tuple[str, str]]) -> tuple[list[list[str]], set[str]]:
             continue
 
         if (kind, text) == ("punct", "("):
-            j = i + 1
-            while peek(j) == ("punct", "("):
-                j += 1
-            is_query = _word(peek(j)) in _QUERY_START
+            is_query = _word(peek(after_parens[i])) in _QUERY_START
             if frame.with_state == "as":
                 frame.with_state = "body"
                 stack.append(_Frame(query=True))
@@ -256,6 +374,15 @@ def _scan(tokens: list[tuple[str, str]]) -> tuple[list[list[str]], set[str]]:
                 continue
             if word in _NOT_A_TABLE or kind not in ("name", "quoted"):
                 raise _GiveUp
+            if word == "IDENTIFIER" and peek(i + 1) == ("punct", "("):
+                # IDENTIFIER('db.events'): the name is the literal; anything else is known only at run time.
+                literal = peek(i + 2)
+                if literal is None or literal[0] != "string" or peek(i + 3) != ("punct", ")"):
+                    raise _Dynamic
+                found.append(_split_name(literal[1]))
+                frame.expect_table = False
+                i += 4
+                continue
             parts, i = _dotted_name(tokens, i)
             frame.expect_table = False
             if peek(i) == ("punct", "("):
@@ -280,6 +407,29 @@ def _scan(tokens: list[tuple[str, str]]) -> tuple[list[list[str]], set[str]]:
     if len(stack) != 1 or stack[0].expect_table or stack[0].with_state in ("name", "columns", "as", "body"):
         raise _GiveUp
     return found, ctes
+
+
+def _split_name(text: str) -> list[str]:
+    """``db.`my table``` → ``["db", "my table"]``, as IDENTIFIER reads its argument."""
+    parts: list[str] = []
+    current: list[str] = []
+    i, quoted = 0, False
+    while i < len(text):
+        c = text[i]
+        if c == "`":
+            if quoted and text.startswith("``", i):
+                current.append("`")
+                i += 2
+                continue
+            quoted = not quoted
+        elif c == "." and not quoted:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(c)
+        i += 1
+    parts.append("".join(current).strip())
+    return parts
 
 
 def _dotted_name(tokens: list[tuple[str, str]], i: int) -> tuple[list[str], int]:

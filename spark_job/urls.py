@@ -5,10 +5,11 @@ Standard library only: the driver, the Airflow provider and the Asset code share
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import unquote
 
-__all__ = ["is_credential_key", "strip_credentials", "url_credentials"]
+__all__ = ["is_credential_key", "port_problem", "strip_credentials", "url_credentials"]
 
 # Parameter names whose value is a secret, compared case-insensitively after removing "_", "-" and ".":
 # JDBC drivers (password, PWD, trustStorePassword, sslpassword, oauthToken ...), cloud signed URLs
@@ -40,6 +41,7 @@ def _normalised(key: str) -> str:
     return re.sub(r"[\s_.\-]", "", unquote(key)).lower()
 
 
+@functools.lru_cache(maxsize=4096)
 def is_credential_key(key: str) -> bool:
     """True when a parameter or configuration key names a secret value (``password``, ``PWD``, ``sas.token``)."""
     norm = _normalised(key)
@@ -234,3 +236,25 @@ def _mask_pair(pair: re.Match[str]) -> str:
     if is_credential_key(pair.group("key")):
         return pair.group("key") + "=***"
     return pair.group(0)
+
+
+# ``host:port`` after ``//`` or ``@`` (Oracle), up to the path, parameters or the end.
+_HOST_PORT = re.compile(r"(?://|@)(?P<host>\[[^\]]*\]|[^/:;?#@,()\[\]]*):(?P<port>[^/;?#,():]*)(?=[/;?#,():]|$)")
+
+
+def port_problem(url: str) -> str | None:
+    """Why the port of a connection URL cannot be right (not a number from 1 to 65535), or None."""
+    if not isinstance(url, str) or "${" in url:
+        return None
+    head, _, _ = _split_url(url)
+    span = _userinfo(head)
+    if span:
+        head = head[: span[0]] + head[span[1] + 1 :]
+    oracle = _ORACLE.search(head)
+    if oracle:
+        head = head[: oracle.start("userinfo")] + head[oracle.end("userinfo") :]
+    for match in _HOST_PORT.finditer(head):
+        port = match.group("port")
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            return f"port {port!r} of host {match.group('host')!r} is not a number from 1 to 65535"
+    return None

@@ -75,6 +75,8 @@ class Substitution:
         self.staged: dict[str, str] = {}
         self.resolved: dict[str, str] = {}
         self.used: set[str] = set()
+        self.declared: set[str] = set()  # vars from the config (overrides are data and never hold references)
+        self.secret_vars: set[str] = set()  # declared vars whose value came from a secret reference
         self.fetched: dict[str, str] = {}
         self.expanded = 0
         self.suggestions = [MAX_SUGGESTIONS]
@@ -94,43 +96,64 @@ class Substitution:
             self.grow(len(value), path)
             return value
         resolved: list[str] = []
-        staged: list[str] = []
+        staged: list[str] = []  # escaped literal runs and live references, alternating
+        literal_run: list[str] = []  # text the driver must read back as it is: escaped as one run
+
+        def close_run() -> None:
+            staged.append(escape("".join(literal_run)))
+            literal_run.clear()
+
         last = 0
         for match in REFERENCE.finditer(value):
             literal = value[last : match.start()]
-            resolved.append(literal)
-            staged.append(escape(literal))
             last = match.end()
             out, live = self.reference(match, path)
             self.grow(len(literal) + len(out), path)
+            resolved.append(literal)
             resolved.append(out)
-            staged.append(out if live else escape(out))
+            literal_run.append(literal)
+            if live is None:
+                literal_run.append(out)
+                continue
+            close_run()
+            self.check_join(staged[-1], live, path)
+            staged.append(live)
         tail = value[last:]
         self.grow(len(tail), path)
         resolved.append(tail)
-        staged.append(escape(tail))
+        literal_run.append(tail)
+        close_run()
+        if len(staged) > 1:
+            self.check_join(staged[-2], staged[-1], path)
         self.staged[path] = "".join(staged)
         self.resolved[path] = result = "".join(resolved)
         return result
 
-    def reference(self, match: re.Match[str], path: str) -> tuple[str, bool]:
-        """What one reference becomes, and whether it stays a live reference (kept for the driver)."""
+    def check_join(self, before: str, after: str, path: str) -> None:
+        """A ``$`` that ends one staged piece and a ``{`` that starts the next would read as a reference
+        (or the escape ``$${``) in the driver's substitution: no spelling keeps both, so say so."""
+        if before.endswith("$") and after.startswith(("{", "${")):
+            self.report(path, "a '$' right before a reference kept for the driver cannot be passed on: add a space")
+
+    def reference(self, match: re.Match[str], path: str) -> tuple[str, str | None]:
+        """What one reference becomes, and, for a reference kept for the driver, its staged text (live);
+        None when the result is literal text."""
         if match.group(0) == "$${":
-            return "${", False
+            return "${", None
         ref = match.group(1).strip()
         if ref.startswith("env:"):
             name = ref[4:].strip()
             if not name:
                 self.report(path, f"{match.group(0)} names no environment variable: write ${{env:NAME}}")
-                return "", False
+                return "", None
             if not self.resolve_env:
                 self.secret_paths.add(path)
-                return match.group(0), True
+                return match.group(0), match.group(0)
             if name not in self.environ:
                 self.report(path, f"environment variable {name} is not set (referenced as ${{env:{name}}})")
-                return "", False
+                return "", None
             self.secret_paths.add(path)
-            return self.remember(self.environ[name]), False
+            return self.remember(self.environ[name]), None
         if ref.startswith("file:"):
             return self.secret_file(ref[5:].strip(), match.group(0), path)
         if ref.startswith("secret:"):
@@ -141,7 +164,7 @@ class Substitution:
                 f"${{{ref}}} is not a variable reference: names are letters, digits and _"
                 " (write $${ for a literal ${)",
             )
-            return match.group(0), False
+            return match.group(0), None
         self.used.add(ref)
         if ref not in self.values:
             self.report(
@@ -149,44 +172,51 @@ class Substitution:
                 f"undefined variable ${{{ref}}}{suggest(ref, self.values, self.suggestions)}: "
                 f"define it under 'vars' or pass --var {ref}=VALUE",
             )
-            return match.group(0), False
-        return self.values[ref], False
+            return match.group(0), None
+        if ref in self.secret_vars:
+            self.secret_paths.add(path)
+        value = self.values[ref]
+        # A declared var may hold a kept secret reference: staged live, like where it was written.
+        staged = self.staged.get(f"vars.{ref}") if ref in self.declared else None
+        if staged is not None and self.resolved.get(f"vars.{ref}") == value and staged != escape(value):
+            return value, staged
+        return value, None
 
-    def secret_file(self, name: str, reference: str, path: str) -> tuple[str, bool]:
+    def secret_file(self, name: str, reference: str, path: str) -> tuple[str, str | None]:
         """``${file:/run/secrets/db-password}``: a secret mounted as a file (Kubernetes, Docker secrets)."""
         from spark_job.document import UnreadableFile, read_text_file
 
         if not name:
             self.report(path, f"{reference} names no file: write ${{file:/path/to/secret}}")
-            return "", False
+            return "", None
         self.secret_paths.add(path)
         if not self.resolve_env:
-            return reference, True
+            return reference, reference
         try:
             secret = read_text_file(name, "a secret file", MAX_SECRET_FILE_BYTES).strip()
         except UnreadableFile as exc:
             self.report(path, f"cannot read the secret file {name} (referenced as {reference}): {exc.reason}")
-            return "", False
-        return self.remember(secret), False
+            return "", None
+        return self.remember(secret), None
 
-    def secret_manager(self, name: str, reference: str, path: str) -> tuple[str, bool]:
+    def secret_manager(self, name: str, reference: str, path: str) -> tuple[str, str | None]:
         """``${secret:aws:prod/db#password}``: read from a secret manager by the driver, at load time."""
         from spark_job.secret_managers import SecretUnavailable, check_reference, read_secret
 
         if problem := check_reference(name):
             self.report(path, f"{reference}: {problem}")
-            return reference, False
+            return reference, None
         self.secret_paths.add(path)
         if not self.resolve_env:
-            return reference, True
+            return reference, reference
         try:
             secret = read_secret(name, self.environ, self.fetched)
         except SecretUnavailable as exc:
             self.report(path, f"cannot read the secret {reference}: {exc}")
-            return "", False
+            return "", None
         for whole in self.fetched.values():  # the whole text of a JSON secret read by field
             self.remember(whole)
-        return self.remember(secret), False
+        return self.remember(secret), None
 
     def remember(self, secret: str) -> str:
         """Record a resolved value for masking (shorter ones would mask ordinary text) and return it."""
@@ -225,6 +255,7 @@ def resolve_vars(declared: Mapping[str, Any], overrides: Mapping[str, Any], subs
     files through it); declared values may reference other variables and ``env:``/``file:``/``secret:``.
     """
     raw = {str(k): _as_text(v) for k, v in declared.items() if str(k) not in overrides}
+    substitution.declared.update(raw)
     for name, value in overrides.items():
         substitution.values[str(name)] = _as_text(value)
     resolving: list[str] = []
@@ -240,6 +271,8 @@ def resolve_vars(declared: Mapping[str, Any], overrides: Mapping[str, Any], subs
                 resolving.pop()
                 on_stack.discard(name)
                 substitution.values[name] = substitution.text(raw[name], f"vars.{name}")
+                if f"vars.{name}" in substitution.secret_paths:
+                    substitution.secret_vars.add(name)
                 continue
             if name in substitution.values:
                 continue

@@ -236,6 +236,18 @@ scalars = st.one_of(
             "jdbc",
             "overwrite",
             "SELECT 1",
+            "",
+            0,
+            "${env:}",
+            "${file:}",
+            "${file:/dev/zero}",
+            "DROP VIEW events",
+            "SELECT * FROM IDENTIFIER(:t)",
+            "SELECT r'C:\\' FROM events",
+            "jdbc:postgresql://u:pw@h:99x/db",
+            "jdbc:sqlserver://h;password={a;b}",
+            "événements",
+            "9" * 5000,
         ]
     ),
 )
@@ -311,3 +323,113 @@ def test_fuzzed_text_raises_only_config_errors(text: str) -> None:
             parse_document(text, name)
         except ConfigError as exc:
             assert exc.problems
+
+
+# -- files that are not regular files, and sizes that grow only when expanded ---------------------
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI in its own interpreter; the timeout bounds a hang (a FIFO read would block forever)."""
+    script = "import sys\nfrom spark_job.cli import main\ncode = main(sys.argv[1:])\n"
+    script += "assert 'pyspark' not in sys.modules\nsys.exit(code)\n"
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, **(env or {})},
+    )
+
+
+def assert_config_error(proc: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert expected in proc.stderr, proc.stderr
+    assert proc.stdout == ""
+
+
+def test_fifos_and_devices_are_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    assert_config_error(
+        run_cli(["validate", "--config", str(fifo)]), f"{fifo}: is a FIFO (named pipe), not a regular file"
+    )
+    assert_config_error(run_cli(["validate", "--config", "/dev/zero"]), "/dev/zero: is a device or socket")
+    query_fifo = tmp_path / "q.sql"
+    os.mkfifo(query_fifo)
+    secret_fifo = tmp_path / "secret"
+    os.mkfifo(secret_fifo)
+    config = with_(
+        "sequences[1]", {"name": "second", "query_file": "q.sql", "target": {"type": "parquet", "path": "/o"}}
+    )
+    data = yaml.safe_load(config)
+    data["sources"]["users"]["options"] = {"password": f"${{file:{secret_fifo}}}"}
+    data["sequences"][0]["target"]["path"] = "${file:/dev/zero}"
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    proc = run_cli(["validate", "--config", str(path)])
+    assert_config_error(proc, f"sequences[1].query_file: {query_fifo} is a FIFO (named pipe), not a regular file")
+    assert f"sources.users.options.password: cannot read the secret file {secret_fifo}" in proc.stderr
+    assert "sequences[0].target.path: cannot read the secret file /dev/zero" in proc.stderr
+    assert f"{path}:" in proc.stderr
+
+
+def test_a_var_the_config_does_not_know_names_the_flag(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(dump(VALID))
+    proc = run_cli(["validate", "--config", str(path), "--var", "dya=2024-01-01", "--var", "nosuch=x"])
+    assert_config_error(proc, f"{path}: --var dya: the config neither declares 'dya'")
+    assert "did you mean 'day'?" in proc.stderr
+    assert f"{path}: --var nosuch:" in proc.stderr
+
+
+def test_doubling_vars_and_aliases_are_bounded_by_their_expanded_size(tmp_path: Path) -> None:
+    data = json.loads(json.dumps(VALID))
+    data["vars"] = {f"v{i}": f"${{v{i + 1}}}${{v{i + 1}}}" for i in range(60)} | {"v60": "x"}
+    data["sequences"][0]["query"] = "SELECT '${v0}' FROM events"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    assert_config_error(run_cli(["validate", "--config", str(path)]), "the config expands to more than 10,485,760")
+    # A YAML alias of a long string, repeated: few elements, a large expansion.
+    text = "big: &big '" + "x" * 100_000 + "'\n" + dump(VALID).decode()
+    text += "description: [" + ", ".join(["*big"] * 200) + "]\n"
+    path = tmp_path / "alias.yaml"
+    path.write_text(text)
+    assert_config_error(run_cli(["validate", "--config", str(path)]), "the config expands to more than 10,485,760")
+
+
+def test_a_deep_config_given_as_data_is_a_config_error() -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(3000):
+        node["a"] = {}
+        node = node["a"]
+    data = json.loads(json.dumps(VALID))
+    data["sequences"][0]["target"]["options"] = deep
+    try:
+        load_config(data)
+    except ConfigError as exc:
+        assert "sequences[0].target.options.a.a" in str(exc) and "nested too deeply" in str(exc)
+    else:
+        raise AssertionError("a 3,000-deep config was accepted")
+
+
+def test_a_long_dependency_chain_in_reverse_order_is_valid(tmp_path: Path) -> None:
+    n = 5000
+    data = json.loads(json.dumps(VALID))
+    data["sequences"] = [
+        {
+            "name": f"s{i}",
+            "query": f"SELECT * FROM {'events' if i == 0 else f's{i - 1}'}",
+            "target": {"type": "parquet", "path": f"/out/s{i}"},
+        }
+        for i in reversed(range(n))
+    ]
+    config = load_config(data)
+    assert [s.name for s in config.sequences] == [f"s{i}" for i in range(n)]
+    path = tmp_path / "chain.yaml"
+    path.write_bytes(dump(data))
+    proc = run_cli(["validate", "--config", str(path)])
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -48,7 +48,8 @@ def write(tmp_path: Path, text: str, name: str = "pipeline.yaml") -> Path:
 def test_seed_format_loads_unchanged(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, SEED), environ={"DB_USER": "etl", "DB_PASSWORD": "s3cr3t-pw"})
     assert config.app_name == "seed_example"
-    assert config.spark_conf == {"spark.sql.shuffle.partitions": "4"}
+    # The driver adds one setting of its own: Spark never substitutes ${...} in the SQL a second time.
+    assert config.spark_conf == {"spark.sql.shuffle.partitions": "4", "spark.sql.variable.substitute": "false"}
     assert [s.alias for s in config.sources] == ["orders", "customers"]
     assert config.sources[1].spec["password"] == "s3cr3t-pw"
     assert config.secrets == {"s3cr3t-pw"}

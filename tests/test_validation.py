@@ -149,9 +149,97 @@ CASES = {
         "sequences[1].query_file: file not found",
     ),
     "two statements": (
-        BASE.replace("SELECT count(*) AS n FROM first", "SELECT 1; DROP TABLE x"),
+        BASE.replace("SELECT count(*) AS n FROM first", "SELECT 1 FROM first; SELECT 2"),
         "sequences[1].query: holds 2 statements",
     ),
+    "a query then a DROP": (
+        BASE.replace("SELECT count(*) AS n FROM first", "SELECT 1; DROP TABLE x"),
+        "sequences[1].query: is a DROP TABLE statement, not a query",
+    ),
+    **{
+        f"not a query: {statement.split()[0]}": (
+            BASE.replace("SELECT count(*) AS n FROM first", statement),
+            f"sequences[1].query: is a {kind} statement, not a query",
+        )
+        for statement, kind in [
+            ("DROP VIEW events", "DROP VIEW"),
+            ("INSERT OVERWRITE DIRECTORY '/tmp/x' SELECT * FROM first", "INSERT OVERWRITE"),
+            ("CREATE TEMPORARY VIEW v AS SELECT 1", "CREATE TEMPORARY"),
+            ("SET spark.sql.ansi.enabled=false", "SET SPARK"),
+            ("CACHE TABLE first", "CACHE TABLE"),
+            ("ADD JAR /tmp/evil.jar", "ADD JAR"),
+            ("USE other_db", "USE OTHER_DB"),
+            ("MERGE INTO t USING first ON t.id = first.id WHEN MATCHED THEN DELETE", "MERGE INTO"),
+            ("WITH a AS (SELECT * FROM first) INSERT INTO t SELECT * FROM a", "WITH ... INSERT"),
+            ("EXPLAIN SELECT * FROM first", "EXPLAIN SELECT"),
+        ]
+    },
+    "IDENTIFIER of a parameter": (
+        BASE.replace("FROM first", "FROM IDENTIFIER(:tbl)"),
+        "sequences[1].query: names a table with IDENTIFIER(...) whose argument is not a string literal",
+    ),
+    "IDENTIFIER hides no dependency": (
+        BASE.replace("FROM first", "FROM IDENTIFIER('frist')"),
+        "sequences[1].query: reads 'frist', which is neither a source alias nor a sequence (did you mean 'first'?",
+    ),
+    "raw string hides no dependency": (
+        BASE.replace("SELECT count(*) AS n FROM first", "SELECT r'C:\\' AS p FROM frist"),
+        "sequences[1].query: reads 'frist'",
+    ),
+    "non-ASCII alias": (
+        BASE.replace("alias: users", "alias: événements"),
+        "sources.users.alias: 'événements' is not a valid view name: use ASCII letters, digits and _",
+    ),
+    "superscript in a sequence name": (
+        BASE.replace("name: second", "name: ev²"),
+        "sequences[1].name: 'ev²' is not a valid view name",
+    ),
+    "folded query with a comment": (
+        BASE.replace(
+            "    query: SELECT count(*) AS n FROM first",
+            "    query: >-\n      SELECT count(*) AS n -- how many\n      FROM first",
+        ),
+        "sequences[1].query: is a folded YAML scalar (>): its lines are joined into one",
+    ),
+    "empty env reference": (
+        BASE.replace("path: /out/second", "path: '/out/${env:}'"),
+        "sequences[1].target.path: ${env:} names no environment variable",
+    ),
+    "empty file reference": (
+        BASE.replace("path: /out/second", "path: '/out/${file: }'"),
+        "sequences[1].target.path: ${file: } names no file",
+    ),
+    "empty query_file": (
+        BASE.replace("query: SELECT count(*) AS n FROM first", 'query_file: ""'),
+        "sequences[1].query_file: is empty: give the file holding the query",
+    ),
+    "coalesce 0": (
+        BASE.replace("path: /out/second}", "path: /out/second, coalesce: 0}"),
+        "sequences[1].target.coalesce: must be at least 1, got 0",
+    ),
+    "empty path": (BASE.replace("path: /out/second", 'path: ""'), "sequences[1].target.path: is empty: give"),
+    "empty source path": (BASE.replace("path: /data/users", "path: '  '"), "sources.users.path: is empty"),
+    "JDBC URL with a bad port": (
+        BASE.replace(
+            "{type: parquet, path: /out/second}",
+            "{type: jdbc, url: 'jdbc:postgresql://u:pw@db:54x2/shop', table: t}",
+        ),
+        "sequences[1].target.url: port '54x2' of host 'db' is not a number from 1 to 65535: "
+        "jdbc:postgresql://db:54x2/shop",
+    ),
+    "JDBC URL with a port out of range": (
+        BASE.replace("{type: parquet, path: /out/second}", "{type: jdbc, url: 'jdbc:mysql://db:70000/x', table: t}"),
+        "sequences[1].target.url: port '70000'",
+    ),
+    "Spark's own substitution turned on": (
+        BASE + "spark_conf: {spark.sql.variable.substitute: true}\n",
+        "spark_conf.spark.sql.variable.substitute: Spark's own substitution would expand",
+    ),
+    "unquoted colon in a query": (
+        BASE.replace("query: SELECT count(*) AS n FROM first", "query:\n      SELECT note: x FROM first"),
+        "sequences[1].query: must be a string, got a mapping with key 'SELECT note' (quote text that holds ': ')",
+    ),
+    "5,000-digit integer": (BASE + "fail_fast: " + "9" * 5000 + "\n", "fail_fast: a number of 5,000 digits"),
     "no sequences": (BASE.split("sequences:")[0] + "sequences: []\n", "sequences: is empty"),
 }
 

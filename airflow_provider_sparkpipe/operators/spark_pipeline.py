@@ -182,6 +182,7 @@ class SparkPipelineOperator(BaseOperator):
             base_dir=None if isinstance(source, Path) else self.base_dir,
             resolve_env=False,  # ${env:NAME} secrets resolve on the driver, never in Airflow
             connections=self._credentials,
+            unknown_vars=True,  # one vars dict may serve several pipelines
         )
 
     def load_rendered_config(self) -> PipelineConfig:
@@ -217,6 +218,7 @@ class SparkPipelineOperator(BaseOperator):
                     base_dir=config_file.parent,
                     resolve_env=False,
                     connections=self._credentials,
+                    unknown_vars=True,
                 )
             except ConfigError as exc:
                 raise ConfigError(
