@@ -85,6 +85,15 @@ def test_killed_overwrite_leaves_the_old_data_then_a_rerun_replaces_it(spark: An
     assert sorted(p.name for p in target.parent.iterdir()) == ["numbers"]  # nothing left beside it
 
 
+def spark_leftovers(target: Path) -> list[str]:
+    """Spark's job folders inside a target (``.spark-staging-*``, ``_temporary``), with files in them."""
+    return [
+        p.name
+        for p in target.iterdir()
+        if p.is_dir() and p.name.startswith((".", "_")) and any(f.name.startswith("part-") for f in p.rglob("*"))
+    ]
+
+
 @pytest.mark.parametrize("how", ["target option", "spark_conf"])
 def test_killed_dynamic_partition_overwrite_keeps_every_partition(spark: Any, tmp_path: Path, how: str) -> None:
     target = tmp_path / "by_day"
@@ -96,15 +105,22 @@ def test_killed_dynamic_partition_overwrite_keeps_every_partition(spark: Any, tm
     if how == "spark_conf":
         config["spark_conf"]["spark.sql.sources.partitionOverwriteMode"] = "DYNAMIC"
 
-    kill_when(start_driver(tmp_path, config), writing(target), "the write began")
+    kill_when(start_driver(tmp_path, config), lambda: bool(spark_leftovers(target)), "the write began")
     counts = {r.day: r["count"] for r in spark.read.parquet(str(target)).groupBy("day").count().collect()}
     assert counts == {0: 100, 1: 100, 2: 100, 3: 100}
-    assert any(p.name.startswith(".spark-staging-") for p in target.iterdir())  # what the kill left
+    assert spark_leftovers(target)  # what the kill left inside the target
 
     run_driver(tmp_path, config)
     counts = {r.day: r["count"] for r in spark.read.parquet(str(target)).groupBy("day").count().collect()}
     assert counts == {0: 100, 1: 100, 2: NEW_ROWS, 3: 100}
-    assert sorted(p.name for p in target.iterdir()) == ["_SUCCESS", "day=0", "day=1", "day=2", "day=3"]
+    assert not spark_leftovers(target)
+    assert sorted(p.name for p in target.iterdir() if not p.name.endswith(".crc")) == [
+        "_SUCCESS",
+        "day=0",
+        "day=1",
+        "day=2",
+        "day=3",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(("config-", "driver."))) == ["by_day"]
 
 
@@ -348,7 +364,7 @@ def test_a_second_run_on_a_busy_postgres_target_fails_naming_the_first(postgres:
         wait_until(holder, locked, "the first run took the lease")
         second = run_to_end(tmp_path, quick, {**env, "SPARKPIPE_RUN_KEY": "backfill-02"})
         assert second.returncode == 1
-        assert "public.CONTESTED is being written by sparkpipe run backfill-01" in second.stderr
+        assert "public.CONTESTED is being written by run backfill-01 app local-" in second.stderr
         with postgres.connect() as conn:
             assert conn.execute("SELECT slept FROM contested").fetchall() == [("old",)]
     finally:
