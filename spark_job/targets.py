@@ -346,20 +346,55 @@ def overlaps(places: Iterable[Place]) -> list[tuple[Place, str]]:
     """Each place that overlaps an earlier one, with the message saying which and how.
 
     A target may not lie inside another target, nor hold (or be) a place a source reads, nor lie
-    inside a source's location: an overwrite replaces the whole directory.
+    inside a source's location: an overwrite replaces the whole directory. Linear in the number of
+    places (times their depth): each is looked up by its own path and by its prefixes.
     """
+    # (filesystem group, writes) -> segments -> the first place at exactly those segments / under them
+    exact: dict[tuple[str, bool], dict[tuple[str, ...], Place]] = {}
+    under: dict[tuple[str, bool], dict[tuple[str, ...], Place]] = {}
+    hdfs_groups: set[str] = set()
     found: list[tuple[Place, str]] = []
-    seen: list[Place] = []
     for place in places:
-        for other in seen:
-            if not (place.writes or other.writes):
-                continue
-            message = _overlap_message(place, other)
+        location = place.location
+        group = _fs_group(location)
+        if location.scheme == "hdfs":
+            hdfs_groups.add(group)
+        message = None
+        for other_group in _groups_to_compare(location, group, hdfs_groups):
+            for writes in (True, False) if place.writes else (True,):
+                key = (other_group, writes)
+                if key not in exact:
+                    continue
+                segments, seen = location.segments, exact[key]
+                candidates = [seen.get(segments[:k]) for k in range(len(segments) + 1)]
+                candidates.append(under[key].get(segments))
+                for other in candidates:
+                    if other is not None and (message := _overlap_message(place, other)):
+                        break
+                if message:
+                    break
             if message:
                 found.append((place, message))
                 break
-        seen.append(place)
+        key = (group, place.writes)
+        exact.setdefault(key, {}).setdefault(location.segments, place)
+        prefixes = under.setdefault(key, {})
+        for k in range(len(location.segments) + 1):
+            prefixes.setdefault(location.segments[:k], place)
     return found
+
+
+def _fs_group(location: PathLocation) -> str:
+    return f"{location.scheme}://{location.authority}" if location.scheme else ""
+
+
+def _groups_to_compare(location: PathLocation, group: str, hdfs_groups: set[str]) -> list[str]:
+    """The filesystem groups a location may share a filesystem with (see ``PathLocation.same_fs``)."""
+    if not location.scheme:
+        return ["", "file://", *sorted(hdfs_groups)]
+    if location.scheme in DEFAULT_FS_SCHEMES:
+        return [group, ""]
+    return [group]
 
 
 def _overlap_message(place: Place, other: Place) -> str | None:

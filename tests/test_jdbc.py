@@ -99,3 +99,43 @@ def test_unreachable_database_fails_with_the_source_named(spark: Any, postgres: 
     assert metrics["status"] == "failed"
     assert error.startswith("source 'orders' (sources.orders):") and "connect to the database" in error
     assert not (tmp_path / "x").exists()
+
+
+LONGEST = "t" * 60 + "max"  # 63 characters: PostgreSQL's limit for identifiers
+
+
+@pytest.mark.parametrize("truncate", [False, True])
+def test_a_table_name_at_the_identifier_limit(spark: Any, postgres: Postgres, truncate: bool) -> None:
+    with postgres.connect() as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {LONGEST}")
+        conn.execute(f"CREATE TABLE {LONGEST} (id BIGINT PRIMARY KEY, note TEXT)")
+        conn.execute(f"INSERT INTO {LONGEST} VALUES (100, 'old')")
+    target = {
+        "type": "jdbc",
+        "url": postgres.jdbc_url,
+        "table": f"public.{LONGEST}",
+        "user": "${env:PG_USER}",
+        "password": "${env:PG_PASSWORD}",
+        "truncate": truncate,
+    }
+
+    def run(mode: str, query: str) -> dict:
+        cfg = {"app_name": "limit", "sequences": [{"name": "s", "query": query, "target": {**target, "mode": mode}}]}
+        return PipelineRunner(load_config(cfg, environ=ENV), spark=spark).run()["sequences"]["s"]
+
+    def rows() -> list[tuple]:
+        with postgres.connect() as conn:
+            return conn.execute(f"SELECT id, note FROM {LONGEST} ORDER BY id").fetchall()
+
+    assert run("append", "SELECT id, 'a' AS note FROM range(3)")["status"] == "succeeded"
+    assert rows() == [(0, "a"), (1, "a"), (2, "a"), (100, "old")]
+    failed = run("append", "SELECT id + 1 AS id, 'dup' AS note FROM range(3)")  # ids 1, 2 exist: nothing lands
+    assert failed["status"] == "failed" and "duplicate key" in failed["error"]
+    assert rows() == [(0, "a"), (1, "a"), (2, "a"), (100, "old")]
+    assert run("overwrite", "SELECT id, 'new' AS note FROM range(2)")["status"] == "succeeded"
+    assert rows() == [(0, "new"), (1, "new")]
+    with postgres.connect() as conn:
+        tables = conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'tttt%'").fetchall()
+        keys = conn.execute(f"SELECT count(*) FROM pg_indexes WHERE tablename = '{LONGEST}'").fetchone()
+    assert tables == [(LONGEST,)]  # no staging or previous table left, none truncated onto the target
+    assert keys == ((1,) if truncate else (0,))  # truncate keeps the definition; a swap brings Spark's own

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from spark_job.io.swap import staging_table
+
 from .conftest import POSTGRES_JAR, Postgres
 
 NEW_ROWS = 12_000_000
@@ -83,21 +85,43 @@ def test_killed_overwrite_leaves_the_old_data_then_a_rerun_replaces_it(spark: An
     assert sorted(p.name for p in target.parent.iterdir()) == ["numbers"]  # nothing left beside it
 
 
-def test_killed_dynamic_partition_overwrite_keeps_every_partition(spark: Any, tmp_path: Path) -> None:
+def spark_leftovers(target: Path) -> list[str]:
+    """Spark's job folders inside a target (``.spark-staging-*``, ``_temporary``), with files in them."""
+    return [
+        p.name
+        for p in target.iterdir()
+        if p.is_dir() and p.name.startswith((".", "_")) and any(f.name.startswith("part-") for f in p.rglob("*"))
+    ]
+
+
+@pytest.mark.parametrize("how", ["target option", "spark_conf"])
+def test_killed_dynamic_partition_overwrite_keeps_every_partition(spark: Any, tmp_path: Path, how: str) -> None:
     target = tmp_path / "by_day"
     spark.range(400).selectExpr("id", "CAST(id % 4 AS INT) AS day").write.partitionBy("day").parquet(str(target))
-    config = big_write(
-        {"type": "parquet", "path": str(target), "partition_by": ["day"], "dynamic_partition_overwrite": True},
-        f"SELECT id, 2 AS day FROM range({NEW_ROWS})",
-    )
+    spec: dict[str, Any] = {"type": "parquet", "path": str(target), "partition_by": ["day"]}
+    if how == "target option":
+        spec["dynamic_partition_overwrite"] = True
+    config = big_write(spec, f"SELECT id, 2 AS day FROM range({NEW_ROWS})")
+    if how == "spark_conf":
+        config["spark_conf"]["spark.sql.sources.partitionOverwriteMode"] = "DYNAMIC"
 
-    kill_when(start_driver(tmp_path, config), writing(target), "the write began")
+    kill_when(start_driver(tmp_path, config), lambda: bool(spark_leftovers(target)), "the write began")
     counts = {r.day: r["count"] for r in spark.read.parquet(str(target)).groupBy("day").count().collect()}
     assert counts == {0: 100, 1: 100, 2: 100, 3: 100}
+    assert spark_leftovers(target)  # what the kill left inside the target
 
     run_driver(tmp_path, config)
     counts = {r.day: r["count"] for r in spark.read.parquet(str(target)).groupBy("day").count().collect()}
     assert counts == {0: 100, 1: 100, 2: NEW_ROWS, 3: 100}
+    assert not spark_leftovers(target)
+    assert sorted(p.name for p in target.iterdir() if not p.name.endswith(".crc")) == [
+        "_SUCCESS",
+        "day=0",
+        "day=1",
+        "day=2",
+        "day=3",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(("config-", "driver."))) == ["by_day"]
 
 
 def test_killed_jdbc_overwrite_leaves_the_old_table_then_a_rerun_swaps(postgres: Postgres, tmp_path: Path) -> None:
@@ -119,12 +143,14 @@ def test_killed_jdbc_overwrite_leaves_the_old_table_then_a_rerun_swaps(postgres:
     )
     env = {"PG_USER": postgres.user, "PG_PASSWORD": postgres.password}
 
+    staging = staging_table("public.ledger", postgres.jdbc_url)
+
     def staging_has_rows() -> bool:
         with postgres.connect() as conn:
-            found = conn.execute("SELECT to_regclass('public.ledger__sparkpipe_staging')").fetchone()
+            found = conn.execute("SELECT to_regclass(%s)", (staging,)).fetchone()
             if found is None or found[0] is None:
                 return False
-            return conn.execute("SELECT count(*) FROM ledger__sparkpipe_staging").fetchone()[0] > 0  # type: ignore[index]
+            return conn.execute(f"SELECT count(*) FROM {staging}").fetchone()[0] > 0  # type: ignore[index]
 
     kill_when(start_driver(tmp_path, config, env), staging_has_rows, "rows reached the staging table")
     with postgres.connect() as conn:
@@ -133,7 +159,7 @@ def test_killed_jdbc_overwrite_leaves_the_old_table_then_a_rerun_swaps(postgres:
     run_driver(tmp_path, config, env)
     with postgres.connect() as conn:
         assert conn.execute("SELECT count(*), min(version) FROM ledger").fetchone() == (rows, "new")
-        leftovers = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'ledger__sparkpipe%'").fetchone()
+        leftovers = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'ledger\\_\\_sp%'").fetchone()
     assert leftovers == (0,)
 
 
@@ -164,7 +190,9 @@ def test_jdbc_append_is_all_or_nothing(spark: Any, postgres: Postgres, tmp_path:
     assert metrics["sequences"]["s"]["status"] == "failed" and "duplicate key" in metrics["sequences"]["s"]["error"]
     with postgres.connect() as conn:
         assert conn.execute("SELECT count(*) FROM events_log").fetchone() == (1,)
-        assert conn.execute("SELECT to_regclass('events_log__sparkpipe_staging')").fetchone() == (None,)
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'events\\_log\\_\\_%'").fetchone() == (
+            0,
+        )
 
     ok = load_config(
         {
@@ -177,3 +205,173 @@ def test_jdbc_append_is_all_or_nothing(spark: Any, postgres: Postgres, tmp_path:
         assert conn.execute("SELECT count(*) FROM events_log").fetchone() == (11,)
         # the table's definition (its primary key) survived: append copies rows, it does not recreate
         assert conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'events_log'").fetchone() == (1,)
+
+
+def beside(target: Path) -> list[str]:
+    """What lies in the target's folder, the target included (staging, previous, lease markers show here)."""
+    return sorted(p.name for p in target.parent.iterdir())
+
+
+def writer_for(target: dict[str, Any]) -> Any:
+    from spark_job.io import writers
+
+    cls = writers.get(target["type"])
+    assert cls is not None
+    return cls(target)
+
+
+def test_a_staged_write_discarded_leaves_the_old_data_and_no_staging(spark: Any, tmp_path: Path) -> None:
+    target = tmp_path / "out" / "t"
+    spark.range(3).write.parquet(str(target))
+    writer = writer_for({"type": "parquet", "path": str(target)})
+
+    staged = writer.stage(spark.range(10))
+    assert beside(target) == [".t.sparkpipe-lease", ".t.sparkpipe-staging", "t"]
+    staged.discard()
+    assert spark.read.parquet(str(target)).count() == 3 and beside(target) == ["t"]
+
+    staged = writer.stage(spark.range(10))
+    staged.commit()
+    assert spark.read.parquet(str(target)).count() == 10 and beside(target) == ["t"]
+
+
+def test_a_failed_write_leaves_neither_staging_nor_lease(spark: Any, tmp_path: Path) -> None:
+    target = tmp_path / "t"
+    spark.range(3).write.parquet(str(target))
+    failing = spark.sql("SELECT IF(id = 5, raise_error('boom'), id) AS id, id % 2 AS part FROM range(10)")
+    for spec in (
+        {"type": "parquet", "path": str(target)},
+        {"type": "parquet", "path": str(target), "mode": "append"},
+        {"type": "parquet", "path": str(target), "partition_by": ["part"], "dynamic_partition_overwrite": True},
+    ):
+        with pytest.raises(Exception, match="boom"):
+            writer_for(spec).write(failing)
+        assert spark.read.parquet(str(target)).count() == 3
+        assert beside(target) == ["t"] and not [p for p in target.iterdir() if p.name.startswith((".spark", "_temp"))]
+
+
+def test_overwriting_a_path_the_query_reads_is_refused(spark: Any, tmp_path: Path) -> None:
+    target = tmp_path / "t"
+    spark.range(3).write.parquet(str(target))
+    reading = spark.read.parquet(f"file://{target}/").selectExpr("id + 1 AS id")
+    with pytest.raises(ValueError, match=r"inside the target .* it overwrites"):
+        writer_for({"type": "parquet", "path": str(target)}).write(reading)
+    assert sorted(r.id for r in spark.read.parquet(str(target)).collect()) == [0, 1, 2] and beside(target) == ["t"]
+
+
+def test_dynamic_mode_from_the_session_replaces_only_the_partitions_written(spark: Any, tmp_path: Path) -> None:
+    from spark_job.config import load_config
+    from spark_job.runner import PipelineRunner
+
+    target = tmp_path / "by_day"
+    spark.range(40).selectExpr("id", "CAST(id % 4 AS INT) AS day").write.partitionBy("day").parquet(str(target))
+    key = "spark.sql.sources.partitionOverwriteMode"
+    spark.conf.set(key, "dynamic")  # the cluster's default, not the config's
+    try:
+        config = load_config(
+            {
+                "app_name": "dyn",
+                "sequences": [
+                    {
+                        "name": "s",
+                        "query": "SELECT id, 1 AS day FROM range(5)",
+                        "target": {"type": "parquet", "path": str(target), "partition_by": ["day"]},
+                    }
+                ],
+            }
+        )
+        assert PipelineRunner(config, spark=spark).run()["status"] == "succeeded"
+    finally:
+        spark.conf.unset(key)
+    counts = {r.day: r["count"] for r in spark.read.parquet(str(target)).groupBy("day").count().collect()}
+    assert counts == {0: 10, 1: 5, 2: 10, 3: 10}
+    assert beside(target) == ["by_day"]
+    assert not [p for p in target.iterdir() if p.name.startswith((".spark-staging", "_temporary"))]
+
+
+# -- two runs writing one target at once ----------------------------------------------------------
+
+SLOW_QUERY = "SELECT id, reflect('java.lang.Thread', 'sleep', CAST(400000 AS BIGINT)) AS slept FROM range(1)"
+
+
+def run_to_end(tmp_path: Path, config: dict, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / f"config-{time.monotonic_ns()}.json"
+    path.write_text(json.dumps(config))
+    return subprocess.run(
+        [sys.executable, "-m", "spark_job", "run", "--config", str(path), "--master", "local[1]"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=600,
+    )
+
+
+def wait_until(proc: subprocess.Popen[bytes], condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 240
+    while not condition():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"{what} never happened (driver exit {proc.poll()})")
+        time.sleep(0.1)
+
+
+def test_a_second_run_on_a_busy_path_target_fails_naming_the_first(spark: Any, tmp_path: Path) -> None:
+    target = tmp_path / "lake" / "shared"
+    spark.range(7).selectExpr("id", "'old' AS slept").write.parquet(str(target))
+    holder = start_driver(
+        tmp_path, big_write({"type": "parquet", "path": str(target)}, SLOW_QUERY), {"SPARKPIPE_RUN_KEY": "backfill-01"}
+    )
+    try:
+        wait_until(holder, lambda: (target.parent / ".shared.sparkpipe-lease").exists(), "the first run took the lease")
+        quick = big_write(
+            {"type": "parquet", "path": f"file://{target}/"}, "SELECT id, 'second' AS slept FROM range(3)"
+        )
+        second = run_to_end(tmp_path, quick, {"SPARKPIPE_RUN_KEY": "backfill-02"})
+        assert second.returncode == 1
+        assert "is being written by run 'backfill-01'" in second.stderr and f"pid {holder.pid}" in second.stderr
+        assert spark.read.parquet(str(target)).count() == 7  # neither run replaced the data
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+    # The holder is gone (SIGKILL, same host): its lease is stale and a new run proceeds.
+    third = run_to_end(tmp_path, quick, {"SPARKPIPE_RUN_KEY": "backfill-03"})
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert sorted(r.slept for r in spark.read.parquet(str(target)).collect()) == ["second"] * 3
+    assert beside(target) == ["shared"]
+
+
+def test_a_second_run_on_a_busy_postgres_target_fails_naming_the_first(postgres: Postgres, tmp_path: Path) -> None:
+    with postgres.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS contested")
+        conn.execute("CREATE TABLE contested AS SELECT 1::bigint AS id, 'old' AS slept")
+    env = {"PG_USER": postgres.user, "PG_PASSWORD": postgres.password}
+    target = {
+        "type": "jdbc",
+        "url": postgres.jdbc_url,
+        "table": "contested",
+        "user": "${env:PG_USER}",
+        "password": "${env:PG_PASSWORD}",
+    }
+    holder = start_driver(tmp_path, big_write(target, SLOW_QUERY), {**env, "SPARKPIPE_RUN_KEY": "backfill-01"})
+
+    def locked() -> bool:
+        with postgres.connect() as conn:
+            row = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted").fetchone()
+            return bool(row and row[0])
+
+    quick = big_write({**target, "table": "public.CONTESTED"}, "SELECT id, 'second' AS slept FROM range(3)")
+    try:
+        wait_until(holder, locked, "the first run took the lease")
+        second = run_to_end(tmp_path, quick, {**env, "SPARKPIPE_RUN_KEY": "backfill-02"})
+        assert second.returncode == 1
+        assert "public.CONTESTED is being written by run backfill-01 app local-" in second.stderr
+        with postgres.connect() as conn:
+            assert conn.execute("SELECT slept FROM contested").fetchall() == [("old",)]
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+    third = run_to_end(tmp_path, quick, {**env, "SPARKPIPE_RUN_KEY": "backfill-03"})
+    assert third.returncode == 0, third.stderr[-3000:]
+    with postgres.connect() as conn:
+        assert conn.execute("SELECT count(*), min(slept) FROM contested").fetchone() == (3, "second")
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'contested\\_\\_%'").fetchone() == (0,)

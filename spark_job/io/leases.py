@@ -200,7 +200,8 @@ class PostgresLease:
         self.conn = conn
         self.key = advisory_key(identity)
         self.target = target
-        self.label = f"sparkpipe run {run_id(spark)} app {application_id(spark)} pid {os.getpid()}"[:63]
+        # PostgreSQL keeps 63 bytes of application_name: the run id first, it is what the message names.
+        self.label = f"run {run_id(spark)} app {application_id(spark)} pid {os.getpid()}"[:63]
 
     def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         stmt = self.conn.prepareStatement(sql)
