@@ -101,7 +101,8 @@ class AirflowDeployment:
     def login(self) -> None:
         """Get a token from the Simple auth manager (every user is admin) and send it from now on."""
         response = self.client.get("/auth/token")
-        assert response.status_code == 201, response.text
+        if response.status_code != 201:
+            raise DeploymentError(f"GET /auth/token: {response.status_code} {response.text}\n{self.log_tails()}")
         self.client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
 
     def trigger(self, dag_id: str) -> str:
@@ -339,9 +340,17 @@ def airflow_deployment(postgres: Postgres, tmp_path_factory: pytest.TempPathFact
     deployment = AirflowDeployment(f"http://127.0.0.1:{api_port}", home, output_dir, k8s, processes, logs)
     try:
         with logs["db-migrate"].open("wb") as out:
-            migrate = subprocess.run(
-                [str(AIRFLOW), "db", "migrate"], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root, timeout=300
-            )
+            try:
+                migrate = subprocess.run(
+                    [str(AIRFLOW), "db", "migrate"],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=root,
+                    timeout=300,
+                )
+            except subprocess.TimeoutExpired:
+                raise DeploymentError(f"airflow db migrate did not end in 300 s\n{deployment.log_tails()}") from None
         if migrate.returncode != 0:
             raise DeploymentError(f"airflow db migrate failed\n{deployment.log_tails()}")
         for name in COMPONENTS:
@@ -370,6 +379,11 @@ def airflow_deployment(postgres: Postgres, tmp_path_factory: pytest.TempPathFact
 
 def _healthy(deployment: AirflowDeployment) -> bool | None:
     """True once the api-server answers and reports the scheduler, triggerer and dag-processor healthy."""
-    health = deployment.api("GET", "monitor/health")
+    try:
+        health = deployment.api("GET", "monitor/health")
+    except ApiUnreachable:
+        raise
+    except DeploymentError:
+        return None  # an api-server still starting may answer an error: its log is in the timeout's message
     components = ("metadatabase", "scheduler", "triggerer", "dag_processor")
     return True if all((health.get(c) or {}).get("status") == "healthy" for c in components) else None
