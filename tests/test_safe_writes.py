@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -45,8 +46,31 @@ def kill_when(proc: subprocess.Popen[bytes], condition: Callable[[], bool], what
             os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail(f"{what} never happened")
         time.sleep(0.05)
+    # Everything at once, as a lost machine would: the driver's group and the JVM, which runs in a
+    # session of its own (so that a terminal's Ctrl-C reaches only the driver, which then stops it).
+    victims = descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
 
 
 def run_driver(tmp_path: Path, config: dict, env: dict[str, str] | None = None) -> None:

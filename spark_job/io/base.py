@@ -262,7 +262,12 @@ class BaseWriter:
         return df
 
     def stage(self, df: DataFrame) -> StagedWrite:
-        """Prepare the write of ``df``; this default has no staging: ``commit()`` writes the target."""
+        """Prepare the write of ``df``; this default has no staging: ``commit()`` writes the target.
+
+        A writer of another package that overrides only :meth:`write` keeps its own write: it is the commit.
+        """
+        if type(self).write is not BaseWriter.write:
+            return StagedWrite(lambda: self.write(df))
         return StagedWrite(lambda: self.save(df, self.plan()))
 
     def write(self, df: DataFrame) -> None:
