@@ -132,6 +132,7 @@ class BasePipeline:
         self.terminated: str | None = None
         self.stop_reason = ""
         self.kept: dict[str, DataFrame] = {}
+        self.has_readers: set[str] = set()
         self._kept_lock = threading.Lock()
         # Without a scheduler mode of the user's, each sequence gets a FAIR pool so a small one is
         # not queued behind a big one's tasks.
@@ -356,7 +357,11 @@ class BasePipeline:
     # -- sequences -------------------------------------------------------------------------------
     def run_sequences(self, spark: SparkSession, failed_sources: Mapping[str, str]) -> None:
         graph = self.config.graph()
-        readers_left = {s.name: len(graph.dependents(s.name)) for s in self.config.sequences}
+        readers_left = {s.name: 0 for s in self.config.sequences}
+        for s in self.config.sequences:
+            for dep in graph.depends_on[s.name]:
+                readers_left[dep] += 1
+        self.has_readers = {name for name, count in readers_left.items() if count}
         fail_fast = self.config.fail_fast
 
         def execute(name: str) -> str:
@@ -471,7 +476,7 @@ class BasePipeline:
                 result.unpersist()
             raise
         rows = self.observed_rows(spark, seq, observation)
-        if not keep and self.config.graph().dependents(seq.name) and self.reuse_of(spark, seq) == "read_back":
+        if not keep and seq.name in self.has_readers and self.reuse_of(spark, seq) == "read_back":
             self.committed_result(spark, seq).createOrReplaceTempView(seq.name)
         return rows, result
 
