@@ -121,8 +121,9 @@ def machine_ticks() -> tuple[int, int]:
 
 
 def session_ticks(sid: int, live_only: bool = False) -> dict[int, int]:
-    """pid -> user+system CPU ticks of every process of session ``sid`` (``live_only``: not zombies)."""
-    found = {}
+    """pid -> user+system CPU ticks of every process of session ``sid`` and of their children that
+    started sessions of their own (``sparkpipe run`` puts its JVM in one); ``live_only``: not zombies."""
+    procs: dict[int, tuple[int, int, str, int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -130,9 +131,14 @@ def session_ticks(sid: int, live_only: bool = False) -> dict[int, int]:
             rest = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(rest[3]) == sid and not (live_only and rest[0] in ("Z", "X")):
-            found[int(entry)] = int(rest[11]) + int(rest[12])
-    return found
+        procs[int(entry)] = (int(rest[1]), int(rest[3]), rest[0], int(rest[11]) + int(rest[12]))
+    members = {pid for pid, (_, psid, _, _) in procs.items() if psid == sid}
+    grew = True
+    while grew:
+        added = {pid for pid, (ppid, _, _, _) in procs.items() if ppid in members and pid not in members}
+        members |= added
+        grew = bool(added)
+    return {pid: procs[pid][3] for pid in members if not (live_only and procs[pid][2] in ("Z", "X"))}
 
 
 class CpuWatch:
