@@ -68,10 +68,14 @@ def load_pipeline(config: Path) -> dict[str, Any]:
     return data
 
 
-def check_in_step(pipeline: dict[str, Any]) -> list[str]:
-    """Differences between pipeline.yaml and handwritten.py (spark_conf and SQL)."""
-    sys.path.insert(0, str(HERE))
-    import handwritten
+def check_in_step(pipeline: dict[str, Any], program: Path) -> list[str]:
+    """Differences between the config and its handwritten twin (spark_conf and SQL)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_twin_{program.stem}", program)
+    assert spec is not None and spec.loader is not None
+    handwritten = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handwritten)
 
     problems = []
     conf = {str(k): str(v) for k, v in (pipeline.get("spark_conf") or {}).items()}
@@ -117,8 +121,9 @@ def machine_ticks() -> tuple[int, int]:
 
 
 def session_ticks(sid: int, live_only: bool = False) -> dict[int, int]:
-    """pid -> user+system CPU ticks of every process of session ``sid`` (``live_only``: not zombies)."""
-    found = {}
+    """pid -> user+system CPU ticks of every process of session ``sid`` and of their children that
+    started sessions of their own (``sparkpipe run`` puts its JVM in one); ``live_only``: not zombies."""
+    procs: dict[int, tuple[int, int, str, int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -126,9 +131,14 @@ def session_ticks(sid: int, live_only: bool = False) -> dict[int, int]:
             rest = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(rest[3]) == sid and not (live_only and rest[0] in ("Z", "X")):
-            found[int(entry)] = int(rest[11]) + int(rest[12])
-    return found
+        procs[int(entry)] = (int(rest[1]), int(rest[3]), rest[0], int(rest[11]) + int(rest[12]))
+    members = {pid for pid, (_, psid, _, _) in procs.items() if psid == sid}
+    grew = True
+    while grew:
+        added = {pid for pid, (ppid, _, _, _) in procs.items() if ppid in members and pid not in members}
+        members |= added
+        grew = bool(added)
+    return {pid: procs[pid][3] for pid in members if not (live_only and procs[pid][2] in ("Z", "X"))}
 
 
 class CpuWatch:
@@ -186,7 +196,7 @@ def driver_usage(python: str) -> str:
 def command(side: str, args: argparse.Namespace, data_dir: Path, run: Run, usage: str) -> list[str]:
     if side == "handwritten":
         return [
-            args.python, str(HERE / "handwritten.py"),
+            args.python, str(args.handwritten),
             "--data-dir", str(data_dir), "--out-dir", str(run.out_dir), "--master", args.master,
         ]  # fmt: skip
     cmd = [
@@ -400,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master", default="local[2]", help="Spark master of both sides (default local[2])")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/sparkpipe-bench"), help="data, outputs, logs")
     parser.add_argument("--config", type=Path, default=HERE / "pipeline.yaml", help="the sparkpipe config")
+    parser.add_argument(
+        "--handwritten", type=Path, default=HERE / "handwritten.py", help="the config's handwritten twin"
+    )
     parser.add_argument("--python", default=sys.executable, help="interpreter for both sides")
     parser.add_argument("--warmup", type=int, default=1, help="untimed pairs first (page cache; default 1)")
     parser.add_argument("--no-diagnose", action="store_true", help="skip the event-log pair")
@@ -421,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir = work / "runs"
 
     pipeline = load_pipeline(args.config)
-    in_step = check_in_step(pipeline)
+    in_step = check_in_step(pipeline, args.handwritten)
     if in_step:
         print("pipeline.yaml and handwritten.py are out of step:\n  " + "\n  ".join(in_step), file=sys.stderr)
         return 1

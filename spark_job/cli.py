@@ -19,7 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from spark_job.errors import ConfigError
-from spark_job.session import LOG_LEVELS
+from spark_job.session import LOG_LEVELS, STDERR_LOCK
 
 if TYPE_CHECKING:
     from spark_job.config import PipelineConfig
@@ -55,6 +55,10 @@ class StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value: object) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with STDERR_LOCK:  # the JVM's lines are forwarded to the same stream from another thread
+            super().emit(record)
 
 
 def configure_logging() -> None:

@@ -132,6 +132,7 @@ class BasePipeline:
         self.terminated: str | None = None
         self.stop_reason = ""
         self.kept: dict[str, DataFrame] = {}
+        self.has_readers: set[str] = set()
         self._kept_lock = threading.Lock()
         # Without a scheduler mode of the user's, each sequence gets a FAIR pool so a small one is
         # not queued behind a big one's tasks.
@@ -294,7 +295,7 @@ class BasePipeline:
         again (an appended target holds earlier rows too; text formats would change the types)."""
         plan = seq.writer().plan()
         query = spark.sql(seq.query)
-        if plan.mode != "overwrite":
+        if not self.can_read_back(spark, seq):
             return query
         if plan.table is not None and plan.method in ("saveAsTable", "insertInto"):
             return spark.read.table(plan.table).select(*query.columns)
@@ -356,7 +357,11 @@ class BasePipeline:
     # -- sequences -------------------------------------------------------------------------------
     def run_sequences(self, spark: SparkSession, failed_sources: Mapping[str, str]) -> None:
         graph = self.config.graph()
-        readers_left = {s.name: len(graph.dependents(s.name)) for s in self.config.sequences}
+        readers_left = {s.name: 0 for s in self.config.sequences}
+        for s in self.config.sequences:
+            for dep in graph.depends_on[s.name]:
+                readers_left[dep] += 1
+        self.has_readers = {name for name, count in readers_left.items() if count}
         fail_fast = self.config.fail_fast
 
         def execute(name: str) -> str:
@@ -426,7 +431,7 @@ class BasePipeline:
             if broken:
                 metrics.finish("failed", error=broken[0])
             else:
-                keep = has_readers and seq.cache is not False
+                keep = has_readers and self.reuse_of(spark, seq) == "persist"
                 try:
                     with self.spark_jobs(spark, seq.name):
                         rows, result = self.run_sequence(spark, seq, keep)
@@ -470,7 +475,45 @@ class BasePipeline:
             if keep:
                 result.unpersist()
             raise
-        return self.observed_rows(spark, seq, observation), result
+        rows = self.observed_rows(spark, seq, observation)
+        if not keep and seq.name in self.has_readers and self.reuse_of(spark, seq) == "read_back":
+            self.committed_result(spark, seq).createOrReplaceTempView(seq.name)
+        return rows, result
+
+    def reuse_of(self, spark: SparkSession, seq: SequenceSpec) -> str:
+        """How the sequences reading ``seq`` get its result: ``read_back`` (the committed target),
+        ``persist`` (kept by Spark until the last reader finished) or ``recompute`` (the query again).
+
+        ``cache: true`` persists and ``cache: false`` recomputes; by default a target Spark reads back
+        with its types intact (columnar files, tables, replaced whole) is read back, which costs a file
+        listing for a small result and spares memory and spill for a large one; anything else persists.
+        """
+        if seq.cache is not None:
+            return "persist" if seq.cache else "recompute"
+        return "read_back" if self.can_read_back(spark, seq) else "persist"
+
+    def can_read_back(self, spark: SparkSession, seq: SequenceSpec) -> bool:
+        """Whether the target holds exactly the sequence's result once written, in a typed format."""
+        plan = seq.writer().plan()
+        if plan.mode != "overwrite":
+            return False  # append keeps earlier rows; error/ignore may leave someone else's data
+        if plan.partition_by:
+            dynamic = plan.options.get("partitionOverwriteMode") or self.session_conf(
+                spark, "spark.sql.sources.partitionOverwriteMode"
+            )
+            if str(dynamic).lower() == "dynamic":
+                return False  # only the partitions written are replaced: the others remain
+        if plan.table is not None and plan.method in ("saveAsTable", "insertInto"):
+            return True
+        return plan.path is not None and (plan.format or "").lower() in READ_BACK_FORMATS
+
+    def session_conf(self, spark: SparkSession, key: str) -> str | None:
+        if key in self.config.spark_conf:
+            return self.config.spark_conf[key]
+        try:
+            return spark.conf.get(key, None)
+        except Exception:
+            return None
 
     def write(self, seq: SequenceSpec, df: DataFrame) -> None:
         """Write through the writer's staging when it has one, committing only if not cancelled."""

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 
 LOG_LEVELS = ("ERROR", "WARN", "INFO", "DEBUG")
 
+STDERR_LOCK = threading.RLock()
+"""Held while a line is written to ``sys.stderr``: Python's text streams are not thread-safe, and the
+JVM's forwarded lines and sparkpipe's own come from different threads. Re-entrant: a signal
+handler on a thread that holds it may log too."""
+
 # The loggers below print the same notice on every run of a laptop's Spark, whatever the pipeline
 # (FairSchedulableBuilder: one per sequence, whose FAIR pool is made on the fly by design). A lost
 # task's WARN carries its whole stack trace in the message; the failed sequence's error says it once.
@@ -62,8 +67,9 @@ def forward_stderr(stream: IO[bytes]) -> None:
     """
     for line in iter(stream.readline, b""):
         if not line.startswith(JVM_NOTICES):
-            sys.stderr.write(line.decode("utf-8", errors="replace"))
-            sys.stderr.flush()
+            with STDERR_LOCK:
+                sys.stderr.write(line.decode("utf-8", errors="replace"))
+                sys.stderr.flush()
 
 
 def start_console_session(app_name: str, master: str | None, settings: Mapping[str, str], level: str) -> SparkSession:

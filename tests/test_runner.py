@@ -395,6 +395,7 @@ def test_missing_source_fails_its_readers_with_the_source_named(spark: Any, even
 def test_sigterm_cancels_the_run_keeps_the_target_and_writes_the_metrics(spark: Any, tmp_path: Path) -> None:
     """What YARN, Kubernetes and Airflow send first: jobs cancelled, metrics written, exit 143."""
     import os
+    import re
     import signal
     import subprocess
     import sys
@@ -469,5 +470,8 @@ def test_sigterm_cancels_the_run_keeps_the_target_and_writes_the_metrics(spark: 
     assert seqs["after"]["status"] == "skipped"
     assert sorted(r.id for r in spark.read.parquet(str(out / "endless")).collect()) == list(range(7))
     assert not (out / "a").exists()
-    assert "sparkpipe: not run: after" in stderr
-    assert "SIGTERM received" in stderr, stderr
+    # every line is whole: the JVM's forwarded lines and sparkpipe's never cut each other
+    assert "sparkpipe: SIGTERM received: cancelling the running sequences\n" in stderr, stderr
+    assert re.search(r"^  endless +cancelled after [\d.]+ s: cancelled: the driver was terminated", stderr, re.M)
+    assert re.search(r"^  after +skipped: the driver was terminated \(SIGTERM\)$", stderr, re.M), stderr
+    assert "sparkpipe: not run: after\n" in stderr

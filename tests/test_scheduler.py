@@ -160,7 +160,7 @@ def test_a_shared_result_is_unpersisted_when_its_last_reader_finished(spark: Any
             "app_name": "unpersist",
             "max_parallel": 3,
             "sequences": [
-                seq("a", "SELECT id, id % 3 AS k FROM range(1000)", tmp_path),
+                seq("a", "SELECT id, id % 3 AS k FROM range(1000)", tmp_path, cache=True),
                 seq("quick", "SELECT count(*) AS n FROM a", tmp_path),
                 seq("slow", "SELECT count(*) AS n FROM a CROSS JOIN range(2000000) r WHERE a.id = r.id", tmp_path),
                 seq("both", "SELECT quick.n AS q, slow.n AS s FROM quick CROSS JOIN slow", tmp_path),
@@ -178,3 +178,50 @@ def test_a_shared_result_is_unpersisted_when_its_last_reader_finished(spark: Any
     assert not by_event["before", "both"]
     assert not spark.catalog.isCached("a")
     assert metrics["sequences"]["slow"]["rows_written"] == 1
+
+
+def test_readers_read_a_columnar_target_back_and_a_text_one_from_memory(spark: Any, tmp_path: Path) -> None:
+    config = load_config(
+        {
+            "app_name": "reuse",
+            "sequences": [
+                {
+                    "name": "a",
+                    # the partition column in the middle, of a type partition discovery would not guess
+                    "query": "SELECT id, CAST(id % 3 AS STRING) AS k, id * 2 AS v FROM range(30)",
+                    "target": {"type": "parquet", "path": str(tmp_path / "a"), "partition_by": ["k"]},
+                },
+                {
+                    "name": "t",
+                    "query": "SELECT id FROM range(4)",
+                    "target": {"type": "csv", "path": str(tmp_path / "t")},
+                },
+                {
+                    "name": "r",
+                    "query": "SELECT a.*, t.id AS tid FROM a JOIN t ON a.id = t.id",
+                    "target": {"type": "parquet", "path": str(tmp_path / "r")},
+                },
+            ],
+        }
+    )
+    runner = ReuseRunner(config, spark=spark)
+    metrics = runner.run()
+    assert metrics["status"] == "succeeded", metrics
+    # 'a' is read back from its parquet files (no memory kept), 't' from memory (csv loses types)
+    assert runner.at_r == {"a": False, "t": True}
+    assert runner.plan_of_a_reads_files
+    rows = spark.read.parquet(str(tmp_path / "r"))
+    assert rows.columns == ["id", "k", "v", "tid"]
+    assert sorted((r.id, r.k, r.v) for r in rows.collect()) == [(0, "0", 0), (1, "1", 2), (2, "2", 4), (3, "0", 6)]
+
+
+class ReuseRunner(PipelineRunner):
+    at_r: dict[str, bool]
+    plan_of_a_reads_files = False
+
+    def before_sequence(self, sequence: SequenceSpec) -> None:
+        if sequence.name == "r":
+            assert self.spark is not None
+            self.at_r = {n: bool(self.spark.catalog.isCached(n)) for n in ("a", "t")}
+            files = self.spark.table("a").inputFiles()
+            self.plan_of_a_reads_files = bool(files) and all("/a/k=" in f for f in files)
