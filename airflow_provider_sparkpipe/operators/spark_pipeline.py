@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -84,6 +85,8 @@ class SparkPipelineOperator(BaseOperator):
         self._config_raw: str | None = None
         self.config: Any = self._locate_config(config)
         self.vars: Any = dict(vars) if isinstance(vars, Mapping) else vars
+        self._check_nesting(self.config, "config")
+        self._check_nesting(self.vars, "vars")
         self.runtime = runtime
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
@@ -98,7 +101,7 @@ class SparkPipelineOperator(BaseOperator):
             if pipeline is not None and not outlets_given:
                 from airflow_provider_sparkpipe.assets import assets_for_targets
 
-                self.outlets = assets_for_targets(pipeline.targets())
+                self.outlets = assets_for_targets(pipeline.targets(), self._where())
 
     # The config: where it is, how it is read and validated. -----------------------------------------
 
@@ -123,21 +126,54 @@ class SparkPipelineOperator(BaseOperator):
             raise SparkPipelineConfigError(f"{self._where()}: config {str(config)!r} must end in .yaml, .yml or .json")
         if not path.is_absolute():
             path = self.base_dir / path
-        if not path.is_file():
+        try:
+            mode = path.stat().st_mode  # stat, not open: opening a FIFO would wait for a writer
+        except FileNotFoundError:
             raise SparkPipelineConfigError(
                 f"{self._where()}: config file not found: {path} (a relative path is relative to the DAG file's folder)"
+            ) from None
+        except OSError as exc:
+            raise SparkPipelineConfigError(f"{self._where()}: config {path}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise SparkPipelineConfigError(
+                f"{self._where()}: config {path} is {kind}, not a regular file: give a .yaml, .yml or .json file"
             )
         self.config_file = path.resolve()
         return str(self.config_file)
 
+    def _check_nesting(self, value: Any, what: str) -> None:
+        # Before anything walks the value recursively (the Jinja check here, Airflow's template
+        # rendering and DAG serialization): a 3,000-deep dict would end in a RecursionError.
+        from spark_job.document import check_depth
+        from spark_job.errors import ConfigError
+
+        if isinstance(value, (Mapping, list, tuple)):
+            try:
+                check_depth(value)
+            except ConfigError as exc:
+                raise SparkPipelineConfigError(f"{self._where()}: {what}: {exc}") from None
+
+    def _config_text(self) -> str | None:
+        """The config file's text, read without blocking and bounded in size; None when it is not UTF-8
+        (loading it then reports the file, line and byte)."""
+        from spark_job.document import UnreadableFile, read_text_file
+
+        assert self.config_file is not None
+        try:
+            return read_text_file(self.config_file, "a config")
+        except UnreadableFile as exc:
+            if exc.line is not None:
+                return None
+            raise SparkPipelineConfigError(f"{self._where()}: config {exc}") from None
+
     def _read_config_file(self) -> None:
         """Replace the config path by the file's text (what Airflow does for ``template_ext`` fields)."""
         if self.config_file is not None and self.config == str(self.config_file):
-            try:
-                self._config_raw = self.config_file.read_text(encoding="utf-8-sig")
-            except UnicodeDecodeError:
+            text = self._config_text()
+            if text is None:
                 return  # left as a path: loading it reports the file, line and byte
-            self.config = self._config_raw
+            self._config_raw = self.config = text
 
     def resolve_template_files(self) -> None:
         # Airflow's own loader only finds files under the DAG folder and template_searchpath; the
@@ -154,10 +190,7 @@ class SparkPipelineOperator(BaseOperator):
         from spark_job.errors import ConfigError
 
         if self.config_file is not None:
-            try:
-                text = self.config_file.read_text(encoding="utf-8-sig")
-            except UnicodeDecodeError:
-                text = ""  # not a template: loading it reports the file, line and byte
+            text = self._config_text() or ""
             if _JINJA.search(text):
                 return None  # the file is a Jinja template: it is valid YAML only once rendered
         templated = _has_jinja(self.config) or not isinstance(self.vars, (Mapping, type(None)))
