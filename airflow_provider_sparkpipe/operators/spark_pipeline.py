@@ -266,19 +266,17 @@ class SparkPipelineOperator(BaseOperator):
     # Running. ---------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk import BaseHook
-        from airflow.sdk.log import mask_secret
-
         from airflow_provider_sparkpipe.hooks.base import PipelineSubmission
+        from airflow_provider_sparkpipe.masking import get_connection, mask_values
         from airflow_provider_sparkpipe.runtimes.base import resolve_runtime
 
-        self._credentials = ConnectionCredentials(BaseHook.get_connection)
+        self._credentials = ConnectionCredentials(get_connection)
         pipeline = self.load_rendered_config()
         runtime = resolve_runtime(self.runtime)
         environment = self._credentials.environment
-        for secret in [*runtime.secret_values(), *environment.values()]:
-            if secret:
-                mask_secret(secret)
+        # Logins are not secret (and often too short to mask): only passwords and the runtime's secrets.
+        passwords = [v for k, v in environment.items() if not k.endswith("_USER")]
+        mask_values([*runtime.secret_values(), *(v for v in passwords if v)])
         if environment and not runtime.passes_environment:
             raise SparkPipelineConfigError(
                 f"{self._where()}: {type(runtime).__name__} cannot hand the credentials of Airflow connections "
@@ -375,22 +373,55 @@ class SparkPipelineOperator(BaseOperator):
         raise SparkPipelineFailed(_failure_message(metrics, state, hook.describe_failure(run)), metrics)
 
     def _log_summary(self, metrics: Mapping[str, Any]) -> None:
+        """The run's last lines: the pipeline's outcome, then one line per sequence (errors as errors)."""
+        app_id = metrics.get("spark_app_id")
         self.log.info(
-            "Pipeline %r %s in %ss (Spark application %s)",
+            "Pipeline %r %s in %s%s",
             metrics.get("app_name"),
-            metrics.get("status"),
-            metrics.get("duration_s"),
-            metrics.get("spark_app_id"),
+            metrics.get("status") or "ended",
+            _seconds(metrics.get("duration_s")),
+            f" (Spark application {app_id})" if app_id else "",
         )
         for name, seq in (metrics.get("sequences") or {}).items():
-            target = seq.get("target") or {}
-            where = target.get("uri") or target.get("table") or ""
-            line = f"  {name}: {seq.get('status')}, {seq.get('rows_written')} rows, {seq.get('duration_s')}s"
-            line += f" -> {target.get('type')} {where}"
-            if seq.get("status") == "failed":
-                self.log.error("%s\n    error: %s", line, seq.get("error"))
+            line = f"  {name}: {sequence_outcome(seq)}"
+            status = seq.get("status")
+            if status == "failed":
+                self.log.error("%s", line)
+            elif status == "skipped":
+                self.log.warning("%s", line)
             else:
                 self.log.info("%s", line)
+
+
+def sequence_outcome(seq: Mapping[str, Any]) -> str:
+    """What happened to one sequence, in words: ``succeeded, 1,234 rows in 4.2 s -> parquet gs://b/x``,
+    ``failed after 0.4 s: <error>``, ``skipped: reads x, which failed``; never ``None``."""
+    from spark_job.urls import strip_credentials
+
+    status = seq.get("status") or "not run"
+    target = seq.get("target") or {}
+    shown = target.get("uri") or target.get("table")
+    where = " ".join(str(v) for v in (target.get("type"), strip_credentials(str(shown)) if shown else None) if v)
+    error = seq.get("error")
+    if status == "failed":
+        after = f" after {_seconds(seq.get('duration_s'))}" if seq.get("duration_s") is not None else ""
+        return f"failed{after}: {error or 'no error was reported'}"
+    if status == "skipped":
+        reason = str(error or "a sequence it reads did not succeed")
+        reason = reason.removeprefix("not run: ").removeprefix("it ")
+        return f"skipped: {reason}"
+    rows = seq.get("rows_written")
+    parts = [status]
+    if isinstance(rows, int):
+        parts.append(f"{rows:,} row{'' if rows == 1 else 's'}")
+    text = ", ".join(parts)
+    if seq.get("duration_s") is not None:
+        text += f" in {_seconds(seq.get('duration_s'))}"
+    return f"{text} -> {where}" if where else text
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:.1f} s" if isinstance(value, (int, float)) else "an unknown time"
 
 
 def _failure_message(metrics: Mapping[str, Any] | None, state: Any, detail: str | None) -> str:
