@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_sparkpipe.masking import connection_extras
+
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
@@ -31,7 +33,7 @@ def env_name(conn_id: str, what: str) -> str:
 
 def jdbc_url(conn: Connection) -> str:
     """The JDBC URL of a connection: its ``jdbc_url`` extra, a ``jdbc:`` host, or built from its type."""
-    extra = conn.extra_dejson or {}
+    extra = connection_extras(conn)
     if extra.get("jdbc_url"):
         return str(extra["jdbc_url"])
     if (conn.host or "").startswith("jdbc:"):
@@ -68,7 +70,7 @@ class ConnectionCredentials:
             return {"url": f"jdbc:airflow-connection:{conn_id}", **settings}
         conn = self.get_connection(conn_id)
         settings["url"] = jdbc_url(conn)
-        extra = conn.extra_dejson or {}
+        extra = connection_extras(conn)
         if extra.get("password_secret"):
             settings["password"] = secret_reference(extra["password_secret"], "password_secret")
             if extra.get("user_secret"):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState, SparkPipelineHook
+from airflow_provider_sparkpipe.hooks.driver_output import DriverOutput
 from spark_job import METRICS_MARKER
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ _PGID_FILE = "spark-submit.pgid"
 @dataclass
 class _Process:
     popen: subprocess.Popen[str]
+    output: DriverOutput
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_OUTPUT_TAIL_LINES))
     metrics_line: str | None = None
     cancelled: bool = False
@@ -106,7 +108,8 @@ class LocalSparkHook(SparkPipelineHook):
         metrics_path = run_dir / "metrics.json"
 
         command = [str(spark_submit), "--master", self.local.master, "--name", submission.app_name]
-        for key, value in self.local.conf.items():
+        conf = {"spark.log.level": self.local.spark_log_level, **self.local.conf}
+        for key, value in conf.items():
             command += ["--conf", f"{key}={value}"]
         command += [
             "--py-files",
@@ -146,7 +149,7 @@ class LocalSparkHook(SparkPipelineHook):
                 "metrics_path": str(metrics_path),
             },
         )
-        self._processes[run.run_id] = _Process(popen)
+        self._processes[run.run_id] = _Process(popen, DriverOutput(self.log, self.local.spark_log_level))
         return run
 
     def wait(self, run: PipelineRun, poll_interval: float = 10.0) -> RunState:
@@ -157,6 +160,7 @@ class LocalSparkHook(SparkPipelineHook):
             with stdout:
                 for line in stdout:
                     self._handle_line(process, line.rstrip("\n"))
+            process.output.close()
         process.popen.wait()
         return self.poll(run)
 
@@ -270,7 +274,7 @@ class LocalSparkHook(SparkPipelineHook):
             self.log.info("Driver metrics received (%d bytes)", len(process.metrics_line))
             return
         process.tail.append(line)
-        self.log.info("%s", line)
+        process.output.feed(line)
 
     def _environment(self, secrets: Mapping[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)

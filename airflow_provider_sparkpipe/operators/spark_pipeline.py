@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -84,6 +85,8 @@ class SparkPipelineOperator(BaseOperator):
         self._config_raw: str | None = None
         self.config: Any = self._locate_config(config)
         self.vars: Any = dict(vars) if isinstance(vars, Mapping) else vars
+        self._check_nesting(self.config, "config")
+        self._check_nesting(self.vars, "vars")
         self.runtime = runtime
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
@@ -98,7 +101,7 @@ class SparkPipelineOperator(BaseOperator):
             if pipeline is not None and not outlets_given:
                 from airflow_provider_sparkpipe.assets import assets_for_targets
 
-                self.outlets = assets_for_targets(pipeline.targets())
+                self.outlets = assets_for_targets(pipeline.targets(), self._where())
 
     # The config: where it is, how it is read and validated. -----------------------------------------
 
@@ -123,21 +126,54 @@ class SparkPipelineOperator(BaseOperator):
             raise SparkPipelineConfigError(f"{self._where()}: config {str(config)!r} must end in .yaml, .yml or .json")
         if not path.is_absolute():
             path = self.base_dir / path
-        if not path.is_file():
+        try:
+            mode = path.stat().st_mode  # stat, not open: opening a FIFO would wait for a writer
+        except FileNotFoundError:
             raise SparkPipelineConfigError(
                 f"{self._where()}: config file not found: {path} (a relative path is relative to the DAG file's folder)"
+            ) from None
+        except OSError as exc:
+            raise SparkPipelineConfigError(f"{self._where()}: config {path}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise SparkPipelineConfigError(
+                f"{self._where()}: config {path} is {kind}, not a regular file: give a .yaml, .yml or .json file"
             )
         self.config_file = path.resolve()
         return str(self.config_file)
 
+    def _check_nesting(self, value: Any, what: str) -> None:
+        # Before anything walks the value recursively (the Jinja check here, Airflow's template
+        # rendering and DAG serialization): a 3,000-deep dict would end in a RecursionError.
+        from spark_job.document import check_depth
+        from spark_job.errors import ConfigError
+
+        if isinstance(value, (Mapping, list, tuple)):
+            try:
+                check_depth(value)
+            except ConfigError as exc:
+                raise SparkPipelineConfigError(f"{self._where()}: {what}: {exc}") from None
+
+    def _config_text(self) -> str | None:
+        """The config file's text, read without blocking and bounded in size; None when it is not UTF-8
+        (loading it then reports the file, line and byte)."""
+        from spark_job.document import UnreadableFile, read_text_file
+
+        assert self.config_file is not None
+        try:
+            return read_text_file(self.config_file, "a config")
+        except UnreadableFile as exc:
+            if exc.line is not None:
+                return None
+            raise SparkPipelineConfigError(f"{self._where()}: config {exc}") from None
+
     def _read_config_file(self) -> None:
         """Replace the config path by the file's text (what Airflow does for ``template_ext`` fields)."""
         if self.config_file is not None and self.config == str(self.config_file):
-            try:
-                self._config_raw = self.config_file.read_text(encoding="utf-8-sig")
-            except UnicodeDecodeError:
+            text = self._config_text()
+            if text is None:
                 return  # left as a path: loading it reports the file, line and byte
-            self.config = self._config_raw
+            self._config_raw = self.config = text
 
     def resolve_template_files(self) -> None:
         # Airflow's own loader only finds files under the DAG folder and template_searchpath; the
@@ -154,10 +190,7 @@ class SparkPipelineOperator(BaseOperator):
         from spark_job.errors import ConfigError
 
         if self.config_file is not None:
-            try:
-                text = self.config_file.read_text(encoding="utf-8-sig")
-            except UnicodeDecodeError:
-                text = ""  # not a template: loading it reports the file, line and byte
+            text = self._config_text() or ""
             if _JINJA.search(text):
                 return None  # the file is a Jinja template: it is valid YAML only once rendered
         templated = _has_jinja(self.config) or not isinstance(self.vars, (Mapping, type(None)))
@@ -235,19 +268,17 @@ class SparkPipelineOperator(BaseOperator):
     # Running. ---------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk import BaseHook
-        from airflow.sdk.log import mask_secret
-
         from airflow_provider_sparkpipe.hooks.base import PipelineSubmission
+        from airflow_provider_sparkpipe.masking import get_connection, mask_values
         from airflow_provider_sparkpipe.runtimes.base import resolve_runtime
 
-        self._credentials = ConnectionCredentials(BaseHook.get_connection)
+        self._credentials = ConnectionCredentials(get_connection)
         pipeline = self.load_rendered_config()
         runtime = resolve_runtime(self.runtime)
         environment = self._credentials.environment
-        for secret in [*runtime.secret_values(), *environment.values()]:
-            if secret:
-                mask_secret(secret)
+        # Logins are not secret (and often too short to mask): only passwords and the runtime's secrets.
+        passwords = [v for k, v in environment.items() if not k.endswith("_USER")]
+        mask_values([*runtime.secret_values(), *(v for v in passwords if v)])
         if environment and not runtime.passes_environment:
             raise SparkPipelineConfigError(
                 f"{self._where()}: {type(runtime).__name__} cannot hand the credentials of Airflow connections "
@@ -344,22 +375,55 @@ class SparkPipelineOperator(BaseOperator):
         raise SparkPipelineFailed(_failure_message(metrics, state, hook.describe_failure(run)), metrics)
 
     def _log_summary(self, metrics: Mapping[str, Any]) -> None:
+        """The run's last lines: the pipeline's outcome, then one line per sequence (errors as errors)."""
+        app_id = metrics.get("spark_app_id")
         self.log.info(
-            "Pipeline %r %s in %ss (Spark application %s)",
+            "Pipeline %r %s in %s%s",
             metrics.get("app_name"),
-            metrics.get("status"),
-            metrics.get("duration_s"),
-            metrics.get("spark_app_id"),
+            metrics.get("status") or "ended",
+            _seconds(metrics.get("duration_s")),
+            f" (Spark application {app_id})" if app_id else "",
         )
         for name, seq in (metrics.get("sequences") or {}).items():
-            target = seq.get("target") or {}
-            where = target.get("uri") or target.get("table") or ""
-            line = f"  {name}: {seq.get('status')}, {seq.get('rows_written')} rows, {seq.get('duration_s')}s"
-            line += f" -> {target.get('type')} {where}"
-            if seq.get("status") == "failed":
-                self.log.error("%s\n    error: %s", line, seq.get("error"))
+            line = f"  {name}: {sequence_outcome(seq)}"
+            status = seq.get("status")
+            if status == "failed":
+                self.log.error("%s", line)
+            elif status == "skipped":
+                self.log.warning("%s", line)
             else:
                 self.log.info("%s", line)
+
+
+def sequence_outcome(seq: Mapping[str, Any]) -> str:
+    """What happened to one sequence, in words: ``succeeded, 1,234 rows in 4.2 s -> parquet gs://b/x``,
+    ``failed after 0.4 s: <error>``, ``skipped: reads x, which failed``; never ``None``."""
+    from spark_job.urls import strip_credentials
+
+    status = seq.get("status") or "not run"
+    target = seq.get("target") or {}
+    shown = target.get("uri") or target.get("table")
+    where = " ".join(str(v) for v in (target.get("type"), strip_credentials(str(shown)) if shown else None) if v)
+    error = seq.get("error")
+    if status == "failed":
+        after = f" after {_seconds(seq.get('duration_s'))}" if seq.get("duration_s") is not None else ""
+        return f"failed{after}: {error or 'no error was reported'}"
+    if status == "skipped":
+        reason = str(error or "a sequence it reads did not succeed")
+        reason = reason.removeprefix("not run: ").removeprefix("it ")
+        return f"skipped: {reason}"
+    rows = seq.get("rows_written")
+    parts = [status]
+    if isinstance(rows, int):
+        parts.append(f"{rows:,} row{'' if rows == 1 else 's'}")
+    text = ", ".join(parts)
+    if seq.get("duration_s") is not None:
+        text += f" in {_seconds(seq.get('duration_s'))}"
+    return f"{text} -> {where}" if where else text
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:.1f} s" if isinstance(value, (int, float)) else "an unknown time"
 
 
 def _failure_message(metrics: Mapping[str, Any] | None, state: Any, detail: str | None) -> str:

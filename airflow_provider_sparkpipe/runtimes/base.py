@@ -127,8 +127,13 @@ def runtime_from_connection(conn: Connection) -> SparkRuntime:
     ``{"runtime": "local", "master": "spark://spark-master:7077", "conf": {"spark.executor.memory": "1g"}}``.
     """
     # Fields left empty in the connection form arrive as "" or null: they mean "the default".
-    extras = {k: v for k, v in (conn.extra_dejson or {}).items() if v not in (None, "")}
+    from airflow_provider_sparkpipe.masking import connection_extras
+
     where = f"connection {conn.conn_id!r}"
+    try:
+        extras = {k: v for k, v in connection_extras(conn).items() if v not in (None, "")}
+    except ValueError as exc:
+        raise SparkRuntimeError(str(exc)) from None
     if conn.conn_type and conn.conn_type != "sparkpipe":
         raise SparkRuntimeError(
             f"{where} has type {conn.conn_type!r}; SparkPipelineOperator needs a connection of type 'sparkpipe'"
@@ -147,9 +152,9 @@ def resolve_runtime(
             f"runtime must be a runtime object such as LocalSpark(...) or a connection id, not {runtime!r}"
         )
     if get_connection is None:
-        from airflow.sdk import BaseHook
+        from airflow_provider_sparkpipe import masking
 
-        get_connection = BaseHook.get_connection
+        get_connection = masking.get_connection
     return runtime_from_connection(get_connection(runtime))
 
 

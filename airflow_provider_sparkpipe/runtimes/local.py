@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime
 
+# The levels spark.log.level accepts (SparkContext.setLogLevel).
+SPARK_LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
+
 if TYPE_CHECKING:
     from airflow_provider_sparkpipe.hooks.local import LocalSparkHook
 
@@ -32,6 +35,9 @@ class LocalSpark(SparkRuntime):
             ``${env:NAME}`` in the config, ...). Never logged.
         kill_grace_s: seconds between SIGTERM and SIGKILL to the ``spark-submit`` process group when a
             run is cancelled.
+        log_level: the lowest level of Spark's own log lines that reach the task log (``WARN``
+            by default; ``INFO`` or ``DEBUG`` to see what Spark does). Sets ``spark.log.level``
+            unless ``conf`` does; a ``spark.log.level`` in ``conf`` sets both.
     """
 
     master: str = "local[*]"
@@ -40,6 +46,7 @@ class LocalSpark(SparkRuntime):
     work_dir: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     kill_grace_s: float = 10.0
+    log_level: str = "WARN"
 
     kind = "local"
     supports_deferral = False
@@ -61,6 +68,15 @@ class LocalSpark(SparkRuntime):
             object.__setattr__(self, name, {str(k): _spark_str(v) for k, v in value.items()})
         if self.kill_grace_s < 0:
             raise ValueError(f"kill_grace_s must be >= 0, not {self.kill_grace_s}")
+        level = self.conf.get("spark.log.level", self.log_level)
+        if not isinstance(level, str) or level.upper() not in SPARK_LOG_LEVELS:
+            raise ValueError(f"log_level {level!r} is not a Spark log level: one of {', '.join(SPARK_LOG_LEVELS)}")
+        object.__setattr__(self, "log_level", str(self.log_level).upper())
+
+    @property
+    def spark_log_level(self) -> str:
+        """The level Spark logs at: ``conf``'s ``spark.log.level`` when given, else ``log_level``."""
+        return str(self.conf.get("spark.log.level", self.log_level)).upper()
 
     def hook(self) -> LocalSparkHook:
         from airflow_provider_sparkpipe.hooks.local import LocalSparkHook

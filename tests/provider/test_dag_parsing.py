@@ -4,6 +4,7 @@ the provider registers with Airflow, and parsing never imports Spark or cloud cl
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +12,11 @@ from typing import Any
 
 import pytest
 
+from spark_job.document import MAX_CONFIG_BYTES
 from tests.provider.conftest import EXAMPLES
 
 HERE = Path(__file__).resolve().parent
-HEAVY = ("pyspark", "py4j", "google.cloud", "boto3", "botocore", "kubernetes")
+HEAVY = ("pyspark", "py4j", "google.cloud", "googleapiclient", "grpc", "boto3", "botocore", "kubernetes")
 
 PARSE_SCRIPT = """
 import json, sys
@@ -36,10 +38,13 @@ print("PARSED " + json.dumps({name: describe(folder) for name, folder in json.lo
 
 
 def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> str:
-    import os
-
+    # The timeout bounds a parse that would block (a FIFO config): it raises, it is no time limit.
     done = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=900,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
@@ -49,10 +54,22 @@ def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> str:
 def parsed(airflow_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The example DAGs and the broken ones, each folder loaded by a DagBag in a fresh process."""
     output = tmp_path_factory.mktemp("examples-output")
+    special = tmp_path_factory.mktemp("special-configs")
+    os.mkfifo(special / "fifo.yaml")
+    (special / "zero.yaml").symlink_to("/dev/zero")
+    with (special / "huge.yaml").open("wb") as huge:
+        huge.truncate(MAX_CONFIG_BYTES + 1)  # sparse: costs no disk
     stdout = run_python(
         PARSE_SCRIPT,
-        json.dumps({"examples": str(EXAMPLES), "broken": str(HERE / "dags_broken")}),
-        env={"SPARKPIPE_EXAMPLE_OUTPUT": str(output)},
+        json.dumps(
+            {"examples": str(EXAMPLES), "broken": str(HERE / "dags_broken"), "hostile": str(HERE / "dags_hostile")}
+        ),
+        env={
+            "SPARKPIPE_EXAMPLE_OUTPUT": str(output),
+            "SPARKPIPE_TEST_FIFO_CONFIG": str(special / "fifo.yaml"),
+            "SPARKPIPE_TEST_DEVICE_CONFIG": str(special / "zero.yaml"),
+            "SPARKPIPE_TEST_HUGE_CONFIG": str(special / "huge.yaml"),
+        },
     )
     line = next(x for x in stdout.splitlines() if x.startswith("PARSED "))
     return {"output": str(output), **json.loads(line[len("PARSED ") :])}
@@ -100,25 +117,88 @@ def test_a_broken_config_is_an_import_error_naming_file_line_and_problem(parsed:
     assert f"config file not found: {HERE / 'dags_broken' / 'pipelines' / 'does_not_exist.yaml'}" in missing
 
 
-def test_parsing_imports_no_spark_or_cloud_clients(airflow_home: Path) -> None:
-    # Compared with the modules present at start-up: a namespace package that a *.pth file of an
-    # installed distribution registers (google-cloud-* does) is not an import of ours. The JDBC example
-    # is left out: a postgres:// (or gs://, s3://) Asset makes Airflow itself load every installed
-    # provider's Asset URI normaliser, boto3 included when the Amazon provider is installed.
-    examples = ["example_sparkpipe_basic.py", "example_sparkpipe_templated.py", "example_sparkpipe_assets.py"]
-    code = f"""
+def test_hostile_targets_leave_the_other_dags_of_the_file_and_no_credential_in_outlets(
+    parsed: dict[str, Any],
+) -> None:
+    hostile = parsed["hostile"]
+    errors = {Path(k).name: v for k, v in hostile["import_errors"].items()}
+    assert "targets_with_bad_urls.py" not in errors
+    dags = hostile["dags"]
+    # A malformed port is reported when the run validates the URL; at parse it only costs its outlet.
+    assert dags["hostile_bad_port"]["tasks"]["write"] == ["file:///data/out/good"]
+    assert dags["hostile_neighbour"]["tasks"]["write"] == ["file:///data/out/n"]
+    outlets = dags["hostile_credentials"]["tasks"]["write"]
+    assert sorted(outlets) == [
+        "jdbc:mysql://db:3306/shop/out",
+        "jdbc:oracle:thin:@//db:1521/orcl/out",
+        "jdbc:sqlserver://db:1433;databaseName=shop/out",
+        "postgres://db:5432/shop/public/q",
+        "postgres://db:5432/shop/public/u",
+        "s3://bucket/out",
+    ]
+    assert "Hunter2" not in json.dumps(hostile)
+
+
+def test_a_config_nested_too_deeply_is_an_import_error_not_a_recursion_error(parsed: dict[str, Any]) -> None:
+    errors = {Path(k).name: v for k, v in parsed["hostile"]["import_errors"].items()}
+    message = errors["deep_config.py"]
+    assert "SparkPipelineOperator 'deep': config: " in message
+    assert "nested too deeply (more than 100 levels)" in message
+    assert "RecursionError" not in message and "maximum recursion" not in message
+
+
+@pytest.mark.parametrize(
+    ("dag_file", "config", "problem"),
+    [
+        ("fifo_config.py", "fifo.yaml", "is a FIFO, not a regular file"),
+        ("device_config.py", "zero.yaml", "is a device or socket, not a regular file"),
+        ("huge_config.py", "huge.yaml", f"the file is {MAX_CONFIG_BYTES + 1:,} bytes; a config may be at most"),
+    ],
+)
+def test_a_config_that_is_no_regular_file_is_an_import_error_and_never_blocks(
+    parsed: dict[str, Any], dag_file: str, config: str, problem: str
+) -> None:
+    errors = {Path(k).name: v for k, v in parsed["hostile"]["import_errors"].items()}
+    assert "SparkPipelineOperator 'read': config " in errors[dag_file]
+    assert config in errors[dag_file]
+    assert problem in errors[dag_file]
+
+
+# Each example in a fresh interpreter, as the dag-processor parses it: the DagBag, then the DAGs
+# serialized as the dag-processor stores them. Compared with the modules present at start-up: a
+# namespace package that a *.pth file of an installed distribution registers (google-cloud-* does)
+# is not an import of ours.
+PARSE_MODULES_SCRIPT = """
 import sys
 before = set(sys.modules)
-import json, runpy
+import json
+from airflow.dag_processing.dagbag import DagBag
+from airflow.serialization.serialized_objects import DagSerialization
+bag = DagBag(dag_folder=sys.argv[1])
+for dag in bag.dags.values():
+    DagSerialization.to_dict(dag)
+heavy = sorted(m for m in set(sys.modules) - before if m.startswith(tuple(json.loads(sys.argv[2]))))
+print("PARSED " + json.dumps({"dags": sorted(bag.dags), "errors": list(bag.import_errors.values()), "heavy": heavy}))
+"""
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_parsing_an_example_imports_no_spark_or_cloud_clients(airflow_home: Path, example: str) -> None:
+    stdout = run_python(PARSE_MODULES_SCRIPT, str(EXAMPLES / example), json.dumps(HEAVY))
+    result = json.loads(next(x for x in stdout.splitlines() if x.startswith("PARSED "))[len("PARSED ") :])
+    assert result["errors"] == [] and result["dags"], result
+    assert result["heavy"] == []
+
+
+def test_importing_the_operator_imports_no_spark_or_cloud_clients() -> None:
+    code = f"""
+import sys, json
+before = set(sys.modules)
 import airflow_provider_sparkpipe.operators.spark_pipeline
-after_import = sorted(m for m in set(sys.modules) - before if m.startswith({HEAVY!r}))
-for name in {examples!r}:
-    runpy.run_path({str(EXAMPLES)!r} + "/" + name)
-after_dags = sorted(m for m in set(sys.modules) - before if m.startswith({HEAVY!r}))
-print("MODULES " + json.dumps([after_import, after_dags]))
+print("MODULES " + json.dumps(sorted(m for m in set(sys.modules) - before if m.startswith({HEAVY!r}))))
 """
     line = next(x for x in run_python(code).splitlines() if x.startswith("MODULES "))
-    assert json.loads(line[len("MODULES ") :]) == [[], []]
+    assert json.loads(line[len("MODULES ") :]) == []
 
 
 def test_provider_registers_the_sparkpipe_connection_type(airflow_home: Path) -> None:

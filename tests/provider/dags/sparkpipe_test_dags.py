@@ -24,7 +24,9 @@ with DAG("sparkpipe_test_bad_render", schedule=None, start_date=START, params={"
     SparkPipelineOperator(task_id="bad_render", config="pipelines/bad_mode.yaml", vars=VARS)
 
 with DAG("sparkpipe_test_slow", schedule=None, start_date=START):
-    SparkPipelineOperator(task_id="slow", config="pipelines/slow.yaml", vars=VARS)
+    SparkPipelineOperator(task_id="slow", config="pipelines/slow.yaml", vars={"output_dir": VARS["output_dir"]})
 
 with DAG("sparkpipe_test_connection", schedule=None, start_date=START):
-    SparkPipelineOperator(task_id="to_postgres", config="pipelines/connection.yaml", vars=VARS)
+    SparkPipelineOperator(
+        task_id="to_postgres", config="pipelines/connection.yaml", vars={"data_dir": VARS["data_dir"]}
+    )
