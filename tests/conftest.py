@@ -160,7 +160,8 @@ class SparkConnectServer:
     log: Path
 
 
-def _spark_home() -> Path:
+def spark_home() -> Path:
+    """The installed pyspark package, which is a whole Spark distribution (bin/, jars/, sbin/)."""
     import importlib.util
 
     spec = importlib.util.find_spec("pyspark")
@@ -176,7 +177,7 @@ def spark_connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     root = tmp_path_factory.mktemp("spark-connect")
     port = free_port()
     command = [
-        str(_spark_home() / "bin" / "spark-submit"),
+        str(spark_home() / "bin" / "spark-submit"),
         "--class",
         "org.apache.spark.sql.connect.service.SparkConnectServer",
         "--master",
@@ -193,7 +194,7 @@ def spark_connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         *("--conf", f"spark.jars={POSTGRES_JAR}"),
     ]
     log = root / "server.log"
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_HOME": str(_spark_home())}
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_HOME": str(spark_home())}
     with log.open("wb") as out:
         server = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True

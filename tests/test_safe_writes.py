@@ -340,13 +340,13 @@ def wait_until(proc: subprocess.Popen[bytes], condition: Callable[[], bool], wha
 
 
 def test_a_second_run_on_a_busy_path_target_fails_naming_the_first(spark: Any, tmp_path: Path) -> None:
-    target = tmp_path / "lake" / "shared"
+    target = tmp_path / "lake" / "busy"
     spark.range(7).selectExpr("id", "'old' AS slept").write.parquet(str(target))
     holder = start_driver(
         tmp_path, big_write({"type": "parquet", "path": str(target)}, SLOW_QUERY), {"SPARKPIPE_RUN_KEY": "backfill-01"}
     )
     try:
-        wait_until(holder, lambda: (target.parent / ".shared.sparkpipe-lease").exists(), "the first run took the lease")
+        wait_until(holder, lambda: (target.parent / ".busy.sparkpipe-lease").exists(), "the first run took the lease")
         quick = big_write(
             {"type": "parquet", "path": f"file://{target}/"}, "SELECT id, 'second' AS slept FROM range(3)"
         )
@@ -361,7 +361,7 @@ def test_a_second_run_on_a_busy_path_target_fails_naming_the_first(spark: Any, t
     third = run_to_end(tmp_path, quick, {"SPARKPIPE_RUN_KEY": "backfill-03"})
     assert third.returncode == 0, third.stderr[-3000:]
     assert sorted(r.slept for r in spark.read.parquet(str(target)).collect()) == ["second"] * 3
-    assert beside(target) == ["shared"]
+    assert beside(target) == ["busy"]
 
 
 def test_a_second_run_on_a_busy_postgres_target_fails_naming_the_first(postgres: Postgres, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ pytest loads this file and before any test imports Airflow; child processes inhe
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ..conftest import spark_home
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "dags_examples"
@@ -96,12 +97,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def spark_home() -> Path:
-    spec = importlib.util.find_spec("pyspark")
-    assert spec is not None and spec.submodule_search_locations, "pyspark is not installed"
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def sparkpipe_connection(**extra: Any) -> str:
