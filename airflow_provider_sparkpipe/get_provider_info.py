@@ -14,36 +14,98 @@ SPARKPIPE_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "extra": '{"runtime": "local", "master": "spark://spark-master:7077", "conf": {"spark.executor.memory": "1g"}}',
     },
 }
-"""The ``sparkpipe`` connection form: everything lives in the extras (runtime kind + its settings)."""
+"""The ``sparkpipe`` connection form: everything lives in the extras (runtime kind + its settings).
+
+Airflow 3's form shows only the standard fields' placeholders and labels; the settings are the
+fields below."""
+
+_RUNTIME_KINDS = (
+    "local",
+    "dataproc_cluster",
+    "dataproc_serverless",
+    "emr_cluster",
+    "emr_serverless",
+    "emr_on_eks",
+    "kubernetes",
+)
+
+
+def _field(label: str, description: str, kind: str = "string", **schema: Any) -> dict[str, Any]:
+    # No defaults: a field left empty is left out of the runtime (the runtime's own default applies),
+    # so the form never prefills the Extra box with values the user did not choose.
+    return {"label": label, "description": description, "schema": {"type": [kind, "null"], **schema}}
+
 
 SPARKPIPE_CONN_FIELDS: dict[str, Any] = {
-    "runtime": {
-        "label": "Runtime",
-        "description": (
-            "Where pipelines run: 'local' (spark-submit on the worker, local or spark:// master), "
-            "'dataproc_cluster', 'dataproc_serverless', 'emr_cluster', 'emr_serverless', 'emr_on_eks', "
-            "'kubernetes' (spark-operator)."
-        ),
-        "schema": {
-            "type": ["string", "null"],
-            "default": "local",
-            "enum": [
-                "local",
-                "dataproc_cluster",
-                "dataproc_serverless",
-                "emr_cluster",
-                "emr_serverless",
-                "emr_on_eks",
-                "kubernetes",
-            ],
-        },
-    },
-    "master": {
-        "label": "Spark master (local runtime)",
-        "description": "local[*] (the default), local[N] or spark://host:7077.",
-        "schema": {"type": ["string", "null"]},
-    },
+    "runtime": _field(
+        "Runtime",
+        "Where pipelines run: local (spark-submit on the worker, a local[*] or spark:// master), "
+        "dataproc_cluster, dataproc_serverless, emr_cluster, emr_serverless, emr_on_eks or kubernetes "
+        "(Kubeflow Spark operator). Empty: local. Fill in below only the fields of this runtime.",
+        enum=[None, *_RUNTIME_KINDS],
+    ),
+    "master": _field(
+        "Spark master (local)",
+        "local: local[*] (the default), local[4] or spark://spark-master:7077 for a standalone cluster.",
+        examples=["local[*]", "spark://spark-master:7077"],
+    ),
+    "conf": _field(
+        "Spark conf (local, kubernetes)",
+        'Spark properties as a JSON object, e.g. {"spark.executor.memory": "1g", "spark.cores.max": "2"}.',
+        "object",
+    ),
+    "work_dir": _field(
+        "Work directory (local)",
+        "local: where each run stages its driver and config (a folder the worker can write). "
+        "Empty: a temporary folder.",
+    ),
+    "log_level": _field(
+        "Spark log level (local)",
+        "local: the lowest level of Spark's own lines in the task log. Empty: WARN; INFO or DEBUG show more.",
+        enum=[None, "ERROR", "WARN", "INFO", "DEBUG"],
+    ),
+    "staging_uri": _field(
+        "Staging URI (cloud runtimes)",
+        "Where the driver bundle and the config are uploaded, e.g. gs://my-bucket/sparkpipe (Dataproc), "
+        "s3://my-bucket/sparkpipe (EMR, kubernetes).",
+    ),
+    "project_id": _field("Google Cloud project (Dataproc)", "dataproc_cluster, dataproc_serverless: e.g. my-project."),
+    "region": _field("Google Cloud region (Dataproc)", "dataproc_cluster, dataproc_serverless: e.g. europe-west1."),
+    "cluster_name": _field("Dataproc cluster", "dataproc_cluster: the name of a running cluster, e.g. etl-cluster."),
+    "properties": _field(
+        "Spark properties (Dataproc)",
+        'dataproc_cluster, dataproc_serverless: a JSON object, e.g. {"spark.executor.memory": "4g"}.',
+        "object",
+    ),
+    "gcp_conn_id": _field(
+        "Google Cloud connection (Dataproc)", "The connection with the credentials. Empty: google_cloud_default."
+    ),
+    "job_flow_id": _field("EMR cluster id (emr_cluster)", "emr_cluster: e.g. j-2AXXXXXXGAPLF (or job_flow_name)."),
+    "job_flow_name": _field("EMR cluster name (emr_cluster)", "emr_cluster: the cluster's name, when no id is given."),
+    "application_id": _field("EMR Serverless application (emr_serverless)", "emr_serverless: e.g. 00f1abcdexample."),
+    "virtual_cluster_id": _field("EMR on EKS virtual cluster (emr_on_eks)", "emr_on_eks: e.g. abcdefghijklmnop0123."),
+    "release_label": _field("EMR release (emr_on_eks)", "emr_on_eks: e.g. emr-7.5.0-latest."),
+    "execution_role_arn": _field(
+        "Execution role (EMR)",
+        "emr_serverless, emr_on_eks (and emr_cluster, optional): e.g. arn:aws:iam::123456789012:role/sparkpipe-job.",
+    ),
+    "region_name": _field("AWS region (EMR)", "EMR runtimes: e.g. eu-west-1. Empty: the AWS connection's region."),
+    "spark_conf": _field(
+        "Spark conf (EMR)", 'EMR runtimes: a JSON object, e.g. {"spark.executor.memory": "4g"}.', "object"
+    ),
+    "aws_conn_id": _field("AWS connection (EMR)", "The connection with the credentials. Empty: aws_default."),
+    "namespace": _field(
+        "Kubernetes namespace (kubernetes)", "kubernetes: where the SparkApplications go, e.g. spark-jobs."
+    ),
+    "image": _field(
+        "Driver image (kubernetes)",
+        "kubernetes: the image with Spark and sparkpipe, e.g. registry.example.com/sparkpipe:1.0.",
+    ),
+    "kubernetes_conn_id": _field(
+        "Kubernetes connection (kubernetes)", "The cluster's connection. Empty: kubernetes_default."
+    ),
 }
+"""The connection form's fields (Airflow 3 reads ``conn-fields``): one per runtime setting, saying what to type."""
 
 
 def get_provider_info() -> dict[str, Any]:

@@ -50,6 +50,10 @@ ORDERS_PIPELINE = {
     ],
 }
 
+# The day's partition: the run's logical date, or the day of the trigger for a run triggered without
+# one (Airflow 3 runs may have no logical date, and then no ``ds``).
+RUN_DATE = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
+
 ON_CLUSTER = DataprocCluster(
     project_id=PROJECT,
     region=REGION,
@@ -78,7 +82,7 @@ with DAG(
     SparkPipelineOperator(
         task_id="orders_daily",
         config=ORDERS_PIPELINE,
-        vars={"run_date": "{{ ds }}"},
+        vars={"run_date": RUN_DATE},
         runtime=ON_CLUSTER,
         retries=2,  # a retry re-attaches to the Dataproc job if it is still running: never two jobs
         execution_timeout=datetime.timedelta(hours=1),  # cancels the Dataproc job when reached
@@ -94,7 +98,7 @@ with DAG(
     SparkPipelineOperator(
         task_id="orders_daily",
         config=ORDERS_PIPELINE,
-        vars={"run_date": "{{ ds }}"},
+        vars={"run_date": RUN_DATE},
         runtime=SERVERLESS,
         deferrable=True,  # the batch is followed from the triggerer: no worker slot while it runs
         poll_interval=30,

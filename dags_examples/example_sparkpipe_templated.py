@@ -1,7 +1,11 @@
-"""Templated dates: a daily run aggregates the 7 days up to its logical date.
+"""Templated dates: a run aggregates the 7 days up to its ``run_date``.
 
-``vars={"run_date": "{{ ds }}"}`` feeds ``${run_date}`` in the SQL, and the config file itself is a
-Jinja template (``{{ macros.ds_add(ds, -6) }}`` for the window start), rendered before it is parsed.
+The config file is a Jinja template rendered before it is parsed (Airflow's macros and params are
+available): ``pipelines/shop_daily.yaml`` takes ``run_date`` from the ``run_date`` param, and when the
+param is cleared, from the run's logical date (``ds``) or, for a run triggered without a logical
+date, from the day it was triggered. The param's default is the last day of the example data, so a
+run triggered from the UI with its defaults writes real rows; on a daily schedule over live data,
+default the param to ``None`` and every run takes its own logical date.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import os
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import dag
+from airflow.sdk import Param, dag
 
 from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
 
@@ -20,18 +24,27 @@ OUTPUT_DIR = os.environ.get("SPARKPIPE_EXAMPLE_OUTPUT", "/tmp/sparkpipe-examples
 
 @dag(
     dag_id="sparkpipe_templated",
-    schedule="@daily",
-    start_date=pendulum.datetime(2024, 1, 7, tz="UTC"),
-    end_date=pendulum.datetime(2024, 1, 31, tz="UTC"),
+    schedule=None,
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    params={
+        "run_date": Param(
+            "2024-01-31",
+            type=["null", "string"],
+            format="date",
+            title="Run date",
+            description="The last day of the 7-day window (the example data covers January 2024). "
+            "Empty: the run's logical date, or the day it was triggered.",
+        )
+    },
     tags=["sparkpipe", "example"],
 )
 def sparkpipe_templated() -> None:
     SparkPipelineOperator(
         task_id="product_sales_7d",
         config="pipelines/shop_daily.yaml",
-        vars={"data_dir": DATA_DIR, "output_dir": OUTPUT_DIR, "run_date": "{{ ds }}"},
+        vars={"data_dir": DATA_DIR, "output_dir": OUTPUT_DIR},
         runtime="sparkpipe_default",
     )
 

@@ -21,8 +21,10 @@ USER airflow
 COPY --chown=airflow:0 pyproject.toml README.md /opt/sparkpipe/src/
 COPY --chown=airflow:0 spark_job /opt/sparkpipe/src/spark_job
 COPY --chown=airflow:0 airflow_provider_sparkpipe /opt/sparkpipe/src/airflow_provider_sparkpipe
-# Pin Airflow to the base image's version so that installing the provider never changes it.
+# Pin Airflow to the base image's version so that installing the provider never changes it. The FAB
+# auth manager that docker-compose.yaml names (AIRFLOW__CORE__AUTH_MANAGER) is a provider of its own.
 RUN pip install --no-cache-dir \
         "apache-airflow==${AIRFLOW_VERSION}" \
+        "apache-airflow-providers-fab" \
         "pyspark==${SPARK_VERSION}" \
         "/opt/sparkpipe/src[spark]"

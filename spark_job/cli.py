@@ -118,6 +118,8 @@ def terminate_on_signals(runner: BasePipeline) -> Iterator[list[int]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from spark_job.plan import FORMATS
+
     parser = argparse.ArgumentParser(prog="sparkpipe", description="Declarative Spark SQL pipelines.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -153,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_args(validate)
     plan = sub.add_parser("plan", help="show the sequence graph (stages, reads, targets) without running it")
     config_args(plan)
-    plan.add_argument("--format", choices=("text", "mermaid", "dot", "json"), default="text", help="output format")
+    plan.add_argument("--format", choices=FORMATS, default="text", help="output format")
     plan.add_argument(
         "--schemas", action="store_true", help="start Spark and resolve each sequence's output schema (no query runs)"
     )

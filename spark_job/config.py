@@ -26,6 +26,7 @@ from spark_job.errors import ConfigError, Problem
 from spark_job.fields import Field, describe_value
 from spark_job.graph import SequenceGraph
 from spark_job.io import BaseReader, BaseWriter, readers, writers
+from spark_job.quality import Expectation, parse_expectations
 from spark_job.sql import analyse_query
 from spark_job.targets import check_overlaps
 from spark_job.urls import is_credential_key, port_problem, strip_credentials, url_credentials
@@ -58,6 +59,10 @@ SEQUENCE_FIELDS: dict[str, Field] = {
     "target": Field("target", required=True, doc="where the result is written"),
     "description": Field("str", doc="free text"),
     "cache": Field("bool", doc="keep the result in memory for the sequences that read it (default: when read)"),
+    "expectations": Field("expectations", doc="data-quality rules checked on every row the sequence writes"),
+    "min_rows": Field("int", doc="the sequence fails when it writes fewer rows"),
+    "max_rows": Field("int", doc="the sequence fails when it writes more rows"),
+    "quarantine": Field("target", doc="where rows failing an on_fail: quarantine rule are written"),
 }
 
 
@@ -99,6 +104,10 @@ class SequenceSpec:
         path: the config path, e.g. ``sequences[2]``.
         reads_sources: aliases (lower-cased) of the sources the query reads.
         cache: whether to keep the result for the sequences reading it (None: when it is read).
+        expectations: the data-quality rules checked on the rows written (``spark_job.quality``).
+        min_rows: the sequence fails when it writes fewer rows.
+        max_rows: the sequence fails when it writes more rows.
+        quarantine: the target of the rows failing an ``on_fail: quarantine`` rule.
     """
 
     name: str
@@ -108,11 +117,22 @@ class SequenceSpec:
     path: str
     cache: bool | None = None
     reads_sources: tuple[str, ...] = ()
+    expectations: tuple[Expectation, ...] = ()
+    min_rows: int | None = None
+    max_rows: int | None = None
+    quarantine: dict[str, Any] | None = None
 
     def writer(self) -> BaseWriter:
         cls = writers.get(str(self.target["type"]))
         assert cls is not None
         return cls(self.target)
+
+    def quarantine_writer(self) -> BaseWriter | None:
+        if self.quarantine is None:
+            return None
+        cls = writers.get(str(self.quarantine["type"]))
+        assert cls is not None
+        return cls(self.quarantine)
 
 
 @dataclass(frozen=True)
@@ -243,7 +263,7 @@ class Validator:
                 hint = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
                 advice = f"did you mean {hint[0]!r}?" if hint else f"valid keys: {', '.join(sorted(fields))}"
                 self.report(sub, f"unknown key for {what} ({advice})")
-            elif spec.kind not in ("sources", "sequences", "target"):
+            elif spec.kind not in ("sources", "sequences", "target", "expectations"):
                 value = data[key] = spec.coerce(value)
                 if problem := spec.check(value):
                     self.report(sub, problem)
@@ -365,6 +385,7 @@ class Validator:
         URLs and the values of sensitive ``spark_conf`` keys."""
         secrets = set(self.sub.secrets)
         stack: list[tuple[str, Any]] = [("", s.spec) for s in sources] + [("", q.target) for q in sequences]
+        stack.extend(("", q.quarantine) for q in sequences if q.quarantine is not None)
         stack.extend((str(k), v) for k, v in spark_conf.items())
         while stack:
             key, value = stack.pop()
@@ -428,6 +449,13 @@ class Validator:
                     self.report(path, "a source in a list needs an 'alias' (the view name used in SQL)")
             if cls is None:
                 continue
+            if "expectations" in spec:
+                self.report(
+                    child_path(path, "expectations"),
+                    "a source has no expectations: put the rules on the sequence that reads it "
+                    "(SELECT * FROM the source), where its write counts them",
+                )
+                fields["expectations"] = Field("expectations")
             self.check_fields(spec, fields, path, f"a {spec['type']} source")
             cls.check(spec, lambda key, msg, p=path: self.report(child_path(p, key) if key else p, msg))
             alias = spec.get("alias", ident)
@@ -505,7 +533,7 @@ class Validator:
         aliases = {s.alias.lower(): s for s in sources}
         names: dict[str, str] = {}
         original: dict[str, str] = {}
-        pending: list[tuple[str, str, str, dict[str, Any], bool | None]] = []
+        pending: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = []
         targets: dict[str, str] = {}
         for i, item in enumerate(raw):
             path = f"sequences[{i}]"
@@ -540,39 +568,81 @@ class Validator:
             if "target" in item and not isinstance(target, Mapping):
                 self.report(f"{path}.target", f"must be a mapping with at least 'type', got {describe_value(target)}")
             elif isinstance(target, Mapping):
-                tpath = f"{path}.target"
-                target = item["target"] = self.expand_connection(dict(target), tpath)
-                cls = self.type_class(target, tpath, writers, "writer")
-                if cls is not None:
-                    before = len(self.problems)
-                    self.check_fields(target, cls.all_fields(), tpath, f"a {target['type']} target")
-                    cls.check(target, lambda key, msg, p=tpath: self.report(child_path(p, key) if key else p, msg))
-                    if len(self.problems) == before and all(
-                        k in target for k, f in cls.all_fields().items() if f.required
-                    ):
-                        key = cls(target).target_key()  # canonical: one key per place however spelt
-                        if key in targets:
-                            self.report(
-                                tpath,
-                                f"writes the same target as {targets[key]} ({key}): "
-                                "two sequences cannot write one target",
-                            )
-                        targets.setdefault(key, path)
-            if isinstance(name, str) and query is not None and isinstance(target, Mapping):
-                cache = item.get("cache") if isinstance(item.get("cache"), bool) else None
-                pending.append((name, path, query, dict(target), cache))
+                target = item["target"] = self.build_target(target, f"{path}.target", path, targets)
+            quality = self.build_quality(item, path, targets)
+            if isinstance(name, str) and query is not None and isinstance(target, Mapping) and quality is not None:
+                quality["cache"] = item.get("cache") if isinstance(item.get("cache"), bool) else None
+                pending.append((name, path, query, dict(target), quality))
         sequences: list[SequenceSpec] = []
-        for name, path, query, target, cache in pending:
+        for name, path, query, target, extra in pending:
             relations = self.relations(query, path, aliases, names)
             depends = tuple(original[r] for r in relations if r in names)
             read_sources = tuple(r for r in relations if r in aliases)
-            sequences.append(SequenceSpec(name, query, target, depends, path, cache, read_sources))
+            sequences.append(SequenceSpec(name, query, target, depends, path, reads_sources=read_sources, **extra))
         graph = SequenceGraph([s.name for s in sequences], {s.name: s.depends_on for s in sequences})
         cycle = graph.find_cycle()
         if cycle:
             first = next(s for s in sequences if s.name == cycle[0])
             self.report(f"{first.path}.query", f"dependency cycle: {' -> '.join(cycle)}")
         return sequences
+
+    def build_target(
+        self, target: Mapping[str, Any], tpath: str, seq_path: str, targets: dict[str, str]
+    ) -> dict[str, Any]:
+        """Check a target (a sequence's, or its quarantine) and claim its canonical identity."""
+        spec = self.expand_connection(dict(target), tpath)
+        cls = self.type_class(spec, tpath, writers, "writer")
+        if cls is None:
+            return spec
+        before = len(self.problems)
+        self.check_fields(spec, cls.all_fields(), tpath, f"a {spec['type']} target")
+        cls.check(spec, lambda key, msg, p=tpath: self.report(child_path(p, key) if key else p, msg))
+        if len(self.problems) == before and all(k in spec for k, f in cls.all_fields().items() if f.required):
+            key = cls(spec).target_key()  # canonical: one key per place however spelt
+            if key in targets:
+                self.report(
+                    tpath,
+                    f"writes the same target as {targets[key]} ({key}): two outputs cannot write one target",
+                )
+            targets.setdefault(key, tpath if tpath.endswith(".quarantine") else seq_path)
+        return spec
+
+    def build_quality(self, item: dict[str, Any], path: str, targets: dict[str, str]) -> dict[str, Any] | None:
+        """A sequence's ``expectations``, ``min_rows``/``max_rows`` and ``quarantine`` (None: invalid)."""
+        before = len(self.problems)
+        rules = parse_expectations(item.get("expectations"), f"{path}.expectations", self.report, self.check_fields)
+        uses = [r for r in rules if r.on_fail == "quarantine"]
+        raw = item.get("quarantine")
+        quarantine: dict[str, Any] | None = None
+        if "quarantine" in item and not isinstance(raw, Mapping):
+            self.report(f"{path}.quarantine", f"must be a target mapping with 'type', got {describe_value(raw)}")
+        elif isinstance(raw, Mapping):
+            quarantine = item["quarantine"] = self.build_target(raw, f"{path}.quarantine", path, targets)
+            if not uses and not any(
+                isinstance(r, Mapping) and r.get("on_fail") == "quarantine" for r in item.get("expectations") or []
+            ):
+                self.report(
+                    f"{path}.quarantine",
+                    "no expectation of this sequence has on_fail: quarantine: remove quarantine, "
+                    "or give a rule on_fail: quarantine",
+                )
+        if uses and "quarantine" not in item:
+            self.report(
+                f"{path}.expectations",
+                f"rule {uses[0].name!r} has on_fail: quarantine but the sequence has no 'quarantine' target: "
+                "add quarantine: {type: parquet, path: ...}",
+            )
+        low, high = item.get("min_rows"), item.get("max_rows")
+        if isinstance(low, int) and isinstance(high, int) and low > high:
+            self.report(f"{path}.max_rows", f"is {high}, below min_rows {low}: no row count could pass")
+        if len(self.problems) != before:
+            return None
+        return {
+            "expectations": rules,
+            "min_rows": low if isinstance(low, int) else None,
+            "max_rows": high if isinstance(high, int) else None,
+            "quarantine": quarantine,
+        }
 
     def query_text(self, item: Mapping[str, Any], path: str) -> str | None:
         has_query, has_file = "query" in item, "query_file" in item

@@ -34,6 +34,9 @@ class SequenceMetrics:
     started_at: str | None = None
     ended_at: str | None = None
     error: str | None = None
+    expectations: dict[str, dict[str, Any]] | None = None
+    rows_dropped: int | None = None
+    rows_quarantined: int | None = None
     _t0: float = field(default=0.0, repr=False)
 
     def start(self) -> None:
@@ -51,7 +54,7 @@ class SequenceMetrics:
         count = self.rows_written
         rows = f"{count:,} row{'s' if count != 1 else ''}" if count is not None else ""
         if self.status == "succeeded":
-            return f"succeeded, {rows or 'no rows counted'} in {took}"
+            return f"succeeded, {rows or 'no rows counted'} in {took}{self.rules_summary()}"
         if self.status == "reused":
             return f"reused: committed by an earlier try of this run{f', {rows}' if rows else ''}"
         if self.status in ("failed", "cancelled"):
@@ -61,8 +64,18 @@ class SequenceMetrics:
             return f"skipped: {reason}" if reason else "skipped"
         return self.status
 
+    def rules_summary(self) -> str:
+        """``; rules: positive_amount 3 failed (drop), has_customer 0 failed (fail)``, or empty."""
+        if not self.expectations:
+            return ""
+        parts = [
+            f"{name} {'?' if r['failed_rows'] is None else format(r['failed_rows'], ',')} failed ({r['action']})"
+            for name, r in self.expectations.items()
+        ]
+        return "; rules: " + ", ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "status": self.status,
             "rows_written": self.rows_written,
             "duration_s": self.duration_s,
@@ -71,6 +84,11 @@ class SequenceMetrics:
             "target": self.target,
             "error": self.error,
         }
+        if self.expectations is not None:  # only for a sequence with data-quality rules
+            out["expectations"] = self.expectations
+            out["rows_dropped"] = self.rows_dropped
+            out["rows_quarantined"] = self.rows_quarantined
+        return out
 
 
 @dataclass

@@ -21,13 +21,15 @@ from spark_job.config import PipelineConfig, SequenceSpec, load_config
 from spark_job.document import child_path, read_document
 from spark_job.errors import ConfigError, Problem
 from spark_job.fields import describe_value
+from spark_job.quality import SequenceRules
+from spark_job.runner import sql_functions
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 TEST_FILE_KEYS = ("config", "vars", "tests", "description")
 TEST_KEYS = ("name", "vars", "given", "expect", "description")
-EXPECT_KEYS = ("rows", "ordered", "columns")
+EXPECT_KEYS = ("rows", "ordered", "columns", "expect_failed")
 FIXTURE_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 MAX_FIXTURE_ROWS = 100_000
 REL_TOL = 1e-9
@@ -37,13 +39,15 @@ MAX_DIFF_ROWS = 20
 
 @dataclass(frozen=True)
 class Expected:
-    """What one sequence must produce: ``rows`` (a list, compared as a multiset unless ``ordered``) or a ``count``."""
+    """What one sequence must produce: ``rows`` (a list, compared as a multiset unless ``ordered``) or a ``count``,
+    and ``failed``: rule name -> the rows that must fail that data-quality rule (``expect_failed``)."""
 
     sequence: str
     path: str
     rows: list[dict[str, Any]] | None = None
     count: int | None = None
     ordered: bool = False
+    failed: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -204,16 +208,44 @@ def _expectations(raw: Any, where: str, config: PipelineConfig, report: Any) -> 
         for key in value:
             if key not in EXPECT_KEYS:
                 report(child_path(path, key), f"unknown key (valid keys: {', '.join(EXPECT_KEYS)})")
+        failed = _expected_failures(value, path, next(s for s in config.sequences if s.name == name), report)
         rows = value.get("rows")
-        if isinstance(rows, bool) or not isinstance(rows, (int, list)):
+        if rows is None and failed is not None:
+            expected.append(Expected(str(name), path, failed=failed))
+        elif isinstance(rows, bool) or not isinstance(rows, (int, list)):
             report(child_path(path, "rows"), f"must be a list of rows or a row count, got {describe_value(rows)}")
         elif isinstance(rows, int):
-            expected.append(Expected(str(name), path, count=rows))
+            expected.append(Expected(str(name), path, count=rows, failed=failed))
         elif not all(isinstance(r, Mapping) for r in rows):
             report(child_path(path, "rows"), "every expected row is a mapping of column to value")
         else:
-            expected.append(Expected(str(name), path, rows=[dict(r) for r in rows], ordered=bool(value.get("ordered"))))
+            ordered = bool(value.get("ordered"))
+            expected.append(Expected(str(name), path, rows=[dict(r) for r in rows], ordered=ordered, failed=failed))
     return expected
+
+
+def _expected_failures(
+    value: Mapping[str, Any], path: str, sequence: SequenceSpec, report: Any
+) -> dict[str, int] | None:
+    """``expect_failed: {rule: N}``: each a data-quality rule of the sequence and a row count."""
+    if "expect_failed" not in value:
+        return None
+    where = child_path(path, "expect_failed")
+    raw = value["expect_failed"]
+    if not isinstance(raw, Mapping) or not raw:
+        report(where, f"must map rule names to the rows failing them ({{rule: 2}}), got {describe_value(raw)}")
+        return None
+    rules = {r.name for r in sequence.expectations}
+    failed: dict[str, int] = {}
+    for rule, count in raw.items():
+        if rule not in rules:
+            known = ", ".join(sorted(rules)) if rules else "it has none"
+            report(child_path(where, rule), f"{rule!r} is not an expectation of sequence {sequence.name} ({known})")
+        elif isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            report(child_path(where, rule), f"must be a row count (0 or more), got {describe_value(count)}")
+        else:
+            failed[str(rule)] = count
+    return failed
 
 
 def run_tests(tests: Iterable[PipelineTest], spark: SparkSession) -> list[TestResult]:
@@ -262,9 +294,23 @@ def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestRes
             return TestResult(test, False, error=f"fixture {fixture.path}: {_first_line(exc)}")
         created.append(source.alias)
     results: dict[str, DataFrame] = {}
+    failed_rows: dict[str, dict[str, int]] = {}
+    differences: list[str] = []
+    asserted = {(e.sequence, rule) for e in test.expect for rule in e.failed or {}}
     for seq in needed:
         try:
             df = spark.sql(seq.query)
+            rules = SequenceRules(seq, sql_functions(spark))
+            if rules.active:
+                # The rules as the run applies them: counted on the result, drop/quarantine rows left out.
+                rules.check_types(df)
+                row = df.agg(*rules.observed_columns()).first()
+                observed = row.asDict() if row is not None else {}
+                outcomes = rules.outcomes(observed)
+                failed_rows[seq.name] = {o.rule.name: int(o.failed_rows or 0) for o in outcomes}
+                unexpected = [o for o in outcomes if not o.passed and (seq.name, o.rule.name) not in asserted]
+                differences += rules.failures(unexpected, observed)
+                df = rules.kept(df)
         except Exception as exc:
             hint = ""
             if "UNRESOLVED_COLUMN" in str(exc):
@@ -275,8 +321,15 @@ def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestRes
         df.createOrReplaceTempView(seq.name)
         created.append(seq.name)
         results[seq.name] = df
-    differences: list[str] = []
     for expected in test.expect:
+        for rule, count in (expected.failed or {}).items():
+            got = failed_rows.get(expected.sequence, {}).get(rule, 0)
+            if got != count:
+                differences.append(
+                    f"{expected.sequence}: expectation {rule}: expected {count:,} failing rows, got {got:,}"
+                )
+        if expected.rows is None and expected.count is None:
+            continue
         try:
             actual = [row.asDict(recursive=True) for row in results[expected.sequence].collect()]
         except Exception as exc:

@@ -14,7 +14,7 @@ from spark_job.config import PipelineConfig
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-FORMATS = ("text", "mermaid", "dot", "json")
+FORMATS = ("text", "markdown", "mermaid", "dot", "json")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class PlannedSequence:
         options: the write settings worth showing (``partition_by``, ``coalesce``, ``repartition``).
         schema: the output schema, when resolved (``--schemas``).
         error: why the schema could not be resolved.
+        checks: the data-quality rules and row bounds, in words (``positive_amount: amount > 0 (drop)``).
     """
 
     name: str
@@ -57,6 +58,7 @@ class PlannedSequence:
     options: Mapping[str, Any] = field(default_factory=dict)
     schema: str | None = None
     error: str | None = None
+    checks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ def build_plan(config: PipelineConfig) -> Plan:
                 target=seq.writer().describe(),
                 mode=str(target.get("mode", "overwrite")),
                 options=shown,
+                checks=_checks(seq),
             )
         )
     sources = tuple(
@@ -141,6 +144,7 @@ def resolve_schemas(plan: Plan, config: PipelineConfig, spark: SparkSession) -> 
 def render(plan: Plan, fmt: str) -> str:
     renderers: dict[str, Callable[[Plan], str]] = {
         "text": render_text,
+        "markdown": render_markdown,
         "mermaid": render_mermaid,
         "dot": render_dot,
         "json": render_json,
@@ -165,10 +169,33 @@ def render_text(plan: Plan) -> str:
         for seq in (s for s in seqs if s.name in names):
             reads = ", ".join([*seq.reads_sources, *seq.reads_sequences]) or "nothing"
             lines.append(f"  {seq.name:<{width}}  reads {reads} -> {_describe_target(seq)}")
+            lines += [f"  {'':<{width}}  {check}" for check in seq.checks]
             if seq.schema is not None:
                 lines.append(f"  {'':<{width}}  schema: {seq.schema}")
             if seq.error is not None:
                 lines.append(f"  {'':<{width}}  error: {seq.error}")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(plan: Plan) -> str:
+    """GitHub-flavoured Markdown (tables), what Airflow's UI renders for a task's ``doc_md``."""
+    seqs = plan.sequences
+    lines = [
+        f"**{_md(plan.app_name)}**: {_count(len(plan.sources), 'source')}, {_count(len(seqs), 'sequence')} "
+        f"in {_count(len(plan.stages), 'stage')} (sequences of one stage may run at once)",
+    ]
+    if plan.sources:
+        lines += ["", "| Source | Reads |", "| --- | --- |"]
+        lines += [f"| `{_md_code(s.alias)}` | {_md(s.description)} |" for s in plan.sources]
+    if seqs:
+        lines += ["", "| Stage | Sequence | Reads | Writes | Checks |", "| --- | --- | --- | --- | --- |"]
+        for seq in seqs:
+            reads = ", ".join(f"`{_md_code(r)}`" for r in (*seq.reads_sources, *seq.reads_sequences)) or "nothing"
+            checks = "<br>".join(_md(c) for c in seq.checks)
+            if seq.schema is not None:
+                checks = "<br>".join(filter(None, [checks, f"schema: {_md(seq.schema)}"]))
+            writes = _md(_describe_target(seq))
+            lines.append(f"| {seq.stage} | `{_md_code(seq.name)}` | {reads} | {writes} | {checks} |")
     return "\n".join(lines) + "\n"
 
 
@@ -220,6 +247,7 @@ def render_json(plan: Plan) -> str:
                 "target": dict(s.target),
                 "mode": s.mode,
                 **{k: v for k, v in s.options.items()},
+                **({"checks": list(s.checks)} if s.checks else {}),
                 **({"schema": s.schema} if s.schema is not None else {}),
                 **({"error": s.error} if s.error is not None else {}),
             }
@@ -227,6 +255,26 @@ def render_json(plan: Plan) -> str:
         },
     }
     return json.dumps(document, indent=2) + "\n"
+
+
+def _checks(seq: Any) -> tuple[str, ...]:
+    """A sequence's data-quality rules, row bounds and quarantine, one line each."""
+    lines = []
+    for rule in seq.expectations:
+        tolerance = ""
+        if rule.on_fail == "fail" and rule.max_failed_share is not None:
+            tolerance = f", max_failed {rule.max_failed_share * 100:g}%"
+        elif rule.on_fail == "fail" and rule.max_failed:
+            tolerance = f", max_failed {rule.max_failed:,}"
+        lines.append(f"expect {rule.name}: {rule.condition} ({rule.on_fail}{tolerance})")
+    for key in ("min_rows", "max_rows"):
+        if getattr(seq, key) is not None:
+            lines.append(f"{key} {getattr(seq, key):,}")
+    writer = seq.quarantine_writer()
+    if writer is not None:
+        described = writer.describe()
+        lines.append(f"quarantine -> {described.get('type')} {described.get('uri') or described.get('table')}")
+    return tuple(lines)
 
 
 def _describe_source(spec: Mapping[str, Any], described: Mapping[str, Any]) -> str:
@@ -260,6 +308,18 @@ def _node(kind: str, name: str) -> str:
 
 def _mermaid(text: str) -> str:
     return text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+
+
+def _md(text: str) -> str:
+    """Text for a Markdown table cell: no cell breaks, no HTML, no emphasis or links."""
+    text = " ".join(str(text).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_\[\]|#!~])", r"\\\1", text)
+
+
+def _md_code(text: str) -> str:
+    """Text inside a code span of a table cell (a pipe still ends the cell there)."""
+    return " ".join(str(text).split()).replace("`", "'").replace("|", "\\|")
 
 
 def _dot(text: str) -> str:

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from spark_job.commit_log import CommitLog, log_uri
 from spark_job.config import PipelineConfig, SequenceSpec, load_config
 from spark_job.errors import PipelineFailed
 from spark_job.metrics import RunMetrics, SequenceMetrics, runtime_from_env, write_metrics
+from spark_job.quality import ExpectationFailed, SequenceRules
 from spark_job.scheduler import DEFAULT_MAX_PARALLEL, SchedulerCallbacks, SequenceScheduler
 
 if TYPE_CHECKING:
@@ -294,7 +295,7 @@ class BasePipeline:
         """What a committed sequence wrote: read back from a columnar target it replaced, else its query
         again (an appended target holds earlier rows too; text formats would change the types)."""
         plan = seq.writer().plan()
-        query = spark.sql(seq.query)
+        query = SequenceRules(seq, sql_functions(spark)).kept(spark.sql(seq.query))
         if not self.can_read_back(spark, seq):
             return query
         if plan.table is not None and plan.method in ("saveAsTable", "insertInto"):
@@ -462,18 +463,35 @@ class BasePipeline:
         Returns the rows written and the result (persisted when ``keep``: later sequences read it).
         """
         F = sql_functions(spark)
+        rules = SequenceRules(seq, F)
         result = spark.sql(seq.query)
         if keep:
             # Later sequences read this result: keep it instead of recomputing the query for each.
             result = result.persist()
-        result.createOrReplaceTempView(seq.name)
         observation = new_observation(spark, f"sparkpipe_{self.run_id}_{seq.name}")
-        observed = result.observe(observation, F.count(F.lit(1)).alias("rows"))
         try:
-            self.write(seq, observed)
-        except BaseException:
+            rules.check_types(result)  # Spark's analysis only: no job
+            rules.kept(result).createOrReplaceTempView(seq.name)
+            if not rules.active:
+                self.write(seq, result.observe(observation, F.count(F.lit(1)).alias("rows")))
+            else:
+                # One observe() counts the rows written and every rule's failures, in the write's own job.
+                observed = result.observe(observation, *rules.observed_columns())
+                staging = seq.writer().stages(spark)
+                written = rules.kept(observed)
+                if not staging:  # a fail rule must stop the job itself: nothing else stands between
+                    written = rules.abort_on_failure(written)
+                self.write(
+                    seq,
+                    written,
+                    lambda: self.check_rules(spark, seq, rules, observation, result),
+                    staging,
+                )
+        except BaseException as exc:
             if keep:
                 result.unpersist()
+            if rules.active and self.metrics.sequences[seq.name].expectations is None:
+                self.record_aborted_rules(seq, rules, exc)
             raise
         rows = self.observed_rows(spark, seq, observation)
         if not keep and seq.name in self.has_readers and self.reuse_of(spark, seq) == "read_back":
@@ -515,18 +533,111 @@ class BasePipeline:
         except Exception:
             return None
 
-    def write(self, seq: SequenceSpec, df: DataFrame) -> None:
-        """Write through the writer's staging when it has one, committing only if not cancelled."""
+    def write(
+        self,
+        seq: SequenceSpec,
+        df: DataFrame,
+        check: Callable[[], Callable[[], None] | None] | None = None,
+        staging: bool = False,
+    ) -> None:
+        """Write through the writer's staging when it has one, committing only if not cancelled.
+
+        ``check`` (the data-quality rules) runs once the data is written: between the staged write and
+        its commit when ``staging`` (raising discards the staging), else after the write. It returns what
+        to commit with the target (the quarantine), if anything.
+        """
         writer = seq.writer()
         stage = getattr(writer, "stage", None)
         if not callable(stage):
             writer.write(df)
+            if check is not None:
+                commit_more = check()
+                if commit_more is not None:
+                    commit_more()
             return
         staged = stage(df)
         if self.scheduler is not None and self.scheduler.is_cancelled(seq.name):
             staged.discard()
             raise SequenceCancelled(f"{seq.name} was cancelled before its write committed")
+        if check is None:
+            staged.commit()
+            return
+        if not staging:
+            staged.commit()
+            commit_more = check()
+            if commit_more is not None:
+                commit_more()
+            return
+        try:
+            commit_more = check()
+            if commit_more is not None:
+                commit_more()
+        except BaseException:
+            staged.discard()  # the target keeps its old data
+            raise
         staged.commit()
+
+    def check_rules(
+        self, spark: SparkSession, seq: SequenceSpec, rules: SequenceRules, observation: Any, result: DataFrame
+    ) -> Callable[[], None] | None:
+        """Record each rule's counts; raise ``ExpectationFailed`` for a failed ``fail`` rule or row bound;
+        write the quarantined rows (staged) and return their commit."""
+        metrics = self.metrics.sequences[seq.name]
+        observed = self.observed_values(spark, seq, observation)
+        ran = bool(observed)
+        outcomes = rules.outcomes(observed)
+        metrics.expectations = {
+            o.rule.name: {**o.to_dict(), **({} if ran else {"failed_rows": None, "passed": True})} for o in outcomes
+        }
+        checked, rows = int(observed.get("rows_checked") or 0), int(observed.get("rows") or 0)
+        quarantined = int(observed.get("rows_quarantined") or 0)
+        metrics.rows_quarantined = quarantined
+        metrics.rows_dropped = checked - rows - quarantined
+        failures = rules.failures(outcomes, observed) if ran else []
+        for outcome in outcomes:
+            if not outcome.passed or not outcome.failed_rows:
+                continue
+            rule = outcome.rule
+            log.warning(
+                "sparkpipe: sequence %s: expectation %s (%s): %s of %s rows failed it (%s)",
+                seq.name,
+                rule.name,
+                rule.condition,
+                f"{outcome.failed_rows:,}",
+                f"{checked:,}",
+                {"warn": "written", "drop": "dropped", "quarantine": "quarantined"}.get(rule.on_fail, "tolerated"),
+            )
+        if failures:
+            staged_target = seq.writer().stages(spark)
+            after = (
+                "the staged write was discarded: the target keeps its old data"
+                if staged_target
+                else "the target cannot stage its write: the rows were written (see the docs)"
+            )
+            raise ExpectationFailed("; ".join(failures) + f" ({after})")
+        writer = seq.quarantine_writer()
+        if writer is None:
+            return None
+        staged = writer.stage(rules.with_failed_rules(result))
+        return staged.commit
+
+    def record_aborted_rules(self, seq: SequenceSpec, rules: SequenceRules, exc: BaseException) -> None:
+        """The job failed before any count was reported (a ``fail`` rule aborted it, or another error)."""
+        text = str(exc)
+        self.metrics.sequences[seq.name].expectations = {
+            r.name: {
+                "failed_rows": None,
+                "action": r.on_fail,
+                "passed": not (r.on_fail == "fail" and f"expectation {r.name} (" in text),
+            }
+            for r in rules.rules
+        }
+
+    def observed_values(self, spark: SparkSession, seq: SequenceSpec, observation: Any) -> dict[str, Any]:
+        """What the write's observe() counted; empty when the write executed nothing."""
+        if not is_connect(spark) and not spark.sparkContext.statusTracker().getJobIdsForGroup(self.job_tag(seq.name)):
+            return {}
+        return dict(observation.get or {})
 
     def observed_rows(self, spark: SparkSession, seq: SequenceSpec, observation: Any) -> int:
         """The rows the write counted, 0 when the write executed nothing (mode ignore, existing target)."""

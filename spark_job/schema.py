@@ -7,10 +7,12 @@ from typing import Any
 from spark_job.config import SEQUENCE_FIELDS, TOP_FIELDS
 from spark_job.fields import Field
 from spark_job.io import readers, writers
+from spark_job.quality import EXPECTATION_FIELDS
 
 
 def _object(fields: dict[str, Field], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    props = {name: f.json_schema() for name, f in fields.items() if f.kind not in ("sources", "sequences", "target")}
+    nested = ("sources", "sequences", "target", "expectations")
+    props = {name: f.json_schema() for name, f in fields.items() if f.kind not in nested}
     props.update(extra or {})
     return {
         "type": "object",
@@ -45,7 +47,19 @@ def config_schema() -> dict[str, Any]:
     source_defs, source_refs = _variants(readers, "source")
     list_defs, list_refs = _variants(readers, "listed_source", list_alias=True)
     target_defs, target_refs = _variants(writers, "target")
-    sequence = _object(SEQUENCE_FIELDS, {"target": {"oneOf": target_refs}})
+    rule = _object(EXPECTATION_FIELDS)
+    rule["properties"]["max_failed"] = {
+        "description": EXPECTATION_FIELDS["max_failed"].doc,
+        "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"}],
+    }
+    sequence = _object(
+        SEQUENCE_FIELDS,
+        {
+            "target": {"oneOf": target_refs},
+            "quarantine": {"description": SEQUENCE_FIELDS["quarantine"].doc, "oneOf": target_refs},
+            "expectations": {"description": SEQUENCE_FIELDS["expectations"].doc, "type": "array", "items": rule},
+        },
+    )
     sequence["oneOf"] = [{"required": ["query"]}, {"required": ["query_file"]}]
     top = _object(
         TOP_FIELDS,

@@ -427,7 +427,7 @@ def _where(place: Place) -> str:
 
 
 def target_places(sequences: Iterable[Any]) -> list[Place]:
-    """The path targets of sequences (``SequenceSpec``s)."""
+    """The path targets of sequences (``SequenceSpec``s), their quarantine targets included."""
     out: list[Place] = []
     for seq in sequences:
         try:
@@ -436,6 +436,14 @@ def target_places(sequences: Iterable[Any]) -> list[Place]:
             continue
         if location is not None:
             out.append(Place(f"{seq.path}.target.path", location, True, seq.path))
+        quarantine = getattr(seq, "quarantine_writer", lambda: None)
+        try:
+            writer = quarantine()
+            location = writer.target_location() if writer is not None else None
+        except (AssertionError, KeyError, TypeError, ValueError):
+            continue
+        if location is not None:
+            out.append(Place(f"{seq.path}.quarantine.path", location, True, f"{seq.path}.quarantine"))
     return out
 
 

@@ -23,7 +23,7 @@ EXAMPLES = [
     "dags_examples/pipelines/region_report.yaml",
     "benchmarks/pipeline.yaml",
 ]
-EXTENSIONS = {"text": "txt", "mermaid": "mmd", "dot": "dot", "json": "json"}
+EXTENSIONS = {"text": "txt", "markdown": "md", "mermaid": "mmd", "dot": "dot", "json": "json"}
 
 
 def diamond(tmp_path: Path, query_d: str = "SELECT b.k, c.n FROM b JOIN c ON b.k = c.k") -> dict:
@@ -77,6 +77,32 @@ def test_labels_are_escaped(tmp_path: Path) -> None:
     plan = build_plan(load_config(config))
     assert '"' not in render(plan, "mermaid").split("tgt_a[/")[1].split("/]")[0].strip('"')
     assert 'we\\"ird<dir>' in render(plan, "dot")
+
+
+def test_markdown_is_one_table_row_per_sequence_whatever_the_names_hold(tmp_path: Path) -> None:
+    config = diamond(tmp_path)
+    config["sequences"][1]["target"]["path"] = str(tmp_path / "a|b") + "/*x*_[y](z)<br>"
+    rule = {"name": "k_set", "condition": "k IS NOT NULL | k > 1", "on_fail": "drop"}
+    config["sequences"][1]["expectations"] = [rule]
+    markdown = render(build_plan(load_config(config)), "markdown")
+    rows = [line for line in markdown.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split(" | ")[1] for row in rows] == ["`a`", "`e`", "`b`", "`c`", "`d`"]
+    assert all(row.replace("\\|", "").count("|") == 6 for row in rows)  # five cells, whatever the text
+    row_a = rows[0]
+    assert "a\\|b/\\*x\\*\\_\\[y\\](z)&lt;br&gt;" in row_a and "<br>" not in row_a
+    assert "expect k\\_set: k IS NOT NULL \\| k &gt; 1 (drop)" in row_a
+    assert "| 3 | `d` | `b`, `c` |" in markdown
+
+
+def test_shown_paths_carry_no_credentials(tmp_path: Path) -> None:
+    config = diamond(tmp_path)
+    config["sources"]["raw"]["path"] = "s3a://AKIAEXAMPLEKEY:wJalrSecret%2Fkey@bucket/raw/"
+    config["sequences"][1]["target"]["path"] = "s3a://AKIAEXAMPLEKEY:wJalrSecret%2Fkey@bucket/a/"
+    plan = build_plan(load_config(config))
+    for fmt in EXTENSIONS:
+        shown = render(plan, fmt)
+        assert "bucket/raw" in shown and "bucket/a" in shown, fmt
+        assert "AKIA" not in shown and "wJalr" not in shown, fmt
 
 
 @pytest.mark.parametrize("config", EXAMPLES)

@@ -242,6 +242,53 @@ CASES = {
     "5,000-digit integer": (BASE + "fail_fast: " + "9" * 5000 + "\n", "fail_fast: a number of 5,000 digits"),
     "no sequences": (BASE.split("sequences:")[0] + "sequences: []\n", "sequences: is empty"),
 }
+_SECOND_TARGET = "    target: {type: parquet, path: /out/second}"
+
+
+def _with_rules(rules: str, extra: str = "") -> str:
+    """BASE with data-quality keys on its second sequence."""
+    return BASE.replace(_SECOND_TARGET, f"    expectations:\n{rules}{extra}{_SECOND_TARGET}")
+
+
+CASES.update(
+    {
+        "expectation: aggregate condition": (
+            _with_rules("      - {name: a, condition: 'count(*) > 0'}\n"),
+            "sequences[1].expectations[0].condition: calls count(), which aggregates rows",
+        ),
+        "expectation: unknown action": (
+            _with_rules("      - {name: a, condition: n > 0, on_fail: stop}\n"),
+            "sequences[1].expectations[0].on_fail: 'stop' is not one of warn, drop, fail, quarantine",
+        ),
+        "expectation: duplicate name": (
+            _with_rules("      - {name: a, condition: n > 0}\n      - {name: a, condition: n < 9}\n"),
+            "sequences[1].expectations[1].name: rule name 'a' is already used by sequences[1].expectations[0]",
+        ),
+        "expectation: quarantine without target": (
+            _with_rules("      - {name: a, condition: n > 0, on_fail: quarantine}\n"),
+            "sequences[1].expectations: rule 'a' has on_fail: quarantine but the sequence has no 'quarantine'",
+        ),
+        "expectation: quarantine inside the target": (
+            _with_rules(
+                "      - {name: a, condition: n > 0, on_fail: quarantine}\n",
+                "    quarantine: {type: parquet, path: /out/second/rejected}\n",
+            ),
+            "sequences[1].quarantine.path: lies inside the target of sequences[1]",
+        ),
+        "expectation: bad tolerance": (
+            _with_rules("      - {name: a, condition: n > 0, on_fail: fail, max_failed: 'ten %'}\n"),
+            "sequences[1].expectations[0].max_failed: must be a row count (10) or a share of the rows",
+        ),
+        "expectation: subquery": (
+            _with_rules("      - {name: a, condition: 'n IN (SELECT n FROM first)'}\n"),
+            "sequences[1].expectations[0].condition: holds SELECT: a subquery is not allowed",
+        ),
+        "row bounds crossed": (
+            _with_rules("      - {name: a, condition: n > 0}\n", "    min_rows: 5\n    max_rows: 2\n"),
+            "sequences[1].max_rows: is 2, below min_rows 5",
+        ),
+    }
+)
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))

@@ -21,6 +21,12 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState, SparkPipelineHook
 from airflow_provider_sparkpipe.hooks.driver_output import DriverOutput
+from airflow_provider_sparkpipe.hooks.process_group import (
+    group_alive,
+    group_members_naming,
+    signal_group,
+    start_reaper,
+)
 from spark_job import METRICS_MARKER
 
 if TYPE_CHECKING:
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
 _SENSITIVE = re.compile(r"pass|secret|token|credential|(^|[._])key($|[._])", re.IGNORECASE)
 _OUTPUT_TAIL_LINES = 40
 _PGID_FILE = "spark-submit.pgid"
+_SIGKILL_WAIT_S = 30
 
 
 @dataclass
@@ -168,7 +175,7 @@ class LocalSparkHook(SparkPipelineHook):
         process = self._processes.get(run.run_id)
         if process is None:
             # Not started by this hook: all we can tell is whether the process group still exists.
-            return RunState.RUNNING if _group_alive(int(run.details["pgid"])) else self._state_from_metrics(run)
+            return RunState.RUNNING if group_alive(int(run.details["pgid"])) else self._state_from_metrics(run)
         code = process.popen.poll()
         if code is None:
             return RunState.RUNNING
@@ -181,7 +188,7 @@ class LocalSparkHook(SparkPipelineHook):
         pgid = int(run.details["pgid"])
         process = self._processes.get(run.run_id)
         if process is not None:
-            if process.popen.poll() is not None and not _group_alive(pgid):
+            if process.popen.poll() is not None and not group_alive(pgid):
                 return
             process.cancelled = True
         self._stop_group(pgid, process)
@@ -197,28 +204,48 @@ class LocalSparkHook(SparkPipelineHook):
             if run_dir.name == submission.run_key or not (run_dir / _PGID_FILE).is_file():
                 continue
             pgid = int((run_dir / _PGID_FILE).read_text())
-            if _group_members_naming(pgid, str(run_dir)):
+            if group_members_naming(pgid, str(run_dir)):
                 self.log.warning(
                     "Earlier attempt %s is still running (process group %d): stopping it", run_dir.name, pgid
                 )
                 self._stop_group(pgid, None)
 
     def _stop_group(self, pgid: int, process: _Process | None) -> None:
+        """SIGTERM the group, SIGKILL it after ``kill_grace_s``: a detached reaper does the SIGKILL
+        too, so the group dies on time even when this process is killed while it waits."""
         self.log.info("Stopping spark-submit process group %d", pgid)
-        if not _signal_group(pgid, signal.SIGTERM):
+        if not signal_group(pgid, signal.SIGTERM):
             return
-        deadline = time.monotonic() + self.local.kill_grace_s
-        while time.monotonic() < deadline:
-            if process is not None:
-                process.popen.poll()  # reap the leader, else it lingers as a zombie in the group
-            if not _group_alive(pgid):
+        reaper = start_reaper(pgid, self.local.kill_grace_s)
+        try:
+            if self._wait_for_group(pgid, process, self.local.kill_grace_s):
                 self.log.info("spark-submit process group %d stopped", pgid)
                 return
+            self.log.warning("spark-submit process group %d still running after SIGTERM: sending SIGKILL", pgid)
+            signal_group(pgid, signal.SIGKILL)
+            if self._wait_for_group(pgid, process, _SIGKILL_WAIT_S):
+                self.log.info("spark-submit process group %d killed", pgid)
+            else:
+                self.log.error("spark-submit process group %d survived SIGKILL for %ds", pgid, _SIGKILL_WAIT_S)
+        finally:
+            try:
+                reaper.wait(timeout=_SIGKILL_WAIT_S)
+            except subprocess.TimeoutExpired:
+                reaper.kill()
+
+    @staticmethod
+    def _wait_for_group(pgid: int, process: _Process | None, timeout_s: float) -> bool:
+        """Whether the group is gone within ``timeout_s``. Never blocks on the leader: ``poll`` gives
+        up rather than wait when the thread that runs ``wait`` holds the process's lock."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process is not None:
+                process.popen.poll()  # reap the leader, else it lingers as a zombie in the group
+            if not group_alive(pgid):
+                return True
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.1)
-        self.log.warning("spark-submit process group %d still running after SIGTERM: sending SIGKILL", pgid)
-        _signal_group(pgid, signal.SIGKILL)
-        if process is not None:
-            process.popen.wait()
 
     def fetch_metrics(self, run: PipelineRun) -> dict[str, Any] | None:
         path = Path(run.details["metrics_path"])
@@ -294,51 +321,6 @@ class LocalSparkHook(SparkPipelineHook):
         if metrics is not None and metrics.get("status") == "succeeded":
             return RunState.SUCCEEDED
         return RunState.FAILED
-
-
-def _group_members_naming(pgid: int, text: str) -> list[int]:
-    """Live processes of the group whose command line contains ``text`` (guards against pid reuse)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if fields[2] != str(pgid) or fields[0] == "Z":
-                continue
-            if text in (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                found.append(int(stat.parent.name))
-        except (OSError, IndexError):
-            continue
-    return found
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any process (zombies aside) is still in the process group."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # After the command name: state, ppid, pgrp, ...
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
 
 
 def _redact_command(command: list[str]) -> list[str]:

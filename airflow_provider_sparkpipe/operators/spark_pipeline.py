@@ -6,6 +6,8 @@ import os
 import re
 import stat
 import tempfile
+import threading
+import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,23 @@ if TYPE_CHECKING:
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 _JINJA = re.compile(r"\{\{|\{%|\{#")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_DOC_FIELDS = ("doc", "doc_md", "doc_rst", "doc_json", "doc_yaml")
+_UNDEFINED_NAME = re.compile(r"^'(\w+)' is undefined")
+# Context keys Airflow sets only when a run has a logical date.
+_LOGICAL_DATE_KEYS = frozenset(
+    (
+        "ds",
+        "ds_nodash",
+        "ts",
+        "ts_nodash",
+        "ts_nodash_with_tz",
+        "logical_date",
+        "data_interval_start",
+        "data_interval_end",
+        "prev_data_interval_start_success",
+        "prev_data_interval_end_success",
+    )
+)
 
 
 class SparkPipelineOperator(BaseOperator):
@@ -95,6 +114,7 @@ class SparkPipelineOperator(BaseOperator):
         self._credentials = ConnectionCredentials(None)
         self._hook: SparkPipelineHook | None = None
         self._run: PipelineRun | None = None
+        self._cancelling: threading.Thread | None = None
         self.application_url: str | None = None
         if validate_at_parse:
             pipeline = self._validate_at_parse()
@@ -102,6 +122,11 @@ class SparkPipelineOperator(BaseOperator):
                 from airflow_provider_sparkpipe.assets import assets_for_targets
 
                 self.outlets = assets_for_targets(pipeline.targets(), self._where())
+            if pipeline is not None and not any(getattr(self, k, None) for k in _DOC_FIELDS):
+                from spark_job.plan import build_plan, render_markdown
+
+                # The task's documentation in the UI: the pipeline's stages, reads, targets and rules.
+                self.doc_md = render_markdown(build_plan(pipeline))
 
     # The config: where it is, how it is read and validated. -----------------------------------------
 
@@ -182,8 +207,46 @@ class SparkPipelineOperator(BaseOperator):
         super().resolve_template_files()
 
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        # Each field is rendered here rather than by Airflow's loop, which logs the whole template
+        # (the config file) on an error: a template error names its file, line and undefined name.
         self._read_config_file()
-        super().render_template_fields(context, jinja_env)
+        jinja_env = jinja_env or self.get_template_env()
+        for field in self.template_fields:
+            value = getattr(self, field)
+            if not value:
+                continue
+            try:
+                rendered = self.render_template(value, context, jinja_env)
+            except Exception as exc:
+                raise SparkPipelineConfigError(self._template_error(field, value, exc, context, jinja_env)) from None
+            setattr(self, field, rendered)
+
+    def _template_error(self, field: str, value: Any, exc: Exception, context: Context, jinja_env: Any) -> str:
+        """Where a template failed (the config file's line, or the key of ``vars``) and why, never the template."""
+        where = field
+        if field == "config" and self.config_file is not None and value is self._config_raw:
+            where = str(self.config_file)
+        elif isinstance(value, Mapping):
+            for key, item in value.items():  # find the key whose value failed, to name it
+                try:
+                    self.render_template(item, context, jinja_env)
+                except Exception as item_exc:
+                    where, exc = f"{field}[{key!r}]", item_exc
+                    break
+        line = _template_line(exc)
+        if line is not None:
+            where = f"{where}:{line}"
+        message = str(getattr(exc, "message", None) or exc)
+        if type(exc).__name__ not in ("UndefinedError", "TemplateSyntaxError"):
+            message = f"{type(exc).__name__}: {message}"
+        text = f"{self._where()}: template error in {where}: {message}"
+        undefined = _UNDEFINED_NAME.search(message)
+        if undefined and undefined.group(1) in _LOGICAL_DATE_KEYS and "logical_date" not in context:
+            text += (
+                "\nThis run has no logical date, and so no ds, ts, logical_date or data_interval_*: use a param, "
+                "or the day the run was triggered: {{ (dag_run.logical_date or dag_run.run_after) | ds }}"
+            )
+        return text
 
     def _validate_at_parse(self) -> PipelineConfig | None:
         """Validate what does not depend on templates; raise on a config that cannot run."""
@@ -318,7 +381,7 @@ class SparkPipelineOperator(BaseOperator):
                     method_name="execute_complete",
                 )
             self.log.info("%s runs in the worker: waiting here instead of deferring", type(runtime).__name__)
-        state = hook.wait(run, self.poll_interval)
+        state = self._wait(hook, run)
         return self._complete(context, hook, run, state)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -354,9 +417,29 @@ class SparkPipelineOperator(BaseOperator):
         return (start + self.execution_timeout).timestamp() - min(5.0, self.execution_timeout.total_seconds() / 10)
 
     def on_kill(self) -> None:
-        if self.cancel_on_kill and self._hook is not None and self._run is not None:
-            self.log.info("Task killed: cancelling the pipeline run %s", self._run.run_id)
-            self._hook.cancel(self._run)
+        """Cancel the run from a thread of its own and return at once.
+
+        Airflow calls this from the task's SIGTERM handler, on the main thread, which the signal may
+        have interrupted halfway through writing a log line: logging (or waiting) here could wait
+        for a lock that thread holds, forever. ``execute`` waits for the cancel to finish.
+        """
+        hook, run = self._hook, self._run
+        if not self.cancel_on_kill or hook is None or run is None or self._cancelling is not None:
+            return
+
+        def cancel() -> None:
+            self.log.info("Task killed: cancelling the pipeline run %s", run.run_id)
+            hook.cancel(run)
+
+        self._cancelling = threading.Thread(target=cancel, name="sparkpipe-cancel")
+        self._cancelling.start()
+
+    def _wait(self, hook: SparkPipelineHook, run: PipelineRun) -> RunState:
+        state = hook.wait(run, self.poll_interval)
+        if self._cancelling is not None:
+            self._cancelling.join()
+            state = hook.poll(run)
+        return state
 
     def _complete(self, context: Context, hook: SparkPipelineHook, run: PipelineRun, state: RunState) -> dict[str, Any]:
         from airflow_provider_sparkpipe.hooks.base import RunState
@@ -407,7 +490,7 @@ def sequence_outcome(seq: Mapping[str, Any]) -> str:
     error = seq.get("error")
     if status == "failed":
         after = f" after {_seconds(seq.get('duration_s'))}" if seq.get("duration_s") is not None else ""
-        return f"failed{after}: {error or 'no error was reported'}"
+        return f"failed{after}: {error or 'no error was reported'}{_rule_counts(seq)}"
     if status == "skipped":
         reason = str(error or "a sequence it reads did not succeed")
         reason = reason.removeprefix("not run: ").removeprefix("it ")
@@ -419,7 +502,23 @@ def sequence_outcome(seq: Mapping[str, Any]) -> str:
     text = ", ".join(parts)
     if seq.get("duration_s") is not None:
         text += f" in {_seconds(seq.get('duration_s'))}"
-    return f"{text} -> {where}" if where else text
+    text = f"{text} -> {where}" if where else text
+    return text + _rule_counts(seq)
+
+
+def _rule_counts(seq: Mapping[str, Any]) -> str:
+    """``; rules: positive_amount 3 failed (drop), has_customer 0 failed (fail)`` for a sequence with rules."""
+    rules = seq.get("expectations")
+    if not isinstance(rules, Mapping) or not rules:
+        return ""
+    parts = []
+    for name, rule in rules.items():
+        rule = rule if isinstance(rule, Mapping) else {}
+        failed = rule.get("failed_rows")
+        count = f"{failed:,}" if isinstance(failed, int) else "?"
+        verdict = "" if rule.get("passed") is not False or rule.get("action") != "fail" else ", FAILED"
+        parts.append(f"{name} {count} failed ({rule.get('action')}{verdict})")
+    return "; rules: " + ", ".join(parts)
 
 
 def _seconds(value: Any) -> str:
@@ -436,6 +535,23 @@ def _failure_message(metrics: Mapping[str, Any] | None, state: Any, detail: str 
     if skipped:
         parts.append(f"skipped: {', '.join(skipped)}")
     return f"pipeline {metrics.get('app_name')!r} failed: " + "; ".join(parts)
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an error was raised at: Jinja's own for a syntax error, else that of the innermost
+    frame of template code in the traceback (Airflow runs the compiled template without Jinja's traceback
+    rewriting, so the frame's line is mapped back through the template's debug info)."""
+    lineno = getattr(exc, "lineno", None)
+    if isinstance(lineno, int):
+        return lineno
+    line = None
+    for frame, frame_line in traceback.walk_tb(exc.__traceback__):
+        template = frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            line = template.get_corresponding_lineno(frame_line)
+        elif frame.f_code.co_filename == "<template>":
+            line = frame_line
+    return line
 
 
 def _has_jinja(value: Any) -> bool:

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from spark_job.fields import Field
 from spark_job.registry import Registry
 from spark_job.targets import PathLocation, canonical_path
+from spark_job.urls import strip_credentials
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -137,8 +138,8 @@ class BaseReader:
     def describe(self) -> dict[str, Any]:
         plan = self.plan()
         out: dict[str, Any] = {"type": self.spec["type"]}
-        if plan.path:
-            out["uri"] = plan.path
+        if plan.path:  # what is shown (metrics, logs, plans, task docs) carries no s3a://KEY:SECRET@
+            out["uri"] = strip_credentials(plan.path)
         if plan.table:
             out["table"] = plan.table
         return out
@@ -244,8 +245,8 @@ class BaseWriter:
     def describe(self) -> dict[str, Any]:
         plan = self.plan()
         out: dict[str, Any] = {"type": self.spec["type"]}
-        if plan.path:
-            out["uri"] = plan.path
+        if plan.path:  # what is shown (metrics, logs, plans, task docs) carries no s3a://KEY:SECRET@
+            out["uri"] = strip_credentials(plan.path)
         if plan.table:
             out["table"] = plan.table
         return out
@@ -269,6 +270,11 @@ class BaseWriter:
         if type(self).write is not BaseWriter.write:
             return StagedWrite(lambda: self.write(df))
         return StagedWrite(lambda: self.save(df, self.plan()))
+
+    def stages(self, spark: SparkSession) -> bool:
+        """Whether ``stage`` writes the data before ``commit`` (so a discard leaves the old data): a
+        data-quality ``fail`` rule is then decided between the two; otherwise it aborts the job itself."""
+        return False
 
     def write(self, df: DataFrame) -> None:
         """Write ``df`` to the target: ``stage`` then ``commit``."""

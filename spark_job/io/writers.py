@@ -102,6 +102,13 @@ class PathWriter(BaseWriter):
     def format(self) -> str:
         return self.type_name
 
+    def _swaps(self, spark: SparkSession, plan: WritePlan) -> bool:
+        return plan.mode == "overwrite" and self.spec.get("atomic") is not False and not dynamic_overwrite(spark, plan)
+
+    def stages(self, spark: SparkSession) -> bool:
+        plan = self.plan()
+        return place_of(spark, str(plan.path)) is not None and self._swaps(spark, plan)
+
     def stage(self, df: DataFrame) -> StagedWrite:
         plan = self.plan()
         spark = df.sparkSession
@@ -114,10 +121,7 @@ class PathWriter(BaseWriter):
         try:
             swap = PathSwap(files, target)
             swap.recover()
-            staged = (
-                plan.mode == "overwrite" and self.spec.get("atomic") is not False and not dynamic_overwrite(spark, plan)
-            )
-            if not staged:
+            if not self._swaps(spark, plan):
                 return StagedWrite(
                     lambda: self._direct(df, plan, lease, swap),
                     lambda: self._end(lease, swap),
@@ -298,21 +302,15 @@ class JdbcWriter(BaseWriter):
         transaction: Spark writes the target directly.
         """
         plan = self.plan()
-        table = str(self.spec["table"])
         spark = df.sparkSession
-        if (
-            plan.mode not in ("overwrite", "append")
-            or self.spec.get("atomic") is False
-            or not plain_table_name(table)
-            or is_connect_session(spark)
-        ):
+        if not self.stages(spark):
             return StagedWrite(lambda: self.save(df, plan))
         swap = JdbcSwap(spark, plan.options)
         conn = swap.connect()
         lease = None
         try:
             if plan.options["url"].lower().startswith("jdbc:postgresql:"):
-                lease = PostgresLease(conn, self.target_key(), table, spark)
+                lease = PostgresLease(conn, self.target_key(), str(self.spec["table"]), spark)
                 lease.acquire()
             staged_options = {k: v for k, v in plan.options.items() if k != "truncate"}
             staged_options["dbtable"] = swap.staging
@@ -328,6 +326,14 @@ class JdbcWriter(BaseWriter):
             self._end(swap, conn, lease, drop=False)
 
         return StagedWrite(commit, lambda: self._end(swap, conn, lease))
+
+    def stages(self, spark: SparkSession) -> bool:
+        return not (
+            self.mode not in ("overwrite", "append")
+            or self.spec.get("atomic") is False
+            or not plain_table_name(str(self.spec["table"]))
+            or is_connect_session(spark)
+        )
 
     @staticmethod
     def _end(swap: JdbcSwap, conn: Any, lease: PostgresLease | None, drop: bool = True) -> None:

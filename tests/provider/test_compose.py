@@ -101,3 +101,48 @@ def test_cluster_and_driver_use_the_same_spark_version(compose: dict[str, Any]) 
     (image_default,) = set(re.findall(r"SPARK_VERSION:-([\d.]+)", COMPOSE.read_text()))
     assert f"ARG SPARK_VERSION={image_default}" in dockerfile
     assert compose["x-airflow-common"]["build"]["args"]["SPARK_VERSION"] == f"${{SPARK_VERSION:-{image_default}}}"
+
+
+def _seconds(duration: str) -> float:
+    """A Compose duration (``1m30s``, ``45s``, ``500ms``) in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_health_checks_leave_time_for_the_airflow_cli(compose: dict[str, Any]) -> None:
+    """`airflow jobs check` took 9-13 s under load: a check must not time out, nor overlap the next one."""
+    checks = {name: s["healthcheck"] for name, s in compose["services"].items() if "healthcheck" in s}
+    cli = {name for name, check in checks.items() if "airflow " in " ".join(check["test"])}
+    assert cli == {"airflow-dag-processor", "airflow-triggerer"}
+    airflow = {"airflow-apiserver", "airflow-scheduler", *cli}
+    assert airflow <= set(checks)
+    for name in airflow:
+        check = checks[name]
+        timeout, interval = _seconds(check["timeout"]), _seconds(check["interval"])
+        assert interval > timeout, name
+        assert _seconds(check["start_period"]) >= 60, f"{name}: Airflow takes long to start"
+        if name in cli:
+            assert timeout >= 2 * 13, f"{name}: a timeout of {timeout} s fails a 13 s check under load"
+            assert _seconds(check["start_period"]) >= timeout, name
+
+
+def test_the_auth_manager_is_installed_and_the_test_button_enabled(compose: dict[str, Any]) -> None:
+    env = compose["x-airflow-common"]["environment"]
+    assert env["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"
+    manager = env["AIRFLOW__CORE__AUTH_MANAGER"]
+    provider = re.fullmatch(r"airflow\.providers\.(\w+)\..+", manager)
+    if provider:  # an auth manager from a provider: the image must install that provider explicitly
+        dockerfile = (REPO / "docker" / "airflow.Dockerfile").read_text()
+        package = f"apache-airflow-providers-{provider.group(1).replace('_', '-')}"
+        pip_install = dockerfile[dockerfile.index("RUN pip install") :]
+        assert f'"{package}' in pip_install, f"{manager} needs {package} in docker/airflow.Dockerfile"
+    else:  # Airflow's own Simple auth manager: the users must be configured
+        assert manager == "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]
+    # The login the file's header documents is the one airflow-init creates (FAB's user creation).
+    init = compose["services"]["airflow-init"]["environment"]
+    user, password = init["_AIRFLOW_WWW_USER_USERNAME"], init["_AIRFLOW_WWW_USER_PASSWORD"]
+    assert init["_AIRFLOW_WWW_USER_CREATE"] == "true" and provider and provider.group(1) == "fab"
+    assert f"log in as user {user},\n#{' ' * 36}password {password}" in COMPOSE.read_text()

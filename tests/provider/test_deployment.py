@@ -50,6 +50,10 @@ def test_every_example_dag_file_is_imported_by_the_dag_processor(airflow_deploym
     dags = airflow_deployment.api("GET", "dags", limit=100)["dags"]
     files = {d["relative_fileloc"] for d in dags if d["bundle_name"] == "examples"}
     assert files == {p.name for p in EXAMPLES.glob("*.py")}
+    # The task's documentation the UI shows is the pipeline's plan as a Markdown table.
+    task = airflow_deployment.api("GET", f"dags/{BASIC}/tasks/shop_summary")
+    assert task["doc_md"].startswith("**"), task["doc_md"]
+    assert "| 1 | `daily_revenue` |" in task["doc_md"], task["doc_md"]
 
 
 def _rows_read_back(target: dict[str, Any]) -> int:

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,3 +123,120 @@ def test_a_retry_stops_the_run_an_earlier_attempt_left_running(tmp_path: Path) -
             assert live_group_members(second.details["pgid"]) == []
         first_hook.cancel(first)
         first_hook.wait(first)  # reaps the first spark-submit, our child here
+
+
+def _stubborn_group() -> subprocess.Popen[bytes]:
+    """A process group (in a session of its own) whose members all ignore SIGTERM."""
+    group = subprocess.Popen(
+        ["bash", "-c", "trap '' TERM; sleep 600 & sleep 600 & wait"],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
+    while len(live_group_members(group.pid)) < 3:  # bash and its two sleeps
+        assert group.poll() is None
+        time.sleep(0.05)
+    return group
+
+
+def _local_run(pgid: int) -> Any:
+    from airflow_provider_sparkpipe.hooks.base import PipelineRun
+
+    return PipelineRun(runtime_kind="local", run_id=str(pgid), details={"pgid": pgid})
+
+
+def _wait_until(condition: Any, what: str, bound_s: float = 120) -> None:
+    """Event-driven wait with a generous bound, so a broken kill fails the test instead of hanging it."""
+    deadline = time.monotonic() + bound_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting: {what}")
+        time.sleep(0.05)
+
+
+def test_a_group_that_ignores_sigterm_is_killed_even_when_the_cancelling_process_dies(tmp_path: Path) -> None:
+    """Airflow's supervisor SIGKILLs a task a few seconds after its SIGTERM, before ``kill_grace_s`` is
+    over: the SIGKILL must still reach the spark-submit group, which lives in a session of its own."""
+    group = _stubborn_group()
+    canceller = None
+    try:
+        script = (
+            "import sys\n"
+            "from airflow_provider_sparkpipe.hooks.base import PipelineRun\n"
+            "from airflow_provider_sparkpipe.runtimes import LocalSpark\n"
+            f"run = PipelineRun(runtime_kind='local', run_id='{group.pid}', details={{'pgid': {group.pid}}})\n"
+            f"LocalSpark(master='local[1]', work_dir={str(tmp_path)!r}, kill_grace_s=3).hook().cancel(run)\n"
+            "sys.exit(3)  # not reached: the test kills this process while it waits\n"
+        )
+        canceller = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.DEVNULL)
+        reaper_args = f"process_group.py {group.pid} "
+
+        def reaper_started() -> bool:
+            assert canceller is not None and canceller.poll() is None, "the cancel returned: the group died of SIGTERM?"
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    if reaper_args in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                        return True
+                except OSError:
+                    continue
+            return False
+
+        _wait_until(reaper_started, "the hook to send SIGTERM and start its reaper")
+        assert len(live_group_members(group.pid)) == 3  # SIGTERM ignored
+        canceller.kill()  # what the supervisor does once its own grace is over
+        canceller.wait()
+        _wait_until(lambda: group.poll() is not None, "the reaper to SIGKILL the group")
+        assert group.returncode == -signal.SIGKILL
+        _wait_until(lambda: not live_group_members(group.pid), "the sleeps to die")
+    finally:
+        if canceller is not None and canceller.poll() is None:
+            canceller.kill()
+        if live_group_members(group.pid):
+            os.killpg(group.pid, signal.SIGKILL)
+        group.wait()
+
+
+def test_on_kill_returns_at_once_and_cancels_from_a_thread_of_its_own(tmp_path: Path) -> None:
+    """``on_kill`` runs inside the SIGTERM handler, on the thread the signal interrupted (maybe while it
+    held a logging lock): it must neither log nor wait there; ``execute`` waits for the cancel."""
+    import logging
+
+    from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
+    from airflow_provider_sparkpipe.runtimes import LocalSpark
+
+    group = _stubborn_group()
+    try:
+        runtime = LocalSpark(master="local[1]", work_dir=str(tmp_path), kill_grace_s=1)
+        operator = SparkPipelineOperator(
+            task_id="killed",
+            config=TEST_DAGS / "pipelines" / "slow.yaml",
+            vars={"output_dir": str(tmp_path)},
+            runtime=runtime,
+        )
+        records: list[tuple[str, str]] = []
+
+        class Recorder(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                records.append((record.threadName or "", record.getMessage()))
+
+        log = logging.getLogger("sparkpipe-test-kill")  # stands in for the task's structlog logger
+        log.addHandler(Recorder())
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        hook = runtime.hook()
+        operator._cached_logger = hook._log = log  # type: ignore[assignment]
+        operator._hook, operator._run = hook, _local_run(group.pid)
+        operator.on_kill()
+        assert all(thread != threading.current_thread().name for thread, _ in records)
+        cancelling = operator._cancelling
+        assert cancelling is not None and cancelling.name == "sparkpipe-cancel"
+        operator.on_kill()  # a second SIGTERM starts no second cancel
+        assert operator._cancelling is cancelling
+        cancelling.join()
+        assert group.wait() == -signal.SIGKILL
+        messages = {message: thread for thread, message in records}
+        assert messages[f"Task killed: cancelling the pipeline run {group.pid}"] == "sparkpipe-cancel"
+        assert messages[f"spark-submit process group {group.pid} killed"] == "sparkpipe-cancel"
+    finally:
+        if live_group_members(group.pid):
+            os.killpg(group.pid, signal.SIGKILL)
+        group.wait()

@@ -63,15 +63,26 @@ def runs(
     def example(name: str) -> str:
         return str(EXAMPLES / f"example_sparkpipe_{name}.py")
 
+    # The examples run as a UI trigger with its defaults may run them: without a logical date (Airflow 3
+    # allows it), the templated one also with a logical date and its run_date param cleared.
     results = dag_runner.run(
         [
-            {"dag_folder": example("basic"), "dag_id": "sparkpipe_basic", "logical_date": LOGICAL_DATE},
-            {"dag_folder": example("assets"), "dag_id": "sparkpipe_region_report", "logical_date": LOGICAL_DATE},
-            {"dag_folder": example("templated"), "dag_id": "sparkpipe_templated", "logical_date": LOGICAL_DATE},
-            {"dag_folder": example("jdbc"), "dag_id": "sparkpipe_jdbc", "logical_date": LOGICAL_DATE},
+            {"dag_folder": example("basic"), "dag_id": "sparkpipe_basic", "logical_date": None},
+            {"dag_folder": example("assets"), "dag_id": "sparkpipe_region_report", "logical_date": None},
+            {"dag_folder": example("templated"), "dag_id": "sparkpipe_templated", "logical_date": None},
+            {
+                "name": "templated_on_its_logical_date",
+                "dag_folder": example("templated"),
+                "dag_id": "sparkpipe_templated",
+                "logical_date": LOGICAL_DATE,
+                "run_conf": {"run_date": None},
+            },
+            {"dag_folder": example("jdbc"), "dag_id": "sparkpipe_jdbc", "logical_date": None},
             {"dag_folder": str(TEST_DAGS), "dag_id": "sparkpipe_test_failing", "logical_date": LOGICAL_DATE},
             {"dag_folder": str(TEST_DAGS), "dag_id": "sparkpipe_test_bad_render", "logical_date": LOGICAL_DATE},
+            {"dag_folder": str(TEST_DAGS), "dag_id": "sparkpipe_test_needs_logical_date", "logical_date": None},
             {"dag_folder": str(TEST_DAGS), "dag_id": "sparkpipe_test_connection", "logical_date": LOGICAL_DATE},
+            {"dag_folder": str(TEST_DAGS), "dag_id": "sparkpipe_test_expectations", "logical_date": LOGICAL_DATE},
         ],
         env=env,
     )
@@ -127,19 +138,41 @@ def test_asset_consumer_reads_what_the_producer_wrote(runs) -> None:
     assert {(r["region"], r["name"]) for r in written} == expected
 
 
-def test_templated_dates_reach_the_sql(runs) -> None:
-    results, output, _ = runs
-    run = results["sparkpipe_templated"]
+def _check_product_sales(output: Path, run: DagRunResult, run_date: str, window_start: str) -> None:
     assert run.state == "success", run.log[-5000:]
-    written = read_output(output / "product_sales_7d" / f"run_date={LOGICAL_DATE}", ".csv")
-    assert {(r["run_date"], r["window_start"]) for r in written} == {(LOGICAL_DATE, "2024-01-09")}
+    written = read_output(output / "product_sales_7d" / f"run_date={run_date}", ".csv")
+    assert {(r["run_date"], r["window_start"]) for r in written} == {(run_date, window_start)}
     expected: dict[str, Decimal] = defaultdict(Decimal)
     for order in read_csv(SHOP / "orders.csv"):
-        if "2024-01-09" <= order["order_date"] <= LOGICAL_DATE:
+        if window_start <= order["order_date"] <= run_date:
             expected[order["product"]] += Decimal(order["amount"])
+    assert expected  # the window holds orders: the run did real work
     assert {r["product"]: Decimal(r["revenue"]) for r in written} == expected
-    target = run.xcom("product_sales_7d")["sequences"]["product_sales_7d"]["target"]
-    assert target["uri"] == f"{output}/product_sales_7d/run_date={LOGICAL_DATE}"
+    metrics = run.xcom("product_sales_7d")["sequences"]["product_sales_7d"]
+    assert metrics["target"]["uri"] == f"{output}/product_sales_7d/run_date={run_date}"
+    assert metrics["rows_written"] == len(written)
+
+
+def test_templated_example_with_the_ui_defaults_aggregates_the_last_week_of_the_data(runs) -> None:
+    """No logical date, the run_date param at its default: the last 7 days of the example data."""
+    results, output, _ = runs
+    _check_product_sales(output, results["sparkpipe_templated"], "2024-01-31", "2024-01-25")
+
+
+def test_templated_example_without_the_param_uses_the_logical_date(runs) -> None:
+    results, output, _ = runs
+    _check_product_sales(output, results["templated_on_its_logical_date"], LOGICAL_DATE, "2024-01-09")
+
+
+def test_an_undefined_template_name_fails_naming_file_line_and_name(runs) -> None:
+    results, _, _ = runs
+    run = results["sparkpipe_test_needs_logical_date"]
+    assert (run.state, run.tasks) == ("failed", {"needs_logical_date": "failed"})
+    yaml = TEST_DAGS / "pipelines" / "needs_logical_date.yaml"
+    assert f"template error in {yaml}:10: 'ds' is undefined" in run.log
+    assert "This run has no logical date" in run.log
+    assert "Renders only in a run that has a logical date" not in run.log  # the file is not printed
+    assert "spark-submit started" not in run.log
 
 
 def test_jdbc_example_writes_to_postgresql(runs, postgres: Postgres) -> None:
@@ -200,6 +233,30 @@ def test_a_failing_sequence_fails_the_task_with_its_error(runs) -> None:
         "after_check": "skipped",
     }
     assert "negative revenue found in orders" in metrics["sequences"]["checked_revenue"]["error"]
+
+
+def test_a_failing_expectation_fails_the_task_with_its_rule_and_counts(runs) -> None:
+    results, output, _ = runs
+    run = results["sparkpipe_test_expectations"]
+    assert (run.state, run.tasks) == ("failed", {"checked": "failed"})
+    message = (
+        "sequence big_orders: expectation at_most_20 (amount <= 20) failed: 296 of 600 rows failed it, "
+        "more than max_failed 10"
+    )
+    assert f"SparkPipelineFailed: pipeline 'expectations_pipeline' failed: sequence 'big_orders' failed: {message}" in (
+        run.log
+    )
+    # the log summary lists each rule's counts
+    assert "cheap: succeeded, 544 rows" in run.log
+    assert "; rules: few_items 104 failed (warn), under_100 56 failed (drop)" in run.log
+    assert "; rules: at_most_20 296 failed (fail, FAILED)" in run.log
+    metrics = run.xcom("checked", key="metrics")
+    cheap = metrics["sequences"]["cheap"]
+    assert cheap["expectations"]["under_100"] == {"failed_rows": 56, "action": "drop", "passed": False}
+    assert (cheap["rows_written"], cheap["rows_dropped"], cheap["rows_quarantined"]) == (544, 56, 0)
+    assert metrics["sequences"]["big_orders"]["expectations"]["at_most_20"]["failed_rows"] == 296
+    assert not (output / "tests" / "big_orders").exists()
+    assert len(read_output(output / "tests" / "cheap", ".json")) == 544
 
 
 def test_a_config_broken_by_rendering_fails_before_spark_starts(runs) -> None:

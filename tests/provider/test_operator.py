@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pendulum
 import pytest
@@ -91,20 +92,71 @@ def test_problems_that_may_come_from_templated_vars_only_warn(
     assert op.outlets == []
 
 
-def test_rendering_feeds_ds_and_macros_into_the_sql(tmp_path: Path) -> None:
+def _render_shop_daily(tmp_path: Path, context: dict) -> list[dict]:
     with DAG("templated", schedule=None, start_date=START, template_searchpath=[str(EXAMPLES)]):
         op = SparkPipelineOperator(
             task_id="t",
             config=EXAMPLES / "pipelines" / "shop_daily.yaml",
-            vars={"data_dir": "/data", "output_dir": str(tmp_path), "run_date": "{{ ds }}"},
+            vars={"data_dir": "/data", "output_dir": str(tmp_path)},
         )
     op.resolve_template_files()
-    assert "{{ macros.ds_add(ds, -6) }}" in op.config  # the file's text, not yet rendered
-    op.render_template_fields({"ds": "2024-01-15", "macros": macros, "params": {}})  # type: ignore[arg-type]
+    assert "{{ macros.ds_add(run_date, -6) }}" in op.config  # the file's text, not yet rendered
+    op.render_template_fields({"macros": macros, **context})  # type: ignore[arg-type]
     pipeline = op.load_rendered_config()
     query = pipeline.to_document()["sequences"][0]["query"]
-    assert "WHERE order_date BETWEEN DATE '2024-01-09' AND DATE '2024-01-15'" in query
-    assert pipeline.targets() == [{"type": "csv", "uri": f"{tmp_path}/product_sales_7d/run_date=2024-01-15"}]
+    return [query, *pipeline.targets()]
+
+
+@pytest.mark.parametrize(
+    ("params", "logical_date", "run_date", "window_start"),
+    [
+        ({"run_date": "2024-01-20"}, pendulum.datetime(2024, 1, 15), "2024-01-20", "2024-01-14"),  # the param wins
+        ({"run_date": None}, pendulum.datetime(2024, 1, 15), "2024-01-15", "2024-01-09"),  # the logical date
+        ({"run_date": None}, None, "2024-03-02", "2024-02-25"),  # no logical date: the day it was triggered
+    ],
+)
+def test_the_templated_example_takes_its_date_from_the_param_the_logical_date_or_the_trigger(
+    tmp_path: Path, params: dict, logical_date: pendulum.DateTime | None, run_date: str, window_start: str
+) -> None:
+    dag_run = SimpleNamespace(logical_date=logical_date, run_after=pendulum.datetime(2024, 3, 2, 7))
+    context = {"params": params, "dag_run": dag_run}
+    if logical_date is not None:  # what Airflow adds to the context of a run that has a logical date
+        context.update(ds=logical_date.to_date_string(), logical_date=logical_date)
+    query, target = _render_shop_daily(tmp_path, context)
+    assert f"WHERE order_date BETWEEN DATE '{window_start}' AND DATE '{run_date}'" in query
+    assert target == {"type": "csv", "uri": f"{tmp_path}/product_sales_7d/run_date={run_date}"}
+
+
+def test_a_template_error_names_the_file_line_and_undefined_name(tmp_path: Path) -> None:
+    config = tmp_path / "daily.yaml"
+    lines = ["app_name: daily", "# the window", "vars:", "  day: '{{ ds }}'", "sources: {}", "sequences: []"]
+    config.write_text("\n".join(lines) + "\n")
+    with DAG("daily", schedule=None, start_date=START):  # a DAG's templates fail on undefined names
+        op = SparkPipelineOperator(task_id="t", config=config)
+    with pytest.raises(SparkPipelineConfigError) as raised:
+        op.render_template_fields({"params": {}, "dag_run": SimpleNamespace(logical_date=None)})  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert message.startswith(f"SparkPipelineOperator 't': template error in {config}:4: 'ds' is undefined\n")
+    assert "This run has no logical date" in message and "dag_run.run_after" in message
+    assert "# the window" not in message  # names the line, does not print the file
+
+    config.write_text("app_name: daily\nvars:\n  day: '{{ ds }'\n")
+    with DAG("daily", schedule=None, start_date=START):
+        op = SparkPipelineOperator(task_id="t", config=config)
+    with pytest.raises(SparkPipelineConfigError, match=rf"template error in {config}:3: unexpected '}}'$"):
+        op.render_template_fields({"params": {}})  # type: ignore[arg-type]
+
+
+def test_a_template_error_in_vars_names_the_key(tmp_path: Path) -> None:
+    with DAG("daily", schedule=None, start_date=START):
+        op = SparkPipelineOperator(
+            task_id="t", config=summary_config(tmp_path), vars={"a": "{{ params.a }}", "day": "{{ yesterday_ds }}"}
+        )
+    with pytest.raises(SparkPipelineConfigError) as raised:
+        op.render_template_fields({"params": {"a": "1"}, "ds": "2024-01-15", "logical_date": START})  # type: ignore[arg-type]
+    assert (
+        str(raised.value) == "SparkPipelineOperator 't': template error in vars['day']:1: 'yesterday_ds' is undefined"
+    )
 
 
 def test_a_config_broken_by_rendering_fails_at_execute_time(tmp_path: Path) -> None:
@@ -247,3 +299,22 @@ def test_the_task_key_changes_when_the_task_is_cleared(try_number: int, max_trie
         max_tries=max_tries,
     )
     assert _task_key({"ti": ti}) == "shop__load__scheduled__2024-01-15T00_00_00_00_00__-1" + suffix  # type: ignore[arg-type,typeddict-item]
+
+
+def test_the_task_documentation_is_the_pipelines_plan_unless_the_author_wrote_one(tmp_path: Path) -> None:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    with DAG("documented", schedule=None, start_date=START) as dag:
+        planned = SparkPipelineOperator(task_id="planned", config=summary_config(tmp_path))
+        own = SparkPipelineOperator(task_id="own", config=summary_config(tmp_path), doc_md="Revenue, daily.")
+        config = summary_config(tmp_path)
+        config["sequences"][0]["target"]["path"] = "{{ var.value.out }}/daily"
+        templated = SparkPipelineOperator(task_id="templated", config=config)
+    assert planned.doc_md is not None
+    assert "| 2 | `lake` | `daily` | gcs gs://lake/daily (overwrite) |" in planned.doc_md
+    assert own.doc_md == "Revenue, daily."
+    assert templated.doc_md is not None  # templates are shown as written: they render only at run time
+    assert "| 1 | `daily` | `orders` | parquet {{ var.value.out }}/daily (overwrite) |" in templated.doc_md
+    # What the API (and so the UI) serves is the serialized task's doc_md.
+    served = DagSerialization.from_dict(DagSerialization.to_dict(dag)).get_task("planned")
+    assert served.doc_md == planned.doc_md

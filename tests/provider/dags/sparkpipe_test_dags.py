@@ -1,6 +1,7 @@
 """DAGs the provider tests run with dag.test(): a failing sequence, a config broken only once
-rendered, a pipeline slow enough to be killed, and JDBC credentials from an Airflow
-connection. Paths come from the test's environment."""
+rendered, a config that renders only in a run with a logical date, a pipeline
+slow enough to be killed, and JDBC credentials from an Airflow connection. Paths come from the
+test's environment."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ with DAG("sparkpipe_test_failing", schedule=None, start_date=START):
 with DAG("sparkpipe_test_bad_render", schedule=None, start_date=START, params={"mode": "upsert"}):
     SparkPipelineOperator(task_id="bad_render", config="pipelines/bad_mode.yaml", vars=VARS)
 
+with DAG("sparkpipe_test_needs_logical_date", schedule=None, start_date=START):
+    SparkPipelineOperator(task_id="needs_logical_date", config="pipelines/needs_logical_date.yaml", vars=VARS)
+
 with DAG("sparkpipe_test_slow", schedule=None, start_date=START):
     SparkPipelineOperator(task_id="slow", config="pipelines/slow.yaml", vars={"output_dir": VARS["output_dir"]})
 
@@ -30,3 +34,6 @@ with DAG("sparkpipe_test_connection", schedule=None, start_date=START):
     SparkPipelineOperator(
         task_id="to_postgres", config="pipelines/connection.yaml", vars={"data_dir": VARS["data_dir"]}
     )
+
+with DAG("sparkpipe_test_expectations", schedule=None, start_date=START):
+    SparkPipelineOperator(task_id="checked", config="pipelines/expectations.yaml", vars=VARS)
