@@ -115,6 +115,7 @@ class SparkPipelineOperator(BaseOperator):
         self._hook: SparkPipelineHook | None = None
         self._run: PipelineRun | None = None
         self._cancelling: threading.Thread | None = None
+        self._waiting = False
         self.application_url: str | None = None
         if validate_at_parse:
             pipeline = self._validate_at_parse()
@@ -417,11 +418,14 @@ class SparkPipelineOperator(BaseOperator):
         return (start + self.execution_timeout).timestamp() - min(5.0, self.execution_timeout.total_seconds() / 10)
 
     def on_kill(self) -> None:
-        """Cancel the run from a thread of its own and return at once.
+        """Cancel the run; while ``execute`` waits for it, from a thread of its own, returning at once.
 
         Airflow calls this from the task's SIGTERM handler, on the main thread, which the signal may
-        have interrupted halfway through writing a log line: logging (or waiting) here could wait
-        for a lock that thread holds, forever. ``execute`` waits for the cancel to finish.
+        have interrupted halfway through writing a log line: logging (or waiting) there could wait
+        for a lock that thread holds, forever, so ``execute`` joins the cancelling thread when its
+        wait ends. After ``execute`` has ended (``execution_timeout``: Airflow calls this from its
+        ``except`` block, then the task process leaves through ``os._exit``, which joins no thread)
+        the cancel runs here, to its end.
         """
         hook, run = self._hook, self._run
         if not self.cancel_on_kill or hook is None or run is None or self._cancelling is not None:
@@ -433,11 +437,18 @@ class SparkPipelineOperator(BaseOperator):
 
         self._cancelling = threading.Thread(target=cancel, name="sparkpipe-cancel")
         self._cancelling.start()
+        if not self._waiting:
+            self._cancelling.join()
 
     def _wait(self, hook: SparkPipelineHook, run: PipelineRun) -> RunState:
-        state = hook.wait(run, self.poll_interval)
+        self._waiting = True
+        try:
+            state = hook.wait(run, self.poll_interval)
+        finally:
+            self._waiting = False
+            if self._cancelling is not None:
+                self._cancelling.join()
         if self._cancelling is not None:
-            self._cancelling.join()
             state = hook.poll(run)
         return state
 
