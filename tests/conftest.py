@@ -31,6 +31,13 @@ def free_port() -> int:
 logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test starts a JVM: options that make the tests' short-lived Spark JVMs start fast."""
+    from .spark_jvm import configure
+
+    configure(spark_home())
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory):
     """A local[2] session shared by every test; the PostgreSQL JDBC driver is on its classpath."""
