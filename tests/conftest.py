@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from .spark_jvm import LONG_LIVED
+
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_JAR = os.environ.get("SPARKPIPE_POSTGRES_JAR", "/usr/share/java/postgresql.jar")
 
@@ -50,7 +52,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.warehouse.dir", str(warehouse))
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}")
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse} {LONG_LIVED}")
         .config("spark.jars", POSTGRES_JAR)
         .getOrCreate()
     )
@@ -197,7 +199,7 @@ def spark_connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         *("--conf", "spark.sql.shuffle.partitions=2"),
         *("--conf", "spark.log.level=WARN"),
         *("--conf", f"spark.sql.warehouse.dir={root / 'warehouse'}"),
-        *("--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={root}"),
+        *("--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={root} {LONG_LIVED}"),
         *("--conf", f"spark.jars={POSTGRES_JAR}"),
     ]
     log = root / "server.log"

@@ -443,8 +443,12 @@ def test_sigterm_cancels_the_run_keeps_the_target_and_writes_the_metrics(spark: 
         cwd=REPO,
     )
     lines: list[str] = []
+    out_lines: list[str] = []
+    # One reader per pipe, and nothing else reads them (communicate() would take stderr lines too).
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
+    out_reader = threading.Thread(target=lambda: out_lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
     reader.start()
+    out_reader.start()
     try:
         deadline = time.monotonic() + 300
         while not any("sequence quick succeeded" in line for line in lines):
@@ -453,13 +457,14 @@ def test_sigterm_cancels_the_run_keeps_the_target_and_writes_the_metrics(spark: 
             time.sleep(0.2)
         assert any("sequence endless started" in line for line in lines)
         proc.send_signal(signal.SIGTERM)
-        stdout, _ = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
     reader.join(10)
-    stderr = "".join(lines)
+    out_reader.join(10)
+    stderr, stdout = "".join(lines), "".join(out_lines)
     assert proc.returncode == 143, stderr[-3000:]
     metrics = json.loads(metrics_file.read_text())
     assert json.loads(stdout.strip().splitlines()[-1][len(METRICS_MARKER) :]) == metrics

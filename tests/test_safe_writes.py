@@ -19,7 +19,8 @@ from spark_job.io.swap import staging_table
 
 from .conftest import POSTGRES_JAR, Postgres
 
-NEW_ROWS = 12_000_000
+NEW_ROWS = 12_000_000  # a write long enough to be killed in the middle
+RERUN_ROWS = 20_000  # the rerun after the kill only has to finish
 
 
 def start_driver(tmp_path: Path, config: dict, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -99,13 +100,14 @@ def test_killed_overwrite_leaves_the_old_data_then_a_rerun_replaces_it(spark: An
         f"SELECT id, 'new' AS version FROM range({NEW_ROWS}) DISTRIBUTE BY id % 7",
     )
 
+    rerun = f"SELECT id, 'new' AS version FROM range({RERUN_ROWS}) DISTRIBUTE BY id % 7"
     kill_when(start_driver(tmp_path, config), writing(target.parent / ".numbers.sparkpipe-staging"), "the write began")
     old = spark.read.parquet(str(target))
     assert old.count() == 1000 and {r.version for r in old.select("version").distinct().collect()} == {"old"}
 
-    run_driver(tmp_path, config)
+    run_driver(tmp_path, {**config, "sequences": [{**config["sequences"][0], "query": rerun}]})
     new = spark.read.parquet(str(target))
-    assert new.count() == NEW_ROWS and {r.version for r in new.select("version").distinct().collect()} == {"new"}
+    assert new.count() == RERUN_ROWS and {r.version for r in new.select("version").distinct().collect()} == {"new"}
     assert sorted(p.name for p in target.parent.iterdir()) == ["numbers"]  # nothing left beside it
 
 
@@ -134,9 +136,10 @@ def test_killed_dynamic_partition_overwrite_keeps_every_partition(spark: Any, tm
     assert counts == {0: 100, 1: 100, 2: 100, 3: 100}
     assert spark_leftovers(target)  # what the kill left inside the target
 
+    config["sequences"][0]["query"] = f"SELECT id, 2 AS day FROM range({RERUN_ROWS})"
     run_driver(tmp_path, config)
     counts = {r.day: r["count"] for r in spark.read.parquet(str(target)).groupBy("day").count().collect()}
-    assert counts == {0: 100, 1: 100, 2: NEW_ROWS, 3: 100}
+    assert counts == {0: 100, 1: 100, 2: RERUN_ROWS, 3: 100}
     assert not spark_leftovers(target)
     assert sorted(p.name for p in target.iterdir() if not p.name.endswith(".crc")) == [
         "_SUCCESS",
@@ -180,9 +183,10 @@ def test_killed_jdbc_overwrite_leaves_the_old_table_then_a_rerun_swaps(postgres:
     with postgres.connect() as conn:
         assert conn.execute("SELECT count(*), min(version), max(version) FROM ledger").fetchone() == (500, "old", "old")
 
+    config["sequences"][0]["query"] = f"SELECT id, 'new' AS version FROM range({RERUN_ROWS})"
     run_driver(tmp_path, config, env)
     with postgres.connect() as conn:
-        assert conn.execute("SELECT count(*), min(version) FROM ledger").fetchone() == (rows, "new")
+        assert conn.execute("SELECT count(*), min(version) FROM ledger").fetchone() == (RERUN_ROWS, "new")
         leftovers = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'ledger\\_\\_sp%'").fetchone()
     assert leftovers == (0,)
 
