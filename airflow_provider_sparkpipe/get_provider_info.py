@@ -156,10 +156,5 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "extra-links": [
             "airflow_provider_sparkpipe.links.spark.SparkApplicationLink",
-            "airflow_provider_sparkpipe.links.dataproc.DataprocJobLink",
-            "airflow_provider_sparkpipe.links.dataproc.DataprocBatchLink",
-            "airflow_provider_sparkpipe.links.emr.EmrClusterLink",
-            "airflow_provider_sparkpipe.links.emr.EmrServerlessJobRunLink",
-            "airflow_provider_sparkpipe.links.emr.EmrOnEksJobRunLink",
         ],
     }

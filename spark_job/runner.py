@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from spark_job import METRICS_MARKER
+from spark_job import APPLICATION_MARKER, METRICS_MARKER
 from spark_job.commit_log import CommitLog, log_uri
 from spark_job.config import PipelineConfig, SequenceSpec, load_config
 from spark_job.errors import PipelineFailed
@@ -189,6 +189,7 @@ class BasePipeline:
             else:
                 self.apply_runtime_conf(self.spark)
             self.metrics.spark_app_id = self.application_id(self.spark)
+            self.announce_application(self.spark)
             self.load_commit_log(self.spark)
             failed_sources = {} if self.terminated else self.register_sources(self.spark)
             self.register_reused(self.spark)
@@ -232,6 +233,12 @@ class BasePipeline:
         if is_connect(spark):
             return spark.conf.get("spark.app.id", None)  # the server's application
         return str(spark.sparkContext.applicationId)
+
+    def announce_application(self, spark: SparkSession) -> None:
+        """Print the application's id and live UI address for whoever follows the driver's output."""
+        ui_url = None if is_connect(spark) else spark.sparkContext.uiWebUrl
+        text = json.dumps({"app_id": self.metrics.spark_app_id, "ui_url": ui_url}, separators=(",", ":"))
+        print(APPLICATION_MARKER + text, flush=True)
 
     def apply_runtime_conf(self, spark: SparkSession) -> None:
         for key, value in self.config.spark_conf.items():

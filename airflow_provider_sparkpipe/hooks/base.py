@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -85,9 +84,10 @@ class SparkPipelineHook(BaseHook):
     """Base of the runtime hooks, and the hook of the ``sparkpipe`` connection type.
 
     A subclass per runtime implements :meth:`submit`, :meth:`poll`, :meth:`cancel` and
-    :meth:`fetch_metrics` on top of the official provider hooks; :meth:`wait` and :meth:`apoll` have
-    generic implementations it may replace. Instantiated for a connection (``BaseHook.get_hook``,
-    the UI's *Test* button), the base class resolves the runtime the connection describes.
+    :meth:`fetch_metrics` on top of the official provider hooks; :meth:`wait` has a generic
+    implementation it may replace. The triggerer calls these blocking methods from a thread.
+    Instantiated for a connection (``BaseHook.get_hook``, the UI's *Test* button), the base class
+    resolves the runtime the connection describes.
 
     Parameters:
         runtime: the runtime object; when None, the one described by ``sparkpipe_conn_id``.
@@ -105,6 +105,9 @@ class SparkPipelineHook(BaseHook):
         super().__init__(**kwargs)
         self.sparkpipe_conn_id = sparkpipe_conn_id
         self._runtime = runtime
+        # Called with the run's UI address when the hook learns it while the run lives (a local
+        # driver's Spark UI); the operator shows it as the task's link at once.
+        self.on_run_url: Callable[[str], None] | None = None
 
     @property
     def runtime(self) -> SparkRuntime:
@@ -167,7 +170,10 @@ class SparkPipelineHook(BaseHook):
         return {"kind": run.runtime_kind, "run_id": run.run_id}
 
     def run_url(self, run: PipelineRun) -> str | None:
-        """A link to the run in the runtime's own UI, when there is one."""
+        """The run's page in the runtime's own UI (a console, a Spark master), when there is one.
+
+        Asked right after the submit and again when the run has ended; :attr:`on_run_url` tells of
+        an address learnt in between."""
         return None
 
     def wait(self, run: PipelineRun, poll_interval: float = 10.0) -> RunState:
@@ -175,7 +181,3 @@ class SparkPipelineHook(BaseHook):
         while not (state := self.poll(run)).finished:
             time.sleep(poll_interval)
         return state
-
-    async def apoll(self, run: PipelineRun) -> RunState:
-        """:meth:`poll` for the triggerer; runtimes with async clients override it."""
-        return await asyncio.to_thread(self.poll, run)

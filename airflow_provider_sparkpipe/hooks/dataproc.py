@@ -12,7 +12,7 @@ from abc import abstractmethod
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.google.cloud.hooks.dataproc import DataprocAsyncHook, DataprocHook
+from airflow.providers.google.cloud.hooks.dataproc import DataprocHook
 from airflow.providers.google.cloud.hooks.gcs import GCSHook
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound, ServerError
 from google.cloud.dataproc_v1 import Batch, Job, JobStatus
@@ -20,7 +20,7 @@ from google.cloud.dataproc_v1 import Batch, Job, JobStatus
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState, SparkPipelineHook
 from airflow_provider_sparkpipe.links.dataproc import dataproc_batch_url, dataproc_job_url
-from spark_job import METRICS_MARKER
+from spark_job import APPLICATION_MARKER, METRICS_MARKER
 
 if TYPE_CHECKING:
     from airflow_provider_sparkpipe.runtimes.google import DataprocCluster, DataprocServerless, _DataprocRuntime
@@ -72,12 +72,6 @@ class EndpointDataprocHook(DataprocHook):
         return self.api_endpoint or super()._get_api_endpoint(region=region)
 
 
-class EndpointDataprocAsyncHook(DataprocAsyncHook):
-    """``DataprocAsyncHook`` for the triggerer, with the endpoint of :class:`EndpointDataprocHook`."""
-
-    sync_hook_class: type[DataprocHook] = EndpointDataprocHook
-
-
 def remote_id_base(task_key: str) -> str:
     """The job/batch id stem of a task instance: readable, valid for both APIs, unique by its hash.
 
@@ -119,13 +113,6 @@ class DataprocPipelineHook(SparkPipelineHook):
     def dataproc(self) -> EndpointDataprocHook:
         rt = self.dataproc_runtime
         return EndpointDataprocHook(
-            gcp_conn_id=rt.gcp_conn_id, impersonation_chain=rt.impersonation_chain, api_endpoint=rt.api_endpoint
-        )
-
-    @cached_property
-    def async_dataproc(self) -> EndpointDataprocAsyncHook:
-        rt = self.dataproc_runtime
-        return EndpointDataprocAsyncHook(
             gcp_conn_id=rt.gcp_conn_id, impersonation_chain=rt.impersonation_chain, api_endpoint=rt.api_endpoint
         )
 
@@ -250,7 +237,11 @@ class DataprocPipelineHook(SparkPipelineHook):
     def describe_failure(self, run: PipelineRun) -> str | None:
         try:
             detail = self._state_detail(run.run_id)
-            tail = [line for line in self._driver_output_tail(run) if not line.startswith(METRICS_MARKER)]
+            tail = [
+                line
+                for line in self._driver_output_tail(run)
+                if not line.startswith((METRICS_MARKER, APPLICATION_MARKER))
+            ]
         except Exception as exc:  # the failure is what matters; a missing detail must not hide it
             self.log.warning("Cannot read the details of %s: %s", run.run_id, exc)
             return f"Dataproc {self.remote_noun} {run.run_id} failed"
@@ -363,12 +354,6 @@ class DataprocClusterHook(DataprocPipelineHook):
         except NotFound:
             return None
 
-    async def apoll(self, run: PipelineRun) -> RunState:
-        job = await self.async_dataproc.get_job(
-            job_id=run.run_id, project_id=self.cluster.project_id, region=self.cluster.region
-        )
-        return _JOB_STATES[job.status.state]
-
     def cancel(self, run: PipelineRun) -> None:
         if (state := self._remote_state(run.run_id)) is None or state.finished:
             return
@@ -445,12 +430,6 @@ class DataprocServerlessHook(DataprocPipelineHook):
             return _BATCH_STATES[self._get(remote_id).state]
         except NotFound:
             return None
-
-    async def apoll(self, run: PipelineRun) -> RunState:
-        batch = await self.async_dataproc.get_batch(
-            batch_id=run.run_id, project_id=self.serverless.project_id, region=self.serverless.region
-        )
-        return _BATCH_STATES[batch.state]
 
     def cancel(self, run: PipelineRun) -> None:
         """Cancel the batch's long-running operation (the Batch API has no cancel method of its own)."""

@@ -1,8 +1,7 @@
 """``SparkKubernetesHook``: submits, follows and stops ``SparkApplication`` objects of the Spark operator.
 
-Built on the official cncf.kubernetes provider: ``KubernetesHook`` (CustomObjectsApi, CoreV1Api) in
-the worker and ``AsyncKubernetesHook`` in the triggerer, both reading an Airflow connection of type
-``kubernetes``.
+Built on the official cncf.kubernetes provider's ``KubernetesHook`` (CustomObjectsApi, CoreV1Api),
+reading an Airflow connection of type ``kubernetes``; the triggerer calls it from a thread.
 """
 
 from __future__ import annotations
@@ -21,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState, SparkPipelineHook
-from spark_job import METRICS_MARKER
+from spark_job import APPLICATION_MARKER, METRICS_MARKER
 
 if TYPE_CHECKING:
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
     from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
 
@@ -242,12 +241,6 @@ class SparkKubernetesHook(SparkPipelineHook):
 
         return KubernetesHook(conn_id=self.k8s.kubernetes_conn_id)
 
-    @cached_property
-    def async_kube(self) -> AsyncKubernetesHook:
-        from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
-
-        return AsyncKubernetesHook(conn_id=self.k8s.kubernetes_conn_id)
-
     def check(self) -> str:
         listed = self.kube.custom_object_client.list_namespaced_custom_object(
             GROUP, VERSION, self.k8s.namespace, PLURAL, limit=1
@@ -311,21 +304,6 @@ class SparkKubernetesHook(SparkPipelineHook):
 
     def poll(self, run: PipelineRun) -> RunState:
         return self._state(run, self._get_application(run.run_id))
-
-    async def apoll(self, run: PipelineRun) -> RunState:
-        from kubernetes_asyncio.client import CustomObjectsApi
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        async with self.async_kube.get_conn() as api_client:
-            try:
-                app = await CustomObjectsApi(api_client).get_namespaced_custom_object(
-                    GROUP, VERSION, run.details["namespace"], PLURAL, run.run_id
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                app = None
-        return self._state(run, app)
 
     def wait(self, run: PipelineRun, poll_interval: float = 10.0) -> RunState:
         """Poll the application and follow its driver's log into the task log until it ends."""
@@ -636,6 +614,8 @@ class SparkKubernetesHook(SparkPipelineHook):
             log.metrics_line = line[len(METRICS_MARKER) :]
             self.log.info("Driver metrics received (%d bytes)", len(log.metrics_line))
             return
+        if line.startswith(APPLICATION_MARKER):
+            return  # the application id reaches the metrics; the pod's Spark UI is not reachable
         log.tail.append(line)
         self.log.info("%s", line)
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState, SparkPipelineHook
@@ -27,7 +28,7 @@ from airflow_provider_sparkpipe.hooks.process_group import (
     signal_group,
     start_reaper,
 )
-from spark_job import METRICS_MARKER
+from spark_job import APPLICATION_MARKER, METRICS_MARKER
 
 if TYPE_CHECKING:
     from airflow_provider_sparkpipe.runtimes.local import LocalSpark
@@ -45,6 +46,8 @@ class _Process:
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_OUTPUT_TAIL_LINES))
     metrics_line: str | None = None
     cancelled: bool = False
+    app_id: str | None = None
+    ui_url: str | None = None
 
 
 class LocalSparkHook(SparkPipelineHook):
@@ -280,6 +283,22 @@ class LocalSparkHook(SparkPipelineHook):
         tail = "\n".join(process.tail)
         return f"{what}; last output lines:\n{tail}" if tail else what
 
+    def run_url(self, run: PipelineRun) -> str | None:
+        """On a standalone cluster the master's page of the application (it outlives the run);
+        with a ``local`` master the driver's Spark UI, while the run lives."""
+        process = self._processes.get(run.run_id)
+        if process is None:
+            return None
+        if process.popen.poll() is not None and not self.local.master.startswith("spark://"):
+            return None  # the Spark UI ended with the driver
+        return self._application_url(process)
+
+    def _application_url(self, process: _Process) -> str | None:
+        if self.local.master.startswith("spark://"):
+            base = self.local.master_ui_url
+            return f"{base.rstrip('/')}/app/?appId={quote(process.app_id)}" if base and process.app_id else None
+        return process.ui_url
+
     def runtime_info(self, run: PipelineRun) -> dict[str, Any]:
         """What the metrics document's ``runtime`` block says about a local run."""
         return {"kind": self.local.kind, "master": self.local.master, "pid": int(run.details["pgid"])}
@@ -296,6 +315,17 @@ class LocalSparkHook(SparkPipelineHook):
             ) from None
 
     def _handle_line(self, process: _Process, line: str) -> None:
+        if line.startswith(APPLICATION_MARKER):
+            try:
+                announced = json.loads(line[len(APPLICATION_MARKER) :])
+            except json.JSONDecodeError:
+                announced = {}
+            process.app_id, process.ui_url = announced.get("app_id"), announced.get("ui_url")
+            url = self._application_url(process)
+            self.log.info("Spark application %s%s", process.app_id, f": {url}" if url else "")
+            if url and self.on_run_url is not None:
+                self.on_run_url(url)
+            return
         if line.startswith(METRICS_MARKER):
             process.metrics_line = line[len(METRICS_MARKER) :]
             self.log.info("Driver metrics received (%d bytes)", len(process.metrics_line))

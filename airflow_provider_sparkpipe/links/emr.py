@@ -1,20 +1,13 @@
 """Links to EMR runs in the AWS console: the EMR cluster of a step, an EMR Serverless job run, an EMR on EKS job.
 
-URL builders used by the hooks' ``run_url`` (shown through ``SparkApplicationLink``), and one link
-class per runtime for operators that list them in ``operator_extra_links``. Standard library only:
-the operator module imports the links, and it must not import boto3.
+URL builders used by the hooks' ``run_url`` (shown through ``SparkApplicationLink``). Standard
+library only: the hook builds them from a run's details, without an AWS call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
-
-from airflow.sdk import BaseOperatorLink
-
-if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator
-    from airflow.sdk.types import TaskInstanceKey
+from typing import Any
 
 
 def console_base(region: str) -> str:
@@ -56,44 +49,3 @@ def run_url(runtime_kind: str, details: Mapping[str, Any]) -> str | None:
     if runtime_kind == "emr_on_eks":
         return emr_on_eks_job_run_url(region, details["virtual_cluster_id"], details["job_run_id"])
     return None
-
-
-class _EmrRunLink(BaseOperatorLink):
-    """The console page of the operator's last run when it ran on :attr:`runtime_kind`, else empty.
-
-    Airflow 3 calls :meth:`get_link` in the worker when the task ends and stores the URL under
-    :attr:`xcom_key`; the run is the operator's ``_run`` (a ``PipelineRun``).
-    """
-
-    runtime_kind: ClassVar[str]
-
-    @property
-    def xcom_key(self) -> str:
-        return f"sparkpipe_{self.runtime_kind}_url"
-
-    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        run = getattr(operator, "_run", None)
-        if run is None or getattr(run, "runtime_kind", None) != self.runtime_kind:
-            return ""
-        return run_url(run.runtime_kind, run.details) or ""
-
-
-class EmrClusterLink(_EmrRunLink):
-    """The EMR on EC2 cluster that ran the step."""
-
-    name = "EMR cluster"
-    runtime_kind = "emr_cluster"
-
-
-class EmrServerlessJobRunLink(_EmrRunLink):
-    """The EMR Serverless job run."""
-
-    name = "EMR Serverless job run"
-    runtime_kind = "emr_serverless"
-
-
-class EmrOnEksJobRunLink(_EmrRunLink):
-    """The EMR on EKS job run."""
-
-    name = "EMR on EKS job run"
-    runtime_kind = "emr_on_eks"

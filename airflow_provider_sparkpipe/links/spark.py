@@ -12,11 +12,13 @@ if TYPE_CHECKING:
 
 
 class SparkApplicationLink(BaseOperatorLink):
-    """Link to the run in the runtime's UI (Spark UI, Dataproc console, EMR Studio, ...).
+    """The one link of a pipeline task: its run in the runtime's own UI, for every runtime.
 
-    Airflow 3 calls :meth:`get_link` in the worker when the task ends and stores the result under
-    :attr:`xcom_key` for the UI; the operator keeps the URL of its last run in ``application_url``.
-    The link is empty for runs whose runtime has no lasting UI address (local Spark).
+    The Dataproc job or batch page, the EMR cluster / Serverless / on EKS job-run page, the
+    standalone master's application page; with a ``local`` master, the driver's Spark UI while the
+    run lives. Each hook's ``run_url`` builds it; the operator keeps it in ``application_url`` and
+    stores it under :attr:`xcom_key` as soon as it is known, and Airflow 3 stores :meth:`get_link`'s
+    answer there again when the task ends (empty when the address died with the run).
     """
 
     name = "Spark application"

@@ -16,8 +16,6 @@ from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_sparkpipe.connections import ConnectionCredentials
 from airflow_provider_sparkpipe.exceptions import SparkPipelineConfigError, SparkPipelineFailed
-from airflow_provider_sparkpipe.links.dataproc import DataprocBatchLink, DataprocJobLink
-from airflow_provider_sparkpipe.links.emr import EmrClusterLink, EmrOnEksJobRunLink, EmrServerlessJobRunLink
 from airflow_provider_sparkpipe.links.spark import SparkApplicationLink
 
 if TYPE_CHECKING:
@@ -76,14 +74,8 @@ class SparkPipelineOperator(BaseOperator):
     template_fields: Sequence[str] = ("config", "vars")
     template_ext: Sequence[str] = CONFIG_SUFFIXES
     template_fields_renderers = {"config": "yaml", "vars": "json"}
-    operator_extra_links = (
-        SparkApplicationLink(),
-        DataprocJobLink(),
-        DataprocBatchLink(),
-        EmrClusterLink(),
-        EmrServerlessJobRunLink(),
-        EmrOnEksJobRunLink(),
-    )
+    # One link for every runtime: each hook's run_url says where its runs are shown.
+    operator_extra_links = (SparkApplicationLink(),)
     ui_color = "#fde2cc"
 
     def __init__(
@@ -367,6 +359,8 @@ class SparkPipelineOperator(BaseOperator):
         )
         run = hook.submit(submission)
         self._hook, self._run = hook, run
+        hook.on_run_url = lambda url: self._show_link(context, url)
+        self._show_link(context, hook.run_url(run))
         if self.deferrable:
             if runtime.supports_deferral:
                 from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
@@ -451,6 +445,13 @@ class SparkPipelineOperator(BaseOperator):
         if self._cancelling is not None:
             state = hook.poll(run)
         return state
+
+    def _show_link(self, context: Context, url: str | None) -> None:
+        """Show the *Spark application* link now: Airflow itself stores links when the task ends."""
+        if not url or url == self.application_url:
+            return
+        self.application_url = url
+        context["ti"].xcom_push(key=SparkApplicationLink().xcom_key, value=url)
 
     def _complete(self, context: Context, hook: SparkPipelineHook, run: PipelineRun, state: RunState) -> dict[str, Any]:
         from airflow_provider_sparkpipe.hooks.base import RunState

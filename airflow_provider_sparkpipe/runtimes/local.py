@@ -38,6 +38,9 @@ class LocalSpark(SparkRuntime):
         log_level: the lowest level of Spark's own log lines that reach the task log (``WARN``
             by default; ``INFO`` or ``DEBUG`` to see what Spark does). Sets ``spark.log.level``
             unless ``conf`` does; a ``spark.log.level`` in ``conf`` sets both.
+        master_ui_url: a standalone master's web UI, whose application page is the task's
+            *Spark application* link; default ``http://<master host>:8080``. With a ``local`` master
+            the link is the driver's Spark UI while the run lives.
     """
 
     master: str = "local[*]"
@@ -47,6 +50,7 @@ class LocalSpark(SparkRuntime):
     env: Mapping[str, str] = field(default_factory=dict)
     kill_grace_s: float = 10.0
     log_level: str = "WARN"
+    master_ui_url: str | None = None
 
     kind = "local"
     supports_deferral = False
@@ -72,6 +76,13 @@ class LocalSpark(SparkRuntime):
         if not isinstance(level, str) or level.upper() not in SPARK_LOG_LEVELS:
             raise ValueError(f"log_level {level!r} is not a Spark log level: one of {', '.join(SPARK_LOG_LEVELS)}")
         object.__setattr__(self, "log_level", str(self.log_level).upper())
+        if self.master_ui_url is None and self.master.startswith("spark://"):
+            first = self.master[len("spark://") :].split(",")[0]
+            object.__setattr__(self, "master_ui_url", f"http://{first.rsplit(':', 1)[0]}:8080")
+        elif self.master_ui_url is not None and not str(self.master_ui_url).startswith(("http://", "https://")):
+            raise ValueError(
+                f"master_ui_url must be an http(s) URL such as 'http://spark-master:8080', not {self.master_ui_url!r}"
+            )
 
     @property
     def spark_log_level(self) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_sparkpipe.hooks.base import PipelineRun, RunState
+from airflow_provider_sparkpipe.hooks.base import PipelineRun, RunState, SparkPipelineHook
 from airflow_provider_sparkpipe.runtimes.base import runtime_from_dict
 
 
@@ -55,11 +55,17 @@ class SparkPipelineTrigger(BaseTrigger):
             },
         )
 
+    def _hook(self) -> SparkPipelineHook:
+        """The runtime's hook: importing its module and the cloud SDK it uses is blocking work."""
+        return runtime_from_dict(self.runtime).hook()
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # Everything that blocks (importing a cloud SDK, building its client, reading credentials,
+        # each API call) runs in the triggerer's thread pool, never on its event loop.
         try:
-            hook = runtime_from_dict(self.runtime).hook()
+            hook = await asyncio.to_thread(self._hook)
             run = PipelineRun.from_dict(self.run_data)
-            while not (state := await hook.apoll(run)).finished:
+            while not (state := await asyncio.to_thread(hook.poll, run)).finished:
                 if self.deadline is not None and time.time() >= self.deadline:
                     self.log.info("Deadline passed: cancelling run %s", run.run_id)
                     await asyncio.to_thread(hook.cancel, run)
@@ -79,4 +85,5 @@ class SparkPipelineTrigger(BaseTrigger):
         if self.cancel_on_kill:
             run = PipelineRun.from_dict(self.run_data)
             self.log.info("Task killed: cancelling run %s", run.run_id)
-            await asyncio.to_thread(runtime_from_dict(self.runtime).hook().cancel, run)
+            hook = await asyncio.to_thread(self._hook)
+            await asyncio.to_thread(hook.cancel, run)

@@ -108,6 +108,12 @@ def test_basic_example_writes_its_targets_and_hands_metrics_downstream(runs) -> 
         "type": "csv",
         "uri": f"{output}/customer_summary",
     }
+    # One link, and nothing stored for it here: a local master's Spark UI (disabled here) ends with the run.
+    assert {k for k in run.xcoms if k.startswith("shop_summary.")} == {
+        "shop_summary.return_value",
+        "shop_summary.sparkpipe_application_url",
+    }
+    assert run.xcom("shop_summary", "sparkpipe_application_url") == ""
     # The downstream @task received the metrics document through XCom.
     assert run.xcom("report") == {"daily_revenue": 31, "customer_summary": 40, "region_revenue": 4}
 

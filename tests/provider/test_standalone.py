@@ -3,6 +3,8 @@ only the ``sparkpipe_default`` connection changes."""
 
 from __future__ import annotations
 
+import urllib.request
+
 import pytest
 
 from tests.provider.conftest import (
@@ -24,6 +26,7 @@ def test_basic_example_runs_on_a_standalone_cluster(
     connection = sparkpipe_connection(
         runtime="local",
         master=spark_cluster.master_url,
+        master_ui_url=spark_cluster.webui_url,
         work_dir=str(tmp_path_factory.mktemp("standalone-work")),
         conf={
             **QUIET_SPARK,
@@ -53,6 +56,11 @@ def test_basic_example_runs_on_a_standalone_cluster(
     # A standalone cluster names its applications app-<timestamp>-<n>; local mode says local-<n>.
     assert metrics["spark_app_id"].startswith("app-")
     assert metrics["runtime"]["master"] == spark_cluster.master_url
+    # The task's one link is the master's page of the application, which outlives the run.
+    link = run.xcom("shop_summary", "sparkpipe_application_url")
+    assert link == f"{spark_cluster.webui_url}/app/?appId={metrics['spark_app_id']}"
+    with urllib.request.urlopen(link, timeout=30) as page:
+        assert page.status == 200 and metrics["spark_app_id"] in page.read().decode()
     assert run.xcom("report") == {"daily_revenue": 31, "customer_summary": 40, "region_revenue": 4}
     written = read_output(output / "customer_summary", ".csv")
     expected = revenue_by_customer()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 from airflow_provider_sparkpipe.hooks.base import PipelineRun, RunState
 from airflow_provider_sparkpipe.runtimes import LocalSpark
 from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
+from tests.provider.strict_loop import first_event
 
 
 def finished_run(tmp_path: Path, status: str) -> PipelineRun:
@@ -18,15 +18,6 @@ def finished_run(tmp_path: Path, status: str) -> PipelineRun:
     # Process group ids are positive pids; the largest possible pid leads no group on this machine.
     pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
     return PipelineRun("local", str(pid_max), {"pgid": pid_max, "metrics_path": str(metrics), "run_dir": str(tmp_path)})
-
-
-def first_event(trigger: SparkPipelineTrigger) -> dict:
-    async def collect() -> dict:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("the trigger fired no event")
-
-    return asyncio.run(collect())
 
 
 def test_trigger_round_trips_through_its_serialised_form(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ server over HTTP through the Amazon provider's hooks. The test plays the driver 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ from tests.provider.aws.conftest import (
     in_background,
     remote_runs,
 )
+from tests.provider.strict_loop import first_event
 
 KINDS = ["emr_cluster", "emr_serverless", "emr_on_eks"]
 CONFIG = {
@@ -226,12 +226,3 @@ def test_execution_timeout_cancels_the_remote_run(
     op.on_kill()
     job = remote_runs(kind)[-1]
     assert job.state == "CANCELLED"
-
-
-def first_event(trigger: SparkPipelineTrigger) -> dict[str, Any]:
-    async def collect() -> dict[str, Any]:
-        async for event in trigger.run():
-            return dict(event.payload)
-        raise AssertionError("the trigger fired no event")
-
-    return asyncio.run(collect())

@@ -15,6 +15,7 @@ from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmissio
 from airflow_provider_sparkpipe.runtimes import runtime_from_dict
 from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
 from tests.provider.dataproc.conftest import STAGING_BUCKET, GoogleFakes
+from tests.provider.strict_loop import first_event
 
 KINDS = ["job", "batch"]
 
@@ -33,15 +34,6 @@ def submission(app_name: str, try_number: int = 1, task: str = "pipeline") -> Pi
 
 def runtime(fakes: GoogleFakes, kind: str) -> Any:
     return fakes.cluster() if kind == "job" else fakes.serverless()
-
-
-def first_event(trigger: SparkPipelineTrigger) -> dict[str, Any]:
-    async def collect() -> dict[str, Any]:
-        async for event in trigger.run():
-            return dict(event.payload)
-        raise AssertionError("the trigger fired no event")
-
-    return asyncio.run(collect())
 
 
 @pytest.mark.parametrize("kind", KINDS)

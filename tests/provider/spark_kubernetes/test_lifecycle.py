@@ -3,7 +3,6 @@ fail, re-attach, replace, cancel, defer and resume, clean up."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,9 @@ from tests.provider.spark_kubernetes.conftest import (
     submission,
 )
 from tests.provider.spark_kubernetes.fake_apiserver import FakeKubernetes
+from tests.provider.strict_loop import first_event, kill
 
 APPS = "/sparkapplications"
-
-
-def first_event(trigger: SparkPipelineTrigger) -> dict[str, Any]:
-    async def collect() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("the trigger fired no event")
-
-    return asyncio.run(collect())
 
 
 def test_a_run_is_followed_to_completion_and_its_metrics_read_from_the_driver_log(k8s: FakeKubernetes) -> None:
@@ -158,7 +149,7 @@ def test_a_user_kill_of_the_deferred_task_deletes_the_application(k8s: FakeKuber
     trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01, cancel_on_kill=True)
     _, kwargs = trigger.serialize()
     assert json.loads(json.dumps(kwargs)) == kwargs
-    asyncio.run(SparkPipelineTrigger(**kwargs).on_kill())  # what the triggerer does on a user's kill
+    kill(SparkPipelineTrigger(**kwargs))  # what the triggerer does on a user's kill
     assert k8s.apps == {} and k8s.config_maps == {}
     assert [d.body["preconditions"] for d in k8s.calls("DELETE", APPS)] == [{"uid": run.details["uid"]}]
     assert first_event(trigger)["state"] == "cancelled"

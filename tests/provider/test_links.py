@@ -1,0 +1,71 @@
+"""The one "Spark application" link: declared once, right for each runtime.
+
+The cloud runtimes' links are checked by their own tests (the XCom of a Dataproc DAG run, the
+console URLs of the EMR runs), the standalone master's page by the standalone cluster test; here the
+declaration and a ``local`` master's live Spark UI, through a real ``spark-submit``.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_sparkpipe.get_provider_info import get_provider_info
+from airflow_provider_sparkpipe.hooks.base import PipelineSubmission, RunState
+from airflow_provider_sparkpipe.links.spark import SparkApplicationLink
+from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
+from airflow_provider_sparkpipe.runtimes import LocalSpark
+from tests.provider.conftest import free_port
+
+
+def test_every_task_has_one_link_whatever_its_runtime() -> None:
+    links = SparkPipelineOperator.operator_extra_links
+    assert [type(link) for link in links] == [SparkApplicationLink]
+    assert links[0].name == "Spark application" and links[0].xcom_key == "sparkpipe_application_url"
+    assert get_provider_info()["extra-links"] == ["airflow_provider_sparkpipe.links.spark.SparkApplicationLink"]
+
+
+def test_a_standalone_master_gets_its_web_ui_by_default_or_as_given() -> None:
+    assert LocalSpark(master="spark://spark-master:7077").master_ui_url == "http://spark-master:8080"
+    assert LocalSpark(master="spark://a:7077,b:7077").master_ui_url == "http://a:8080"
+    assert LocalSpark(master="spark://m:7077", master_ui_url="https://m/ui").master_ui_url == "https://m/ui"
+    assert LocalSpark(master="local[1]").master_ui_url is None
+    with pytest.raises(ValueError, match="master_ui_url must be an http"):
+        LocalSpark(master="spark://m:7077", master_ui_url="m:8080")
+
+
+def test_a_local_master_links_the_drivers_spark_ui_while_the_run_lives(tmp_path: Path) -> None:
+    port = free_port()
+    runtime = LocalSpark(
+        master="local[1]",
+        work_dir=str(tmp_path / "work"),
+        conf={
+            "spark.ui.enabled": "true",
+            "spark.ui.port": str(port),
+            "spark.port.maxRetries": "0",
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+        },
+    )
+    document = {
+        "app_name": "live_ui",
+        "sequences": [
+            {"name": "one", "query": "SELECT 1 AS x", "target": {"type": "parquet", "path": str(tmp_path / "one")}}
+        ],
+    }
+    hook = runtime.hook()
+    pages: dict[str, int] = {}
+
+    def open_live(url: str) -> None:  # called from the hook while it follows the driver's output
+        with urllib.request.urlopen(f"{url}/jobs/", timeout=30) as page:
+            pages[url] = page.status
+
+    hook.on_run_url = open_live
+    run = hook.submit(PipelineSubmission(document, "live_ui", "links__live_ui__manual__1"))
+    assert hook.wait(run, poll_interval=0.1) == RunState.SUCCEEDED
+    assert pages == {f"http://127.0.0.1:{port}": 200}
+    assert hook.run_url(run) is None  # the Spark UI ended with the driver
+    metrics = hook.fetch_metrics(run)
+    assert metrics is not None and metrics["spark_app_id"].startswith("local-")
