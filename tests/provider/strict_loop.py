@@ -29,8 +29,11 @@ _watched: dict[str, Any] = {"thread": None, "seen": []}
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event in BLOCKING_EVENTS and _watched["thread"] == threading.get_ident():
-        _watched["seen"].append(f"{event} {args[0]!r}" if args else event)
+    if event not in BLOCKING_EVENTS or _watched["thread"] != threading.get_ident():
+        return
+    if event == "open" and str(args[0]).endswith(".py"):
+        return  # debug mode's tracebacks read source lines; a first import shows as "import"
+    _watched["seen"].append(f"{event} {args[0]!r}" if args else event)
 
 
 sys.addaudithook(_audit)

@@ -7,6 +7,9 @@ server over HTTP through the Amazon provider's hooks. The test plays the driver 
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -221,7 +224,16 @@ def test_execution_timeout_cancels_the_remote_run(
 ) -> None:
     """As Airflow's task runner does: the run is interrupted after execution_timeout, then ``on_kill``."""
     op, ctx = operator(aws.all()[kind]), context(request)
-    with pytest.raises(AirflowTaskTimeout), timeout(1):
+
+    def time_out_once_submitted() -> None:
+        # The operator shows the run's link as soon as the submit returned: the alarm rings then.
+        deadline = time.monotonic() + 120  # a readiness wait: without the link the test fails below
+        while "sparkpipe_application_url" not in ctx["ti"].xcoms and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGALRM)  # the execution_timeout's alarm
+
+    threading.Thread(target=time_out_once_submitted, daemon=True).start()
+    with pytest.raises(AirflowTaskTimeout), timeout(600):
         op.execute(ctx)
     op.on_kill()
     job = remote_runs(kind)[-1]
