@@ -6,4 +6,4 @@ bash scripts/bootstrap.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/pytest -n 2 --dist loadfile "$@"
+.venv/bin/pytest "$@"

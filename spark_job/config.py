@@ -618,8 +618,10 @@ class Validator:
             self.report(f"{path}.quarantine", f"must be a target mapping with 'type', got {describe_value(raw)}")
         elif isinstance(raw, Mapping):
             quarantine = item["quarantine"] = self.build_target(raw, f"{path}.quarantine", path, targets)
+            listed = item.get("expectations")
             if not uses and not any(
-                isinstance(r, Mapping) and r.get("on_fail") == "quarantine" for r in item.get("expectations") or []
+                isinstance(r, Mapping) and r.get("on_fail") == "quarantine"
+                for r in (listed if isinstance(listed, list) else [])
             ):
                 self.report(
                     f"{path}.quarantine",

@@ -45,7 +45,8 @@ def _java() -> str:
 
 def _archive_key(spark_home: Path) -> str:
     version = subprocess.run([_java(), "-version"], capture_output=True, text=True, check=True).stderr
-    jars = sorted(p.name for p in (spark_home / "jars").glob("*.jar"))
+    # The JVM ignores an archive whose class path jars changed (size or time): so does the key.
+    jars = sorted(f"{p.name} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in (spark_home / "jars").glob("*.jar"))
     return hashlib.sha256("\n".join([version, str(spark_home), *jars]).encode()).hexdigest()[:16]
 
 
@@ -84,6 +85,9 @@ def configure(spark_home: Path) -> None:
         return
     options = [*FAST_START]
     archive = CACHE / f"{_archive_key(spark_home)}.jsa"
+    if not archive.exists():
+        for stale in CACHE.glob("*.jsa"):  # made for another JDK or Spark build
+            stale.unlink(missing_ok=True)
     if archive.exists() or _make_archive(spark_home, archive):
         options += [*QUIET_CDS, f"-XX:SharedArchiveFile={archive}"]
     joined = " ".join(options)

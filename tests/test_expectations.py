@@ -327,6 +327,19 @@ def test_bad_rules_are_config_errors_with_their_path(case: str) -> None:
     ]
 
 
+@pytest.mark.parametrize("rules", [1, 2.5, True, "x > 0", {"name": "a", "condition": "x > 0"}])
+def test_expectations_that_are_not_a_list_are_a_config_error_also_beside_a_quarantine(rules: object) -> None:
+    seq = {
+        **sequence({"type": "parquet", "path": "/out/o"}, []),
+        "expectations": rules,
+        "quarantine": {"type": "parquet", "path": "/out/rejected"},
+    }
+    with pytest.raises(ConfigError) as err:
+        load_config({"app_name": "dq", "sequences": [seq]})
+    messages = {p.path: p.message for p in err.value.problems}
+    assert messages["sequences[0].expectations"].startswith("must be a list of rules"), messages
+
+
 def test_rule_names_are_unique_per_sequence_and_quarantine_given_exactly_when_used() -> None:
     twice = [{"name": "a", "condition": "x > 0"}, {"name": "A", "condition": "x < 9"}]
     unused = sequence({"type": "parquet", "path": "/out/o"}, [], quarantine={"type": "parquet", "path": "/out/q"})
