@@ -19,7 +19,7 @@ SPARKPIPE_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 Airflow 3's form shows only the standard fields' placeholders and labels; the settings are the
 fields below."""
 
-_RUNTIME_KINDS = (
+BUILTIN_RUNTIME_KINDS = (
     "local",
     "dataproc_cluster",
     "dataproc_serverless",
@@ -28,6 +28,17 @@ _RUNTIME_KINDS = (
     "emr_on_eks",
     "kubernetes",
 )
+"""The built-in runtimes' kinds (``runtimes.registry`` registers one class for each)."""
+
+
+def runtime_kinds_installed() -> list[str]:
+    """The built-in kinds, then those of installed ``sparkpipe.runtimes`` entry points (names only:
+    nothing is imported), for the connection form's choice of runtime."""
+    from importlib.metadata import entry_points
+
+    plugins = sorted({ep.name for ep in entry_points(group="sparkpipe.runtimes")} - set(BUILTIN_RUNTIME_KINDS))
+    return [*BUILTIN_RUNTIME_KINDS, *plugins]
+
 
 
 def _field(label: str, description: str, kind: str = "string", **schema: Any) -> dict[str, Any]:
@@ -42,7 +53,7 @@ SPARKPIPE_CONN_FIELDS: dict[str, Any] = {
         "Where pipelines run: local (spark-submit on the worker, a local[*] or spark:// master), "
         "dataproc_cluster, dataproc_serverless, emr_cluster, emr_serverless, emr_on_eks or kubernetes "
         "(Kubeflow Spark operator). Empty: local. Fill in below only the fields of this runtime.",
-        enum=[None, *_RUNTIME_KINDS],
+        enum=[None, *runtime_kinds_installed()],
     ),
     "master": _field(
         "Spark master (local)",

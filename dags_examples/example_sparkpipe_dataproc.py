@@ -16,7 +16,7 @@ import pendulum
 from airflow.sdk import DAG
 
 from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
-from airflow_provider_sparkpipe.runtimes.google import DataprocCluster, DataprocServerless
+from airflow_provider_sparkpipe.runtimes.dataproc import DataprocCluster, DataprocServerless
 
 PROJECT = os.environ.get("SPARKPIPE_GCP_PROJECT", "my-project")
 REGION = os.environ.get("SPARKPIPE_GCP_REGION", "europe-west1")

@@ -12,7 +12,7 @@ import pendulum
 from airflow.sdk import dag
 
 from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
-from airflow_provider_sparkpipe.runtimes.aws import EmrCluster, EmrOnEks, EmrServerless
+from airflow_provider_sparkpipe.runtimes.emr import EmrCluster, EmrOnEks, EmrServerless
 
 STAGING = "s3://my-company-sparkpipe/staging"
 LAKE = "s3://my-company-lake"

@@ -1,7 +1,9 @@
-"""Registries of reader and writer types, extended by subclassing or through entry points.
+"""Registries of plug-in types (readers, writers, secret providers; the provider's runtimes), extended
+by subclassing or through entry points.
 
-Third-party packages add types by declaring an entry point in the ``sparkpipe.readers`` or
-``sparkpipe.writers`` group whose object is a ``BaseReader`` / ``BaseWriter`` subclass.
+Third-party packages add types by declaring an entry point in the registry's group (``sparkpipe.readers``,
+``sparkpipe.writers``, ``sparkpipe.secret_providers``, ``sparkpipe.runtimes``) whose object is a class
+of that kind; the entry point's name is the type's name.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Type name → class, built-ins registered by decorator, plug-ins loaded once on first lookup."""
 
-    def __init__(self, kind: str, group: str) -> None:
+    def __init__(self, kind: str, group: str, name_attr: str = "type_name") -> None:
         self.kind = kind
         self.group = group
+        self.name_attr = name_attr
+        """The class attribute holding a type's name (``type_name``; ``kind`` for runtimes)."""
         self._types: dict[str, type[T]] = {}
         self._builtin: dict[str, type[T]] = {}
         self._plugins_loaded = False
 
     def register(self, cls: type[T]) -> type[T]:
-        """Class decorator: register ``cls`` under its ``type_name`` (and ``aliases``)."""
-        for name in (cls.type_name, *getattr(cls, "aliases", ())):  # type: ignore[attr-defined]
+        """Class decorator: register ``cls`` under its name (``type_name``) and its ``aliases``."""
+        for name in (getattr(cls, self.name_attr), *getattr(cls, "aliases", ())):
             self._types[name] = cls
             if not self._plugins_loaded:
                 self._builtin[name] = cls
@@ -36,8 +40,8 @@ class Registry(Generic[T]):
         self._plugins_loaded = True
         for ep in entry_points(group=self.group):
             cls = ep.load()
-            if ep.name != getattr(cls, "type_name", None):
-                cls.type_name = ep.name
+            if ep.name != getattr(cls, self.name_attr, None):
+                setattr(cls, self.name_attr, ep.name)
             self.register(cls)
 
     def reload_plugins(self) -> None:

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from spark_job import APPLICATION_MARKER, METRICS_MARKER
 from spark_job.commit_log import CommitLog, log_uri
 from spark_job.config import PipelineConfig, SequenceSpec, load_config
 from spark_job.errors import PipelineFailed
+from spark_job.markers import APPLICATION_MARKER, METRICS_MARKER, marker_line
 from spark_job.metrics import RunMetrics, SequenceMetrics, runtime_from_env, write_metrics
 from spark_job.quality import ExpectationFailed, SequenceRules
 from spark_job.scheduler import DEFAULT_MAX_PARALLEL, SchedulerCallbacks, SequenceScheduler
@@ -237,8 +237,7 @@ class BasePipeline:
     def announce_application(self, spark: SparkSession) -> None:
         """Print the application's id and live UI address for whoever follows the driver's output."""
         ui_url = None if is_connect(spark) else spark.sparkContext.uiWebUrl
-        text = json.dumps({"app_id": self.metrics.spark_app_id, "ui_url": ui_url}, separators=(",", ":"))
-        print(APPLICATION_MARKER + text, flush=True)
+        print(marker_line(APPLICATION_MARKER, {"app_id": self.metrics.spark_app_id, "ui_url": ui_url}), flush=True)
 
     def apply_runtime_conf(self, spark: SparkSession) -> None:
         for key, value in self.config.spark_conf.items():
@@ -685,7 +684,7 @@ class BasePipeline:
                 write_metrics(self.metrics_out, text, self.spark)
             except Exception as exc:
                 log.error("sparkpipe: could not write metrics to %s: %s", self.metrics_out, exc)
-        print(METRICS_MARKER + text, flush=True)
+        print(marker_line(METRICS_MARKER, document), flush=True)
 
 
 def sql_functions(spark: SparkSession) -> Any:

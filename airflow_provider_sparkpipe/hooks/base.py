@@ -1,86 +1,27 @@
-"""``SparkPipelineHook``: the interface every runtime's hook implements (submit, poll, cancel, metrics)."""
+"""``SparkPipelineHook``: the interface every runtime's hook implements (submit, poll, cancel, metrics),
+and ``hook_for``, which finds the hook a runtime names."""
 
 from __future__ import annotations
 
+import importlib
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any, ClassVar, Generic, TypeVar
 
 from airflow.sdk import BaseHook
 
+from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.get_provider_info import SPARKPIPE_UI_FIELD_BEHAVIOUR
+from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
+from airflow_provider_sparkpipe.runtimes.base import SparkRuntime
+from airflow_provider_sparkpipe.runtimes.registry import runtime_from_connection
+from airflow_provider_sparkpipe.staging import Staging
 
-if TYPE_CHECKING:
-    from airflow_provider_sparkpipe.runtimes.base import SparkRuntime
-
-
-class RunState(StrEnum):
-    """The state of one submitted pipeline run, as every runtime reports it."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED)
+RuntimeT = TypeVar("RuntimeT", bound=SparkRuntime)
 
 
-@dataclass(frozen=True)
-class PipelineSubmission:
-    """Everything a runtime needs to run one pipeline once.
-
-    Parameters:
-        document: the validated config after ``${var}`` substitution, ``query_file`` inlined and
-            ``${env:NAME}`` kept as written (secrets resolve on the driver): staged as ``config.json``.
-        app_name: the Spark application name.
-        task_key: unique per task instance (dag, task, run, map index) and per clear of it, safe in
-            paths and job ids; a runtime uses it to find a run an earlier attempt (a retry) of the same
-            task left behind.
-        try_number: the attempt.
-        labels: short key/values identifying the run (dag_id, task_id, run_id) for the runtime's UI.
-        environment: secrets for the driver's environment (credentials of Airflow connections the
-            config names), read by its ``${env:NAME}`` references; never staged or logged. Only
-            runtimes with ``passes_environment`` receive a non-empty one.
-    """
-
-    document: Mapping[str, Any]
-    app_name: str
-    task_key: str
-    try_number: int = 1
-    labels: Mapping[str, str] = field(default_factory=dict)
-    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def run_key(self) -> str:
-        """Unique per attempt: ``<task_key>__try<n>``."""
-        return f"{self.task_key}__try{self.try_number}"
-
-
-@dataclass
-class PipelineRun:
-    """A handle on one submitted run: what polling, cancelling and reading metrics need.
-
-    ``details`` stays JSON-serialisable so that a deferred operator can hand the run to a trigger.
-    """
-
-    runtime_kind: str
-    run_id: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"runtime_kind": self.runtime_kind, "run_id": self.run_id, "details": self.details}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PipelineRun:
-        return cls(str(data["runtime_kind"]), str(data["run_id"]), dict(data.get("details") or {}))
-
-
-class SparkPipelineHook(BaseHook):
+class SparkPipelineHook(BaseHook, Generic[RuntimeT]):
     """Base of the runtime hooks, and the hook of the ``sparkpipe`` connection type.
 
     A subclass per runtime implements :meth:`submit`, :meth:`poll`, :meth:`cancel` and
@@ -99,8 +40,14 @@ class SparkPipelineHook(BaseHook):
     conn_type = "sparkpipe"
     hook_name = "Spark pipeline (sparkpipe)"
 
+    passes_environment: ClassVar[bool] = False
+    """Whether the hook hands ``PipelineSubmission.environment`` (connection secrets) to the driver."""
+
+    supports_deferral: ClassVar[bool] = False
+    """Whether a submitted run can be polled from the triggerer (a remote job, not a local process)."""
+
     def __init__(
-        self, runtime: SparkRuntime | None = None, sparkpipe_conn_id: str = default_conn_name, **kwargs: Any
+        self, runtime: RuntimeT | None = None, sparkpipe_conn_id: str = default_conn_name, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.sparkpipe_conn_id = sparkpipe_conn_id
@@ -110,11 +57,11 @@ class SparkPipelineHook(BaseHook):
         self.on_run_url: Callable[[str], None] | None = None
 
     @property
-    def runtime(self) -> SparkRuntime:
+    def runtime(self) -> RuntimeT:
+        """This hook's runtime (the one its connection describes when none was given)."""
         if self._runtime is None:
-            from airflow_provider_sparkpipe.runtimes.base import runtime_from_connection
-
-            self._runtime = runtime_from_connection(self.get_connection(self.sparkpipe_conn_id))
+            self._runtime = runtime_from_connection(self.get_connection(self.sparkpipe_conn_id))  # type: ignore[assignment]
+        assert self._runtime is not None
         return self._runtime
 
     @classmethod
@@ -131,7 +78,7 @@ class SparkPipelineHook(BaseHook):
         """Check that the connection describes a valid runtime and that the runtime is usable."""
         try:
             runtime = self.runtime
-            hook = self if type(self) is not SparkPipelineHook else runtime.hook()
+            hook = self if type(self) is not SparkPipelineHook else hook_for(runtime)
             return True, hook.check()
         except Exception as exc:
             return False, str(exc)
@@ -144,19 +91,36 @@ class SparkPipelineHook(BaseHook):
 
     def submit(self, submission: PipelineSubmission) -> PipelineRun:
         """Stage the driver and the config and start the run (or re-attach to the same run key)."""
-        raise NotImplementedError(f"{type(self).__name__} does not submit pipelines; use runtime.hook()")
+        raise NotImplementedError(f"{type(self).__name__} does not submit pipelines; use hook_for(runtime)")
 
     def poll(self, run: PipelineRun) -> RunState:
         """The current state of a run, without waiting."""
-        raise NotImplementedError(f"{type(self).__name__} does not poll pipelines; use runtime.hook()")
+        raise NotImplementedError(f"{type(self).__name__} does not poll pipelines; use hook_for(runtime)")
 
     def cancel(self, run: PipelineRun) -> None:
         """Stop a run and everything it started; a finished run is left as it is."""
-        raise NotImplementedError(f"{type(self).__name__} does not cancel pipelines; use runtime.hook()")
+        raise NotImplementedError(f"{type(self).__name__} does not cancel pipelines; use hook_for(runtime)")
 
     def fetch_metrics(self, run: PipelineRun) -> dict[str, Any] | None:
-        """The metrics document the driver wrote for a finished run, or None if it wrote none."""
-        raise NotImplementedError(f"{type(self).__name__} does not read metrics; use runtime.hook()")
+        """The metrics document the driver wrote for a finished run, or None if it wrote none.
+
+        The staged ``metrics.json`` (``run.details["metrics_uri"]``) when the run has one, else the
+        document of the driver's ``SPARKPIPE_METRICS`` line (:meth:`announced_metrics`)."""
+        uri = run.details.get("metrics_uri")
+        if uri and self.staging is not None:
+            metrics = self.staging.read_metrics(str(uri))
+            if metrics is not None:
+                return metrics
+        return self.announced_metrics(run)
+
+    @cached_property
+    def staging(self) -> Staging | None:
+        """Where this hook stages the bundle, configs and metrics (:mod:`airflow_provider_sparkpipe.staging`)."""
+        return None
+
+    def announced_metrics(self, run: PipelineRun) -> dict[str, Any] | None:
+        """The metrics the driver printed on its ``SPARKPIPE_METRICS`` line, when the hook reads its output."""
+        return None
 
     def cleanup(self, run: PipelineRun, state: RunState) -> None:
         """Remove what the run staged once its metrics are read (nothing by default)."""
@@ -181,3 +145,24 @@ class SparkPipelineHook(BaseHook):
         while not (state := self.poll(run)).finished:
             time.sleep(poll_interval)
         return state
+
+
+def hook_class_of(runtime: SparkRuntime | type[SparkRuntime]) -> type[SparkPipelineHook[Any]]:
+    """The hook class a runtime names in ``hook_class``, imported."""
+    path = getattr(runtime, "hook_class", None)
+    where = f"runtime {getattr(runtime, 'kind', runtime)!r}"
+    if not isinstance(path, str) or "." not in path:
+        raise SparkRuntimeError(f"{where}: hook_class must be the dotted path of a SparkPipelineHook, not {path!r}")
+    module_name, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise SparkRuntimeError(f"{where}: cannot import its hook_class {path!r}: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, SparkPipelineHook)):
+        raise SparkRuntimeError(f"{where}: hook_class {path!r} is not a SparkPipelineHook")
+    return cls
+
+
+def hook_for(runtime: SparkRuntime) -> SparkPipelineHook[Any]:
+    """The hook that runs pipelines on ``runtime``: its ``hook_class``, built for it."""
+    return hook_class_of(runtime)(runtime)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import re
-import tempfile
 from abc import abstractmethod
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from airflow.providers.google.cloud.hooks.dataproc import DataprocHook
 from airflow.providers.google.cloud.hooks.gcs import GCSHook
@@ -18,15 +16,13 @@ from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFou
 from google.cloud.dataproc_v1 import Batch, Job, JobStatus
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
-from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState, SparkPipelineHook
+from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
 from airflow_provider_sparkpipe.links.dataproc import dataproc_batch_url, dataproc_job_url
-from spark_job import APPLICATION_MARKER, METRICS_MARKER
+from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
+from airflow_provider_sparkpipe.runtimes.dataproc import DataprocCluster, DataprocServerless, _DataprocRuntime
+from airflow_provider_sparkpipe.staging import GCSStore, StagedRun, Staging
+from spark_job.markers import is_marker_line, last_metrics
 
-if TYPE_CHECKING:
-    from airflow_provider_sparkpipe.runtimes.google import DataprocCluster, DataprocServerless, _DataprocRuntime
-
-CONFIG_NAME = "config.json"
-METRICS_NAME = "metrics.json"
 OUTPUT_TAIL_LINES = 40
 _MAX_ATTEMPTS = 100
 _REMOTE_ID_BASE_LENGTH = 55  # batch ids are at most 63 characters: leave room for "-<attempt>"
@@ -94,70 +90,45 @@ def dataproc_labels(submission: PipelineSubmission, extra: dict[str, str]) -> di
     return labels
 
 
-class DataprocPipelineHook(SparkPipelineHook):
+DataprocRuntimeT = TypeVar("DataprocRuntimeT", bound=_DataprocRuntime)
+
+
+class DataprocPipelineHook(SparkPipelineHook[DataprocRuntimeT]):
     """What the Dataproc job and batch hooks share: staging on GCS, attempt ids, metrics, driver output.
 
     Each task instance gets the ids ``<stem>-1``, ``<stem>-2``, ... (:func:`remote_id_base`).
     ``submit`` looks them up in order: when the latest is pending, running or succeeded, it is
     re-attached (a retry after a lost worker never starts a second job); otherwise the next id is
-    submitted. A run's files live under ``<staging_uri>/runs/<id>/``.
+    submitted. A run's files live under ``<staging_uri>/runs/<id>/`` (:mod:`~airflow_provider_sparkpipe.staging`).
     """
 
     remote_noun = "job"
-
-    def __init__(self, runtime: _DataprocRuntime, **kwargs: Any) -> None:
-        super().__init__(runtime=runtime, **kwargs)
-        self.dataproc_runtime = runtime
+    supports_deferral = True
 
     @cached_property
     def dataproc(self) -> EndpointDataprocHook:
-        rt = self.dataproc_runtime
+        rt = self.runtime
         return EndpointDataprocHook(
             gcp_conn_id=rt.gcp_conn_id, impersonation_chain=rt.impersonation_chain, api_endpoint=rt.api_endpoint
         )
 
     @cached_property
     def gcs(self) -> GCSHook:
-        rt = self.dataproc_runtime
+        rt = self.runtime
         return GCSHook(gcp_conn_id=rt.gcp_conn_id, impersonation_chain=rt.impersonation_chain)
 
     def check(self) -> str:
         credentials = self.dataproc.get_credentials()
-        bucket_exists = self.gcs.get_bucket(self.dataproc_runtime.bucket).exists()
+        bucket_exists = self.gcs.get_bucket(self.runtime.bucket).exists()
         if not bucket_exists:
             raise SparkRuntimeError(
-                f"{self.runtime.describe()}: staging bucket {self.dataproc_runtime.bucket!r} not found (staging_uri)"
+                f"{self.runtime.describe()}: staging bucket {self.runtime.bucket!r} not found (staging_uri)"
             )
         return f"{self.runtime.describe()} as {getattr(credentials, 'service_account_email', 'default credentials')}"
 
-    # Staging. --------------------------------------------------------------------------------------
-
-    def object_name(self, *parts: str) -> str:
-        return "/".join(p for p in (self.dataproc_runtime.prefix, *parts) if p)
-
-    def uri(self, object_name: str) -> str:
-        return f"gs://{self.dataproc_runtime.bucket}/{object_name}"
-
-    def run_object(self, remote_id: str, name: str) -> str:
-        return self.object_name("runs", remote_id, name)
-
-    def stage_bundle(self) -> tuple[str, str]:
-        """Upload the driver bundle unless this version is already staged; return (entry, zip) URIs."""
-        from spark_job.bundle import build_bundle
-
-        bucket = self.dataproc_runtime.bucket
-        with tempfile.TemporaryDirectory(prefix="sparkpipe-bundle-") as tmp:
-            bundle = build_bundle(tmp)
-            uris = []
-            for path in (bundle.main_file, bundle.py_files):
-                name = self.object_name("bundles", bundle.digest, path.name)
-                if self.gcs.exists(bucket, name):
-                    self.log.info("Driver bundle %s already staged", self.uri(name))
-                else:
-                    self.gcs.upload(bucket, name, filename=str(path))
-                    self.log.info("Staged %s", self.uri(name))
-                uris.append(self.uri(name))
-        return uris[0], uris[1]
+    @cached_property
+    def staging(self) -> Staging:
+        return Staging(GCSStore(self.gcs), self.runtime.staging_uri, self.log)
 
     # The runtime interface. ------------------------------------------------------------------------
 
@@ -179,19 +150,8 @@ class DataprocPipelineHook(SparkPipelineHook):
             self.log.info(
                 "Dataproc %s %s ended %s: submitting %s", self.remote_noun, latest[0], latest[1].value, remote_id
             )
-        main_uri, zip_uri = self.stage_bundle()
-        bucket = self.dataproc_runtime.bucket
-        stale = self.run_object(remote_id, METRICS_NAME)
-        if self.gcs.exists(bucket, stale):  # a deleted job's id used again: never read its old metrics
-            self.gcs.delete(bucket, stale)
-        config_object = self.run_object(remote_id, CONFIG_NAME)
-        self.gcs.upload(
-            bucket,
-            config_object,
-            data=json.dumps(submission.document, indent=2) + "\n",
-            mime_type="application/json",
-        )
-        body = self.render(submission, remote_id, main_uri, zip_uri)
+        staged = self.staging.stage(remote_id, submission.document)
+        body = self.render(submission, remote_id, staged)
         try:
             self._create(remote_id, body)
         except AlreadyExists:
@@ -200,15 +160,24 @@ class DataprocPipelineHook(SparkPipelineHook):
         self.log.info("Submitted Dataproc %s %s: %s", self.remote_noun, remote_id, self.run_url(self._run(remote_id)))
         return self._run(remote_id)
 
-    def driver_args(self, remote_id: str) -> list[str]:
+    def driver_args(self, staged: StagedRun) -> list[str]:
         """The driver's arguments: ``config.json`` is a ``file_uris`` entry, so the driver opens it locally."""
-        return ["run", "--config", CONFIG_NAME, "--metrics-out", self.uri(self.run_object(remote_id, METRICS_NAME))]
+        return ["run", "--config", staged.config_uri.rsplit("/", 1)[1], "--metrics-out", staged.metrics_uri]
+
+    def pyspark_files(self, staged: StagedRun) -> dict[str, Any]:
+        """The entry file, the bundle, the config and the driver's arguments of a job or batch."""
+        return {
+            "main_python_file_uri": staged.bundle.main_uri,
+            "python_file_uris": [staged.bundle.py_files_uri],
+            "file_uris": [staged.config_uri],
+            "args": self.driver_args(staged),
+        }
 
     def spark_properties(self, submission: PipelineSubmission) -> dict[str, str]:
         """The config's ``spark_conf`` overridden by the runtime's ``properties``."""
         conf = submission.document.get("spark_conf") or {}
         merged = {str(k): _spark_str(v) for k, v in dict(conf).items()}
-        merged.update(self.dataproc_runtime.properties)
+        merged.update(self.runtime.properties)
         return merged
 
     def poll(self, run: PipelineRun) -> RunState:
@@ -222,26 +191,13 @@ class DataprocPipelineHook(SparkPipelineHook):
             raise NotFound(f"Dataproc {self.remote_noun} {run.run_id} no longer exists")
         return state
 
-    def fetch_metrics(self, run: PipelineRun) -> dict[str, Any] | None:
-        bucket, name = self.dataproc_runtime.bucket, self.run_object(run.run_id, METRICS_NAME)
-        if self.gcs.exists(bucket, name):
-            try:
-                return dict(json.loads(self.gcs.download(bucket, name)))
-            except ValueError as exc:
-                self.log.warning("Cannot read %s: %s", self.uri(name), exc)
-        for line in reversed(self._driver_output_tail(run)):
-            if line.startswith(METRICS_MARKER):
-                return dict(json.loads(line[len(METRICS_MARKER) :]))
-        return None
+    def announced_metrics(self, run: PipelineRun) -> dict[str, Any] | None:
+        return last_metrics(self._driver_output_tail(run))
 
     def describe_failure(self, run: PipelineRun) -> str | None:
         try:
             detail = self._state_detail(run.run_id)
-            tail = [
-                line
-                for line in self._driver_output_tail(run)
-                if not line.startswith((METRICS_MARKER, APPLICATION_MARKER))
-            ]
+            tail = [line for line in self._driver_output_tail(run) if not is_marker_line(line)]
         except Exception as exc:  # the failure is what matters; a missing detail must not hide it
             self.log.warning("Cannot read the details of %s: %s", run.run_id, exc)
             return f"Dataproc {self.remote_noun} {run.run_id} failed"
@@ -254,8 +210,8 @@ class DataprocPipelineHook(SparkPipelineHook):
         return {
             "kind": run.runtime_kind,
             f"{self.remote_noun}_id": run.run_id,
-            "project_id": self.dataproc_runtime.project_id,
-            "region": self.dataproc_runtime.region,
+            "project_id": self.runtime.project_id,
+            "region": self.runtime.region,
             "url": self.run_url(run),
         }
 
@@ -270,14 +226,14 @@ class DataprocPipelineHook(SparkPipelineHook):
         raise RuntimeError(f"{_MAX_ATTEMPTS} Dataproc {self.remote_noun}s exist for {stem}: refusing to submit more")
 
     def _run(self, remote_id: str) -> PipelineRun:
-        rt = self.dataproc_runtime
+        rt = self.runtime
         return PipelineRun(
             runtime_kind=rt.kind,
             run_id=remote_id,
             details={
                 "project_id": rt.project_id,
                 "region": rt.region,
-                "metrics_uri": self.uri(self.run_object(remote_id, METRICS_NAME)),
+                "metrics_uri": self.staging.metrics_uri(remote_id),
             },
         )
 
@@ -296,7 +252,7 @@ class DataprocPipelineHook(SparkPipelineHook):
         return lines[-OUTPUT_TAIL_LINES:]
 
     @abstractmethod
-    def render(self, submission: PipelineSubmission, remote_id: str, main_uri: str, zip_uri: str) -> dict[str, Any]:
+    def render(self, submission: PipelineSubmission, remote_id: str, staged: StagedRun) -> dict[str, Any]:
         """The job / batch as the dict form of its ``google.cloud.dataproc_v1`` message."""
 
     @abstractmethod
@@ -313,40 +269,30 @@ class DataprocPipelineHook(SparkPipelineHook):
     def _driver_output_uri(self, remote_id: str) -> str | None: ...
 
 
-class DataprocClusterHook(DataprocPipelineHook):
+class DataprocClusterHook(DataprocPipelineHook[DataprocCluster]):
     """Run pipelines as PySpark jobs on a :class:`~airflow_provider_sparkpipe.runtimes.DataprocCluster`."""
 
     hook_name = "Spark pipeline on a Dataproc cluster"
     remote_noun = "job"
 
-    def __init__(self, runtime: DataprocCluster, **kwargs: Any) -> None:
-        super().__init__(runtime, **kwargs)
-        self.cluster = runtime
-
-    def render(self, submission: PipelineSubmission, remote_id: str, main_uri: str, zip_uri: str) -> dict[str, Any]:
+    def render(self, submission: PipelineSubmission, remote_id: str, staged: StagedRun) -> dict[str, Any]:
         return {
-            "reference": {"project_id": self.cluster.project_id, "job_id": remote_id},
-            "placement": {"cluster_name": self.cluster.cluster_name},
-            "labels": dataproc_labels(submission, dict(self.cluster.labels)),
-            "pyspark_job": {
-                "main_python_file_uri": main_uri,
-                "python_file_uris": [zip_uri],
-                "file_uris": [self.uri(self.run_object(remote_id, CONFIG_NAME))],
-                "args": self.driver_args(remote_id),
-                "properties": self.spark_properties(submission),
-            },
+            "reference": {"project_id": self.runtime.project_id, "job_id": remote_id},
+            "placement": {"cluster_name": self.runtime.cluster_name},
+            "labels": dataproc_labels(submission, dict(self.runtime.labels)),
+            "pyspark_job": {**self.pyspark_files(staged), "properties": self.spark_properties(submission)},
         }
 
     def _create(self, remote_id: str, body: dict[str, Any]) -> None:
         self.dataproc.submit_job(
             job=body,
-            project_id=self.cluster.project_id,
-            region=self.cluster.region,
+            project_id=self.runtime.project_id,
+            region=self.runtime.region,
             request_id=remote_id[-40:],  # Dataproc keeps request ids for a while: a resent request is a no-op
         )
 
     def _get(self, job_id: str) -> Job:
-        return self.dataproc.get_job(job_id=job_id, project_id=self.cluster.project_id, region=self.cluster.region)
+        return self.dataproc.get_job(job_id=job_id, project_id=self.runtime.project_id, region=self.runtime.region)
 
     def _remote_state(self, remote_id: str) -> RunState | None:
         try:
@@ -359,10 +305,10 @@ class DataprocClusterHook(DataprocPipelineHook):
             return
         self.log.info("Cancelling Dataproc job %s", run.run_id)
         with contextlib.suppress(FailedPrecondition):  # it finished in the meantime
-            self.dataproc.cancel_job(job_id=run.run_id, project_id=self.cluster.project_id, region=self.cluster.region)
+            self.dataproc.cancel_job(job_id=run.run_id, project_id=self.runtime.project_id, region=self.runtime.region)
 
     def run_url(self, run: PipelineRun) -> str | None:
-        return dataproc_job_url(self.cluster.project_id, self.cluster.region, run.run_id)
+        return dataproc_job_url(self.runtime.project_id, self.runtime.region, run.run_id)
 
     def _state_detail(self, remote_id: str) -> str:
         status = self._get(remote_id).status
@@ -372,18 +318,14 @@ class DataprocClusterHook(DataprocPipelineHook):
         return self._get(remote_id).driver_output_resource_uri or None
 
 
-class DataprocServerlessHook(DataprocPipelineHook):
+class DataprocServerlessHook(DataprocPipelineHook[DataprocServerless]):
     """Run pipelines as batches on a :class:`~airflow_provider_sparkpipe.runtimes.DataprocServerless` runtime."""
 
     hook_name = "Spark pipeline on Dataproc Serverless"
     remote_noun = "batch"
 
-    def __init__(self, runtime: DataprocServerless, **kwargs: Any) -> None:
-        super().__init__(runtime, **kwargs)
-        self.serverless = runtime
-
-    def render(self, submission: PipelineSubmission, remote_id: str, main_uri: str, zip_uri: str) -> dict[str, Any]:
-        rt = self.serverless
+    def render(self, submission: PipelineSubmission, remote_id: str, staged: StagedRun) -> dict[str, Any]:
+        rt = self.runtime
         runtime_config: dict[str, Any] = {"properties": self.spark_properties(submission)}
         if rt.runtime_version:
             runtime_config["version"] = rt.runtime_version
@@ -398,12 +340,7 @@ class DataprocServerlessHook(DataprocPipelineHook):
             execution["kms_key"] = rt.kms_key
         body: dict[str, Any] = {
             "labels": dataproc_labels(submission, dict(rt.labels)),
-            "pyspark_batch": {
-                "main_python_file_uri": main_uri,
-                "python_file_uris": [zip_uri],
-                "file_uris": [self.uri(self.run_object(remote_id, CONFIG_NAME))],
-                "args": self.driver_args(remote_id),
-            },
+            "pyspark_batch": self.pyspark_files(staged),
             "runtime_config": runtime_config,
         }
         if execution:
@@ -413,8 +350,8 @@ class DataprocServerlessHook(DataprocPipelineHook):
     def _create(self, remote_id: str, body: dict[str, Any]) -> None:
         # create_batch returns a long-running operation; the batch itself is what poll() follows.
         self.dataproc.create_batch(
-            region=self.serverless.region,
-            project_id=self.serverless.project_id,
+            region=self.runtime.region,
+            project_id=self.runtime.project_id,
             batch=body,
             batch_id=remote_id,
             request_id=remote_id[-40:],
@@ -422,7 +359,7 @@ class DataprocServerlessHook(DataprocPipelineHook):
 
     def _get(self, batch_id: str) -> Batch:
         return self.dataproc.get_batch(
-            batch_id=batch_id, project_id=self.serverless.project_id, region=self.serverless.region
+            batch_id=batch_id, project_id=self.runtime.project_id, region=self.runtime.region
         )
 
     def _remote_state(self, remote_id: str) -> RunState | None:
@@ -440,12 +377,12 @@ class DataprocServerlessHook(DataprocPipelineHook):
         if _BATCH_STATES[batch.state].finished:
             return
         self.log.info("Cancelling Dataproc batch %s (operation %s)", run.run_id, batch.operation)
-        operations = self.dataproc.get_operations_client(region=self.serverless.region)
+        operations = self.dataproc.get_operations_client(region=self.runtime.region)
         with contextlib.suppress(FailedPrecondition):  # it finished in the meantime
             operations.cancel_operation(name=batch.operation)
 
     def run_url(self, run: PipelineRun) -> str | None:
-        return dataproc_batch_url(self.serverless.project_id, self.serverless.region, run.run_id)
+        return dataproc_batch_url(self.runtime.project_id, self.runtime.region, run.run_id)
 
     def _state_detail(self, remote_id: str) -> str:
         batch = self._get(remote_id)

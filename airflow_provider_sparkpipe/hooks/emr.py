@@ -13,27 +13,22 @@ from __future__ import annotations
 import datetime
 import gzip
 import hashlib
-import io
-import json
 import re
 import shlex
-import tempfile
-import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from airflow.providers.amazon.aws.hooks.emr import EmrContainerHook, EmrHook, EmrServerlessHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
-from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState, SparkPipelineHook
-from airflow_provider_sparkpipe.links.emr import run_url
-
-if TYPE_CHECKING:
-    from airflow_provider_sparkpipe.runtimes.aws import EmrCluster, EmrOnEks, EmrServerless
+from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
+from airflow_provider_sparkpipe.links.emr import emr_cluster_url, emr_on_eks_job_run_url, emr_serverless_job_run_url
+from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
+from airflow_provider_sparkpipe.runtimes.emr import EmrCluster, EmrOnEks, EmrServerless
+from airflow_provider_sparkpipe.staging import S3Store, StagedRun, Staging
 
 CONFIG_ALIAS = "sparkpipe-config"
 """The folder the config archive is unpacked to in the driver's working directory."""
@@ -43,17 +38,6 @@ REATTACH_LOOKBACK = datetime.timedelta(days=7)
 _TAIL_LINES = 40
 _LIST_VALUED_CONF = ("spark.submit.pyFiles", "spark.archives")
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9 /_.:=+@-]")
-
-
-@dataclass(frozen=True)
-class StagedRun:
-    """Where one run's files are in S3."""
-
-    main_uri: str
-    py_files_uri: str
-    config_uri: str
-    config_archive_uri: str
-    metrics_uri: str
 
 
 @dataclass(frozen=True)
@@ -70,11 +54,15 @@ def run_name_base(task_key: str) -> str:
     return "sparkpipe-" + hashlib.sha256(task_key.encode()).hexdigest()[:16]
 
 
-def run_prefix(staging_uri: str, task_key: str, generation: int) -> str:
-    return f"{staging_uri.rstrip('/')}/runs/{task_key}/{generation}"
+def run_path(task_key: str, generation: int) -> str:
+    """The run's folder under ``<staging_uri>/runs/``: one per task instance and generation."""
+    return f"{task_key}/{generation}"
 
 
-class EmrPipelineHook(SparkPipelineHook):
+EmrRuntimeT = TypeVar("EmrRuntimeT", EmrCluster, EmrServerless, EmrOnEks)
+
+
+class EmrPipelineHook(SparkPipelineHook[EmrRuntimeT]):
     """What the three EMR hooks share: staging, re-attaching, metrics and the driver's log tail.
 
     Idempotence: every remote run of a task instance is named ``sparkpipe-<hash of the task key>-<n>``.
@@ -88,14 +76,15 @@ class EmrPipelineHook(SparkPipelineHook):
     """Raw EMR states of an earlier run that a new attempt re-attaches to instead of submitting."""
     STATES: ClassVar[Mapping[str, RunState]]
     """Raw EMR state -> RunState; a state being cancelled maps to RUNNING (not finished yet)."""
-
-    def __init__(self, runtime: EmrCluster | EmrServerless | EmrOnEks, **kwargs: Any) -> None:
-        super().__init__(runtime=runtime, **kwargs)
-        self.aws = runtime
+    supports_deferral = True
 
     @cached_property
     def s3(self) -> S3Hook:
-        return S3Hook(aws_conn_id=self.aws.aws_conn_id, region_name=self.aws.region_name)
+        return S3Hook(aws_conn_id=self.runtime.aws_conn_id, region_name=self.runtime.region_name)
+
+    @cached_property
+    def staging(self) -> Staging:
+        return Staging(S3Store(self.s3), self.runtime.staging_uri, self.log)
 
     @property
     def region(self) -> str:
@@ -140,23 +129,12 @@ class EmrPipelineHook(SparkPipelineHook):
         self.log.info("Cancelling %s", run.run_id)
         self.cancel_remote(run)
 
-    def fetch_metrics(self, run: PipelineRun) -> dict[str, Any] | None:
-        bucket, key = S3Hook.parse_s3_url(run.details["metrics_uri"])
-        if not self.s3.check_for_key(key, bucket):
-            return None
-        try:
-            return dict(json.loads(self.s3.read_key(key, bucket)))
-        except ValueError as exc:
-            self.log.warning("Cannot read %s: %s", run.details["metrics_uri"], exc)
-            return None
-
     def cleanup(self, run: PipelineRun, state: RunState) -> None:
         """Remove a successful run's staged config (metrics.json stays: a re-attaching retry reads it)."""
         if state != RunState.SUCCEEDED:
             self.log.info("Run files kept for inspection under %s", run.details["run_prefix"])
             return
-        bucket, prefix = S3Hook.parse_s3_url(run.details["run_prefix"])
-        self.s3.delete_objects(bucket, [f"{prefix}/config.json", f"{prefix}/config.zip"])
+        self.staging.discard_config(run.details["run_prefix"])
 
     def describe_failure(self, run: PipelineRun) -> str | None:
         reason = self.failure_reason(run)
@@ -164,9 +142,6 @@ class EmrPipelineHook(SparkPipelineHook):
         if tail:
             return f"{reason or run.run_id + ' failed'}; last lines of the driver's output:\n{tail}"
         return reason
-
-    def run_url(self, run: PipelineRun) -> str | None:
-        return run_url(run.runtime_kind, run.details)
 
     def runtime_info(self, run: PipelineRun) -> dict[str, Any]:
         """The metrics' ``runtime`` block: kind, ``job_id`` (step / job run id), the EMR ids and the console URL."""
@@ -182,37 +157,13 @@ class EmrPipelineHook(SparkPipelineHook):
     # Staging. --------------------------------------------------------------------------------------
 
     def stage(self, submission: PipelineSubmission, generation: int) -> StagedRun:
-        """Upload the driver bundle (once per version) and this run's config; say where metrics go."""
-        from spark_job.bundle import build_bundle
-
-        staging = self.aws.staging_uri.rstrip("/")
-        bundle = build_bundle(Path(tempfile.gettempdir()) / "sparkpipe" / "bundle")
-        main_uri = f"{staging}/bundle/{bundle.digest}/{bundle.main_file.name}"
-        py_files_uri = f"{staging}/bundle/{bundle.py_files.name}"
-        for path, uri in ((bundle.main_file, main_uri), (bundle.py_files, py_files_uri)):
-            bucket, key = S3Hook.parse_s3_url(uri)
-            if not self.s3.check_for_key(key, bucket):
-                self.log.info("Uploading the driver bundle to %s", uri)
-                self.s3.load_file(str(path), key, bucket, replace=True)
-        prefix = run_prefix(staging, submission.task_key, generation)
-        config = (json.dumps(submission.document, indent=2) + "\n").encode()
-        bucket, key = S3Hook.parse_s3_url(prefix)
-        self.s3.load_bytes(config, f"{key}/config.json", bucket, replace=True)
-        self.s3.load_bytes(_config_archive(config), f"{key}/config.zip", bucket, replace=True)
-        # A new run of this generation never reads metrics an earlier one left behind.
-        self.s3.delete_objects(bucket, [f"{key}/metrics.json"])
-        return StagedRun(
-            main_uri=main_uri,
-            py_files_uri=py_files_uri,
-            config_uri=f"{prefix}/config.json",
-            config_archive_uri=f"{prefix}/config.zip",
-            metrics_uri=f"{prefix}/metrics.json",
-        )
+        """Upload the driver bundle (once per version) and this run's config and its archive."""
+        return self.staging.stage(run_path(submission.task_key, generation), submission.document, archive=True)
 
     def spark_conf(self, submission: PipelineSubmission) -> dict[str, str]:
         """The runtime's Spark properties under the pipeline's own ``spark_conf``."""
         document_conf = submission.document.get("spark_conf") or {}
-        return {**self.aws.spark_conf, **{str(k): _spark_str(v) for k, v in document_conf.items()}}
+        return {**self.runtime.spark_conf, **{str(k): _spark_str(v) for k, v in document_conf.items()}}
 
     def job_run_overrides(
         self, submission: PipelineSubmission, staged: StagedRun, log_uri: str | None
@@ -232,7 +183,7 @@ class EmrPipelineHook(SparkPipelineHook):
         """(Spark properties, list-valued properties with the driver's files added in front of the user's)."""
         conf = self.spark_conf(submission)
         lists = {
-            "spark.submit.pyFiles": staged.py_files_uri,
+            "spark.submit.pyFiles": staged.bundle.py_files_uri,
             "spark.archives": f"{staged.config_archive_uri}#{CONFIG_ALIAS}",
         }
         for name in _LIST_VALUED_CONF:
@@ -246,7 +197,7 @@ class EmrPipelineHook(SparkPipelineHook):
     def tags(self, submission: PipelineSubmission, name: str) -> dict[str, str]:
         """Job run tags: the runtime's, then dag, task and run ids and the run name."""
         ids = {f"sparkpipe:{k}": v for k, v in submission.labels.items()}
-        tags = {**getattr(self.aws, "tags", {}), **ids, "sparkpipe:run": name}
+        tags = {**getattr(self.runtime, "tags", {}), **ids, "sparkpipe:run": name}
         return {_TAG_UNSAFE.sub("_", k)[:128]: _TAG_UNSAFE.sub("_", v)[:256] or "-" for k, v in tags.items()}
 
     # Runtime-specific parts. -----------------------------------------------------------------------
@@ -278,16 +229,16 @@ class EmrPipelineHook(SparkPipelineHook):
     # Internals. ------------------------------------------------------------------------------------
 
     def _handle(self, task_key: str, generation: int, remote_id: str, *, reattached: bool) -> PipelineRun:
-        prefix = run_prefix(self.aws.staging_uri, task_key, generation)
+        path = run_path(task_key, generation)
         details = {
             "region": self.region,
             "generation": generation,
-            "run_prefix": prefix,
-            "metrics_uri": f"{prefix}/metrics.json",
+            "run_prefix": self.staging.run_uri(path),
+            "metrics_uri": self.staging.metrics_uri(path),
             "reattached": reattached,
             **self.run_details(remote_id),
         }
-        return PipelineRun(runtime_kind=self.aws.kind, run_id=remote_id, details=details)
+        return PipelineRun(runtime_kind=self.runtime.kind, run_id=remote_id, details=details)
 
     def _latest(self, base: str, found: Iterable[tuple[str, str, str]]) -> RemoteRun | None:
         """The highest generation among (name, id, state) whose name is ``<base>-<n>``."""
@@ -317,7 +268,7 @@ class EmrPipelineHook(SparkPipelineHook):
         return "\n".join(lines[-_TAIL_LINES:]) or None
 
 
-class EmrClusterPipelineHook(EmrPipelineHook):
+class EmrClusterPipelineHook(EmrPipelineHook[EmrCluster]):
     """Run pipelines as ``command-runner.jar`` ``spark-submit`` steps on an EMR on EC2 cluster (``EmrHook``).
 
     Steps take no client token: the step name carries the task's run name, and ``submit`` lists the
@@ -337,17 +288,15 @@ class EmrClusterPipelineHook(EmrPipelineHook):
     }
     ACTIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
 
-    aws: EmrCluster
-
     @cached_property
     def emr(self) -> EmrHook:
-        return EmrHook(emr_conn_id=None, aws_conn_id=self.aws.aws_conn_id, region_name=self.aws.region_name)
+        return EmrHook(emr_conn_id=None, aws_conn_id=self.runtime.aws_conn_id, region_name=self.runtime.region_name)
 
     @cached_property
     def job_flow_id(self) -> str:
-        if self.aws.job_flow_id:
-            return self.aws.job_flow_id
-        name = str(self.aws.job_flow_name)
+        if self.runtime.job_flow_id:
+            return self.runtime.job_flow_id
+        name = str(self.runtime.job_flow_name)
         found = self.emr.get_cluster_id_by_name(name, self.ACTIVE_CLUSTER_STATES)
         if found is None:
             raise SparkRuntimeError(f"no active EMR cluster is named {name!r} (states {self.ACTIVE_CLUSTER_STATES})")
@@ -355,17 +304,17 @@ class EmrClusterPipelineHook(EmrPipelineHook):
 
     def check(self) -> str:
         cluster = self.emr.conn.describe_cluster(ClusterId=self.job_flow_id)["Cluster"]
-        return f"{self.aws.describe()}: cluster {cluster['Id']} {cluster['Status']['State']}"
+        return f"{self.runtime.describe()}: cluster {cluster['Id']} {cluster['Status']['State']}"
 
     def render_step(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> dict[str, Any]:
         """The ``AddJobFlowSteps`` step: ``spark-submit`` through ``command-runner.jar``."""
         conf, lists = self.split_conf(submission, staged)
-        submit = ["spark-submit", "--deploy-mode", self.aws.deploy_mode, "--name", submission.app_name]
+        submit = ["spark-submit", "--deploy-mode", self.runtime.deploy_mode, "--name", submission.app_name]
         for key, value in conf.items():
             submit += ["--conf", f"{key}={value}"]
         submit += ["--py-files", lists["spark.submit.pyFiles"]]
-        if self.aws.deploy_mode == "cluster":
-            submit += ["--archives", lists["spark.archives"], staged.main_uri, *self.driver_arguments(staged)]
+        if self.runtime.deploy_mode == "cluster":
+            submit += ["--archives", lists["spark.archives"], staged.bundle.main_uri, *self.driver_arguments(staged)]
             args = submit
         else:
             # The driver runs in the step's process on the primary node, where archives are not
@@ -373,7 +322,7 @@ class EmrClusterPipelineHook(EmrPipelineHook):
             user_archives = lists["spark.archives"].partition(",")[2]
             if user_archives:
                 submit += ["--archives", user_archives]
-            submit += [staged.main_uri, *self.driver_arguments(staged)]
+            submit += [staged.bundle.main_uri, *self.driver_arguments(staged)]
             script = (
                 'set -e; cd "$(mktemp -d)"; '
                 f"aws s3 cp --only-show-errors {shlex.quote(staged.config_uri)} {shlex.quote(DRIVER_CONFIG_PATH)}; "
@@ -382,15 +331,15 @@ class EmrClusterPipelineHook(EmrPipelineHook):
             args = ["bash", "-c", script]
         return {
             "Name": f"{name} {submission.task_key}"[:256],
-            "ActionOnFailure": self.aws.action_on_failure,
+            "ActionOnFailure": self.runtime.action_on_failure,
             "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args},
         }
 
     def render_request(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> dict[str, Any]:
         """The whole ``AddJobFlowSteps`` request."""
         request: dict[str, Any] = {"JobFlowId": self.job_flow_id, "Steps": [self.render_step(submission, staged, name)]}
-        if self.aws.execution_role_arn:
-            request["ExecutionRoleArn"] = self.aws.execution_role_arn
+        if self.runtime.execution_role_arn:
+            request["ExecutionRoleArn"] = self.runtime.execution_role_arn
         return request
 
     def find_latest_run(self, base: str) -> RemoteRun | None:
@@ -406,7 +355,11 @@ class EmrClusterPipelineHook(EmrPipelineHook):
         return str(step_ids[0])
 
     def run_details(self, remote_id: str) -> dict[str, Any]:
-        return {"job_flow_id": self.job_flow_id, "step_id": remote_id, "deploy_mode": self.aws.deploy_mode}
+        return {"job_flow_id": self.job_flow_id, "step_id": remote_id, "deploy_mode": self.runtime.deploy_mode}
+
+    def run_url(self, run: PipelineRun) -> str | None:
+        """The cluster's page (its *Steps* tab lists the step)."""
+        return emr_cluster_url(run.details["region"], run.details["job_flow_id"])
 
     def remote_state(self, run: PipelineRun) -> str:
         step = self.emr.conn.describe_step(ClusterId=run.details["job_flow_id"], StepId=run.run_id)["Step"]
@@ -445,7 +398,7 @@ class EmrClusterPipelineHook(EmrPipelineHook):
         return f"{_s3_uri(log_uri).rstrip('/')}/{run.details['job_flow_id']}/steps/{run.run_id}/{stream}.gz"
 
 
-class EmrServerlessPipelineHook(EmrPipelineHook):
+class EmrServerlessPipelineHook(EmrPipelineHook[EmrServerless]):
     """Run pipelines as EMR Serverless job runs (``EmrServerlessHook``): ``StartJobRun`` with ``sparkSubmit``."""
 
     hook_name = "Spark pipeline on EMR Serverless"
@@ -462,27 +415,25 @@ class EmrServerlessPipelineHook(EmrPipelineHook):
         "CANCELLED": RunState.CANCELLED,
     }
 
-    aws: EmrServerless
-
     @cached_property
     def serverless(self) -> EmrServerlessHook:
-        return EmrServerlessHook(aws_conn_id=self.aws.aws_conn_id, region_name=self.aws.region_name)
+        return EmrServerlessHook(aws_conn_id=self.runtime.aws_conn_id, region_name=self.runtime.region_name)
 
     def check(self) -> str:
-        app = self.serverless.conn.get_application(applicationId=self.aws.application_id)["application"]
-        return f"{self.aws.describe()}: application {app['name']!r} {app['state']} ({app['releaseLabel']})"
+        app = self.serverless.conn.get_application(applicationId=self.runtime.application_id)["application"]
+        return f"{self.runtime.describe()}: application {app['name']!r} {app['state']} ({app['releaseLabel']})"
 
     def render_request(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> dict[str, Any]:
         """The ``StartJobRun`` request: conf as ``spark-defaults``, the driver's files as ``--conf`` lists."""
-        overrides, lists = self.job_run_overrides(submission, staged, getattr(self.aws, "log_uri", None))
+        overrides, lists = self.job_run_overrides(submission, staged, getattr(self.runtime, "log_uri", None))
         request: dict[str, Any] = {
-            "applicationId": self.aws.application_id,
+            "applicationId": self.runtime.application_id,
             "clientToken": name,
-            "executionRoleArn": self.aws.execution_role_arn,
+            "executionRoleArn": self.runtime.execution_role_arn,
             "name": f"{name} {submission.task_key}"[:256],
             "jobDriver": {
                 "sparkSubmit": {
-                    "entryPoint": staged.main_uri,
+                    "entryPoint": staged.bundle.main_uri,
                     "entryPointArguments": self.driver_arguments(staged),
                     "sparkSubmitParameters": " ".join(f"--conf {k}={v}" for k, v in lists.items()),
                 }
@@ -490,14 +441,14 @@ class EmrServerlessPipelineHook(EmrPipelineHook):
             "configurationOverrides": overrides,
             "tags": self.tags(submission, name),
         }
-        if self.aws.execution_timeout_minutes:
-            request["executionTimeoutMinutes"] = self.aws.execution_timeout_minutes
+        if self.runtime.execution_timeout_minutes:
+            request["executionTimeoutMinutes"] = self.runtime.execution_timeout_minutes
         return request
 
     def find_latest_run(self, base: str) -> RemoteRun | None:
         after = datetime.datetime.now(datetime.UTC) - REATTACH_LOOKBACK
         pages = self.serverless.conn.get_paginator("list_job_runs").paginate(
-            applicationId=self.aws.application_id, createdAtAfter=after
+            applicationId=self.runtime.application_id, createdAtAfter=after
         )
         runs = (r for page in pages for r in page["jobRuns"])
         return self._latest(base, ((r.get("name", ""), r["id"], r["state"]) for r in runs))
@@ -507,7 +458,10 @@ class EmrServerlessPipelineHook(EmrPipelineHook):
         return str(response["jobRunId"])
 
     def run_details(self, remote_id: str) -> dict[str, Any]:
-        return {"application_id": self.aws.application_id, "job_run_id": remote_id}
+        return {"application_id": self.runtime.application_id, "job_run_id": remote_id}
+
+    def run_url(self, run: PipelineRun) -> str | None:
+        return emr_serverless_job_run_url(run.details["region"], run.details["application_id"], run.run_id)
 
     def _job_run(self, run: PipelineRun) -> dict[str, Any]:
         response = self.serverless.conn.get_job_run(applicationId=run.details["application_id"], jobRunId=run.run_id)
@@ -525,13 +479,13 @@ class EmrServerlessPipelineHook(EmrPipelineHook):
         return f"EMR Serverless job run {run.run_id} {job['state']}" + (f": {details}" if details else "")
 
     def driver_log_uri(self, run: PipelineRun) -> str | None:
-        if not self.aws.log_uri:
+        if not self.runtime.log_uri:
             return None
         app, job = run.details["application_id"], run.run_id
-        return f"{self.aws.log_uri.rstrip('/')}/applications/{app}/jobs/{job}/SPARK_DRIVER/stdout.gz"
+        return f"{self.runtime.log_uri.rstrip('/')}/applications/{app}/jobs/{job}/SPARK_DRIVER/stdout.gz"
 
 
-class EmrOnEksPipelineHook(EmrPipelineHook):
+class EmrOnEksPipelineHook(EmrPipelineHook[EmrOnEks]):
     """Run pipelines as EMR on EKS job runs (``EmrContainerHook``): ``StartJobRun`` with ``sparkSubmitJobDriver``."""
 
     hook_name = "Spark pipeline on EMR on EKS"
@@ -546,32 +500,30 @@ class EmrOnEksPipelineHook(EmrPipelineHook):
         "CANCELLED": RunState.CANCELLED,
     }
 
-    aws: EmrOnEks
-
     @cached_property
     def containers(self) -> EmrContainerHook:
         return EmrContainerHook(
-            aws_conn_id=self.aws.aws_conn_id,
-            region_name=self.aws.region_name,
-            virtual_cluster_id=self.aws.virtual_cluster_id,
+            aws_conn_id=self.runtime.aws_conn_id,
+            region_name=self.runtime.region_name,
+            virtual_cluster_id=self.runtime.virtual_cluster_id,
         )
 
     def check(self) -> str:
-        cluster = self.containers.conn.describe_virtual_cluster(id=self.aws.virtual_cluster_id)["virtualCluster"]
-        return f"{self.aws.describe()}: virtual cluster {cluster['name']!r} {cluster['state']}"
+        cluster = self.containers.conn.describe_virtual_cluster(id=self.runtime.virtual_cluster_id)["virtualCluster"]
+        return f"{self.runtime.describe()}: virtual cluster {cluster['name']!r} {cluster['state']}"
 
     def render_request(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> dict[str, Any]:
         """The ``StartJobRun`` request: conf as ``spark-defaults``, the driver's files as ``--conf`` lists."""
-        overrides, lists = self.job_run_overrides(submission, staged, getattr(self.aws, "log_uri", None))
+        overrides, lists = self.job_run_overrides(submission, staged, getattr(self.runtime, "log_uri", None))
         return {
             "name": name,
-            "virtualClusterId": self.aws.virtual_cluster_id,
+            "virtualClusterId": self.runtime.virtual_cluster_id,
             "clientToken": name,
-            "executionRoleArn": self.aws.execution_role_arn,
-            "releaseLabel": self.aws.release_label,
+            "executionRoleArn": self.runtime.execution_role_arn,
+            "releaseLabel": self.runtime.release_label,
             "jobDriver": {
                 "sparkSubmitJobDriver": {
-                    "entryPoint": staged.main_uri,
+                    "entryPoint": staged.bundle.main_uri,
                     "entryPointArguments": self.driver_arguments(staged),
                     "sparkSubmitParameters": " ".join(f"--conf {k}={v}" for k, v in lists.items()),
                 }
@@ -583,7 +535,7 @@ class EmrOnEksPipelineHook(EmrPipelineHook):
     def find_latest_run(self, base: str) -> RemoteRun | None:
         after = datetime.datetime.now(datetime.UTC) - REATTACH_LOOKBACK
         pages = self.containers.conn.get_paginator("list_job_runs").paginate(
-            virtualClusterId=self.aws.virtual_cluster_id, createdAfter=after
+            virtualClusterId=self.runtime.virtual_cluster_id, createdAfter=after
         )
         runs = (r for page in pages for r in page["jobRuns"])
         return self._latest(base, ((r.get("name", ""), r["id"], r["state"]) for r in runs))
@@ -601,7 +553,10 @@ class EmrOnEksPipelineHook(EmrPipelineHook):
         )
 
     def run_details(self, remote_id: str) -> dict[str, Any]:
-        return {"virtual_cluster_id": self.aws.virtual_cluster_id, "job_run_id": remote_id}
+        return {"virtual_cluster_id": self.runtime.virtual_cluster_id, "job_run_id": remote_id}
+
+    def run_url(self, run: PipelineRun) -> str | None:
+        return emr_on_eks_job_run_url(run.details["region"], run.details["virtual_cluster_id"], run.run_id)
 
     def _job_run(self, run: PipelineRun) -> dict[str, Any]:
         response = self.containers.conn.describe_job_run(
@@ -622,20 +577,10 @@ class EmrOnEksPipelineHook(EmrPipelineHook):
 
     def driver_log_uri(self, run: PipelineRun) -> str | None:
         """``<logUri>/<virtual cluster>/jobs/<job>/containers/spark-<job>/spark-<job>-driver/stdout.gz``."""
-        if not self.aws.log_uri:
+        if not self.runtime.log_uri:
             return None
         vc, job = run.details["virtual_cluster_id"], run.run_id
-        return f"{self.aws.log_uri.rstrip('/')}/{vc}/jobs/{job}/containers/spark-{job}/spark-{job}-driver/stdout.gz"
-
-
-def _config_archive(config: bytes) -> bytes:
-    """``config.zip`` holding ``config.json``, byte-identical for identical configs."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        info = zipfile.ZipInfo("config.json", date_time=(1980, 1, 1, 0, 0, 0))
-        info.external_attr = 0o644 << 16
-        archive.writestr(info, config, zipfile.ZIP_DEFLATED)
-    return buffer.getvalue()
+        return f"{self.runtime.log_uri.rstrip('/')}/{vc}/jobs/{job}/containers/spark-{job}/spark-{job}-driver/stdout.gz"
 
 
 def _s3_uri(uri: str) -> str:

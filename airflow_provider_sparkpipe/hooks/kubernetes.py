@@ -6,12 +6,9 @@ reading an Airflow connection of type ``kubernetes``; the triggerer calls it fro
 
 from __future__ import annotations
 
-import base64
 import collections
 import contextlib
-import hashlib
 import json
-import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,31 +16,30 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
-from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState, SparkPipelineHook
-from spark_job import APPLICATION_MARKER, METRICS_MARKER
+from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
+from airflow_provider_sparkpipe.hooks.kubernetes_manifest import (
+    ANNOTATION,
+    DRIVER_CONTAINER,
+    GROUP,
+    PLURAL,
+    VERSION,
+    application_name,
+    config_digest,
+    config_map_name,
+    credentials_secret_name,
+    render_application,
+    render_config_map,
+    render_credentials_secret,
+)
+from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
+from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
+from airflow_provider_sparkpipe.staging import ObjectStorageStore, Staging
+from spark_job.markers import METRICS_MARKER, parse_marker_line
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
-    from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
-
-GROUP = "sparkoperator.k8s.io"
-VERSION = "v1beta2"
-PLURAL = "sparkapplications"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-CONFIG_DIR = "/etc/sparkpipe"
-CONFIG_FILE = "config.json"
-CONFIG_VOLUME = "sparkpipe-config"
-DRIVER_CONTAINER = "spark-kubernetes-driver"
-"""The name the Spark operator gives the driver's container."""
-
-ANNOTATION = "sparkpipe/"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "sparkpipe"}
-_MAX_NAME = 49  # <name>-driver, <name>-config and <name>-credentials: Kubernetes names stop at 63 characters
-_MAX_CONFIG_MAP_BYTES = 1_000_000  # a ConfigMap holds at most 1 MiB
 _TAIL_LINES = 40
-_SECRET_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # an environment variable name (also a valid Secret key)
 
 # The Spark operator's application states (``status.applicationState.state``), as runs see them.
 _STATES = {
@@ -65,157 +61,18 @@ _STATES = {
 }
 
 
-def application_name(task_key: str) -> str:
-    """The SparkApplication's name for one task instance: the same for every attempt.
-
-    A DNS-1123 label that starts with a letter, at most 49 characters (so ``<name>-driver``, the
-    ConfigMap ``<name>-config`` and the Secret ``<name>-credentials`` stay valid names of at most 63
-    characters): a readable slug of the task key and a hash of it.
-    """
-    digest = hashlib.sha256(task_key.encode()).hexdigest()[:8]
-    slug = re.sub(r"[^a-z0-9]+", "-", task_key.lower()).strip("-")
-    if not slug[:1].isalpha():
-        slug = f"sp-{slug}"
-    slug = slug[: _MAX_NAME - len(digest) - 1].rstrip("-")
-    return f"{slug}-{digest}"
-
-
-def config_map_name(name: str) -> str:
-    return f"{name}-config"
-
-
-def credentials_secret_name(name: str) -> str:
-    """The Secret holding the submission's ``environment`` (connection credentials) for the driver."""
-    return f"{name}-credentials"
-
-
-def config_digest(document: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def render_application(
-    runtime: SparkKubernetes, submission: PipelineSubmission, name: str, metrics_uri: str | None = None
-) -> dict[str, Any]:
-    """The ``sparkoperator.k8s.io/v1beta2`` SparkApplication that runs one submission."""
-    labels = {**runtime.labels, **_labels(submission), **MANAGED_BY}
-    annotations = {
-        **{f"{ANNOTATION}{k.replace('_', '-')}": str(v) for k, v in submission.labels.items()},
-        f"{ANNOTATION}task-key": submission.task_key,
-        f"{ANNOTATION}try-number": str(submission.try_number),
-        f"{ANNOTATION}config-digest": config_digest(submission.document),
-    }
-    arguments = ["run", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"]
-    if metrics_uri:
-        arguments += ["--metrics-out", metrics_uri]
-        annotations[f"{ANNOTATION}metrics-uri"] = metrics_uri
-    spark_conf = dict(submission.document.get("spark_conf") or {})
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in runtime.env.items()]
-    env += [
-        {"name": k, "valueFrom": {"secretKeyRef": {"name": ref.split("/", 1)[0], "key": ref.split("/", 1)[1]}}}
-        for k, ref in runtime.secret_env.items()
-    ]
-    env_from = [{"secretRef": {"name": secret}} for secret in runtime.env_from_secrets]
-    driver = _pod_spec(runtime.driver, labels, env, env_from)
-    if submission.environment:
-        # Only the driver: it resolves the config's ${env:...} references when it loads it; executors
-        # receive the values inside Spark's JDBC options.
-        driver["envFrom"] = [*driver.get("envFrom", []), {"secretRef": {"name": credentials_secret_name(name)}}]
-    driver["serviceAccount"] = runtime.service_account
-    driver["volumeMounts"] = [
-        *driver.get("volumeMounts", []),
-        {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
-    ]
-    spec: dict[str, Any] = {
-        "type": "Python",
-        "pythonVersion": "3",
-        "mode": "cluster",
-        "image": runtime.image,
-        "mainApplicationFile": runtime.main_application_file,
-        "arguments": arguments,
-        "sparkVersion": runtime.spark_version,
-        "sparkConf": {**runtime.conf, **{str(k): _conf_str(v) for k, v in spark_conf.items()}},
-        # Airflow owns retries: a failed attempt is replaced by the next one, never rerun by the operator.
-        "restartPolicy": {"type": "Never"},
-        "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": config_map_name(name)}}],
-        "driver": driver,
-        "executor": _pod_spec(runtime.executor, labels, env, env_from),
-    }
-    if runtime.py_files:
-        spec["deps"] = {"pyFiles": list(runtime.py_files)}
-    if runtime.image_pull_policy:
-        spec["imagePullPolicy"] = runtime.image_pull_policy
-    if runtime.image_pull_secrets:
-        spec["imagePullSecrets"] = list(runtime.image_pull_secrets)
-    if runtime.time_to_live_s is not None:
-        spec["timeToLiveSeconds"] = runtime.time_to_live_s
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "SparkApplication",
-        "metadata": {"name": name, "namespace": runtime.namespace, "labels": labels, "annotations": annotations},
-        "spec": spec,
-    }
-
-
-def render_config_map(
-    runtime: SparkKubernetes, submission: PipelineSubmission, name: str, owner_uid: str | None
-) -> dict[str, Any]:
-    """The ConfigMap holding ``config.json``, owned by the application so that it goes with it."""
-    text = json.dumps(submission.document, indent=2) + "\n"
-    if len(text.encode()) > _MAX_CONFIG_MAP_BYTES:
-        raise SparkRuntimeError(
-            f"the pipeline config is {len(text.encode())} bytes once rendered: more than a Kubernetes ConfigMap "
-            "holds (1 MiB); move long queries into fewer sequences or smaller query files"
-        )
-    metadata = _owned_metadata(runtime, submission, config_map_name(name), name, owner_uid)
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {CONFIG_FILE: text}}
-
-
-def render_credentials_secret(
-    runtime: SparkKubernetes, submission: PipelineSubmission, name: str, owner_uid: str | None
-) -> dict[str, Any]:
-    """The Secret holding ``submission.environment`` for the driver's ``envFrom``, owned by the application.
-
-    The values are base64-encoded in ``data``; the variable names are the Secret's keys.
-    """
-    invalid = sorted(k for k in submission.environment if not _SECRET_KEY.match(k))
-    if invalid:
-        raise SparkRuntimeError(
-            f"cannot hand {', '.join(repr(k) for k in invalid)} to the driver: environment variable names "
-            "are letters, digits and _, not starting with a digit"
-        )
-    data = {k: base64.b64encode(v.encode()).decode("ascii") for k, v in submission.environment.items()}
-    metadata = _owned_metadata(runtime, submission, credentials_secret_name(name), name, owner_uid)
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque", "data": data}
-
-
-def _owned_metadata(
-    runtime: SparkKubernetes, submission: PipelineSubmission, object_name: str, name: str, owner_uid: str | None
-) -> dict[str, Any]:
-    """Metadata of an object that belongs to application ``name``: its labels, owned by it when its uid is known."""
-    metadata: dict[str, Any] = {
-        "name": object_name,
-        "namespace": runtime.namespace,
-        "labels": {**runtime.labels, **_labels(submission), **MANAGED_BY},
-    }
-    if owner_uid:
-        metadata["ownerReferences"] = [
-            {"apiVersion": API_VERSION, "kind": "SparkApplication", "name": name, "uid": owner_uid}
-        ]
-    return metadata
-
-
 @dataclass
 class _DriverLog:
     """What the task has seen of a driver's log: lines already logged, the tail, the metrics line."""
 
     lines_seen: int = 0
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_TAIL_LINES))
-    metrics_line: str | None = None
+    metrics: dict[str, Any] | None = None
     followed: bool = False
     complete: bool = False
 
 
-class SparkKubernetesHook(SparkPipelineHook):
+class SparkKubernetesHook(SparkPipelineHook[SparkKubernetes]):
     """Submit, follow and stop pipelines on a :class:`~airflow_provider_sparkpipe.runtimes.SparkKubernetes` runtime.
 
     One SparkApplication per task instance, named from the task key: a retry finds the application
@@ -226,10 +83,11 @@ class SparkKubernetesHook(SparkPipelineHook):
     """
 
     hook_name = "Spark pipeline on Kubernetes (Spark operator)"
+    passes_environment = True
+    supports_deferral = True
 
-    def __init__(self, runtime: SparkKubernetes, **kwargs: Any) -> None:
+    def __init__(self, runtime: SparkKubernetes | None = None, **kwargs: Any) -> None:
         super().__init__(runtime=runtime, **kwargs)
-        self.k8s = runtime
         self._logs: dict[str, _DriverLog] = {}
         self._status: dict[str, dict[str, Any]] = {}
         self._cancelled: set[str] = set()
@@ -239,20 +97,20 @@ class SparkKubernetesHook(SparkPipelineHook):
         """The official provider's hook for the runtime's ``kubernetes`` connection."""
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
-        return KubernetesHook(conn_id=self.k8s.kubernetes_conn_id)
+        return KubernetesHook(conn_id=self.runtime.kubernetes_conn_id)
 
     def check(self) -> str:
         listed = self.kube.custom_object_client.list_namespaced_custom_object(
-            GROUP, VERSION, self.k8s.namespace, PLURAL, limit=1
+            GROUP, VERSION, self.runtime.namespace, PLURAL, limit=1
         )
         more = "" if not listed.get("items") else " (has applications)"
-        return f"{self.k8s.describe()}: SparkApplications readable in namespace {self.k8s.namespace!r}{more}"
+        return f"{self.runtime.describe()}: SparkApplications readable in namespace {self.runtime.namespace!r}{more}"
 
     # The runtime interface. ------------------------------------------------------------------------
 
     def submit(self, submission: PipelineSubmission) -> PipelineRun:
         name = application_name(submission.task_key)
-        namespace = self.k8s.namespace
+        namespace = self.runtime.namespace
         existing = self._get_application(name)
         if existing is not None:
             state = _app_state(existing)
@@ -272,20 +130,20 @@ class SparkKubernetesHook(SparkPipelineHook):
             self._delete(name, existing["metadata"].get("uid"))
             self._wait_until_gone(name)
 
-        metrics_uri = (
-            f"{self.k8s.staging_uri.rstrip('/')}/{name}/{submission.run_key}/metrics.json"
-            if (self.k8s.staging_uri)
-            else None
-        )
-        manifest = render_application(self.k8s, submission, name, metrics_uri)
+        metrics_uri = None
+        if self.staging is not None:
+            # The image holds the driver and a ConfigMap the config: only the metrics are staged.
+            metrics_uri = self.staging.metrics_uri(f"{name}/{submission.run_key}")
+            self.staging.store.delete([metrics_uri])
+        manifest = render_application(self.runtime, submission, name, metrics_uri)
         from kubernetes.client.exceptions import ApiException
 
         self.log.info(
             "Submitting SparkApplication %s/%s (image %s, %s executor(s))",
             namespace,
             name,
-            self.k8s.image,
-            self.k8s.executor.get("instances"),
+            self.runtime.image,
+            self.runtime.executor.get("instances"),
         )
         try:
             created = self.kube.create_custom_object(GROUP, VERSION, PLURAL, manifest, namespace)
@@ -324,26 +182,21 @@ class SparkKubernetesHook(SparkPipelineHook):
         self._cancelled.add(run.run_id)
         self._delete(run.run_id, run.details.get("uid"))
 
-    def fetch_metrics(self, run: PipelineRun) -> dict[str, Any] | None:
-        metrics_uri = run.details.get("metrics_uri")
-        if metrics_uri:
-            metrics = self._read_staged_metrics(metrics_uri)
-            if metrics is not None:
-                return metrics
-        log = self._read_driver_log(run)
-        if log.metrics_line:
-            try:
-                return dict(json.loads(log.metrics_line))
-            except ValueError as exc:
-                self.log.warning("Cannot read the driver's metrics line: %s", exc)
-        return None
+    @cached_property
+    def staging(self) -> Staging | None:
+        if not self.runtime.staging_uri:
+            return None
+        return Staging(ObjectStorageStore(self.runtime.staging_conn_id), self.runtime.staging_uri, self.log)
+
+    def announced_metrics(self, run: PipelineRun) -> dict[str, Any] | None:
+        return self._read_driver_log(run).metrics
 
     def cleanup(self, run: PipelineRun, state: RunState) -> None:
         """With ``delete_on_success``, delete a successful application; failed ones stay to be inspected.
 
         The credentials Secret this attempt created is deleted in any case: the driver has ended.
         """
-        if state == RunState.SUCCEEDED and self.k8s.delete_on_success:
+        if state == RunState.SUCCEEDED and self.runtime.delete_on_success:
             self.log.info("Deleting SparkApplication %s/%s (delete_on_success)", run.details["namespace"], run.run_id)
             self._delete(run.run_id, run.details.get("uid"))
             return
@@ -377,7 +230,7 @@ class SparkKubernetesHook(SparkPipelineHook):
     def runtime_info(self, run: PipelineRun) -> dict[str, Any]:
         """What the metrics document's ``runtime`` block says about a Kubernetes run."""
         info: dict[str, Any] = {
-            "kind": self.k8s.kind,
+            "kind": self.runtime.kind,
             "namespace": run.details["namespace"],
             "application": run.run_id,
             "uid": run.details.get("uid"),
@@ -392,23 +245,23 @@ class SparkKubernetesHook(SparkPipelineHook):
         return info
 
     def run_url(self, run: PipelineRun) -> str | None:
-        if not self.k8s.ui_url:
+        if not self.runtime.ui_url:
             return None
-        return self.k8s.ui_url.format(namespace=run.details["namespace"], name=run.run_id)
+        return self.runtime.ui_url.format(namespace=run.details["namespace"], name=run.run_id)
 
     # Internals. ------------------------------------------------------------------------------------
 
     def _run(self, app: Mapping[str, Any], *, attached: bool, credentials_uid: str | None = None) -> PipelineRun:
         metadata = app.get("metadata") or {}
         details: dict[str, Any] = {
-            "namespace": self.k8s.namespace,
+            "namespace": self.runtime.namespace,
             "uid": metadata.get("uid"),
             "attached": attached,
             "metrics_uri": _annotation(app, "metrics-uri"),
         }
         if credentials_uid:
             details["credentials_uid"] = credentials_uid
-        return PipelineRun(runtime_kind=self.k8s.kind, run_id=str(metadata["name"]), details=details)
+        return PipelineRun(runtime_kind=self.runtime.kind, run_id=str(metadata["name"]), details=details)
 
     def _state(self, run: PipelineRun, app: Mapping[str, Any] | None) -> RunState:
         uid = run.details.get("uid")
@@ -422,12 +275,12 @@ class SparkKubernetesHook(SparkPipelineHook):
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return dict(self.kube.get_custom_object(GROUP, VERSION, PLURAL, name, self.k8s.namespace))
+            return dict(self.kube.get_custom_object(GROUP, VERSION, PLURAL, name, self.runtime.namespace))
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise SparkRuntimeError(
-                _api_error(f"cannot read SparkApplication {self.k8s.namespace}/{name}", exc)
+                _api_error(f"cannot read SparkApplication {self.runtime.namespace}/{name}", exc)
             ) from exc
 
     def _delete(self, name: str, uid: str | None) -> None:
@@ -435,7 +288,7 @@ class SparkKubernetesHook(SparkPipelineHook):
         gone already is fine."""
         from kubernetes.client.exceptions import ApiException
 
-        namespace = self.k8s.namespace
+        namespace = self.runtime.namespace
         try:
             self.kube.delete_custom_object(GROUP, VERSION, PLURAL, name, namespace, body=_delete_options(uid))
         except ApiException as exc:
@@ -465,10 +318,10 @@ class SparkKubernetesHook(SparkPipelineHook):
         """
         from kubernetes.client.exceptions import ApiException
 
-        namespace, name, uid = self.k8s.namespace, str(app["metadata"]["name"]), app["metadata"].get("uid")
+        namespace, name, uid = self.runtime.namespace, str(app["metadata"]["name"]), app["metadata"].get("uid")
         try:
             self.kube.core_v1_client.create_namespaced_config_map(
-                namespace, render_config_map(self.k8s, submission, name, uid)
+                namespace, render_config_map(self.runtime, submission, name, uid)
             )
         except ApiException as exc:
             if not (restoring and exc.status == 409):
@@ -495,8 +348,8 @@ class SparkKubernetesHook(SparkPipelineHook):
         """
         from kubernetes.client.exceptions import ApiException
 
-        namespace, secret_name = self.k8s.namespace, credentials_secret_name(name)
-        secret = render_credentials_secret(self.k8s, submission, name, owner_uid)
+        namespace, secret_name = self.runtime.namespace, credentials_secret_name(name)
+        secret = render_credentials_secret(self.runtime, submission, name, owner_uid)
         try:
             response = self.kube.core_v1_client.create_namespaced_secret(namespace, secret, _preload_content=False)
         except ApiException as exc:
@@ -542,12 +395,12 @@ class SparkKubernetesHook(SparkPipelineHook):
         self.log.info("Deleted Secret %s/%s: the driver has ended", namespace, secret_name)
 
     def _wait_until_gone(self, name: str) -> None:
-        deadline = time.monotonic() + self.k8s.startup_timeout_s
+        deadline = time.monotonic() + self.runtime.startup_timeout_s
         while self._get_application(name) is not None:
             if time.monotonic() > deadline:
                 raise SparkRuntimeError(
-                    f"SparkApplication {self.k8s.namespace}/{name} is still being deleted after "
-                    f"{self.k8s.startup_timeout_s:g}s: check its finalizers (kubectl describe sparkapplication)"
+                    f"SparkApplication {self.runtime.namespace}/{name} is still being deleted after "
+                    f"{self.runtime.startup_timeout_s:g}s: check its finalizers (kubectl describe sparkapplication)"
                 )
             time.sleep(1.0)
 
@@ -610,25 +463,15 @@ class SparkKubernetesHook(SparkPipelineHook):
 
     def _handle_line(self, log: _DriverLog, line: str) -> None:
         log.lines_seen += 1
-        if line.startswith(METRICS_MARKER):
-            log.metrics_line = line[len(METRICS_MARKER) :]
-            self.log.info("Driver metrics received (%d bytes)", len(log.metrics_line))
+        marker = parse_marker_line(line)
+        if marker is not None and marker[0] == METRICS_MARKER:
+            log.metrics = marker[1]
+            self.log.info("Driver metrics received (%d bytes)", len(line))
             return
-        if line.startswith(APPLICATION_MARKER):
+        if marker is not None:
             return  # the application id reaches the metrics; the pod's Spark UI is not reachable
         log.tail.append(line)
         self.log.info("%s", line)
-
-    def _read_staged_metrics(self, uri: str) -> dict[str, Any] | None:
-        from airflow.sdk import ObjectStoragePath
-
-        path = ObjectStoragePath(uri, conn_id=self.k8s.staging_conn_id)
-        try:
-            if path.exists():
-                return dict(json.loads(path.read_text()))
-        except (OSError, ValueError) as exc:
-            self.log.warning("Cannot read %s: %s", uri, exc)
-        return None
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
@@ -640,39 +483,6 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
             yield line.decode(errors="replace").rstrip("\r")
     if pending:
         yield pending.decode(errors="replace")
-
-
-def _pod_spec(
-    settings: Mapping[str, Any], labels: Mapping[str, str], env: list[dict[str, Any]], env_from: list[dict[str, Any]]
-) -> dict[str, Any]:
-    spec = dict(settings)
-    spec["labels"] = {**dict(spec.get("labels") or {}), **labels}
-    if env:
-        spec["env"] = [*spec.get("env", []), *env]
-    if env_from:
-        spec["envFrom"] = [*spec.get("envFrom", []), *env_from]
-    return spec
-
-
-def _labels(submission: PipelineSubmission) -> dict[str, str]:
-    labels = {k: _label_value(v) for k, v in submission.labels.items() if _LABEL_KEY.match(k)}
-    labels["try_number"] = str(submission.try_number)
-    return labels
-
-
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-
-
-def _label_value(value: str) -> str:
-    """A Kubernetes label value: ``[A-Za-z0-9-_.]``, at most 63, starting and ending alphanumeric."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", str(value))[:63]
-    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", cleaned)
-
-
-def _conf_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _annotation(app: Mapping[str, Any], key: str) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -15,12 +14,13 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
-from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState, SparkPipelineHook
+from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
 from airflow_provider_sparkpipe.hooks.driver_output import DriverOutput
 from airflow_provider_sparkpipe.hooks.process_group import (
     group_alive,
@@ -28,10 +28,10 @@ from airflow_provider_sparkpipe.hooks.process_group import (
     signal_group,
     start_reaper,
 )
-from spark_job import APPLICATION_MARKER, METRICS_MARKER
-
-if TYPE_CHECKING:
-    from airflow_provider_sparkpipe.runtimes.local import LocalSpark
+from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
+from airflow_provider_sparkpipe.runtimes.local import LocalSpark
+from airflow_provider_sparkpipe.staging import LocalStore, Staging
+from spark_job.markers import APPLICATION_MARKER, parse_marker_line
 
 _SENSITIVE = re.compile(r"pass|secret|token|credential|(^|[._])key($|[._])", re.IGNORECASE)
 _OUTPUT_TAIL_LINES = 40
@@ -44,13 +44,13 @@ class _Process:
     popen: subprocess.Popen[str]
     output: DriverOutput
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_OUTPUT_TAIL_LINES))
-    metrics_line: str | None = None
+    metrics: dict[str, Any] | None = None
     cancelled: bool = False
     app_id: str | None = None
     ui_url: str | None = None
 
 
-class LocalSparkHook(SparkPipelineHook):
+class LocalSparkHook(SparkPipelineHook[LocalSpark]):
     """Submit, follow and stop pipelines on a :class:`~airflow_provider_sparkpipe.runtimes.LocalSpark` runtime.
 
     ``submit`` stages the driver bundle (content-hashed, built once per version) and the run's
@@ -60,10 +60,10 @@ class LocalSparkHook(SparkPipelineHook):
     """
 
     hook_name = "Spark pipeline on local Spark"
+    passes_environment = True
 
-    def __init__(self, runtime: LocalSpark, **kwargs: Any) -> None:
+    def __init__(self, runtime: LocalSpark | None = None, **kwargs: Any) -> None:
         super().__init__(runtime=runtime, **kwargs)
-        self.local = runtime
         self._processes: dict[str, _Process] = {}
 
     # Where things are. ---------------------------------------------------------------------------
@@ -71,8 +71,8 @@ class LocalSparkHook(SparkPipelineHook):
     @property
     def spark_home(self) -> Path:
         """The Spark installation: the runtime's ``spark_home``, ``$SPARK_HOME``, or the pyspark package."""
-        if self.local.spark_home:
-            return Path(self.local.spark_home)
+        if self.runtime.spark_home:
+            return Path(self.runtime.spark_home)
         if os.environ.get("SPARK_HOME"):
             return Path(os.environ["SPARK_HOME"])
         # Locate the pip-installed pyspark without importing it (the worker never imports pyspark).
@@ -93,45 +93,41 @@ class LocalSparkHook(SparkPipelineHook):
 
     @property
     def work_dir(self) -> Path:
-        return Path(self.local.work_dir) if self.local.work_dir else Path(tempfile.gettempdir()) / "sparkpipe"
+        return Path(self.runtime.work_dir) if self.runtime.work_dir else Path(tempfile.gettempdir()) / "sparkpipe"
 
     def check(self) -> str:
-        return f"{self.local.describe()} with {self.spark_submit}"
+        return f"{self.runtime.describe()} with {self.spark_submit}"
 
     # The runtime interface. ------------------------------------------------------------------------
 
+    @cached_property
+    def staging(self) -> Staging:
+        return Staging(LocalStore(), str(self.work_dir), self.log)
+
     def submit(self, submission: PipelineSubmission) -> PipelineRun:
-        from spark_job.bundle import build_bundle
-
         spark_submit = self.spark_submit
-        bundle = build_bundle(self.work_dir / "bundle")
         self._stop_earlier_attempts(submission)
-        run_dir = self.work_dir / "runs" / submission.run_key
-        if run_dir.exists():  # the same attempt submitted again: never read its old metrics
+        run_dir = Path(self.staging.run_uri(submission.run_key))
+        if run_dir.exists():  # the same attempt submitted again: nothing of its earlier start is read
             shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
-        config_path = run_dir / "config.json"
-        # Only this user reads it: vars may carry values the DAG author considers private.
-        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(submission.document, indent=2) + "\n")
-        metrics_path = run_dir / "metrics.json"
+        staged = self.staging.stage(submission.run_key, submission.document)
+        metrics_path = Path(staged.metrics_uri)
 
-        command = [str(spark_submit), "--master", self.local.master, "--name", submission.app_name]
-        conf = {"spark.log.level": self.local.spark_log_level, **self.local.conf}
+        command = [str(spark_submit), "--master", self.runtime.master, "--name", submission.app_name]
+        conf = {"spark.log.level": self.runtime.spark_log_level, **self.runtime.conf}
         for key, value in conf.items():
             command += ["--conf", f"{key}={value}"]
         command += [
             "--py-files",
-            str(bundle.py_files),
-            str(bundle.main_file),
+            staged.bundle.py_files_uri,
+            staged.bundle.main_uri,
             "run",
             "--config",
-            str(config_path),
+            staged.config_uri,
             "--metrics-out",
             metrics_path.as_uri(),
         ]
-        self.log.info("Driver bundle %s (%s)", bundle.py_files.name, bundle.digest)
+        self.log.info("Driver bundle %s", staged.bundle.py_files_uri)
         self.log.info("Running: %s", " ".join(_redact_command(command)))
         popen = subprocess.Popen(
             command,
@@ -150,16 +146,16 @@ class LocalSparkHook(SparkPipelineHook):
         self.log.info("spark-submit started: pid %d, process group %d", popen.pid, popen.pid)
         (run_dir / _PGID_FILE).write_text(f"{popen.pid}\n")
         run = PipelineRun(
-            runtime_kind=self.local.kind,
+            runtime_kind=self.runtime.kind,
             run_id=str(popen.pid),
             details={
                 "pgid": popen.pid,
-                "master": self.local.master,
+                "master": self.runtime.master,
                 "run_dir": str(run_dir),
-                "metrics_path": str(metrics_path),
+                "metrics_uri": str(metrics_path),
             },
         )
-        self._processes[run.run_id] = _Process(popen, DriverOutput(self.log, self.local.spark_log_level))
+        self._processes[run.run_id] = _Process(popen, DriverOutput(self.log, self.runtime.spark_log_level))
         return run
 
     def wait(self, run: PipelineRun, poll_interval: float = 10.0) -> RunState:
@@ -219,9 +215,9 @@ class LocalSparkHook(SparkPipelineHook):
         self.log.info("Stopping spark-submit process group %d", pgid)
         if not signal_group(pgid, signal.SIGTERM):
             return
-        reaper = start_reaper(pgid, self.local.kill_grace_s)
+        reaper = start_reaper(pgid, self.runtime.kill_grace_s)
         try:
-            if self._wait_for_group(pgid, process, self.local.kill_grace_s):
+            if self._wait_for_group(pgid, process, self.runtime.kill_grace_s):
                 self.log.info("spark-submit process group %d stopped", pgid)
                 return
             self.log.warning("spark-submit process group %d still running after SIGTERM: sending SIGKILL", pgid)
@@ -250,17 +246,9 @@ class LocalSparkHook(SparkPipelineHook):
                 return False
             time.sleep(0.1)
 
-    def fetch_metrics(self, run: PipelineRun) -> dict[str, Any] | None:
-        path = Path(run.details["metrics_path"])
-        if path.is_file():
-            try:
-                return dict(json.loads(path.read_text()))
-            except (OSError, ValueError) as exc:
-                self.log.warning("Cannot read %s: %s", path, exc)
+    def announced_metrics(self, run: PipelineRun) -> dict[str, Any] | None:
         process = self._processes.get(run.run_id)
-        if process is not None and process.metrics_line:
-            return dict(json.loads(process.metrics_line))
-        return None
+        return process.metrics if process is not None else None
 
     def cleanup(self, run: PipelineRun, state: RunState) -> None:
         """Remove a successful run's directory (config.json, metrics.json); keep a failed one to inspect."""
@@ -289,19 +277,19 @@ class LocalSparkHook(SparkPipelineHook):
         process = self._processes.get(run.run_id)
         if process is None:
             return None
-        if process.popen.poll() is not None and not self.local.master.startswith("spark://"):
+        if process.popen.poll() is not None and not self.runtime.master.startswith("spark://"):
             return None  # the Spark UI ended with the driver
         return self._application_url(process)
 
     def _application_url(self, process: _Process) -> str | None:
-        if self.local.master.startswith("spark://"):
-            base = self.local.master_ui_url
+        if self.runtime.master.startswith("spark://"):
+            base = self.runtime.master_ui_url
             return f"{base.rstrip('/')}/app/?appId={quote(process.app_id)}" if base and process.app_id else None
         return process.ui_url
 
     def runtime_info(self, run: PipelineRun) -> dict[str, Any]:
         """What the metrics document's ``runtime`` block says about a local run."""
-        return {"kind": self.local.kind, "master": self.local.master, "pid": int(run.details["pgid"])}
+        return {"kind": self.runtime.kind, "master": self.runtime.master, "pid": int(run.details["pgid"])}
 
     # Internals. ------------------------------------------------------------------------------------
 
@@ -315,34 +303,32 @@ class LocalSparkHook(SparkPipelineHook):
             ) from None
 
     def _handle_line(self, process: _Process, line: str) -> None:
-        if line.startswith(APPLICATION_MARKER):
-            try:
-                announced = json.loads(line[len(APPLICATION_MARKER) :])
-            except json.JSONDecodeError:
-                announced = {}
+        marker = parse_marker_line(line)
+        if marker is not None and marker[0] == APPLICATION_MARKER:
+            announced = marker[1] or {}
             process.app_id, process.ui_url = announced.get("app_id"), announced.get("ui_url")
             url = self._application_url(process)
             self.log.info("Spark application %s%s", process.app_id, f": {url}" if url else "")
             if url and self.on_run_url is not None:
                 self.on_run_url(url)
             return
-        if line.startswith(METRICS_MARKER):
-            process.metrics_line = line[len(METRICS_MARKER) :]
-            self.log.info("Driver metrics received (%d bytes)", len(process.metrics_line))
+        if marker is not None:
+            process.metrics = marker[1]
+            self.log.info("Driver metrics received (%d bytes)", len(line))
             return
         process.tail.append(line)
         process.output.feed(line)
 
     def _environment(self, secrets: Mapping[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(self.local.env)
+        env.update(self.runtime.env)
         env.update(secrets or {})
         env["SPARK_HOME"] = str(self.spark_home)
         # The driver runs under the worker's interpreter (it has the provider's dependencies); executors
         # of a standalone cluster keep their own python, which a pure SQL pipeline does not even start.
         if "PYSPARK_DRIVER_PYTHON" not in env and "PYSPARK_PYTHON" not in env:
             env["PYSPARK_DRIVER_PYTHON"] = sys.executable
-            if self.local.master.startswith("local"):
+            if self.runtime.master.startswith("local"):
                 env["PYSPARK_PYTHON"] = sys.executable
         return env
 

@@ -6,9 +6,6 @@ library only: the hook builds them from a run's details, without an AWS call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 
 def console_base(region: str) -> str:
     """``https://console.aws.amazon.com`` or the China / GovCloud console, for a region."""
@@ -35,17 +32,3 @@ def emr_serverless_job_run_url(region: str, application_id: str, job_run_id: str
 def emr_on_eks_job_run_url(region: str, virtual_cluster_id: str, job_run_id: str) -> str:
     """The job run in the virtual cluster's page of the EMR console."""
     return f"{console_base(region)}/emr/home?region={region}#/virtual-clusters/{virtual_cluster_id}/jobs/{job_run_id}"
-
-
-def run_url(runtime_kind: str, details: Mapping[str, Any]) -> str | None:
-    """The console URL of a run from its ``PipelineRun.details`` (no AWS call), or None for other runtimes."""
-    region = details.get("region")
-    if not region:
-        return None
-    if runtime_kind == "emr_cluster":
-        return emr_cluster_url(region, details["job_flow_id"])
-    if runtime_kind == "emr_serverless":
-        return emr_serverless_job_run_url(region, details["application_id"], details["job_run_id"])
-    if runtime_kind == "emr_on_eks":
-        return emr_on_eks_job_run_url(region, details["virtual_cluster_id"], details["job_run_id"])
-    return None

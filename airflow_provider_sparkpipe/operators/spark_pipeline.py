@@ -21,7 +21,8 @@ from airflow_provider_sparkpipe.links.spark import SparkApplicationLink
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_sparkpipe.hooks.base import PipelineRun, RunState, SparkPipelineHook
+    from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
+    from airflow_provider_sparkpipe.runs import PipelineRun, RunState
     from airflow_provider_sparkpipe.runtimes.base import SparkRuntime
     from spark_job.config import PipelineConfig
 
@@ -104,7 +105,7 @@ class SparkPipelineOperator(BaseOperator):
         self.poll_interval = poll_interval
         # At parse no connection is read: references are checked with a placeholder URL.
         self._credentials = ConnectionCredentials(None)
-        self._hook: SparkPipelineHook | None = None
+        self._hook: SparkPipelineHook[Any] | None = None
         self._run: PipelineRun | None = None
         self._cancelling: threading.Thread | None = None
         self._waiting = False
@@ -324,9 +325,10 @@ class SparkPipelineOperator(BaseOperator):
     # Running. ---------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_sparkpipe.hooks.base import PipelineSubmission
+        from airflow_provider_sparkpipe.hooks.base import hook_class_of
         from airflow_provider_sparkpipe.masking import get_connection, mask_values
-        from airflow_provider_sparkpipe.runtimes.base import resolve_runtime
+        from airflow_provider_sparkpipe.runs import PipelineSubmission
+        from airflow_provider_sparkpipe.runtimes.registry import resolve_runtime
 
         self._credentials = ConnectionCredentials(get_connection)
         pipeline = self.load_rendered_config()
@@ -335,7 +337,8 @@ class SparkPipelineOperator(BaseOperator):
         # Logins are not secret (and often too short to mask): only passwords and the runtime's secrets.
         passwords = [v for k, v in environment.items() if not k.endswith("_USER")]
         mask_values([*runtime.secret_values(), *(v for v in passwords if v)])
-        if environment and not runtime.passes_environment:
+        hook_class = hook_class_of(runtime)
+        if environment and not hook_class.passes_environment:
             raise SparkPipelineConfigError(
                 f"{self._where()}: {type(runtime).__name__} cannot hand the credentials of Airflow connections "
                 "to the driver: put the password in a secret manager and name it in the connection's extra "
@@ -348,7 +351,7 @@ class SparkPipelineOperator(BaseOperator):
             len(pipeline.sequences),
             runtime.describe(),
         )
-        hook = runtime.hook()
+        hook = hook_class(runtime)
         submission = PipelineSubmission(
             document=pipeline.to_document(),
             app_name=pipeline.app_name,
@@ -362,7 +365,7 @@ class SparkPipelineOperator(BaseOperator):
         hook.on_run_url = lambda url: self._show_link(context, url)
         self._show_link(context, hook.run_url(run))
         if self.deferrable:
-            if runtime.supports_deferral:
+            if hook.supports_deferral:
                 from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
 
                 self.defer(
@@ -381,10 +384,11 @@ class SparkPipelineOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger reported the end of the run."""
-        from airflow_provider_sparkpipe.hooks.base import PipelineRun, RunState
-        from airflow_provider_sparkpipe.runtimes.base import resolve_runtime
+        from airflow_provider_sparkpipe.hooks.base import hook_for
+        from airflow_provider_sparkpipe.runs import PipelineRun, RunState
+        from airflow_provider_sparkpipe.runtimes.registry import resolve_runtime
 
-        hook = resolve_runtime(self.runtime).hook()
+        hook = hook_for(resolve_runtime(self.runtime))
         run = PipelineRun.from_dict(event["run"])
         self._hook, self._run = hook, run
         state = RunState(event["state"])
@@ -434,7 +438,7 @@ class SparkPipelineOperator(BaseOperator):
         if not self._waiting:
             self._cancelling.join()
 
-    def _wait(self, hook: SparkPipelineHook, run: PipelineRun) -> RunState:
+    def _wait(self, hook: SparkPipelineHook[Any], run: PipelineRun) -> RunState:
         self._waiting = True
         try:
             state = hook.wait(run, self.poll_interval)
@@ -453,8 +457,10 @@ class SparkPipelineOperator(BaseOperator):
         self.application_url = url
         context["ti"].xcom_push(key=SparkApplicationLink().xcom_key, value=url)
 
-    def _complete(self, context: Context, hook: SparkPipelineHook, run: PipelineRun, state: RunState) -> dict[str, Any]:
-        from airflow_provider_sparkpipe.hooks.base import RunState
+    def _complete(
+        self, context: Context, hook: SparkPipelineHook[Any], run: PipelineRun, state: RunState
+    ) -> dict[str, Any]:
+        from airflow_provider_sparkpipe.runs import RunState
 
         metrics = hook.fetch_metrics(run)
         if metrics is not None:

@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-from airflow_provider_sparkpipe.runtimes.aws import EmrCluster, EmrOnEks, EmrServerless
-from airflow_provider_sparkpipe.runtimes.base import (
-    SparkRuntime,
-    register_runtime,
+from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime, runtimes
+from airflow_provider_sparkpipe.runtimes.dataproc import DataprocCluster, DataprocServerless
+from airflow_provider_sparkpipe.runtimes.emr import EmrCluster, EmrOnEks, EmrServerless
+from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
+from airflow_provider_sparkpipe.runtimes.local import LocalSpark
+from airflow_provider_sparkpipe.runtimes.registry import (
     resolve_runtime,
     runtime_from_connection,
     runtime_from_dict,
     runtime_kinds,
 )
-from airflow_provider_sparkpipe.runtimes.google import DataprocCluster, DataprocServerless
-from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
-from airflow_provider_sparkpipe.runtimes.local import LocalSpark
 
 __all__ = [
     "DataprocCluster",
@@ -30,4 +29,5 @@ __all__ = [
     "runtime_from_connection",
     "runtime_from_dict",
     "runtime_kinds",
+    "runtimes",
 ]

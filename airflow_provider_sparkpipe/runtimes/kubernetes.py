@@ -6,12 +6,9 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime
-
-if TYPE_CHECKING:
-    from airflow_provider_sparkpipe.hooks.kubernetes import SparkKubernetesHook
 
 DEFAULT_SPARK_VERSION = "4.3.0"
 """The Spark version of the project's driver image (``Dockerfile``); ``spec.sparkVersion`` of the app."""
@@ -101,8 +98,7 @@ class SparkKubernetes(SparkRuntime):
     startup_timeout_s: float = 120.0
 
     kind = "kubernetes"
-    passes_environment = True
-    supports_deferral = True
+    hook_class = "airflow_provider_sparkpipe.hooks.kubernetes.SparkKubernetesHook"
 
     def __post_init__(self) -> None:
         for name in ("namespace", "image", "kubernetes_conn_id", "service_account", "spark_version"):
@@ -135,11 +131,6 @@ class SparkKubernetes(SparkRuntime):
             raise ValueError(f"time_to_live_s must be >= 0, not {self.time_to_live_s}")
         if self.staging_uri is not None and "://" not in self.staging_uri:
             raise ValueError(f"staging_uri must be a URI such as 's3://bucket/sparkpipe', not {self.staging_uri!r}")
-
-    def hook(self) -> SparkKubernetesHook:
-        from airflow_provider_sparkpipe.hooks.kubernetes import SparkKubernetesHook
-
-        return SparkKubernetesHook(self)
 
     @classmethod
     def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:

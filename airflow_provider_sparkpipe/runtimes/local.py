@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime
 
 # The levels spark.log.level accepts (SparkContext.setLogLevel).
 SPARK_LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
-
-if TYPE_CHECKING:
-    from airflow_provider_sparkpipe.hooks.local import LocalSparkHook
 
 
 @register_runtime
@@ -53,8 +50,7 @@ class LocalSpark(SparkRuntime):
     master_ui_url: str | None = None
 
     kind = "local"
-    supports_deferral = False
-    passes_environment = True
+    hook_class = "airflow_provider_sparkpipe.hooks.local.LocalSparkHook"
 
     def __post_init__(self) -> None:
         if not isinstance(self.master, str) or not self.master.strip():
@@ -88,11 +84,6 @@ class LocalSpark(SparkRuntime):
     def spark_log_level(self) -> str:
         """The level Spark logs at: ``conf``'s ``spark.log.level`` when given, else ``log_level``."""
         return str(self.conf.get("spark.log.level", self.log_level)).upper()
-
-    def hook(self) -> LocalSparkHook:
-        from airflow_provider_sparkpipe.hooks.local import LocalSparkHook
-
-        return LocalSparkHook(self)
 
     @classmethod
     def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:

@@ -9,8 +9,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_sparkpipe.hooks.base import PipelineRun, RunState, SparkPipelineHook
-from airflow_provider_sparkpipe.runtimes.base import runtime_from_dict
+from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook, hook_for
+from airflow_provider_sparkpipe.runs import PipelineRun, RunState
+from airflow_provider_sparkpipe.runtimes.registry import runtime_from_dict
 
 
 class SparkPipelineTrigger(BaseTrigger):
@@ -55,9 +56,9 @@ class SparkPipelineTrigger(BaseTrigger):
             },
         )
 
-    def _hook(self) -> SparkPipelineHook:
+    def _hook(self) -> SparkPipelineHook[Any]:
         """The runtime's hook: importing its module and the cloud SDK it uses is blocking work."""
-        return runtime_from_dict(self.runtime).hook()
+        return hook_for(runtime_from_dict(self.runtime))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # Everything that blocks (importing a cloud SDK, building its client, reading credentials,

@@ -17,6 +17,11 @@ import os
 import sys
 from typing import Any
 
+# Started as a script, this folder is sys.path[0]: its test packages (kubernetes, emr, ...) would hide
+# the libraries of those names.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
 
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     import pendulum

@@ -21,8 +21,8 @@ import pytest
 
 from tests.conftest import Postgres
 from tests.provider.conftest import EXAMPLES, QUIET_SPARK, free_port, sparkpipe_connection
-from tests.provider.spark_kubernetes.conftest import kubernetes_connection
-from tests.provider.spark_kubernetes.fake_apiserver import FakeKubernetes, serve
+from tests.provider.kubernetes.conftest import kubernetes_connection
+from tests.provider.kubernetes.fake_apiserver import FakeKubernetes, serve
 
 DEPLOYMENT_DAGS = Path(__file__).resolve().parent / "deployment_dags"
 AIRFLOW = Path(sys.executable).parent / "airflow"

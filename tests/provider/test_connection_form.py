@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 from airflow_provider_sparkpipe.get_provider_info import SPARKPIPE_CONN_FIELDS, get_provider_info
-from airflow_provider_sparkpipe.runtimes.base import _RUNTIMES, runtime_kinds
+from airflow_provider_sparkpipe.runtimes import runtime_kinds, runtimes
 
 SCRIPT = """
 import json
@@ -75,7 +75,7 @@ def test_every_setting_has_a_field_saying_what_to_type(form: dict[str, Any]) -> 
 
 def test_the_fields_are_the_settings_of_the_runtimes() -> None:
     """Each field is a setting of some runtime, and each setting a runtime requires has a field."""
-    runtime_fields = {kind: dataclasses.fields(cls) for kind, cls in _RUNTIMES.items()}  # type: ignore[arg-type]
+    runtime_fields = {kind: dataclasses.fields(cls) for kind, cls in runtimes.items()}  # type: ignore[arg-type]
     assert sorted(runtime_fields) == runtime_kinds()
     settings = {f.name for fields in runtime_fields.values() for f in fields}
     assert set(SPARKPIPE_CONN_FIELDS) - {"runtime"} <= settings

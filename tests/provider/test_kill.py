@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_sparkpipe.hooks.base import hook_for
 from tests.provider.conftest import (
     QUIET_SPARK,
     RUNNER,
@@ -101,14 +102,14 @@ def test_sigterm_to_the_task_kills_the_spark_submit_process_group(airflow_home: 
 
 def test_a_retry_stops_the_run_an_earlier_attempt_left_running(tmp_path: Path) -> None:
     """A worker that died hard could not cancel its spark-submit; the next attempt stops it."""
-    from airflow_provider_sparkpipe.hooks.base import PipelineSubmission
+    from airflow_provider_sparkpipe.runs import PipelineSubmission
     from airflow_provider_sparkpipe.runtimes import LocalSpark
     from spark_job.config import load_config
 
     runtime = LocalSpark(master="local[1]", work_dir=str(tmp_path / "work"), conf=QUIET_SPARK, kill_grace_s=20)
     pipeline = load_config(TEST_DAGS / "pipelines" / "slow.yaml", {"output_dir": str(tmp_path / "out")})
     attempt = {"document": pipeline.to_document(), "app_name": pipeline.app_name, "task_key": "dag__slow__run__-1"}
-    first_hook, second_hook = runtime.hook(), runtime.hook()  # as two worker processes would
+    first_hook, second_hook = hook_for(runtime), hook_for(runtime)  # as two worker processes would
     first = first_hook.submit(PipelineSubmission(**attempt, try_number=1))
     pgid = first.details["pgid"]
     second = None
@@ -139,7 +140,7 @@ def _stubborn_group() -> subprocess.Popen[bytes]:
 
 
 def _local_run(pgid: int) -> Any:
-    from airflow_provider_sparkpipe.hooks.base import PipelineRun
+    from airflow_provider_sparkpipe.runs import PipelineRun
 
     return PipelineRun(runtime_kind="local", run_id=str(pgid), details={"pgid": pgid})
 
@@ -161,10 +162,11 @@ def test_a_group_that_ignores_sigterm_is_killed_even_when_the_cancelling_process
     try:
         script = (
             "import sys\n"
-            "from airflow_provider_sparkpipe.hooks.base import PipelineRun\n"
+            "from airflow_provider_sparkpipe.hooks.base import hook_for\n"
+            "from airflow_provider_sparkpipe.runs import PipelineRun\n"
             "from airflow_provider_sparkpipe.runtimes import LocalSpark\n"
             f"run = PipelineRun(runtime_kind='local', run_id='{group.pid}', details={{'pgid': {group.pid}}})\n"
-            f"LocalSpark(master='local[1]', work_dir={str(tmp_path)!r}, kill_grace_s=3).hook().cancel(run)\n"
+            f"hook_for(LocalSpark(master='local[1]', work_dir={str(tmp_path)!r}, kill_grace_s=3)).cancel(run)\n"
             "sys.exit(3)  # not reached: the test kills this process while it waits\n"
         )
         canceller = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.DEVNULL)
@@ -222,7 +224,7 @@ def test_on_kill_returns_at_once_and_cancels_from_a_thread_of_its_own(tmp_path: 
         log.addHandler(Recorder())
         log.setLevel(logging.INFO)
         log.propagate = False
-        hook = runtime.hook()
+        hook = hook_for(runtime)
         operator._cached_logger = hook._log = log  # type: ignore[assignment]
         operator._hook, operator._run = hook, _local_run(group.pid)
         operator.on_kill()

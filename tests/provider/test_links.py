@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_sparkpipe.get_provider_info import get_provider_info
-from airflow_provider_sparkpipe.hooks.base import PipelineSubmission, RunState
+from airflow_provider_sparkpipe.hooks.base import hook_for
 from airflow_provider_sparkpipe.links.spark import SparkApplicationLink
 from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
+from airflow_provider_sparkpipe.runs import PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes import LocalSpark
 from tests.provider.conftest import free_port
 
@@ -55,7 +56,7 @@ def test_a_local_master_links_the_drivers_spark_ui_while_the_run_lives(tmp_path:
             {"name": "one", "query": "SELECT 1 AS x", "target": {"type": "parquet", "path": str(tmp_path / "one")}}
         ],
     }
-    hook = runtime.hook()
+    hook = hook_for(runtime)
     pages: dict[str, int] = {}
 
     def open_live(url: str) -> None:  # called from the hook while it follows the driver's output

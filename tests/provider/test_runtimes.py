@@ -8,7 +8,7 @@ import pytest
 from airflow.sdk import Connection
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
-from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
+from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook, hook_for
 from airflow_provider_sparkpipe.hooks.local import LocalSparkHook
 from airflow_provider_sparkpipe.runtimes import (
     LocalSpark,
@@ -32,7 +32,7 @@ def test_local_spark_defaults_and_string_conf() -> None:
     assert runtime.describe() == (
         "LocalSpark(master='local[2]', conf={'spark.sql.shuffle.partitions': '4', 'spark.ui.enabled': 'false'})"
     )
-    assert isinstance(runtime.hook(), LocalSparkHook)
+    assert isinstance(hook_for(runtime), LocalSparkHook)
     assert "local" in runtime_kinds()
 
 
@@ -120,6 +120,6 @@ def test_connection_hook_resolves_the_runtime_and_tests_it(monkeypatch: pytest.M
 
 
 def test_local_hook_reports_a_missing_spark_installation(tmp_path) -> None:
-    hook = LocalSpark(spark_home=str(tmp_path)).hook()
+    hook = hook_for(LocalSpark(spark_home=str(tmp_path)))
     with pytest.raises(SparkRuntimeError, match=f"no spark-submit at {tmp_path}/bin/spark-submit"):
         hook.check()

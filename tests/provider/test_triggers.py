@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from airflow_provider_sparkpipe.hooks.base import PipelineRun, RunState
+from airflow_provider_sparkpipe.runs import PipelineRun, RunState
 from airflow_provider_sparkpipe.runtimes import LocalSpark
 from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
 from tests.provider.strict_loop import first_event
@@ -17,7 +17,7 @@ def finished_run(tmp_path: Path, status: str) -> PipelineRun:
     metrics.write_text(json.dumps({"app_name": "a", "status": status, "sequences": {}}))
     # Process group ids are positive pids; the largest possible pid leads no group on this machine.
     pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
-    return PipelineRun("local", str(pid_max), {"pgid": pid_max, "metrics_path": str(metrics), "run_dir": str(tmp_path)})
+    return PipelineRun("local", str(pid_max), {"pgid": pid_max, "metrics_uri": str(metrics), "run_dir": str(tmp_path)})
 
 
 def test_trigger_round_trips_through_its_serialised_form(tmp_path: Path) -> None:

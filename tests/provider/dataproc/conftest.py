@@ -103,12 +103,12 @@ class GoogleFakes:
         return {"project_id": PROJECT, "region": REGION, "staging_uri": f"gs://{STAGING_BUCKET}/sparkpipe", **extra}
 
     def cluster(self, **extra: Any) -> Any:
-        from airflow_provider_sparkpipe.runtimes.google import DataprocCluster
+        from airflow_provider_sparkpipe.runtimes.dataproc import DataprocCluster
 
         return DataprocCluster(**self.runtime_settings(cluster_name=CLUSTER, api_endpoint=self.endpoint, **extra))
 
     def serverless(self, **extra: Any) -> Any:
-        from airflow_provider_sparkpipe.runtimes.google import DataprocServerless
+        from airflow_provider_sparkpipe.runtimes.dataproc import DataprocServerless
 
         return DataprocServerless(**self.runtime_settings(api_endpoint=self.endpoint, **extra))
 

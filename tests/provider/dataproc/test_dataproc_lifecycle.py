@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState
+from airflow_provider_sparkpipe.hooks.base import hook_for
+from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes import runtime_from_dict
 from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
 from tests.provider.dataproc.conftest import STAGING_BUCKET, GoogleFakes
@@ -38,7 +39,7 @@ def runtime(fakes: GoogleFakes, kind: str) -> Any:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_run_is_staged_submitted_and_followed_to_its_metrics(fakes: GoogleFakes, kind: str) -> None:
-    hook = runtime(fakes, kind).hook()
+    hook = hook_for(runtime(fakes, kind))
     run = hook.submit(submission("orders_daily"))
     assert hook.poll(run) == RunState.RUNNING
     assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
@@ -57,17 +58,17 @@ def test_a_run_is_staged_submitted_and_followed_to_its_metrics(fakes: GoogleFake
 
 
 def test_the_driver_bundle_is_uploaded_once_per_version(fakes: GoogleFakes) -> None:
-    hook = fakes.cluster().hook()
-    first = hook.stage_bundle()
+    hook = hook_for(fakes.cluster())
+    first = hook.staging.stage_bundle()
     uploads_before = [r for r in fakes.list("sparkpipe/bundles/")]
-    assert hook.stage_bundle() == first
+    assert hook.staging.stage_bundle() == first
     assert fakes.list("sparkpipe/bundles/") == uploads_before
-    assert fakes.read(first[0]).startswith(b'"""spark-submit entry point of sparkpipe')
+    assert fakes.read(first.main_uri).startswith(b'"""spark-submit entry point of sparkpipe')
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_failed_run_reports_its_state_and_the_driver_output_tail(fakes: GoogleFakes, kind: str) -> None:
-    hook = runtime(fakes, kind).hook()
+    hook = hook_for(runtime(fakes, kind))
     run = hook.submit(submission("crash_pipeline"))
     assert hook.wait(run, poll_interval=0.01) == RunState.FAILED
     assert hook.fetch_metrics(run) is None
@@ -79,14 +80,14 @@ def test_a_failed_run_reports_its_state_and_the_driver_output_tail(fakes: Google
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_retry_reattaches_to_a_running_or_succeeded_run(fakes: GoogleFakes, kind: str) -> None:
-    hook = runtime(fakes, kind).hook()
+    hook = hook_for(runtime(fakes, kind))
     first = hook.submit(submission("orders_daily", try_number=1))
     # The worker is lost while the run goes on; the retry, in a new worker, finds it.
-    retry = runtime(fakes, kind).hook().submit(submission("orders_daily", try_number=2))
+    retry = hook_for(runtime(fakes, kind)).submit(submission("orders_daily", try_number=2))
     assert retry.run_id == first.run_id
     assert hook.wait(retry, poll_interval=0.01) == RunState.SUCCEEDED
     # A retry after success (the worker died before recording it) does not run the pipeline again.
-    again = runtime(fakes, kind).hook().submit(submission("orders_daily", try_number=3))
+    again = hook_for(runtime(fakes, kind)).submit(submission("orders_daily", try_number=3))
     assert again.run_id == first.run_id
     assert len(fakes.dataproc.runs_of(kind)) == 1
     assert hook.fetch_metrics(again) is not None
@@ -94,7 +95,7 @@ def test_a_retry_reattaches_to_a_running_or_succeeded_run(fakes: GoogleFakes, ki
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_retry_after_a_failed_run_submits_a_new_one(fakes: GoogleFakes, kind: str) -> None:
-    hook = runtime(fakes, kind).hook()
+    hook = hook_for(runtime(fakes, kind))
     first = hook.submit(submission("fail_pipeline", try_number=1))
     assert hook.wait(first, poll_interval=0.01) == RunState.FAILED
     failed_metrics = hook.fetch_metrics(first)
@@ -109,7 +110,7 @@ def test_a_retry_after_a_failed_run_submits_a_new_one(fakes: GoogleFakes, kind: 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_cancel_stops_a_running_run_and_leaves_a_finished_one(fakes: GoogleFakes, kind: str) -> None:
-    hook = runtime(fakes, kind).hook()
+    hook = hook_for(runtime(fakes, kind))
     run = hook.submit(submission("slow_pipeline"))
     assert hook.poll(run) == RunState.RUNNING
     hook.cancel(run)
@@ -122,7 +123,7 @@ def test_cancel_stops_a_running_run_and_leaves_a_finished_one(fakes: GoogleFakes
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_trigger_polls_asynchronously_until_the_run_ends(fakes: GoogleFakes, kind: str) -> None:
     rt = runtime(fakes, kind)
-    run = rt.hook().submit(submission("orders_deferred"))
+    run = hook_for(rt).submit(submission("orders_deferred"))
     trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01)
     assert first_event(trigger) == {"state": "succeeded", "run": run.to_dict()}
     assert fakes.dataproc.runs_of(kind)[0].polls >= 3
@@ -131,20 +132,20 @@ def test_the_trigger_polls_asynchronously_until_the_run_ends(fakes: GoogleFakes,
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_trigger_cancels_the_run_at_the_task_deadline(fakes: GoogleFakes, kind: str) -> None:
     rt = runtime(fakes, kind)
-    run = rt.hook().submit(submission("slow_pipeline"))
+    run = hook_for(rt).submit(submission("slow_pipeline"))
     trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01, deadline=time.time())
     event = first_event(trigger)
     assert event == {"state": "cancelled", "run": run.to_dict(), "timed_out": True}
-    assert rt.hook().wait(run, poll_interval=0.01) == RunState.CANCELLED
+    assert hook_for(rt).wait(run, poll_interval=0.01) == RunState.CANCELLED
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_killing_the_deferred_task_cancels_the_run(fakes: GoogleFakes, kind: str) -> None:
     rt = runtime(fakes, kind)
-    run = rt.hook().submit(submission("slow_pipeline"))
+    run = hook_for(rt).submit(submission("slow_pipeline"))
     trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01)
     asyncio.run(trigger.on_kill())
-    assert rt.hook().wait(run, poll_interval=0.01) == RunState.CANCELLED
+    assert hook_for(rt).wait(run, poll_interval=0.01) == RunState.CANCELLED
 
 
 def test_the_trigger_round_trips_a_dataproc_runtime_through_its_serialised_form(fakes: GoogleFakes) -> None:
@@ -158,7 +159,7 @@ def test_the_trigger_round_trips_a_dataproc_runtime_through_its_serialised_form(
 
 
 def test_metrics_fall_back_to_the_driver_output_marker(fakes: GoogleFakes) -> None:
-    hook = fakes.cluster().hook()
+    hook = hook_for(fakes.cluster())
     run = hook.submit(submission("orders_daily"))
     assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
     hook.gcs.delete(STAGING_BUCKET, f"sparkpipe/runs/{run.run_id}/metrics.json")

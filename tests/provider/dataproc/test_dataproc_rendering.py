@@ -13,10 +13,12 @@ import pytest
 from google.cloud import dataproc_v1
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
-from airflow_provider_sparkpipe.hooks.base import PipelineSubmission
+from airflow_provider_sparkpipe.hooks.base import hook_for
 from airflow_provider_sparkpipe.hooks.dataproc import remote_id_base
+from airflow_provider_sparkpipe.runs import PipelineSubmission
 from airflow_provider_sparkpipe.runtimes import runtime_from_dict
-from airflow_provider_sparkpipe.runtimes.google import DataprocCluster, DataprocServerless
+from airflow_provider_sparkpipe.runtimes.dataproc import DataprocCluster, DataprocServerless
+from airflow_provider_sparkpipe.staging import StagedBundle, StagedRun
 
 DOCUMENT = {
     "app_name": "orders_daily",
@@ -41,6 +43,13 @@ LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 
 
+def staged(runtime: Any) -> StagedRun:
+    """Where the hook stages a run ``sp-x-1``, with a bundle at ``gs://b/``: the layout of every runtime."""
+    run_uri = f"{runtime.staging_uri}/runs/sp-x-1"
+    bundle = StagedBundle(main_uri="gs://b/main.py", py_files_uri="gs://b/sparkpipe-abc.zip", digest="abc")
+    return StagedRun(bundle, run_uri, f"{run_uri}/config.json", None, f"{run_uri}/metrics.json")
+
+
 def without_loss(message_type: Any, body: dict[str, Any]) -> None:
     """The dict becomes the library's message and comes back unchanged (an unknown key raises)."""
     message = message_type(body)
@@ -51,7 +60,7 @@ def test_cluster_job_is_a_valid_dataproc_job() -> None:
     runtime = DataprocCluster(
         cluster_name="etl", properties={"spark.executor.memory": "4g"}, labels={"team": "data"}, **SETTINGS
     )
-    body = runtime.hook().render(SUBMISSION, "sp-x-1", "gs://b/main.py", "gs://b/sparkpipe-abc.zip")
+    body = hook_for(runtime).render(SUBMISSION, "sp-x-1", staged(runtime))
     without_loss(dataproc_v1.Job, body)
     job = body["pyspark_job"]
     assert body["reference"] == {"project_id": "acme-data", "job_id": "sp-x-1"}
@@ -86,7 +95,7 @@ def test_serverless_batch_is_a_valid_dataproc_batch() -> None:
         properties=cast(dict[str, str], {"spark.dynamicAllocation.maxExecutors": 4}),  # numbers become strings
         **SETTINGS,
     )
-    body = runtime.hook().render(SUBMISSION, "sp-x-1", "gs://b/main.py", "gs://b/sparkpipe-abc.zip")
+    body = hook_for(runtime).render(SUBMISSION, "sp-x-1", staged(runtime))
     without_loss(dataproc_v1.Batch, body)
     assert body["runtime_config"] == {
         "version": "2.2",
@@ -153,7 +162,7 @@ def test_importing_the_runtimes_imports_no_google_client() -> None:
     code = (
         "import sys\n"
         "import airflow_provider_sparkpipe.operators.spark_pipeline\n"
-        "from airflow_provider_sparkpipe.runtimes.google import DataprocCluster, DataprocServerless\n"
+        "from airflow_provider_sparkpipe.runtimes.dataproc import DataprocCluster, DataprocServerless\n"
         "print([m for m in sys.modules if m.startswith(('google.cloud.', 'google.api_core', 'grpc'))])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

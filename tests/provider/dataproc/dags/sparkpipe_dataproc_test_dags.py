@@ -14,7 +14,7 @@ import pendulum
 from airflow.sdk import DAG
 
 from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
-from airflow_provider_sparkpipe.runtimes.google import DataprocCluster, DataprocServerless
+from airflow_provider_sparkpipe.runtimes.dataproc import DataprocCluster, DataprocServerless
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 SETTINGS: dict[str, Any] = {

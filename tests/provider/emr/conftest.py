@@ -24,7 +24,7 @@ from moto.emr.responses import ElasticMapReduceResponse
 from moto.emrserverless.models import EMRServerlessBackend
 from moto.server import ThreadedMotoServer
 
-from airflow_provider_sparkpipe.runtimes.aws import EmrCluster, EmrOnEks, EmrServerless
+from airflow_provider_sparkpipe.runtimes.emr import EmrCluster, EmrOnEks, EmrServerless
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -100,7 +100,7 @@ def client(endpoint: str, service: str) -> Any:
 
 
 @dataclass(frozen=True)
-class AwsRuntimes:
+class EmrRuntimes:
     """One EMR cluster, one EMR Serverless application and one EMR on EKS virtual cluster in moto."""
 
     endpoint: str
@@ -113,7 +113,7 @@ class AwsRuntimes:
 
 
 @pytest.fixture(scope="session")
-def aws(moto_endpoint: str) -> AwsRuntimes:
+def emr(moto_endpoint: str) -> EmrRuntimes:
     s3 = client(moto_endpoint, "s3")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     client(moto_endpoint, "emr").run_job_flow(
@@ -131,7 +131,7 @@ def aws(moto_endpoint: str) -> AwsRuntimes:
         name="sparkpipe-test",
         containerProvider={"id": "eks-test", "type": "EKS", "info": {"eksInfo": {"namespace": "spark"}}},
     )["id"]
-    return AwsRuntimes(
+    return EmrRuntimes(
         endpoint=moto_endpoint,
         emr_cluster=EmrCluster(job_flow_name="sparkpipe-test", staging_uri=STAGING, aws_conn_id=CONN_ID),
         emr_serverless=EmrServerless(
@@ -242,8 +242,8 @@ def driver_log(kind: str, run: Any) -> str:
 
 
 @pytest.fixture
-def driver(aws: AwsRuntimes) -> FakeDriver:
-    return FakeDriver(aws.endpoint, {r.id for kind in aws.all() for r in remote_runs(kind)})
+def driver(emr: EmrRuntimes) -> FakeDriver:
+    return FakeDriver(emr.endpoint, {r.id for kind in emr.all() for r in remote_runs(kind)})
 
 
 def in_background(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:

@@ -14,16 +14,17 @@ import pytest
 
 from airflow_provider_sparkpipe.connections import env_name
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
-from airflow_provider_sparkpipe.hooks.base import RunState
-from airflow_provider_sparkpipe.hooks.kubernetes import config_digest
-from tests.provider.spark_kubernetes.conftest import (
+from airflow_provider_sparkpipe.hooks.base import hook_for
+from airflow_provider_sparkpipe.hooks.kubernetes_manifest import config_digest
+from airflow_provider_sparkpipe.runs import RunState
+from tests.provider.kubernetes.conftest import (
     NAMESPACE,
     pipeline_document,
     poll_until_running,
     runtime,
     submission,
 )
-from tests.provider.spark_kubernetes.fake_apiserver import FakeKubernetes
+from tests.provider.kubernetes.fake_apiserver import FakeKubernetes
 
 USER, PASSWORD = env_name("shop_db", "USER"), env_name("shop_db", "PASSWORD")
 ENVIRONMENT = {USER: "etl_writer_7Qx", PASSWORD: "pw-Zr8!vK2#mQ9$tL"}
@@ -55,7 +56,7 @@ def secret_of(k8s: FakeKubernetes, name: str) -> dict[str, Any]:
 
 
 def test_the_credentials_travel_in_a_secret_owned_by_the_application(k8s: FakeKubernetes) -> None:
-    run = runtime(labels={"team": "data"}).hook().submit(with_credentials())
+    run = hook_for(runtime(labels={"team": "data"})).submit(with_credentials())
     secret = secret_of(k8s, run.run_id)
     assert (secret["apiVersion"], secret["kind"], secret["type"]) == ("v1", "Secret", "Opaque")
     assert "stringData" not in secret
@@ -82,7 +83,7 @@ def test_no_request_but_the_secrets_own_creation_and_no_log_line_holds_a_value(
     k8s: FakeKubernetes, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.DEBUG)  # the kubernetes client logs response bodies at debug level
-    hook = runtime().hook()
+    hook = hook_for(runtime())
     run = hook.submit(with_credentials())
     assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
     assert hook.fetch_metrics(run) is not None
@@ -107,7 +108,7 @@ def test_no_request_but_the_secrets_own_creation_and_no_log_line_holds_a_value(
 
 
 def test_the_driver_starts_with_the_values_its_config_references(k8s: FakeKubernetes) -> None:
-    hook = runtime(env={"TZ": "UTC"}).hook()
+    hook = hook_for(runtime(env={"TZ": "UTC"}))
     run = hook.submit(with_credentials())
     assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
     driver_env = k8s.driver_env[run.details["uid"]]
@@ -119,7 +120,7 @@ def test_the_driver_starts_with_the_values_its_config_references(k8s: FakeKubern
 
 
 def test_a_driver_whose_secret_is_missing_never_starts(k8s: FakeKubernetes) -> None:
-    hook = runtime().hook()
+    hook = hook_for(runtime())
     run = hook.submit(with_credentials())
     del k8s.secrets[(NAMESPACE, f"{run.run_id}-credentials")]
     assert hook.wait(run, poll_interval=0.01) == RunState.FAILED
@@ -131,7 +132,7 @@ def test_a_driver_whose_secret_is_missing_never_starts(k8s: FakeKubernetes) -> N
 
 def test_the_secret_is_deleted_when_the_run_ends_and_a_failed_application_is_kept(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = "FAILED"
-    hook = runtime().hook()
+    hook = hook_for(runtime())
     run = hook.submit(with_credentials())
     assert hook.wait(run, poll_interval=0.01) == RunState.FAILED
     hook.cleanup(run, RunState.FAILED)
@@ -143,7 +144,7 @@ def test_the_secret_is_deleted_when_the_run_ends_and_a_failed_application_is_kep
 
 def test_cancel_deletes_the_secret_with_the_application(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = None
-    hook = runtime().hook()
+    hook = hook_for(runtime())
     run = hook.submit(with_credentials())
     poll_until_running(hook, run)
     assert k8s.driver_env[run.details["uid"]] == ENVIRONMENT
@@ -155,10 +156,10 @@ def test_cancel_deletes_the_secret_with_the_application(k8s: FakeKubernetes) -> 
 
 def test_deleting_the_application_deletes_its_secret(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = None
-    run = runtime().hook().submit(with_credentials())
-    other = runtime().hook().submit(submission(task_id="other_task", document=connection_document(), environment={}))
+    run = hook_for(runtime()).submit(with_credentials())
+    other = hook_for(runtime()).submit(submission(task_id="other_task", document=connection_document(), environment={}))
     assert list(k8s.secrets) == [(NAMESPACE, f"{run.run_id}-credentials")]
-    runtime().hook().kube.delete_custom_object(
+    hook_for(runtime()).kube.delete_custom_object(
         "sparkoperator.k8s.io", "v1beta2", "sparkapplications", run.run_id, NAMESPACE
     )
     assert k8s.secrets == {}  # garbage-collected with its owner, as the ConfigMap
@@ -167,11 +168,11 @@ def test_deleting_the_application_deletes_its_secret(k8s: FakeKubernetes) -> Non
 
 def test_a_retry_re_attaching_to_the_running_application_creates_no_second_secret(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = None
-    first_hook = runtime().hook()
+    first_hook = hook_for(runtime())
     first = first_hook.submit(with_credentials(try_number=1))
     secret_uid = secret_of(k8s, first.run_id)["metadata"]["uid"]
     poll_until_running(first_hook, first)
-    retry_hook = runtime().hook()
+    retry_hook = hook_for(runtime())
     retry = retry_hook.submit(with_credentials(try_number=2))
     assert (retry.details["uid"], retry.details["attached"]) == (first.details["uid"], True)
     assert "credentials_uid" not in retry.details
@@ -183,12 +184,12 @@ def test_a_retry_re_attaching_to_the_running_application_creates_no_second_secre
 
 def test_a_replaced_application_gets_a_fresh_secret(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = "FAILED"
-    hook = runtime().hook()
+    hook = hook_for(runtime())
     first = hook.submit(with_credentials(try_number=1))
     assert hook.wait(first, poll_interval=0.01) == RunState.FAILED
     k8s.outcomes["shop_summary"] = "COMPLETED"
     rotated = {**ENVIRONMENT, PASSWORD: "rotated-pw-5Tn"}
-    retry_hook = runtime().hook()
+    retry_hook = hook_for(runtime())
     retry = retry_hook.submit(with_credentials(try_number=2, environment=rotated))
     assert retry.details["uid"] != first.details["uid"] and retry.details["attached"] is False
     secret = secret_of(k8s, retry.run_id)
@@ -201,7 +202,7 @@ def test_a_replaced_application_gets_a_fresh_secret(k8s: FakeKubernetes) -> None
 
 def test_a_secret_that_cannot_be_created_deletes_the_application(k8s: FakeKubernetes) -> None:
     k8s.refused[("POST", "secrets")] = 403
-    hook = runtime().hook()
+    hook = hook_for(runtime())
     with pytest.raises(SparkRuntimeError, match=r"cannot create Secret spark-jobs/.*-credentials: HTTP 403") as info:
         hook.submit(with_credentials())
     assert "RBAC permissions on sparkapplications/configmaps/secrets" in str(info.value)
@@ -214,9 +215,9 @@ def test_a_secret_that_cannot_be_created_deletes_the_application(k8s: FakeKubern
 
 def test_cancelling_a_replaced_attempt_leaves_the_new_applications_config_and_secret(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = None
-    old_hook = runtime().hook()
+    old_hook = hook_for(runtime())
     old = old_hook.submit(with_credentials(try_number=1))
-    new = runtime().hook().submit(with_credentials(try_number=2, app_name="changed"))
+    new = hook_for(runtime()).submit(with_credentials(try_number=2, app_name="changed"))
     assert new.details["uid"] != old.details["uid"]
     old_hook.cancel(old)  # the uid precondition fails: the name is the new attempt's application now
     assert (NAMESPACE, new.run_id) in k8s.apps
@@ -227,7 +228,7 @@ def test_cancelling_a_replaced_attempt_leaves_the_new_applications_config_and_se
 
 
 def test_a_submission_without_credentials_creates_no_secret(k8s: FakeKubernetes) -> None:
-    hook = runtime().hook()
+    hook = hook_for(runtime())
     run = hook.submit(submission())
     assert "envFrom" not in k8s.apps[(NAMESPACE, run.run_id)]["spec"]["driver"]
     assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
@@ -238,11 +239,11 @@ def test_a_submission_without_credentials_creates_no_secret(k8s: FakeKubernetes)
 def test_a_retry_restores_what_an_attempt_stopped_while_submitting_did_not_create(k8s: FakeKubernetes) -> None:
     """The worker died between creating the application and creating its ConfigMap and Secret: the
     driver would wait for them for ever. The retry re-attaches and creates them, owned by the application."""
-    first = runtime().hook().submit(with_credentials(try_number=1))
+    first = hook_for(runtime()).submit(with_credentials(try_number=1))
     app_uid = first.details["uid"]
     del k8s.config_maps[(NAMESPACE, f"{first.run_id}-config")]
     del k8s.secrets[(NAMESPACE, f"{first.run_id}-credentials")]
-    retry_hook = runtime().hook()
+    retry_hook = hook_for(runtime())
     retry = retry_hook.submit(with_credentials(try_number=2))
     assert (retry.details["uid"], retry.details["attached"]) == (app_uid, True)
     config_map = k8s.config_maps[(NAMESPACE, f"{first.run_id}-config")]
@@ -259,9 +260,9 @@ def test_a_retry_restores_what_an_attempt_stopped_while_submitting_did_not_creat
 
 
 def test_a_retry_re_attaching_before_the_driver_started_keeps_existing_parts(k8s: FakeKubernetes) -> None:
-    first = runtime().hook().submit(with_credentials(try_number=1))
+    first = hook_for(runtime()).submit(with_credentials(try_number=1))
     secret_uid = secret_of(k8s, first.run_id)["metadata"]["uid"]
-    retry = runtime().hook().submit(with_credentials(try_number=2))
+    retry = hook_for(runtime()).submit(with_credentials(try_number=2))
     assert retry.details["attached"] is True and "credentials_uid" not in retry.details
     assert secret_of(k8s, first.run_id)["metadata"]["uid"] == secret_uid
     assert k8s.calls("DELETE", SECRETS) == [] and k8s.calls("DELETE", "/configmaps") == []

@@ -10,24 +10,25 @@ from typing import Any
 import pytest
 
 from airflow_provider_sparkpipe.exceptions import SparkPipelineFailed
-from airflow_provider_sparkpipe.hooks.base import PipelineRun, RunState
+from airflow_provider_sparkpipe.hooks.base import hook_for
 from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
+from airflow_provider_sparkpipe.runs import PipelineRun, RunState
 from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
-from tests.provider.spark_kubernetes.conftest import (
+from tests.provider.kubernetes.conftest import (
     NAMESPACE,
     pipeline_document,
     poll_until_running,
     runtime,
     submission,
 )
-from tests.provider.spark_kubernetes.fake_apiserver import FakeKubernetes
+from tests.provider.kubernetes.fake_apiserver import FakeKubernetes
 from tests.provider.strict_loop import first_event, kill
 
 APPS = "/sparkapplications"
 
 
 def test_a_run_is_followed_to_completion_and_its_metrics_read_from_the_driver_log(k8s: FakeKubernetes) -> None:
-    hook = runtime().hook()
+    hook = hook_for(runtime())
     run = hook.submit(submission())
     assert run.runtime_kind == "kubernetes" and run.details["attached"] is False
     config_map = k8s.config_maps[(NAMESPACE, f"{run.run_id}-config")]
@@ -48,7 +49,7 @@ def test_a_run_is_followed_to_completion_and_its_metrics_read_from_the_driver_lo
 
 def test_a_failed_application_reports_its_error_and_the_driver_log_tail(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = "FAILED"
-    hook = runtime().hook()
+    hook = hook_for(runtime())
     run = hook.submit(submission())
     assert hook.wait(run, poll_interval=0.01) == RunState.FAILED
     assert hook.fetch_metrics(run)["sequences"]["to_postgres"]["status"] == "failed"  # type: ignore[index]
@@ -59,9 +60,9 @@ def test_a_failed_application_reports_its_error_and_the_driver_log_tail(k8s: Fak
 
 def test_a_retry_re_attaches_to_the_running_application(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = None  # runs until deleted
-    first = runtime().hook().submit(submission(try_number=1))
-    assert runtime().hook().poll(first) == RunState.PENDING
-    retry_hook = runtime().hook()
+    first = hook_for(runtime()).submit(submission(try_number=1))
+    assert hook_for(runtime()).poll(first) == RunState.PENDING
+    retry_hook = hook_for(runtime())
     retry = retry_hook.submit(submission(try_number=2))
     assert (retry.run_id, retry.details["uid"], retry.details["attached"]) == (first.run_id, first.details["uid"], True)
     assert len(k8s.calls("POST", APPS)) == 1
@@ -70,11 +71,11 @@ def test_a_retry_re_attaches_to_the_running_application(k8s: FakeKubernetes) -> 
 
 def test_a_retry_replaces_a_failed_application(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = "FAILED"
-    hook = runtime().hook()
+    hook = hook_for(runtime())
     first = hook.submit(submission(try_number=1))
     assert hook.wait(first, poll_interval=0.01) == RunState.FAILED
     k8s.outcomes["shop_summary"] = "COMPLETED"
-    retry_hook = runtime().hook()
+    retry_hook = hook_for(runtime())
     retry = retry_hook.submit(submission(try_number=2))
     assert retry.run_id == first.run_id and retry.details["uid"] != first.details["uid"]
     deletes = k8s.calls("DELETE", APPS)
@@ -86,8 +87,8 @@ def test_a_retry_replaces_a_failed_application(k8s: FakeKubernetes) -> None:
 
 def test_a_retry_with_another_config_replaces_the_application(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = None
-    first = runtime().hook().submit(submission(try_number=1))
-    retry = runtime().hook().submit(submission(try_number=2, document=pipeline_document("changed")))
+    first = hook_for(runtime()).submit(submission(try_number=1))
+    retry = hook_for(runtime()).submit(submission(try_number=2, document=pipeline_document("changed")))
     assert retry.details["uid"] != first.details["uid"] and retry.details["attached"] is False
     config = json.loads(k8s.config_maps[(NAMESPACE, f"{retry.run_id}-config")]["data"]["config.json"])
     assert config["app_name"] == "changed"
@@ -95,7 +96,7 @@ def test_a_retry_with_another_config_replaces_the_application(k8s: FakeKubernete
 
 def test_cancel_deletes_the_application_not_just_the_pod(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = None
-    hook = runtime().hook()
+    hook = hook_for(runtime())
     run = hook.submit(submission())
     poll_until_running(hook, run)
     assert (NAMESPACE, f"{run.run_id}-driver") in k8s.pods
@@ -109,7 +110,7 @@ def test_cancel_deletes_the_application_not_just_the_pod(k8s: FakeKubernetes) ->
 
 def test_deferral_polls_through_the_async_client_and_the_operator_resumes(k8s: FakeKubernetes) -> None:
     rt = runtime()
-    run = rt.hook().submit(submission())
+    run = hook_for(rt).submit(submission())
     trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01)
     event = first_event(trigger)
     assert event == {"state": "succeeded", "run": run.to_dict()}
@@ -125,7 +126,7 @@ def test_deferral_polls_through_the_async_client_and_the_operator_resumes(k8s: F
 def test_resuming_after_a_failed_run_fails_the_task_with_the_driver_log(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = "FAILED"
     rt = runtime()
-    run = rt.hook().submit(submission())
+    run = hook_for(rt).submit(submission())
     event = first_event(SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01))
     assert event["state"] == "failed"
 
@@ -145,7 +146,7 @@ def test_resuming_after_a_failed_run_fails_the_task_with_the_driver_log(k8s: Fak
 def test_a_user_kill_of_the_deferred_task_deletes_the_application(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = None
     rt = runtime()
-    run = rt.hook().submit(submission())
+    run = hook_for(rt).submit(submission())
     trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01, cancel_on_kill=True)
     _, kwargs = trigger.serialize()
     assert json.loads(json.dumps(kwargs)) == kwargs
@@ -158,14 +159,14 @@ def test_a_user_kill_of_the_deferred_task_deletes_the_application(k8s: FakeKuber
 def test_the_trigger_deletes_the_application_at_the_tasks_deadline(k8s: FakeKubernetes) -> None:
     k8s.outcomes["shop_summary"] = None
     rt = runtime()
-    run = rt.hook().submit(submission())
+    run = hook_for(rt).submit(submission())
     event = first_event(SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01, deadline=0.0))
     assert event == {"state": "cancelled", "run": run.to_dict(), "timed_out": True}
     assert k8s.apps == {} and k8s.config_maps == {}
 
 
 def test_delete_on_success_removes_a_successful_application(k8s: FakeKubernetes) -> None:
-    hook = runtime(delete_on_success=True).hook()
+    hook = hook_for(runtime(delete_on_success=True))
     run = hook.submit(submission())
     assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
     assert hook.fetch_metrics(run) is not None
@@ -174,18 +175,18 @@ def test_delete_on_success_removes_a_successful_application(k8s: FakeKubernetes)
 
 
 def test_metrics_are_read_from_the_staging_uri_when_given(k8s: FakeKubernetes, tmp_path: Path) -> None:
-    hook = runtime(staging_uri=tmp_path.as_uri()).hook()
+    hook = hook_for(runtime(staging_uri=tmp_path.as_uri()))
     run = hook.submit(submission(try_number=2))
     assert (
         run.details["metrics_uri"]
-        == f"{tmp_path.as_uri()}/{run.run_id}/{submission(try_number=2).run_key}/metrics.json"
+        == f"{tmp_path.as_uri()}/runs/{run.run_id}/{submission(try_number=2).run_key}/metrics.json"
     )
     assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
     assert hook.fetch_metrics(run)["written_to"] == "staging"  # type: ignore[index]
 
 
 def test_the_connection_check_reads_sparkapplications(k8s: FakeKubernetes) -> None:
-    assert runtime().hook().test_connection() == (
+    assert hook_for(runtime()).test_connection() == (
         True,
         f"{runtime().describe()}: SparkApplications readable in namespace '{NAMESPACE}'",
     )
@@ -193,6 +194,6 @@ def test_the_connection_check_reads_sparkapplications(k8s: FakeKubernetes) -> No
 
 
 def test_a_run_handle_survives_serialisation(k8s: FakeKubernetes) -> None:
-    run = runtime().hook().submit(submission())
+    run = hook_for(runtime()).submit(submission())
     again = PipelineRun.from_dict(json.loads(json.dumps(run.to_dict())))
-    assert runtime().hook().wait(again, poll_interval=0.01) == RunState.SUCCEEDED
+    assert hook_for(runtime()).wait(again, poll_interval=0.01) == RunState.SUCCEEDED

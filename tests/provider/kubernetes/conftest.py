@@ -13,9 +13,9 @@ import jsonschema
 import pytest
 import yaml
 
-from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission, RunState
+from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
-from tests.provider.spark_kubernetes.fake_apiserver import TOKEN, FakeKubernetes, serve
+from tests.provider.kubernetes.fake_apiserver import TOKEN, FakeKubernetes, serve
 
 CRD = Path(__file__).resolve().parents[1] / "schemas" / "sparkoperator.k8s.io_sparkapplications.crd.yaml"
 CONN_ID = "sparkpipe_test_k8s"

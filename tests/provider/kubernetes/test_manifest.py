@@ -12,7 +12,8 @@ import jsonschema
 import pytest
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
-from airflow_provider_sparkpipe.hooks.kubernetes import (
+from airflow_provider_sparkpipe.hooks.base import hook_class_of
+from airflow_provider_sparkpipe.hooks.kubernetes_manifest import (
     application_name,
     config_digest,
     credentials_secret_name,
@@ -20,9 +21,9 @@ from airflow_provider_sparkpipe.hooks.kubernetes import (
     render_config_map,
     render_credentials_secret,
 )
-from airflow_provider_sparkpipe.runtimes.base import runtime_from_dict
+from airflow_provider_sparkpipe.runtimes import runtime_from_dict
 from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
-from tests.provider.spark_kubernetes.conftest import runtime, schema_problems, submission
+from tests.provider.kubernetes.conftest import runtime, schema_problems, submission
 
 REPO = Path(__file__).resolve().parents[3]
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -187,7 +188,7 @@ def test_runtime_from_connection_extras_and_its_round_trip() -> None:
     assert built.executor == {"instances": 3, "cores": 1, "memory": "2g"}
     assert (built.image_pull_secrets, built.delete_on_success, built.time_to_live_s) == (("registry",), True, 600)
     assert runtime_from_dict(built.to_dict()) == built
-    assert built.supports_deferral
+    assert hook_class_of(built).supports_deferral and hook_class_of(built).passes_environment
 
 
 @pytest.mark.parametrize(

@@ -19,13 +19,14 @@ from airflow.sdk.exceptions import AirflowTaskTimeout, TaskDeferred
 from airflow.sdk.execution_time.timeout import timeout
 
 from airflow_provider_sparkpipe.exceptions import SparkPipelineFailed
-from airflow_provider_sparkpipe.hooks.base import PipelineRun, PipelineSubmission
+from airflow_provider_sparkpipe.hooks.base import hook_for
 from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
-from airflow_provider_sparkpipe.runtimes.base import runtime_from_dict
+from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission
+from airflow_provider_sparkpipe.runtimes import runtime_from_dict
 from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
-from tests.provider.aws.conftest import (
+from tests.provider.emr.conftest import (
     CANCELLED_STEPS,
-    AwsRuntimes,
+    EmrRuntimes,
     FakeDriver,
     in_background,
     remote_runs,
@@ -69,9 +70,9 @@ def context(request: pytest.FixtureRequest, try_number: int = 1) -> Any:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_success_returns_the_driver_metrics(
-    kind: str, aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+    kind: str, emr: EmrRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
 ) -> None:
-    op, ctx = operator(aws.all()[kind]), context(request)
+    op, ctx = operator(emr.all()[kind]), context(request)
     thread, outcome = in_background(lambda: op.execute(ctx))
     run = driver.wait_for_new_run(kind)
     written = driver.finish(kind, run, "succeeded")
@@ -83,25 +84,25 @@ def test_success_returns_the_driver_metrics(
     assert op.application_url == metrics["runtime"]["url"]
     assert str(op.application_url).startswith("https://console.aws.amazon.com/emr/home?region=eu-west-1#/")
     # Staged config removed once the metrics are read; metrics stay for a re-attaching retry.
-    staged = {o.key for o in remote_objects(aws, driver.metrics_uri(kind, run).rsplit("/", 1)[0])}
+    staged = {o.key for o in remote_objects(emr, driver.metrics_uri(kind, run).rsplit("/", 1)[0])}
     assert {k.rsplit("/", 1)[1] for k in staged} == {"metrics.json"}
 
 
-def remote_objects(aws: AwsRuntimes, prefix_uri: str) -> list[Any]:
+def remote_objects(emr: EmrRuntimes, prefix_uri: str) -> list[Any]:
     import boto3
 
     bucket, _, prefix = prefix_uri.removeprefix("s3://").partition("/")
     s3 = boto3.resource(
-        "s3", endpoint_url=aws.endpoint, region_name="eu-west-1", aws_access_key_id="t", aws_secret_access_key="t"
+        "s3", endpoint_url=emr.endpoint, region_name="eu-west-1", aws_access_key_id="t", aws_secret_access_key="t"
     )
     return list(s3.Bucket(bucket).objects.filter(Prefix=prefix + "/"))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_failed_run_reports_the_state_and_the_driver_log_tail(
-    kind: str, aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+    kind: str, emr: EmrRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
 ) -> None:
-    op, ctx = operator(aws.all()[kind]), context(request)
+    op, ctx = operator(emr.all()[kind]), context(request)
     thread, outcome = in_background(lambda: op.execute(ctx))
     run = driver.wait_for_new_run(kind)
     stdout = "\n".join(f"line {i}" for i in range(100)) + "\nTraceback: java.lang.OutOfMemoryError"
@@ -116,9 +117,9 @@ def test_a_failed_run_reports_the_state_and_the_driver_log_tail(
 
 
 def test_a_failed_pipeline_pushes_its_metrics(
-    aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+    emr: EmrRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
 ) -> None:
-    op, ctx = operator(aws.emr_serverless), context(request)
+    op, ctx = operator(emr.emr_serverless), context(request)
     thread, outcome = in_background(lambda: op.execute(ctx))
     run = driver.wait_for_new_run("emr_serverless")
     driver.finish("emr_serverless", run, "failed")
@@ -129,12 +130,12 @@ def test_a_failed_pipeline_pushes_its_metrics(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_retry_reattaches_to_the_running_job_and_a_failed_one_is_submitted_anew(
-    kind: str, aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+    kind: str, emr: EmrRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
 ) -> None:
-    runtime = aws.all()[kind]
+    runtime = emr.all()[kind]
     before = len(remote_runs(kind))
     # Try 1 submitted, then its worker died: the job keeps running.
-    first = runtime.hook().submit(submission(request, try_number=1))
+    first = hook_for(runtime).submit(submission(request, try_number=1))
     job = driver.wait_for_new_run(kind)
     assert first.run_id == job.id
 
@@ -146,10 +147,10 @@ def test_a_retry_reattaches_to_the_running_job_and_a_failed_one_is_submitted_ane
     assert len(remote_runs(kind)) == before + 1, "the retry submitted a duplicate"
 
     # A third try after a succeeded run re-attaches too (its metrics are still there) ...
-    assert runtime.hook().submit(submission(request, try_number=3)).run_id == job.id
+    assert hook_for(runtime).submit(submission(request, try_number=3)).run_id == job.id
     # ... but after a failed run, a new one starts (run 2 of the task, its own files).
     job.state = {"emr_cluster": "FAILED", "emr_serverless": "FAILED", "emr_on_eks": "FAILED"}[kind]
-    again = runtime.hook().submit(submission(request, try_number=4))
+    again = hook_for(runtime).submit(submission(request, try_number=4))
     assert again.run_id != job.id
     assert again.details["generation"] == 2 and again.details["metrics_uri"].endswith("/2/metrics.json")
     assert len(remote_runs(kind)) == before + 2
@@ -169,9 +170,9 @@ def submission(request: pytest.FixtureRequest, try_number: int) -> PipelineSubmi
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_killing_the_task_cancels_the_remote_run(
-    kind: str, aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+    kind: str, emr: EmrRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
 ) -> None:
-    op, ctx = operator(aws.all()[kind]), context(request)
+    op, ctx = operator(emr.all()[kind]), context(request)
     thread, outcome = in_background(lambda: op.execute(ctx))
     job = driver.wait_for_new_run(kind)
     # The job exists in moto a moment before submit() returns it to the operator: wait for the handle.
@@ -187,8 +188,8 @@ def test_killing_the_task_cancels_the_remote_run(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_deferral_and_resume(kind: str, aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest) -> None:
-    op, ctx = operator(aws.all()[kind], deferrable=True), context(request)
+def test_deferral_and_resume(kind: str, emr: EmrRuntimes, driver: FakeDriver, request: pytest.FixtureRequest) -> None:
+    op, ctx = operator(emr.all()[kind], deferrable=True), context(request)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
     assert deferred.value.method_name == "execute_complete"
@@ -199,31 +200,31 @@ def test_deferral_and_resume(kind: str, aws: AwsRuntimes, driver: FakeDriver, re
     written = driver.finish(kind, job, "succeeded")
     event = first_event(trigger)
     assert event == {"state": "succeeded", "run": kwargs["run"]}
-    metrics = operator(aws.all()[kind], deferrable=True).execute_complete(ctx, event)
+    metrics = operator(emr.all()[kind], deferrable=True).execute_complete(ctx, event)
     assert metrics["sequences"] == written["sequences"] and metrics["runtime"]["job_id"] == job.id
 
 
 def test_a_trigger_error_keeps_the_job_id_so_the_job_can_be_cancelled(
-    aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+    emr: EmrRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
 ) -> None:
     """The official EMR Serverless operator loses the job id on a failed trigger event; this one keeps it."""
-    run = aws.emr_serverless.hook().submit(submission(request, try_number=1))
+    run = hook_for(emr.emr_serverless).submit(submission(request, try_number=1))
     job = driver.wait_for_new_run("emr_serverless")
-    broken = {**aws.emr_serverless.to_dict(), "aws_conn_id": "no_such_connection"}
+    broken = {**emr.emr_serverless.to_dict(), "aws_conn_id": "no_such_connection"}
     event = first_event(SparkPipelineTrigger(broken, run.to_dict(), 0.05))
     assert event["state"] == "failed" and event["error"]  # no credentials: polling failed
     assert event["run"]["run_id"] == job.id
-    hook = runtime_from_dict(aws.emr_serverless.to_dict()).hook()
+    hook = hook_for(runtime_from_dict(emr.emr_serverless.to_dict()))
     hook.cancel(PipelineRun.from_dict(event["run"]))
     assert job.state == "CANCELLED"
 
 
 @pytest.mark.parametrize("kind", ["emr_cluster", "emr_serverless"])
 def test_execution_timeout_cancels_the_remote_run(
-    kind: str, aws: AwsRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+    kind: str, emr: EmrRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
 ) -> None:
     """As Airflow's task runner does: the run is interrupted after execution_timeout, then ``on_kill``."""
-    op, ctx = operator(aws.all()[kind]), context(request)
+    op, ctx = operator(emr.all()[kind]), context(request)
 
     def time_out_once_submitted() -> None:
         # The operator shows the run's link as soon as the submit returned: the alarm rings then.

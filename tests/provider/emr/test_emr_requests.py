@@ -14,15 +14,20 @@ from airflow.sdk import Connection
 from botocore.validate import validate_parameters
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
-from airflow_provider_sparkpipe.hooks.base import PipelineSubmission
-from airflow_provider_sparkpipe.hooks.emr import StagedRun
+from airflow_provider_sparkpipe.hooks.base import hook_for
+from airflow_provider_sparkpipe.runs import PipelineSubmission
 from airflow_provider_sparkpipe.runtimes import runtime_from_connection, runtime_from_dict
-from airflow_provider_sparkpipe.runtimes.aws import EmrCluster, EmrOnEks, EmrServerless
+from airflow_provider_sparkpipe.runtimes.emr import EmrCluster, EmrOnEks, EmrServerless
+from airflow_provider_sparkpipe.staging import StagedBundle, StagedRun
 
 ROLE = "arn:aws:iam::123456789012:role/sparkpipe-job"
 STAGED = StagedRun(
-    main_uri="s3://stage/bundle/abc/sparkpipe_main.py",
-    py_files_uri="s3://stage/bundle/sparkpipe-abc.zip",
+    bundle=StagedBundle(
+        main_uri="s3://stage/bundles/abc/sparkpipe_main.py",
+        py_files_uri="s3://stage/bundles/abc/sparkpipe-abc.zip",
+        digest="abc",
+    ),
+    run_uri="s3://stage/runs/k/1",
     config_uri="s3://stage/runs/k/1/config.json",
     config_archive_uri="s3://stage/runs/k/1/config.zip",
     metrics_uri="s3://stage/runs/k/1/metrics.json",
@@ -54,7 +59,7 @@ def test_emr_step_request(deploy_mode: str) -> None:
         deploy_mode=deploy_mode,  # type: ignore[arg-type]
         execution_role_arn=ROLE,
     )
-    request = runtime.hook().render_request(SUBMISSION, STAGED, "sparkpipe-0123-1")
+    request = hook_for(runtime).render_request(SUBMISSION, STAGED, "sparkpipe-0123-1")
     validate("emr", "AddJobFlowSteps", request)
     step = request["Steps"][0]
     assert step["Name"] == f"sparkpipe-0123-1 {SUBMISSION.task_key}"
@@ -68,13 +73,13 @@ def test_emr_step_request(deploy_mode: str) -> None:
         args = shlex.split(script.split("exec ", 1)[1])
     common = ["--conf", "spark.executor.memory=4g", "--conf", "spark.sql.shuffle.partitions=8"]
     assert args[: 5 + len(common)] == ["spark-submit", "--deploy-mode", deploy_mode, "--name", "orders daily", *common]
-    assert args[args.index("--py-files") + 1] == STAGED.py_files_uri
+    assert args[args.index("--py-files") + 1] == STAGED.bundle.py_files_uri
     archives = args[args.index("--archives") + 1]
     if deploy_mode == "cluster":
         assert archives == f"{STAGED.config_archive_uri}#sparkpipe-config,s3://venv/env.tar.gz#environment"
     else:
         assert archives == "s3://venv/env.tar.gz#environment"
-    assert args[-6:] == [STAGED.main_uri, *DRIVER_ARGS]
+    assert args[-6:] == [STAGED.bundle.main_uri, *DRIVER_ARGS]
 
 
 def serverless() -> EmrServerless:
@@ -106,14 +111,14 @@ def eks() -> EmrOnEks:
     ids=["emr_serverless", "emr_on_eks"],
 )
 def test_job_run_requests(runtime: Any, service: str, driver_key: str) -> None:
-    request = runtime.hook().render_request(SUBMISSION, STAGED, "sparkpipe-0123-1")
+    request = hook_for(runtime).render_request(SUBMISSION, STAGED, "sparkpipe-0123-1")
     validate(service, "StartJobRun", request)
     assert request["clientToken"] == "sparkpipe-0123-1"
     driver = request["jobDriver"][driver_key]
-    assert driver["entryPoint"] == STAGED.main_uri
+    assert driver["entryPoint"] == STAGED.bundle.main_uri
     assert driver["entryPointArguments"] == DRIVER_ARGS
     assert driver["sparkSubmitParameters"] == (
-        f"--conf spark.submit.pyFiles={STAGED.py_files_uri} "
+        f"--conf spark.submit.pyFiles={STAGED.bundle.py_files_uri} "
         f"--conf spark.archives={STAGED.config_archive_uri}#sparkpipe-config,s3://venv/env.tar.gz#environment"
     )
     overrides = request["configurationOverrides"]
@@ -176,7 +181,7 @@ def test_a_connection_typo_is_reported() -> None:
 def test_the_runtimes_and_links_import_no_aws_client_library() -> None:
     code = (
         "import sys\n"
-        "import airflow_provider_sparkpipe.operators.spark_pipeline, airflow_provider_sparkpipe.runtimes.aws\n"
+        "import airflow_provider_sparkpipe.operators.spark_pipeline, airflow_provider_sparkpipe.runtimes.emr\n"
         "import airflow_provider_sparkpipe.links.emr\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'aiobotocore')))\n"
     )

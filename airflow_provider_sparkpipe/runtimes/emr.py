@@ -10,16 +10,9 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime
-
-if TYPE_CHECKING:
-    from airflow_provider_sparkpipe.hooks.emr import (
-        EmrClusterPipelineHook,
-        EmrOnEksPipelineHook,
-        EmrServerlessPipelineHook,
-    )
 
 _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
@@ -58,7 +51,7 @@ class EmrCluster(SparkRuntime):
     action_on_failure: Literal["CONTINUE", "CANCEL_AND_WAIT", "TERMINATE_CLUSTER"] = "CONTINUE"
 
     kind = "emr_cluster"
-    supports_deferral = True
+    hook_class = "airflow_provider_sparkpipe.hooks.emr.EmrClusterPipelineHook"
 
     def __post_init__(self) -> None:
         if bool(self.job_flow_id) == bool(self.job_flow_name):
@@ -73,11 +66,6 @@ class EmrCluster(SparkRuntime):
         if self.execution_role_arn:
             _check_role("execution_role_arn", self.execution_role_arn)
         object.__setattr__(self, "spark_conf", _string_map("spark_conf", self.spark_conf))
-
-    def hook(self) -> EmrClusterPipelineHook:
-        from airflow_provider_sparkpipe.hooks.emr import EmrClusterPipelineHook
-
-        return EmrClusterPipelineHook(self)
 
     @classmethod
     def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
@@ -113,7 +101,7 @@ class EmrServerless(SparkRuntime):
     tags: Mapping[str, str] = field(default_factory=dict)
 
     kind = "emr_serverless"
-    supports_deferral = True
+    hook_class = "airflow_provider_sparkpipe.hooks.emr.EmrServerlessPipelineHook"
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[0-9a-z]+", self.application_id or ""):
@@ -126,11 +114,6 @@ class EmrServerless(SparkRuntime):
             raise ValueError(f"execution_timeout_minutes must be 0 or at least 5, not {self.execution_timeout_minutes}")
         object.__setattr__(self, "spark_conf", _string_map("spark_conf", self.spark_conf))
         object.__setattr__(self, "tags", _string_map("tags", self.tags))
-
-    def hook(self) -> EmrServerlessPipelineHook:
-        from airflow_provider_sparkpipe.hooks.emr import EmrServerlessPipelineHook
-
-        return EmrServerlessPipelineHook(self)
 
     @classmethod
     def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
@@ -170,7 +153,7 @@ class EmrOnEks(SparkRuntime):
     tags: Mapping[str, str] = field(default_factory=dict)
 
     kind = "emr_on_eks"
-    supports_deferral = True
+    hook_class = "airflow_provider_sparkpipe.hooks.emr.EmrOnEksPipelineHook"
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[0-9a-z]+", self.virtual_cluster_id or ""):
@@ -183,11 +166,6 @@ class EmrOnEks(SparkRuntime):
             _check_staging_uri(self.log_uri, "log_uri")
         object.__setattr__(self, "spark_conf", _string_map("spark_conf", self.spark_conf))
         object.__setattr__(self, "tags", _string_map("tags", self.tags))
-
-    def hook(self) -> EmrOnEksPipelineHook:
-        from airflow_provider_sparkpipe.hooks.emr import EmrOnEksPipelineHook
-
-        return EmrOnEksPipelineHook(self)
 
     @classmethod
     def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:

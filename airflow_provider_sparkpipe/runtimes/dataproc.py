@@ -9,12 +9,9 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime
-
-if TYPE_CHECKING:
-    from airflow_provider_sparkpipe.hooks.dataproc import DataprocClusterHook, DataprocServerlessHook
 
 # Dataproc label keys: 1-63 chars, lowercase letter first, then lowercase letters, digits, _ and -.
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -33,8 +30,6 @@ class _DataprocRuntime(SparkRuntime):
     properties: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     api_endpoint: str | None = None
-
-    supports_deferral: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         for name in ("project_id", "region"):
@@ -115,16 +110,12 @@ class DataprocCluster(_DataprocRuntime):
     cluster_name: str
 
     kind: ClassVar[str] = "dataproc_cluster"
+    hook_class: ClassVar[str] = "airflow_provider_sparkpipe.hooks.dataproc.DataprocClusterHook"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.cluster_name, str) or not self.cluster_name.strip():
             raise ValueError(f"cluster_name must be the name of a Dataproc cluster, not {self.cluster_name!r}")
-
-    def hook(self) -> DataprocClusterHook:
-        from airflow_provider_sparkpipe.hooks.dataproc import DataprocClusterHook
-
-        return DataprocClusterHook(self)
 
 
 @register_runtime
@@ -153,17 +144,13 @@ class DataprocServerless(_DataprocRuntime):
     kms_key: str | None = None
 
     kind: ClassVar[str] = "dataproc_serverless"
+    hook_class: ClassVar[str] = "airflow_provider_sparkpipe.hooks.dataproc.DataprocServerlessHook"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if isinstance(self.network_tags, str) or not isinstance(self.network_tags, Sequence):
             raise ValueError(f"network_tags must be a list of strings, not {self.network_tags!r}")
         object.__setattr__(self, "network_tags", tuple(str(t) for t in self.network_tags))
-
-    def hook(self) -> DataprocServerlessHook:
-        from airflow_provider_sparkpipe.hooks.dataproc import DataprocServerlessHook
-
-        return DataprocServerlessHook(self)
 
 
 def _spark_str(value: Any) -> str:

@@ -12,8 +12,8 @@ from urllib.parse import quote
 import pytest
 
 from tests.provider.conftest import EXAMPLES, TEST_DAGS, DagRunner, DagRunResult
-from tests.provider.spark_kubernetes.conftest import kubernetes_connection
-from tests.provider.spark_kubernetes.fake_apiserver import FakeKubernetes
+from tests.provider.kubernetes.conftest import kubernetes_connection
+from tests.provider.kubernetes.fake_apiserver import FakeKubernetes
 
 K8S_DAGS = Path(__file__).resolve().parent / "dags"
 DB_USER, DB_PASSWORD = "k8s_loader_3Vb", "k8s-pw/Hq7$Lm2!x"
