@@ -40,7 +40,6 @@ def runtime_kinds_installed() -> list[str]:
     return [*BUILTIN_RUNTIME_KINDS, *plugins]
 
 
-
 def _field(label: str, description: str, kind: str = "string", **schema: Any) -> dict[str, Any]:
     # No defaults: a field left empty is left out of the runtime (the runtime's own default applies),
     # so the form never prefills the Extra box with values the user did not choose.

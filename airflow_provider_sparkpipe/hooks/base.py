@@ -89,8 +89,12 @@ class SparkPipelineHook(BaseHook, Generic[RuntimeT]):
         """Verify the runtime can be used (binaries, credentials); return a one-line description."""
         return self.runtime.describe()
 
-    def submit(self, submission: PipelineSubmission) -> PipelineRun:
-        """Stage the driver and the config and start the run (or re-attach to the same run key)."""
+    def submit(self, submission: PipelineSubmission, previous: PipelineRun | None = None) -> PipelineRun:
+        """Stage the driver and the config and start the run, or re-attach to the run of an earlier try.
+
+        ``previous``: the run the last try of this task instance submitted, as the operator kept it in
+        Airflow's task state store (None without one): a hook that can re-attach asks for its state
+        instead of looking the task's runs up."""
         raise NotImplementedError(f"{type(self).__name__} does not submit pipelines; use hook_for(runtime)")
 
     def poll(self, run: PipelineRun) -> RunState:

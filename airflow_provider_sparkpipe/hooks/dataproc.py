@@ -24,7 +24,8 @@ from airflow_provider_sparkpipe.staging import GCSStore, StagedRun, Staging
 from spark_job.markers import is_marker_line, last_metrics
 
 OUTPUT_TAIL_LINES = 40
-_MAX_ATTEMPTS = 100
+RUN_LABEL = "sparkpipe-run"
+"""The label carrying a task instance's id stem on each of its jobs / batches: a retry lists them by it."""
 _REMOTE_ID_BASE_LENGTH = 55  # batch ids are at most 63 characters: leave room for "-<attempt>"
 _UNSAFE_ID_CHARS = re.compile(r"[^a-z0-9]+")
 _UNSAFE_LABEL_CHARS = re.compile(r"[^a-z0-9_-]+")
@@ -132,26 +133,34 @@ class DataprocPipelineHook(SparkPipelineHook[DataprocRuntimeT]):
 
     # The runtime interface. ------------------------------------------------------------------------
 
-    def submit(self, submission: PipelineSubmission) -> PipelineRun:
+    def submit(self, submission: PipelineSubmission, previous: PipelineRun | None = None) -> PipelineRun:
+        """Re-attach to the latest job / batch of this task instance while it is pending or running or once
+        it succeeded, else submit the next attempt.
+
+        The latest is ``previous`` (the run an earlier try stored in Airflow's task state store): one
+        request for its state; without it, one list request by the ``sparkpipe-run`` label.
+        """
         stem = remote_id_base(submission.task_key)
-        latest = self._latest_attempt(stem)
-        if latest is not None and latest[1] in _REATTACHABLE:
-            remote_id, state = latest
+        if previous is not None and _attempt_number(previous.run_id, stem) is not None:
+            latest: tuple[str, RunState | None] | None = (previous.run_id, self._remote_state(previous.run_id))
+        else:
+            latest = self._latest_attempt(stem)
+        if latest is not None and latest[1] is not None and latest[1] in _REATTACHABLE:
             self.log.info(
                 "Dataproc %s %s of an earlier attempt is %s: re-attaching instead of submitting again",
                 self.remote_noun,
-                remote_id,
-                state.value,
+                latest[0],
+                latest[1].value,
             )
-            return self._run(remote_id)
-        attempt = int(latest[0].rsplit("-", 1)[1]) + 1 if latest is not None else 1
+            return self._run(latest[0])
+        attempt = (_attempt_number(latest[0], stem) or 0) + 1 if latest is not None else 1
         remote_id = f"{stem}-{attempt}"
         if latest is not None:
-            self.log.info(
-                "Dataproc %s %s ended %s: submitting %s", self.remote_noun, latest[0], latest[1].value, remote_id
-            )
+            ended = latest[1].value if latest[1] is not None else "deleted"
+            self.log.info("Dataproc %s %s ended %s: submitting %s", self.remote_noun, latest[0], ended, remote_id)
         staged = self.staging.stage(remote_id, submission.document)
         body = self.render(submission, remote_id, staged)
+        body["labels"][RUN_LABEL] = stem
         try:
             self._create(remote_id, body)
         except AlreadyExists:
@@ -215,15 +224,15 @@ class DataprocPipelineHook(SparkPipelineHook[DataprocRuntimeT]):
             "url": self.run_url(run),
         }
 
-    def _latest_attempt(self, stem: str) -> tuple[str, RunState] | None:
-        latest = None
-        for attempt in range(1, _MAX_ATTEMPTS + 1):
-            remote_id = f"{stem}-{attempt}"
-            state = self._remote_state(remote_id)
-            if state is None:
-                return latest
-            latest = (remote_id, state)
-        raise RuntimeError(f"{_MAX_ATTEMPTS} Dataproc {self.remote_noun}s exist for {stem}: refusing to submit more")
+    def _latest_attempt(self, stem: str) -> tuple[str, RunState | None] | None:
+        """The job / batch of the highest attempt of ``stem`` and its state, from one list request."""
+        found = [
+            (n, remote_id, state) for remote_id, state in self._list(stem) if (n := _attempt_number(remote_id, stem))
+        ]
+        if not found:
+            return None
+        _, remote_id, state = max(found)
+        return remote_id, state
 
     def _run(self, remote_id: str) -> PipelineRun:
         rt = self.runtime
@@ -259,6 +268,10 @@ class DataprocPipelineHook(SparkPipelineHook[DataprocRuntimeT]):
     def _create(self, remote_id: str, body: dict[str, Any]) -> None: ...
 
     @abstractmethod
+    def _list(self, stem: str) -> list[tuple[str, RunState]]:
+        """(id, state) of the jobs / batches labelled with ``stem``."""
+
+    @abstractmethod
     def _remote_state(self, remote_id: str) -> RunState | None:
         """The state of a job / batch, None when it does not exist."""
 
@@ -290,6 +303,13 @@ class DataprocClusterHook(DataprocPipelineHook[DataprocCluster]):
             region=self.runtime.region,
             request_id=remote_id[-40:],  # Dataproc keeps request ids for a while: a resent request is a no-op
         )
+
+    def _list(self, stem: str) -> list[tuple[str, RunState]]:
+        client = self.dataproc.get_job_client(region=self.runtime.region)
+        jobs = client.list_jobs(
+            project_id=self.runtime.project_id, region=self.runtime.region, filter=f"labels.{RUN_LABEL} = {stem}"
+        )
+        return [(job.reference.job_id, _JOB_STATES[job.status.state]) for job in jobs]
 
     def _get(self, job_id: str) -> Job:
         return self.dataproc.get_job(job_id=job_id, project_id=self.runtime.project_id, region=self.runtime.region)
@@ -357,6 +377,12 @@ class DataprocServerlessHook(DataprocPipelineHook[DataprocServerless]):
             request_id=remote_id[-40:],
         )
 
+    def _list(self, stem: str) -> list[tuple[str, RunState]]:
+        batches = self.dataproc.list_batches(
+            region=self.runtime.region, project_id=self.runtime.project_id, filter=f"labels.{RUN_LABEL} = {stem}"
+        )
+        return [(batch.name.rsplit("/", 1)[-1], _BATCH_STATES[batch.state]) for batch in batches]
+
     def _get(self, batch_id: str) -> Batch:
         return self.dataproc.get_batch(
             batch_id=batch_id, project_id=self.runtime.project_id, region=self.runtime.region
@@ -390,6 +416,12 @@ class DataprocServerlessHook(DataprocPipelineHook[DataprocServerless]):
 
     def _driver_output_uri(self, remote_id: str) -> str | None:
         return self._get(remote_id).runtime_info.output_uri or None
+
+
+def _attempt_number(remote_id: str, stem: str) -> int | None:
+    """``n`` of a job / batch id ``<stem>-<n>``, None for an id of another stem."""
+    head, _, number = remote_id.rpartition("-")
+    return int(number) if head == stem and number.isdigit() else None
 
 
 def _spark_str(value: Any) -> str:

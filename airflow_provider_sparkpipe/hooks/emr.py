@@ -92,9 +92,15 @@ class EmrPipelineHook(SparkPipelineHook[EmrRuntimeT]):
 
     # The runtime interface. ------------------------------------------------------------------------
 
-    def submit(self, submission: PipelineSubmission) -> PipelineRun:
+    def submit(self, submission: PipelineSubmission, previous: PipelineRun | None = None) -> PipelineRun:
         base = run_name_base(submission.task_key)
-        latest = self.find_latest_run(base)
+        if previous is not None and previous.runtime_kind == self.runtime.kind and "generation" in previous.details:
+            # The run an earlier try stored in Airflow's task state store: one request for its state.
+            latest: RemoteRun | None = RemoteRun(
+                int(previous.details["generation"]), previous.run_id, self.remote_state(previous)
+            )
+        else:
+            latest = self.find_latest_run(base)
         if latest is not None and latest.state in self.ATTACH_STATES:
             self.log.info(
                 "Re-attaching to %s (run %d of this task, state %s) instead of submitting again",

@@ -108,7 +108,7 @@ class SparkKubernetesHook(SparkPipelineHook[SparkKubernetes]):
 
     # The runtime interface. ------------------------------------------------------------------------
 
-    def submit(self, submission: PipelineSubmission) -> PipelineRun:
+    def submit(self, submission: PipelineSubmission, previous: PipelineRun | None = None) -> PipelineRun:
         name = application_name(submission.task_key)
         namespace = self.runtime.namespace
         existing = self._get_application(name)

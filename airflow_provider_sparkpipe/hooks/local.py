@@ -104,7 +104,7 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
     def staging(self) -> Staging:
         return Staging(LocalStore(), str(self.work_dir), self.log)
 
-    def submit(self, submission: PipelineSubmission) -> PipelineRun:
+    def submit(self, submission: PipelineSubmission, previous: PipelineRun | None = None) -> PipelineRun:
         spark_submit = self.spark_submit
         self._stop_earlier_attempts(submission)
         run_dir = Path(self.staging.run_uri(submission.run_key))

@@ -48,6 +48,10 @@ _LOGICAL_DATE_KEYS = frozenset(
 )
 
 
+RUN_STATE_KEY = "sparkpipe_run"
+"""The task state store key of the run a try submitted: ``{"task_key", "run"}`` (``PipelineRun.to_dict``)."""
+
+
 class SparkPipelineOperator(BaseOperator):
     """Run a sparkpipe pipeline (a YAML/JSON config of Spark SQL sequences) on a Spark runtime.
 
@@ -360,7 +364,8 @@ class SparkPipelineOperator(BaseOperator):
             labels=_labels(context),
             environment=environment,
         )
-        run = hook.submit(submission)
+        run = hook.submit(submission, previous=self._stored_run(context, submission.task_key))
+        self._store_run(context, submission.task_key, run)
         self._hook, self._run = hook, run
         hook.on_run_url = lambda url: self._show_link(context, url)
         self._show_link(context, hook.run_url(run))
@@ -381,6 +386,38 @@ class SparkPipelineOperator(BaseOperator):
             self.log.info("%s runs in the worker: waiting here instead of deferring", type(runtime).__name__)
         state = self._wait(hook, run)
         return self._complete(context, hook, run, state)
+
+    def _stored_run(self, context: Context, task_key: str) -> PipelineRun | None:
+        """The run the last try of this task instance submitted, from Airflow's task state store (3.3+).
+
+        Only a run of the same task key: a cleared task runs its pipeline again."""
+        from airflow_provider_sparkpipe.runs import PipelineRun
+
+        store = context.get("task_state_store")
+        if store is None:
+            return None
+        try:
+            saved = store.get(RUN_STATE_KEY)
+        except Exception as exc:  # no state store behind the accessor: look the run up instead
+            self.log.warning("Cannot read the task state store (%s): the runtime looks the last run up", exc)
+            return None
+        run = saved.get("run") if isinstance(saved, dict) and saved.get("task_key") == task_key else None
+        if not isinstance(run, dict):
+            return None
+        try:
+            return PipelineRun.from_dict(run)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _store_run(self, context: Context, task_key: str, run: PipelineRun) -> None:
+        """Keep the run in the task state store at once, so that a retry re-attaches to it without a lookup."""
+        store = context.get("task_state_store")
+        if store is None:
+            return
+        try:
+            store.set(RUN_STATE_KEY, {"task_key": task_key, "run": run.to_dict()})
+        except Exception as exc:
+            self.log.warning("Cannot keep run %s in the task state store: %s", run.run_id, exc)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger reported the end of the run."""

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent import futures
@@ -33,6 +35,11 @@ DRIVER_OUTPUT_BUCKET = "dataproc-staging-fake"
 METRICS_MARKER = "SPARKPIPE_METRICS "
 
 
+LATE_AFTER_S = 3.5
+"""A ``late`` run ends this long after it was submitted (a try with a shorter execution_timeout never
+sees it end; its retry does)."""
+
+
 @dataclass
 class FakeRun:
     """One job or batch and the driver it pretends to run."""
@@ -43,13 +50,14 @@ class FakeRun:
     config: dict[str, Any]
     metrics_uri: str
     polls: int = 0
+    created: float = field(default_factory=time.monotonic)
     cancel_requested: bool = False
     finished: bool = False
 
     @property
     def outcome(self) -> str:
         name = str(self.config.get("app_name", ""))
-        return next((o for o in ("fail", "crash", "slow") if o in name), "succeed")
+        return next((o for o in ("fail", "crash", "slow", "late") if o in name), "succeed")
 
 
 @dataclass
@@ -134,6 +142,8 @@ class FakeDataproc:
             run.finished = True
         elif run.polls == 1:
             self._set_state(run, "running")
+        elif run.outcome == "late" and time.monotonic() - run.created < LATE_AFTER_S:
+            pass  # still running
         elif run.polls >= 3 and run.outcome != "slow":
             self._set_state(run, self._finish(run))
             run.finished = True
@@ -207,7 +217,29 @@ class FakeDataproc:
             self._set_state(run, "cancel_pending")
             return dataproc_v1.Job(run.message)
 
+    def list_jobs(self, request: dataproc_v1.ListJobsRequest, context: grpc.ServicerContext) -> Any:
+        with self.lock:
+            jobs = [dataproc_v1.Job(r.message) for r in self._listed("job", request.filter, context)]
+        return dataproc_v1.ListJobsResponse(jobs=jobs)
+
+    def _listed(self, kind: str, filter_: str, context: grpc.ServicerContext) -> list[FakeRun]:
+        """The runs of ``kind`` a ``labels.<key> = <value>`` filter (the only form the hooks send) selects."""
+        wanted = {}
+        for clause in filter(None, (c.strip() for c in filter_.split(" AND "))):
+            match = re.fullmatch(r'labels\.([a-z][a-z0-9_-]*)\s*=\s*"?([a-z0-9_-]*)"?', clause)
+            if match is None:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported filter clause {clause!r}")
+            assert match is not None
+            wanted[match.group(1)] = match.group(2)
+        runs = [r for r in self.runs.values() if r.kind == kind]
+        return [r for r in runs if all(r.message.labels.get(k) == v for k, v in wanted.items())]
+
     # BatchController and Operations. ---------------------------------------------------------------
+
+    def list_batches(self, request: dataproc_v1.ListBatchesRequest, context: grpc.ServicerContext) -> Any:
+        with self.lock:
+            batches = [dataproc_v1.Batch(r.message) for r in self._listed("batch", request.filter, context)]
+        return dataproc_v1.ListBatchesResponse(batches=batches)
 
     def create_batch(
         self, request: dataproc_v1.CreateBatchRequest, context: grpc.ServicerContext
@@ -280,6 +312,7 @@ class FakeDataproc:
                     "SubmitJob": handler(self.submit_job, v1.SubmitJobRequest.deserialize, v1.Job.serialize),
                     "GetJob": handler(self.get_job, v1.GetJobRequest.deserialize, v1.Job.serialize),
                     "CancelJob": handler(self.cancel_job, v1.CancelJobRequest.deserialize, v1.Job.serialize),
+                    "ListJobs": handler(self.list_jobs, v1.ListJobsRequest.deserialize, v1.ListJobsResponse.serialize),
                 },
             ),
             grpc.method_handlers_generic_handler(
@@ -287,6 +320,9 @@ class FakeDataproc:
                 {
                     "CreateBatch": handler(self.create_batch, v1.CreateBatchRequest.deserialize, protobuf),
                     "GetBatch": handler(self.get_batch, v1.GetBatchRequest.deserialize, v1.Batch.serialize),
+                    "ListBatches": handler(
+                        self.list_batches, v1.ListBatchesRequest.deserialize, v1.ListBatchesResponse.serialize
+                    ),
                 },
             ),
             grpc.method_handlers_generic_handler(

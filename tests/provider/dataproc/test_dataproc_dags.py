@@ -21,6 +21,7 @@ DAG_IDS = [
     "sparkpipe_dataproc_crashes",
     "sparkpipe_dataproc_deferred",
     "sparkpipe_dataproc_times_out",
+    "sparkpipe_dataproc_retried",
     "sparkpipe_serverless_deferred",
     "sparkpipe_serverless_fails",
     "sparkpipe_serverless_connection",
@@ -137,3 +138,19 @@ def test_a_connection_naming_a_secret_runs_on_serverless_with_references_only(
         "password": f"${{secret:gcp:{WAREHOUSE_SECRET}}}",
     }
     assert "not-this-one" not in json.dumps(batch.config) + str(batch.message) + result.log
+
+
+def test_a_retry_reattaches_through_the_task_state_store_without_a_lookup(
+    dag_runs: dict[str, DagRunResult], google_fakes: GoogleFakes
+) -> None:
+    """The first try's execution_timeout ends it while its job runs on; the retry reads the job from
+    Airflow's task state store and follows it: one job, and no list request from the retry."""
+    result = dag_runs["sparkpipe_dataproc_retried"]
+    assert result.state == "success", result.log[-5000:]
+    (job,) = jobs_of(google_fakes, "job", "late_pipeline")
+    assert result.xcom("pipeline")["runtime"]["job_id"] == job.remote_id
+    assert "re-attaching instead of submitting again" in result.log
+    stem = job.remote_id.rsplit("-", 1)[0]
+    listed = [r for name, r in google_fakes.dataproc.requests if name == "list_jobs" and stem in r.filter]
+    assert len(listed) == 1  # the first try's lookup; the retry asked for the stored job only
+    assert dict(job.message.labels)["sparkpipe-run"] == stem

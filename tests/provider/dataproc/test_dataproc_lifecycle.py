@@ -94,6 +94,25 @@ def test_a_retry_reattaches_to_a_running_or_succeeded_run(fakes: GoogleFakes, ki
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_retry_finds_the_last_run_with_one_request(fakes: GoogleFakes, kind: str) -> None:
+    """Given the run the last try stored (the task state store), one state read; without it, one list by label."""
+    first = hook_for(runtime(fakes, kind)).submit(submission("fail_pipeline", try_number=1))
+    assert hook_for(runtime(fakes, kind)).wait(first, poll_interval=0.01) == RunState.FAILED
+    for attempt, previous in ((2, first), (3, None)):
+        fakes.dataproc.requests.clear()
+        run = hook_for(runtime(fakes, kind)).submit(submission("fail_pipeline", try_number=attempt), previous=previous)
+        assert run.run_id.endswith(f"-{attempt}")
+        names = [name for name, _ in fakes.dataproc.requests]
+        reads = {"get_job", "get_batch", "list_jobs", "list_batches"}
+        expected = f"get_{kind}" if previous is not None else {"job": "list_jobs", "batch": "list_batches"}[kind]
+        assert [n for n in names if n in reads] == [expected], names
+        assert hook_for(runtime(fakes, kind)).wait(run, poll_interval=0.01) == RunState.FAILED
+    # A stored run of another task (a cleared task's key changed) is no hint: the lookup decides.
+    other = hook_for(runtime(fakes, kind)).submit(submission("orders_daily", task="other"), previous=first)
+    assert other.run_id.rsplit("-", 1)[0] != first.run_id.rsplit("-", 1)[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_retry_after_a_failed_run_submits_a_new_one(fakes: GoogleFakes, kind: str) -> None:
     hook = hook_for(runtime(fakes, kind))
     first = hook.submit(submission("fail_pipeline", try_number=1))

@@ -154,6 +154,18 @@ def test_a_retry_reattaches_to_the_running_job_and_a_failed_one_is_submitted_ane
     assert again.run_id != job.id
     assert again.details["generation"] == 2 and again.details["metrics_uri"].endswith("/2/metrics.json")
     assert len(remote_runs(kind)) == before + 2
+    # Given the run the last try kept in the task state store, its state decides, with no listing.
+    second = driver.wait_for_new_run(kind)
+    assert second.id == again.run_id
+    hook = hook_for(runtime)
+    calls: list[str] = []
+    client = {"emr_cluster": "emr", "emr_serverless": "serverless", "emr_on_eks": "containers"}[kind]
+    getattr(hook, client).conn.meta.events.register("before-call.*", lambda model, **_: calls.append(model.name))
+    assert hook.submit(submission(request, try_number=5), previous=again).run_id == again.run_id
+    second.state = job.state
+    third = hook.submit(submission(request, try_number=6), previous=again)
+    assert third.details["generation"] == 3 and len(remote_runs(kind)) == before + 3
+    assert not [c for c in calls if c in ("ListSteps", "ListJobRuns")], calls  # the runs are not looked up
 
 
 def submission(request: pytest.FixtureRequest, try_number: int) -> PipelineSubmission:

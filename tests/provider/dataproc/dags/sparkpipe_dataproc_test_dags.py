@@ -46,7 +46,7 @@ def config(app_name: str) -> dict[str, Any]:
 def pipeline_dag(dag_id: str, app_name: str, runtime: Any, **operator_args: Any) -> DAG:
     with DAG(dag_id, schedule=None, start_date=START) as dag:
         SparkPipelineOperator(
-            task_id="pipeline", config=config(app_name), runtime=runtime, poll_interval=0.05, **operator_args
+            task_id="pipeline", config=config(app_name), runtime=runtime, **{"poll_interval": 0.05, **operator_args}
         )
     return dag
 
@@ -56,6 +56,18 @@ pipeline_dag("sparkpipe_dataproc_fails", "fail_pipeline", CLUSTER)
 pipeline_dag("sparkpipe_dataproc_crashes", "crash_pipeline", CLUSTER)
 pipeline_dag("sparkpipe_dataproc_deferred", "orders_deferred", CLUSTER, deferrable=True)
 pipeline_dag("sparkpipe_dataproc_times_out", "slow_pipeline", CLUSTER, execution_timeout=datetime.timedelta(seconds=3))
+# The first try times out while the job runs on (no cancel); the retry re-attaches to it through the
+# task state store, and the job ends during the retry (the fake's "late" outcome: 3.5 s after its submission).
+pipeline_dag(
+    "sparkpipe_dataproc_retried",
+    "late_pipeline",
+    CLUSTER,
+    execution_timeout=datetime.timedelta(seconds=3),
+    cancel_on_kill=False,
+    retries=1,
+    retry_delay=datetime.timedelta(0),
+    poll_interval=0.2,
+)
 pipeline_dag("sparkpipe_serverless_deferred", "orders_serverless", SERVERLESS, deferrable=True)
 pipeline_dag("sparkpipe_serverless_fails", "fail_serverless", SERVERLESS)
 
