@@ -19,6 +19,7 @@ from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
 from airflow_provider_sparkpipe.links.dataproc import dataproc_batch_url, dataproc_job_url
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
+from airflow_provider_sparkpipe.runtimes.base import spark_str
 from airflow_provider_sparkpipe.runtimes.dataproc import DataprocCluster, DataprocServerless, _DataprocRuntime
 from airflow_provider_sparkpipe.staging import GCSStore, StagedRun, Staging
 from spark_job.markers import is_marker_line, last_metrics
@@ -185,7 +186,7 @@ class DataprocPipelineHook(SparkPipelineHook[DataprocRuntimeT]):
     def spark_properties(self, submission: PipelineSubmission) -> dict[str, str]:
         """The config's ``spark_conf`` overridden by the runtime's ``properties``."""
         conf = submission.document.get("spark_conf") or {}
-        merged = {str(k): _spark_str(v) for k, v in dict(conf).items()}
+        merged = {str(k): spark_str(v) for k, v in dict(conf).items()}
         merged.update(self.runtime.properties)
         return merged
 
@@ -422,9 +423,3 @@ def _attempt_number(remote_id: str, stem: str) -> int | None:
     """``n`` of a job / batch id ``<stem>-<n>``, None for an id of another stem."""
     head, _, number = remote_id.rpartition("-")
     return int(number) if head == stem and number.isdigit() else None
-
-
-def _spark_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -27,6 +27,7 @@ from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
 from airflow_provider_sparkpipe.links.emr import emr_cluster_url, emr_on_eks_job_run_url, emr_serverless_job_run_url
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
+from airflow_provider_sparkpipe.runtimes.base import spark_str
 from airflow_provider_sparkpipe.runtimes.emr import EmrCluster, EmrOnEks, EmrServerless
 from airflow_provider_sparkpipe.staging import S3Store, StagedRun, Staging
 
@@ -169,7 +170,7 @@ class EmrPipelineHook(SparkPipelineHook[EmrRuntimeT]):
     def spark_conf(self, submission: PipelineSubmission) -> dict[str, str]:
         """The runtime's Spark properties under the pipeline's own ``spark_conf``."""
         document_conf = submission.document.get("spark_conf") or {}
-        return {**self.runtime.spark_conf, **{str(k): _spark_str(v) for k, v in document_conf.items()}}
+        return {**self.runtime.spark_conf, **{str(k): spark_str(v) for k, v in document_conf.items()}}
 
     def job_run_overrides(
         self, submission: PipelineSubmission, staged: StagedRun, log_uri: str | None
@@ -592,9 +593,3 @@ class EmrOnEksPipelineHook(EmrPipelineHook[EmrOnEks]):
 def _s3_uri(uri: str) -> str:
     """EMR writes ``s3n://`` log URIs; S3Hook reads ``s3://``."""
     return re.sub(r"^s3[an]?://", "s3://", uri)
-
-
-def _spark_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

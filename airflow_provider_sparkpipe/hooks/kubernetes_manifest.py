@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.runs import PipelineSubmission
+from airflow_provider_sparkpipe.runtimes.base import spark_str
 from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
 
 GROUP = "sparkoperator.k8s.io"
@@ -105,7 +106,7 @@ def render_application(
         "mainApplicationFile": runtime.main_application_file,
         "arguments": arguments,
         "sparkVersion": runtime.spark_version,
-        "sparkConf": {**runtime.conf, **{str(k): _conf_str(v) for k, v in spark_conf.items()}},
+        "sparkConf": {**runtime.conf, **{str(k): spark_str(v) for k, v in spark_conf.items()}},
         # Airflow owns retries: a failed attempt is replaced by the next one, never rerun by the operator.
         "restartPolicy": {"type": "Never"},
         "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": config_map_name(name)}}],
@@ -201,9 +202,3 @@ def _label_value(value: str) -> str:
     """A Kubernetes label value: ``[A-Za-z0-9-_.]``, at most 63, starting and ending alphanumeric."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", str(value))[:63]
     return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", cleaned)
-
-
-def _conf_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -98,3 +98,31 @@ def register_runtime(cls: RuntimeT) -> RuntimeT:
 
 def _at(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
+
+
+# Helpers of the runtimes' validation and of their hooks. -------------------------------------------
+
+
+def spark_str(value: Any) -> str:
+    """A Spark property or environment value as Spark wants it: booleans as ``true``/``false``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def string_map(name: str, value: Any) -> dict[str, str]:
+    """A mapping setting with string values (numbers and booleans accepted as a user writes them)."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be a mapping of strings, not {type(value).__name__}")
+    return {str(k): spark_str(v) for k, v in value.items()}
+
+
+def json_extras(extras: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """Decode the connection extras ``names`` given as JSON text (a form's text field) into objects."""
+    for name in names:
+        if isinstance(extras.get(name), str):
+            try:
+                extras[name] = json.loads(extras[name])
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{name} must be a JSON object: {exc.msg}") from None
+    return extras

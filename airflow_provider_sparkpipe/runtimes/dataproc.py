@@ -5,13 +5,12 @@ Nothing Google is imported here: the hooks (and ``google.cloud``) load only when
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime
+from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, json_extras, register_runtime, string_map
 
 # Dataproc label keys: 1-63 chars, lowercase letter first, then lowercase letters, digits, _ and -.
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -43,10 +42,7 @@ class _DataprocRuntime(SparkRuntime):
             )
         object.__setattr__(self, "staging_uri", self.staging_uri.rstrip("/"))
         for name in ("properties", "labels"):
-            value = getattr(self, name)
-            if not isinstance(value, Mapping):
-                raise ValueError(f"{name} must be a mapping of strings, not {type(value).__name__}")
-            object.__setattr__(self, name, {str(k): _spark_str(v) for k, v in value.items()})
+            object.__setattr__(self, name, string_map(name, getattr(self, name)))
         bad = [f"{k}={v!r}" for k, v in self.labels.items() if not (_LABEL_KEY.match(k) and _LABEL_VALUE.match(v))]
         if bad:
             raise ValueError(
@@ -69,12 +65,7 @@ class _DataprocRuntime(SparkRuntime):
 
     @classmethod
     def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
-        for name in ("properties", "labels"):
-            if isinstance(extras.get(name), str):
-                try:
-                    extras[name] = json.loads(extras[name])
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{name} must be a JSON object: {exc.msg}") from None
+        extras = json_extras(extras, ("properties", "labels"))
         chain = extras.get("impersonation_chain")
         if isinstance(chain, str) and "," in chain:
             extras["impersonation_chain"] = tuple(s.strip() for s in chain.split(",") if s.strip())
@@ -151,9 +142,3 @@ class DataprocServerless(_DataprocRuntime):
         if isinstance(self.network_tags, str) or not isinstance(self.network_tags, Sequence):
             raise ValueError(f"network_tags must be a list of strings, not {self.network_tags!r}")
         object.__setattr__(self, "network_tags", tuple(str(t) for t in self.network_tags))
-
-
-def _spark_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -6,13 +6,12 @@ hooks in :mod:`airflow_provider_sparkpipe.hooks.emr` do, when a run is submitted
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime
+from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, json_extras, register_runtime, string_map
 
 _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
@@ -65,11 +64,11 @@ class EmrCluster(SparkRuntime):
         _check_choice("action_on_failure", self.action_on_failure, ("CONTINUE", "CANCEL_AND_WAIT", "TERMINATE_CLUSTER"))
         if self.execution_role_arn:
             _check_role("execution_role_arn", self.execution_role_arn)
-        object.__setattr__(self, "spark_conf", _string_map("spark_conf", self.spark_conf))
+        object.__setattr__(self, "spark_conf", string_map("spark_conf", self.spark_conf))
 
     @classmethod
     def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
-        return _json_extras(extras, ("spark_conf",))
+        return json_extras(extras, ("spark_conf",))
 
 
 @register_runtime
@@ -112,12 +111,12 @@ class EmrServerless(SparkRuntime):
             _check_staging_uri(self.log_uri, "log_uri")
         if self.execution_timeout_minutes and not 5 <= self.execution_timeout_minutes <= 1_000_000:
             raise ValueError(f"execution_timeout_minutes must be 0 or at least 5, not {self.execution_timeout_minutes}")
-        object.__setattr__(self, "spark_conf", _string_map("spark_conf", self.spark_conf))
-        object.__setattr__(self, "tags", _string_map("tags", self.tags))
+        object.__setattr__(self, "spark_conf", string_map("spark_conf", self.spark_conf))
+        object.__setattr__(self, "tags", string_map("tags", self.tags))
 
     @classmethod
     def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
-        extras = _json_extras(extras, ("spark_conf", "tags"))
+        extras = json_extras(extras, ("spark_conf", "tags"))
         if isinstance(extras.get("execution_timeout_minutes"), str):
             extras["execution_timeout_minutes"] = int(extras["execution_timeout_minutes"])
         return extras
@@ -164,12 +163,12 @@ class EmrOnEks(SparkRuntime):
         _check_staging_uri(self.staging_uri)
         if self.log_uri:
             _check_staging_uri(self.log_uri, "log_uri")
-        object.__setattr__(self, "spark_conf", _string_map("spark_conf", self.spark_conf))
-        object.__setattr__(self, "tags", _string_map("tags", self.tags))
+        object.__setattr__(self, "spark_conf", string_map("spark_conf", self.spark_conf))
+        object.__setattr__(self, "tags", string_map("tags", self.tags))
 
     @classmethod
     def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
-        return _json_extras(extras, ("spark_conf", "tags"))
+        return json_extras(extras, ("spark_conf", "tags"))
 
 
 def _check_staging_uri(uri: Any, name: str = "staging_uri") -> None:
@@ -187,25 +186,3 @@ def _check_role(name: str, arn: Any) -> None:
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-
-
-def _string_map(name: str, value: Any) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{name} must be a mapping of strings, not {type(value).__name__}")
-    return {str(k): _spark_str(v) for k, v in value.items()}
-
-
-def _spark_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _json_extras(extras: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    for name in names:
-        if isinstance(extras.get(name), str):
-            try:
-                extras[name] = json.loads(extras[name])
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{name} must be a JSON object: {exc.msg}") from None
-    return extras

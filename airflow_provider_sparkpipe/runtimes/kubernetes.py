@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime
+from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime, spark_str
 
 DEFAULT_SPARK_VERSION = "4.3.0"
 """The Spark version of the project's driver image (``Dockerfile``); ``spec.sparkVersion`` of the app."""
@@ -113,7 +113,7 @@ class SparkKubernetes(SparkRuntime):
             self, "executor", _pod_settings("executor", self.executor, {"instances": 1, "cores": 1, "memory": "1g"})
         )
         for name in ("conf", "env", "labels"):
-            object.__setattr__(self, name, {str(k): _spark_str(v) for k, v in getattr(self, name).items()})
+            object.__setattr__(self, name, {str(k): spark_str(v) for k, v in getattr(self, name).items()})
         for name, ref in self.secret_env.items():
             if not _ENV_NAME.match(str(name)) or not isinstance(ref, str) or not _SECRET_REF.match(ref):
                 raise ValueError(
@@ -173,9 +173,3 @@ def _json(name: str, text: str, kind: type) -> Any:
     if not isinstance(value, kind):
         raise ValueError(f"{name} must be a JSON {'object' if kind is dict else 'list'}")
     return value
-
-
-def _spark_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

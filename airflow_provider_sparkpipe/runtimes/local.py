@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime
+from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, json_extras, register_runtime, string_map
 
 # The levels spark.log.level accepts (SparkContext.setLogLevel).
 SPARK_LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
@@ -61,11 +60,7 @@ class LocalSpark(SparkRuntime):
                 "'spark://host:port' (YARN and Kubernetes have their own runtimes)"
             )
         for name in ("conf", "env"):
-            value = getattr(self, name)
-            if not isinstance(value, Mapping):
-                raise ValueError(f"{name} must be a mapping of strings, not {type(value).__name__}")
-            # Spark and environment values are strings; accept numbers and booleans as a user would write them.
-            object.__setattr__(self, name, {str(k): _spark_str(v) for k, v in value.items()})
+            object.__setattr__(self, name, string_map(name, getattr(self, name)))
         if self.kill_grace_s < 0:
             raise ValueError(f"kill_grace_s must be >= 0, not {self.kill_grace_s}")
         level = self.conf.get("spark.log.level", self.log_level)
@@ -87,18 +82,7 @@ class LocalSpark(SparkRuntime):
 
     @classmethod
     def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
-        for name in ("conf", "env"):
-            if isinstance(extras.get(name), str):
-                try:
-                    extras[name] = json.loads(extras[name])
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{name} must be a JSON object: {exc.msg}") from None
+        extras = json_extras(extras, ("conf", "env"))
         if isinstance(extras.get("kill_grace_s"), str):
             extras["kill_grace_s"] = float(extras["kill_grace_s"])
         return extras
-
-
-def _spark_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
