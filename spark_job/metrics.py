@@ -37,6 +37,8 @@ class SequenceMetrics:
     expectations: dict[str, dict[str, Any]] | None = None
     rows_dropped: int | None = None
     rows_quarantined: int | None = None
+    schema: list[dict[str, Any]] | None = None
+    """The columns written (name, Spark SQL type, nullable), once the query was analysed."""
     _t0: float = field(default=0.0, repr=False)
 
     def start(self) -> None:
@@ -84,6 +86,8 @@ class SequenceMetrics:
             "target": self.target,
             "error": self.error,
         }
+        if self.schema is not None:
+            out["schema"] = self.schema
         if self.expectations is not None:  # only for a sequence with data-quality rules
             out["expectations"] = self.expectations
             out["rows_dropped"] = self.rows_dropped
@@ -179,3 +183,43 @@ def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     with open(target, "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+def executor_usage(spark: SparkSession) -> dict[str, Any] | None:
+    """What the run's tasks consumed, from the application's own status store (the monitoring REST
+    API of its Spark UI, which Spark's status listener fills): executor core-seconds (task run time
+    times ``spark.task.cpus``), CPU seconds and task count. No Spark job runs for it.
+
+    None on a Spark Connect session (the server's application is not this run's alone) or when the
+    UI is disabled (``spark.ui.enabled=false``)."""
+    import urllib.request
+    from urllib.parse import quote
+
+    if type(spark).__module__.startswith("pyspark.sql.connect"):
+        return None
+    sc = spark.sparkContext
+    base = sc.uiWebUrl
+    if not base:
+        return None
+    url = f"{base.rstrip('/')}/api/v1/applications/{quote(sc.applicationId)}/stages"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the driver's own UI: no proxy
+    stages: list[dict[str, Any]] = []
+    for _ in range(10):  # the listener bus may still be recording the last stage
+        try:
+            with opener.open(url, timeout=10) as response:
+                stages = json.load(response)
+        except (OSError, ValueError):
+            return None
+        if not any(s.get("status") == "ACTIVE" for s in stages):
+            break
+        time.sleep(0.2)
+    run_ms = sum(int(s.get("executorRunTime") or 0) for s in stages)
+    cpu_ns = sum(int(s.get("executorCpuTime") or 0) for s in stages)
+    tasks = sum(int(s.get("numCompleteTasks") or 0) + int(s.get("numFailedTasks") or 0) for s in stages)
+    cpus_per_task = int(sc.getConf().get("spark.task.cpus", "1") or 1)
+    return {
+        "executor_core_seconds": round(run_ms * cpus_per_task / 1000, 3),
+        "executor_cpu_seconds": round(cpu_ns / 1e9, 3),
+        "tasks": tasks,
+        "source": "spark_status_store",
+    }

@@ -21,7 +21,7 @@ from spark_job.commit_log import CommitLog, log_uri
 from spark_job.config import PipelineConfig, SequenceSpec, load_config
 from spark_job.errors import PipelineFailed
 from spark_job.markers import APPLICATION_MARKER, METRICS_MARKER, marker_line
-from spark_job.metrics import RunMetrics, SequenceMetrics, runtime_from_env, write_metrics
+from spark_job.metrics import RunMetrics, SequenceMetrics, executor_usage, runtime_from_env, write_metrics
 from spark_job.quality import ExpectationFailed, SequenceRules
 from spark_job.scheduler import DEFAULT_MAX_PARALLEL, SchedulerCallbacks, SequenceScheduler
 
@@ -194,6 +194,7 @@ class BasePipeline:
             failed_sources = {} if self.terminated else self.register_sources(self.spark)
             self.register_reused(self.spark)
             self.run_sequences(self.spark, failed_sources)
+            self.record_usage(self.spark)
             self.metrics.finish(error=self.terminated)
         except Exception as exc:  # the session or the driver itself failed: still report
             log.error("sparkpipe: run failed: %s", short_error(exc, self.config))
@@ -239,6 +240,18 @@ class BasePipeline:
         ui_url = None if is_connect(spark) else spark.sparkContext.uiWebUrl
         print(marker_line(APPLICATION_MARKER, {"app_id": self.metrics.spark_app_id, "ui_url": ui_url}), flush=True)
 
+    def record_usage(self, spark: SparkSession) -> None:
+        """``runtime.usage`` of the metrics: what the run's tasks consumed (best effort, never fails the run)."""
+        if not self.owns_session:
+            return  # a shared session's figures are not this run's alone
+        try:
+            usage = executor_usage(spark)
+        except Exception as exc:
+            log.debug("sparkpipe: no usage figures: %s", exc)
+            return
+        if usage is not None:
+            self.metrics.runtime["usage"] = usage
+
     def apply_runtime_conf(self, spark: SparkSession) -> None:
         for key, value in self.config.spark_conf.items():
             try:
@@ -278,6 +291,7 @@ class BasePipeline:
             metrics.rows_written = earlier.get("rows_written")
             metrics.duration_s = earlier.get("duration_s")
             metrics.started_at, metrics.ended_at = earlier.get("started_at"), earlier.get("ended_at")
+            metrics.schema = earlier.get("schema")
         reused = [n for n, m in self.metrics.sequences.items() if m.status == "reused"]
         if reused:
             names = ", ".join(reused)
@@ -477,6 +491,7 @@ class BasePipeline:
         observation = new_observation(spark, f"sparkpipe_{self.run_id}_{seq.name}")
         try:
             rules.check_types(result)  # Spark's analysis only: no job
+            self.metrics.sequences[seq.name].schema = output_schema(rules.kept(result))
             rules.kept(result).createOrReplaceTempView(seq.name)
             if not rules.active:
                 self.write(seq, result.observe(observation, F.count(F.lit(1)).alias("rows")))
@@ -685,6 +700,11 @@ class BasePipeline:
             except Exception as exc:
                 log.error("sparkpipe: could not write metrics to %s: %s", self.metrics_out, exc)
         print(marker_line(METRICS_MARKER, document), flush=True)
+
+
+def output_schema(df: DataFrame) -> list[dict[str, Any]]:
+    """The columns a sequence writes, as its metrics report them (Spark's analysis only: no job)."""
+    return [{"name": f.name, "type": f.dataType.simpleString(), "nullable": f.nullable} for f in df.schema.fields]
 
 
 def sql_functions(spark: SparkSession) -> Any:

@@ -16,7 +16,7 @@ from spark_job.bundle import build_bundle
 from .conftest import REPO
 
 
-def spark_submit(bundle_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def spark_submit(bundle_dir: Path, *args: str, cwd: Path, ui: bool = False) -> subprocess.CompletedProcess[str]:
     import pyspark
 
     bundle = build_bundle(bundle_dir)
@@ -30,7 +30,7 @@ def spark_submit(bundle_dir: Path, *args: str, cwd: Path) -> subprocess.Complete
         "--master",
         "local[1]",
         "--conf",
-        "spark.ui.enabled=false",
+        f"spark.ui.enabled={str(ui).lower()}",
         "--py-files",
         str(bundle.py_files),
         str(bundle.main_file),
@@ -67,6 +67,7 @@ def test_spark_submit_runs_the_example_and_reports_exit_codes(tmp_path: Path) ->
         "--metrics-out",
         metrics_uri,
         cwd=tmp_path,
+        ui=True,  # the driver reads its usage from the UI's status store
     )
     assert ok.returncode == 0, ok.stderr[-3000:]
     marker = [line for line in ok.stdout.splitlines() if line.startswith(METRICS_MARKER)]
@@ -74,6 +75,11 @@ def test_spark_submit_runs_the_example_and_reports_exit_codes(tmp_path: Path) ->
     assert metrics == json.loads((tmp_path / "metrics" / "metrics.json").read_text())
     assert metrics["status"] == "succeeded" and metrics["spark_app_id"].startswith("local-")
     assert (out / "daily_event_counts" / "event_date=2024-01-05").is_dir()
+    # What the tasks consumed, from the application's status store (no extra job), and each output's columns.
+    usage = metrics["runtime"]["usage"]
+    assert usage["executor_core_seconds"] > 0 and usage["tasks"] > 0 and usage["source"] == "spark_status_store"
+    schema = metrics["sequences"]["daily_event_counts"]["schema"]
+    assert "event_date" in [c["name"] for c in schema] and all({"name", "type", "nullable"} == set(c) for c in schema)
 
     doc["sequences"][0]["query"] = "SELECT event_date, raise_error('no luck') AS x FROM events"
     config.write_text(json.dumps(doc))

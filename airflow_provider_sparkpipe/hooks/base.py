@@ -137,6 +137,11 @@ class SparkPipelineHook(BaseHook, Generic[RuntimeT]):
         """The metrics document's ``runtime`` block: at least ``kind``, plus the runtime's job ids."""
         return {"kind": run.runtime_kind, "run_id": run.run_id}
 
+    def usage(self, run: PipelineRun) -> dict[str, Any] | None:
+        """What a finished run consumed as the runtime's own API reports it (units in the key names),
+        merged by the operator into the metrics' ``runtime.usage`` beside the driver's figures."""
+        return None
+
     def run_url(self, run: PipelineRun) -> str | None:
         """The run's page in the runtime's own UI (a console, a Spark master), when there is one.
 

@@ -225,6 +225,16 @@ class DataprocPipelineHook(SparkPipelineHook[DataprocRuntimeT]):
             "url": self.run_url(run),
         }
 
+    def usage(self, run: PipelineRun) -> dict[str, Any] | None:
+        try:
+            return self._usage(run.run_id)
+        except Exception as exc:  # the figures are a report: a failed read never fails the task
+            self.log.warning("Cannot read the usage of Dataproc %s %s: %s", self.remote_noun, run.run_id, exc)
+            return None
+
+    @abstractmethod
+    def _usage(self, remote_id: str) -> dict[str, Any] | None: ...
+
     def _latest_attempt(self, stem: str) -> tuple[str, RunState | None] | None:
         """The job / batch of the highest attempt of ``stem`` and its state, from one list request."""
         found = [
@@ -312,6 +322,19 @@ class DataprocClusterHook(DataprocPipelineHook[DataprocCluster]):
         )
         return [(job.reference.job_id, _JOB_STATES[job.status.state]) for job in jobs]
 
+    def _usage(self, remote_id: str) -> dict[str, Any] | None:
+        """The job's time on its cluster (running to finished) and the cluster: Dataproc bills the cluster."""
+        job = self._get(remote_id)
+        starts = [s.state_start_time for s in job.status_history if s.state == JobStatus.State.RUNNING]
+        end = job.status.state_start_time
+        if not starts or not end or not _JOB_STATES[job.status.state].finished:
+            return None
+        return {
+            "cluster_seconds": round(_epoch(end) - _epoch(starts[0]), 3),
+            "cluster_id": job.placement.cluster_uuid or job.placement.cluster_name,
+            "cluster_name": job.placement.cluster_name,
+        }
+
     def _get(self, job_id: str) -> Job:
         return self.dataproc.get_job(job_id=job_id, project_id=self.runtime.project_id, region=self.runtime.region)
 
@@ -384,6 +407,20 @@ class DataprocServerlessHook(DataprocPipelineHook[DataprocServerless]):
         )
         return [(batch.name.rsplit("/", 1)[-1], _BATCH_STATES[batch.state]) for batch in batches]
 
+    def _usage(self, remote_id: str) -> dict[str, Any] | None:
+        """The batch's approximate usage as Dataproc Serverless bills it (DCU- and shuffle-storage-seconds)."""
+        usage = self._get(remote_id).runtime_info.approximate_usage
+        if not (usage.milli_dcu_seconds or usage.shuffle_storage_gb_seconds):
+            return None
+        out: dict[str, Any] = {
+            "dcu_seconds": usage.milli_dcu_seconds / 1000,
+            "shuffle_storage_gb_seconds": int(usage.shuffle_storage_gb_seconds),
+        }
+        if usage.milli_accelerator_seconds:
+            out["accelerator_seconds"] = usage.milli_accelerator_seconds / 1000
+            out["accelerator_type"] = usage.accelerator_type
+        return out
+
     def _get(self, batch_id: str) -> Batch:
         return self.dataproc.get_batch(
             batch_id=batch_id, project_id=self.runtime.project_id, region=self.runtime.region
@@ -417,6 +454,11 @@ class DataprocServerlessHook(DataprocPipelineHook[DataprocServerless]):
 
     def _driver_output_uri(self, remote_id: str) -> str | None:
         return self._get(remote_id).runtime_info.output_uri or None
+
+
+def _epoch(moment: Any) -> float:
+    """Seconds since the epoch of a time the Dataproc client returns (a ``DatetimeWithNanoseconds``)."""
+    return float(moment.timestamp())
 
 
 def _attempt_number(remote_id: str, stem: str) -> int | None:

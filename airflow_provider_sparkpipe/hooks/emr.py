@@ -380,6 +380,20 @@ class EmrClusterPipelineHook(EmrPipelineHook[EmrCluster]):
             if info.get("Status") == "FAILED":
                 self.log.warning("EMR could not cancel step %s: %s", info.get("StepId"), info.get("Reason"))
 
+    def usage(self, run: PipelineRun) -> dict[str, Any] | None:
+        """The step's time on its cluster (started to ended) and the cluster id: EMR on EC2 bills the cluster."""
+        try:
+            timeline = self.emr.conn.describe_step(ClusterId=run.details["job_flow_id"], StepId=run.run_id)["Step"][
+                "Status"
+            ].get("Timeline", {})
+        except Exception as exc:
+            self.log.warning("Cannot read the usage of step %s: %s", run.run_id, exc)
+            return None
+        start, end = timeline.get("StartDateTime"), timeline.get("EndDateTime")
+        if not start or not end:
+            return None
+        return {"cluster_seconds": round((end - start).total_seconds(), 3), "cluster_id": run.details["job_flow_id"]}
+
     def failure_reason(self, run: PipelineRun) -> str | None:
         status = self.emr.conn.describe_step(ClusterId=run.details["job_flow_id"], StepId=run.run_id)["Step"]["Status"]
         details = status.get("FailureDetails") or {}
@@ -479,6 +493,28 @@ class EmrServerlessPipelineHook(EmrPipelineHook[EmrServerless]):
 
     def cancel_remote(self, run: PipelineRun) -> None:
         self.serverless.conn.cancel_job_run(applicationId=run.details["application_id"], jobRunId=run.run_id)
+
+    def usage(self, run: PipelineRun) -> dict[str, Any] | None:
+        """The job run's resource utilization as EMR Serverless reports it: total and billed vCPU-,
+        memory- and storage-hours, and its execution time."""
+        try:
+            job = self._job_run(run)
+        except Exception as exc:
+            self.log.warning("Cannot read the usage of job run %s: %s", run.run_id, exc)
+            return None
+        out: dict[str, Any] = {}
+        for prefix, key in (("", "totalResourceUtilization"), ("billed_", "billedResourceUtilization")):
+            figures = job.get(key) or {}
+            for name, unit in (
+                ("vCPUHour", "vcpu_hours"),
+                ("memoryGBHour", "memory_gb_hours"),
+                ("storageGBHour", "storage_gb_hours"),
+            ):
+                if figures.get(name) is not None:
+                    out[f"{prefix}{unit}"] = float(figures[name])
+        if job.get("totalExecutionDurationSeconds") is not None:
+            out["execution_seconds"] = int(job["totalExecutionDurationSeconds"])
+        return out or None
 
     def failure_reason(self, run: PipelineRun) -> str | None:
         job = self._job_run(run)

@@ -74,6 +74,10 @@ class SparkPipelineOperator(BaseOperator):
         poll_interval: seconds between two status checks of a remote run.
         outlets: Assets the task updates; by default the config's targets that have a stable URI.
         validate_at_parse: validate the config when the DAG file is parsed (default True).
+        openlineage_inject_parent_job_info: with the openlineage provider installed and enabled, give
+            the run the ``spark.openlineage.parent*`` properties of this task, so that the
+            openlineage-spark listener's events name the Airflow task as their parent (default True;
+            the transport is never passed: see docs/lineage.md).
     """
 
     template_fields: Sequence[str] = ("config", "vars")
@@ -93,6 +97,7 @@ class SparkPipelineOperator(BaseOperator):
         cancel_on_kill: bool = True,
         poll_interval: float = 10.0,
         validate_at_parse: bool = True,
+        openlineage_inject_parent_job_info: bool = True,
         **kwargs: Any,
     ) -> None:
         outlets_given = kwargs.get("outlets") is not None
@@ -107,6 +112,9 @@ class SparkPipelineOperator(BaseOperator):
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
         self.poll_interval = poll_interval
+        self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
+        self._pipeline: PipelineConfig | None = None
+        self._metrics: dict[str, Any] | None = None
         # At parse no connection is read: references are checked with a placeholder URL.
         self._credentials = ConnectionCredentials(None)
         self._hook: SparkPipelineHook[Any] | None = None
@@ -326,6 +334,37 @@ class SparkPipelineOperator(BaseOperator):
     def _where(self) -> str:
         return f"SparkPipelineOperator {self.task_id!r}"
 
+    # OpenLineage (the apache-airflow-providers-openlineage protocol). -------------------------------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The sources and direct reads as inputs, the targets as outputs, the SQL as the job's facet."""
+        return self._operator_lineage(None)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """As on start, plus each output's row count, schema and data-quality results."""
+        return self._operator_lineage(self._metrics)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """As on complete, for what the failed run wrote, plus the failure as an error message facet."""
+        return self._operator_lineage(self._metrics or {"status": "failed", "sequences": {}})
+
+    def _operator_lineage(self, metrics: Mapping[str, Any] | None) -> Any:
+        from airflow_provider_sparkpipe.lineage import operator_lineage
+
+        pipeline = self._pipeline
+        if pipeline is None:
+            from airflow_provider_sparkpipe.masking import get_connection
+
+            try:
+                self._credentials = ConnectionCredentials(get_connection)
+                pipeline = self._pipeline = self.load_rendered_config()
+            except Exception as exc:  # lineage never fails the task
+                self.log.warning("No OpenLineage datasets: the config cannot be read here: %s", exc)
+                from airflow.providers.openlineage.extractors import OperatorLineage
+
+                return OperatorLineage()
+        return operator_lineage(pipeline, metrics)
+
     # Running. ---------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -356,8 +395,14 @@ class SparkPipelineOperator(BaseOperator):
             runtime.describe(),
         )
         hook = hook_class(runtime)
+        self._pipeline = pipeline
+        document = pipeline.to_document()
+        if self.openlineage_inject_parent_job_info:
+            from airflow_provider_sparkpipe.lineage import parent_job_properties
+
+            document["spark_conf"] = parent_job_properties(document.get("spark_conf") or {}, context)
         submission = PipelineSubmission(
-            document=pipeline.to_document(),
+            document=document,
             app_name=pipeline.app_name,
             task_key=_task_key(context),
             try_number=context["ti"].try_number,
@@ -500,8 +545,13 @@ class SparkPipelineOperator(BaseOperator):
         from airflow_provider_sparkpipe.runs import RunState
 
         metrics = hook.fetch_metrics(run)
+        self._metrics = metrics
         if metrics is not None:
-            metrics["runtime"] = {**(metrics.get("runtime") or {}), **hook.runtime_info(run)}
+            driver_runtime = metrics.get("runtime") or {}
+            metrics["runtime"] = {**driver_runtime, **hook.runtime_info(run)}
+            usage = {**(driver_runtime.get("usage") or {}), **(hook.usage(run) or {})}
+            if usage:
+                metrics["runtime"]["usage"] = usage
             self._log_summary(metrics)
         runtime_block = (metrics or {}).get("runtime") or {}
         self.application_url = hook.run_url(run) or runtime_block.get("url")
@@ -522,6 +572,9 @@ class SparkPipelineOperator(BaseOperator):
             _seconds(metrics.get("duration_s")),
             f" (Spark application {app_id})" if app_id else "",
         )
+        usage = (metrics.get("runtime") or {}).get("usage")
+        if usage:
+            self.log.info("Usage: %s", usage_summary(usage))
         for name, seq in (metrics.get("sequences") or {}).items():
             line = f"  {name}: {sequence_outcome(seq)}"
             status = seq.get("status")
@@ -531,6 +584,11 @@ class SparkPipelineOperator(BaseOperator):
                 self.log.warning("%s", line)
             else:
                 self.log.info("%s", line)
+
+
+def usage_summary(usage: Mapping[str, Any]) -> str:
+    """``executor_core_seconds=12.4, tasks=40``: the figures of ``runtime.usage``, units in their names."""
+    return ", ".join(f"{k}={v:,}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in usage.items())
 
 
 def sequence_outcome(seq: Mapping[str, Any]) -> str:

@@ -173,6 +173,11 @@ class FakeDataproc:
             }[state]
             run.message.state = dataproc_v1.Batch.State(batch_state)
             run.message.state_time = now
+            if state in ("done", "error"):
+                # What Dataproc Serverless reports of a finished batch (made-up figures of the right form).
+                run.message.runtime_info.approximate_usage = dataproc_v1.UsageMetrics(
+                    milli_dcu_seconds=7_200_000, shuffle_storage_gb_seconds=1_800
+                )
             run.message.state_message = "Driver exited with code 1" if state == "error" else ""
             if state == "running":
                 run.message.runtime_info.output_uri = self._driver_output_uri(run)
@@ -192,6 +197,7 @@ class FakeDataproc:
             job.reference.project_id = request.project_id
             job.status = dataproc_v1.JobStatus(state=dataproc_v1.JobStatus.State.PENDING)
             job.job_uuid = str(uuid.uuid4())
+            job.placement.cluster_uuid = f"uuid-of-{job.placement.cluster_name}"
             self.runs[f"job/{job_id}"] = self._start("job", job_id, job, job.pyspark_job)
         return job
 

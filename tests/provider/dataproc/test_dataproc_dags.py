@@ -34,7 +34,9 @@ WAREHOUSE_CONNECTION = (
 
 
 @pytest.fixture(scope="module")
-def dag_runs(dag_runner: DagRunner, google_fakes: GoogleFakes) -> dict[str, DagRunResult]:
+def dag_runs(
+    dag_runner: DagRunner, google_fakes: GoogleFakes, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, DagRunResult]:
     """All the DAGs, run once in one Airflow process (its start-up is the slow part)."""
     google_fakes.dataproc.reset()
     bundles = json.loads(os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])
@@ -46,6 +48,10 @@ def dag_runs(dag_runner: DagRunner, google_fakes: GoogleFakes) -> dict[str, DagR
         }
     )
     env = {
+        # OpenLineage on (a file transport): the runs hand their jobs and batches the parent job.
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(tmp_path_factory.mktemp("dataproc-lineage") / "events.jsonl")}
+        ),
         "SPARKPIPE_TEST_DATAPROC_ENDPOINT": google_fakes.endpoint,
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
         "AIRFLOW_CONN_WAREHOUSE_PG": WAREHOUSE_CONNECTION,
@@ -74,7 +80,13 @@ def test_a_cluster_job_returns_its_metrics(dag_runs: dict[str, DagRunResult], go
     assert labels["airflow-task-id"] == "pipeline"
     assert re.fullmatch(r"manual__[0-9t_-]+", labels["airflow-run-id"]), labels
     properties = dict(job.message.pyspark_job.properties)
+    lineage = {k: properties.pop(k) for k in list(properties) if k.startswith("spark.openlineage.")}
     assert properties == {"spark.sql.shuffle.partitions": "8", "spark.executor.memory": "2g"}
+    assert lineage["spark.openlineage.parentJobName"] == "sparkpipe_dataproc_succeeds.pipeline"
+    assert lineage["spark.openlineage.parentRunId"] and not any(".transport" in k for k in lineage)
+    # What the job consumed, as Dataproc reports it: its time on the cluster.
+    usage = metrics["runtime"]["usage"]
+    assert usage["cluster_id"] == "uuid-of-test-cluster" and usage["cluster_seconds"] >= 0
     assert result.xcom("pipeline", "sparkpipe_application_url") == metrics["runtime"]["url"]
 
 
@@ -115,6 +127,9 @@ def test_a_serverless_batch_runs_deferred(dag_runs: dict[str, DagRunResult], goo
     (batch,) = jobs_of(google_fakes, "batch", "orders_serverless")
     assert metrics["runtime"]["batch_id"] == batch.remote_id
     assert batch.message.runtime_config.version == "2.2"
+    assert metrics["runtime"]["usage"] == {"dcu_seconds": 7200.0, "shuffle_storage_gb_seconds": 1800}
+    properties = dict(batch.message.runtime_config.properties)
+    assert properties["spark.openlineage.parentJobName"] == "sparkpipe_serverless_deferred.pipeline"
 
 
 def test_a_failed_batch_fails_the_task(dag_runs: dict[str, DagRunResult]) -> None:

@@ -8,6 +8,7 @@ as EMR would once the driver exits.
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import json
 import threading
@@ -228,6 +229,13 @@ class FakeDriver:
             bucket, _, key = driver_log(kind, run).removeprefix("s3://").partition("/")
             s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(stdout.encode()))
         run.state = FINAL_STATES[kind][status]
+        if kind == "emr_cluster":
+            run.start_date_time = run.start_date_time or datetime.datetime.now(datetime.UTC)
+            run.end_date_time = run.start_date_time + datetime.timedelta(seconds=90)
+        elif kind == "emr_serverless":  # what EMR Serverless reports of a finished job run
+            run.total_execution_duration_seconds = 75
+            run.billed_resource_utilization = {"vCPUHour": 0.5, "memoryGBHour": 2.0, "storageGBHour": 10.0}
+            run.total_resource_utilization = {"vCPUHour": 0.4, "memoryGBHour": 1.6, "storageGBHour": 8.0}
         return document
 
 

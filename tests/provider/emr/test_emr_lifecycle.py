@@ -7,11 +7,15 @@ server over HTTP through the Amazon provider's hooks. The test plays the driver 
 
 from __future__ import annotations
 
+import datetime
 import os
+import shlex
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -54,9 +58,17 @@ class TaskInstanceStandIn:
     map_index: int = -1
     try_number: int = 1
     xcoms: dict[str, Any] = field(default_factory=dict)
+    dag_run: Any = field(
+        default_factory=lambda: SimpleNamespace(
+            conf={}, clear_number=0, logical_date=datetime.datetime(2024, 1, 15, tzinfo=datetime.UTC)
+        )
+    )
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value
+
+    def get_template_context(self) -> dict[str, Any]:
+        return {"dag_run": self.dag_run}
 
 
 def operator(runtime: Any, **kwargs: Any) -> SparkPipelineOperator:
@@ -68,9 +80,17 @@ def context(request: pytest.FixtureRequest, try_number: int = 1) -> Any:
     return {"ti": TaskInstanceStandIn(dag_id=request.node.name.replace("[", "_").rstrip("]"), try_number=try_number)}
 
 
+@pytest.fixture
+def lineage_enabled(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """OpenLineage configured (a console transport), as the openlineage provider reads it (uncached
+    under pytest)."""
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "console")
+    yield
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_success_returns_the_driver_metrics(
-    kind: str, emr: EmrRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+    kind: str, emr: EmrRuntimes, driver: FakeDriver, request: pytest.FixtureRequest, lineage_enabled: None
 ) -> None:
     op, ctx = operator(emr.all()[kind]), context(request)
     thread, outcome = in_background(lambda: op.execute(ctx))
@@ -82,10 +102,37 @@ def test_success_returns_the_driver_metrics(
     assert metrics["runtime"]["kind"] == kind
     assert metrics["runtime"]["job_id"] == run.id
     assert op.application_url == metrics["runtime"]["url"]
+    expected_usage = {
+        "emr_cluster": {"cluster_seconds": 90.0, "cluster_id": metrics["runtime"].get("job_flow_id")},
+        "emr_serverless": {
+            "vcpu_hours": 0.4,
+            "memory_gb_hours": 1.6,
+            "storage_gb_hours": 8.0,
+            "billed_vcpu_hours": 0.5,
+            "billed_memory_gb_hours": 2.0,
+            "billed_storage_gb_hours": 10.0,
+            "execution_seconds": 75,
+        },
+    }
+    assert metrics["runtime"].get("usage") == expected_usage.get(kind), metrics["runtime"]
+    # The OpenLineage parent job of the task reaches the Spark properties of the run.
+    assert f"spark.openlineage.parentJobName={ctx['ti'].dag_id}.orders" in submitted_conf(kind, run)
+    assert any(c.startswith("spark.openlineage.parentRunId=") for c in submitted_conf(kind, run))
+    assert not any(c.startswith("spark.openlineage.transport") for c in submitted_conf(kind, run))
     assert str(op.application_url).startswith("https://console.aws.amazon.com/emr/home?region=eu-west-1#/")
     # Staged config removed once the metrics are read; metrics stay for a re-attaching retry.
     staged = {o.key for o in remote_objects(emr, driver.metrics_uri(kind, run).rsplit("/", 1)[0])}
     assert {k.rsplit("/", 1)[1] for k in staged} == {"metrics.json"}
+
+
+def submitted_conf(kind: str, run: Any) -> list[str]:
+    """The ``key=value`` Spark properties of a step's spark-submit or a job run's request, as EMR received them."""
+    if kind == "emr_cluster":
+        args = run.args if run.args[0] != "bash" else shlex.split(run.args[2].split("exec ", 1)[1])
+        return [args[i + 1] for i, a in enumerate(args) if a == "--conf"]
+    overrides = run.configuration_overrides
+    (defaults,) = [c for c in overrides["applicationConfiguration"] if c["classification"] == "spark-defaults"]
+    return [f"{k}={v}" for k, v in defaults["properties"].items()]
 
 
 def remote_objects(emr: EmrRuntimes, prefix_uri: str) -> list[Any]:

@@ -21,7 +21,10 @@ DB_ENVIRONMENT = {"SPARKPIPE_CONN_SHOP_DB_USER": DB_USER, "SPARKPIPE_CONN_SHOP_D
 
 
 @pytest.fixture(scope="module")
-def runs(dag_runner: DagRunner, fake_k8s: FakeKubernetes) -> dict[str, DagRunResult]:
+def runs(
+    dag_runner: DagRunner, fake_k8s: FakeKubernetes, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, DagRunResult]:
+    lineage_events = tmp_path_factory.mktemp("k8s-lineage") / "events.jsonl"
     fake_k8s.reset()
     fake_k8s.outcomes["failing_summary"] = "FAILED"
     # The Secret the example's secret_env reads, as the cluster's administrator created it.
@@ -33,6 +36,8 @@ def runs(dag_runner: DagRunner, fake_k8s: FakeKubernetes) -> dict[str, DagRunRes
     }
     bundles = [("examples", EXAMPLES), ("test-dags", TEST_DAGS), ("kubernetes-test-dags", K8S_DAGS)]
     env = {
+        # OpenLineage on (a file transport): the runs hand their Spark applications the parent job.
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(lineage_events)}),
         "AIRFLOW_CONN_KUBERNETES_DEFAULT": kubernetes_connection(fake_k8s.url),
         "AIRFLOW_CONN_SHOP_DB": f"postgres://{DB_USER}:{quote(DB_PASSWORD, safe='')}@db.example.com:5432/shop",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
@@ -69,6 +74,18 @@ def test_the_example_dag_defers_resumes_and_hands_metrics_downstream(runs: dict[
     assert result.xcom("report") == {"daily_revenue": 10, "customer_summary": 20, "region_revenue": 30}
     assert "[DAG TEST] running trigger in line" in result.log
     assert "Deleting SparkApplication spark-jobs/" in result.log  # the example's delete_on_success
+
+
+def test_the_application_names_the_task_as_the_openlineage_parent(
+    runs: dict[str, DagRunResult], fake_k8s: FakeKubernetes
+) -> None:
+    (created,) = [
+        r.body for r in fake_k8s.calls("POST", "sparkapplications") if r.body["metadata"]["name"].startswith("k8s-sync")
+    ]
+    conf = created["spec"]["sparkConf"]
+    assert conf["spark.openlineage.parentJobName"] == "k8s_sync_success.orders_summary"
+    assert conf["spark.openlineage.rootParentJobName"] == "k8s_sync_success" and conf["spark.openlineage.parentRunId"]
+    assert not any(k.startswith("spark.openlineage.transport") for k in conf)
 
 
 def test_a_run_waited_for_in_the_worker_streams_the_driver_log(runs: dict[str, DagRunResult]) -> None:
