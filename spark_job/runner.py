@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -59,6 +60,9 @@ def is_connect(spark: Any) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
+_CAUSED_BY = re.compile(r"^Caused by: (.+)$", re.MULTILINE)
+
+
 def short_error(exc: BaseException, config: PipelineConfig) -> str:
     """The first lines of an exception (Spark's messages end in long plans), secrets masked."""
     java = getattr(exc, "java_exception", None)
@@ -70,6 +74,12 @@ def short_error(exc: BaseException, config: PipelineConfig) -> str:
         text = "\n".join(dict.fromkeys(messages))
     else:
         text = str(exc).strip() or type(exc).__name__
+    # With spark.sql.pyspark.jvmStacktrace.enabled the message ends in the JVM's stack trace: its
+    # "Caused by:" lines say why (the database's "password authentication failed", "Connection refused").
+    text, _, trace = text.partition("\n\nJVM stacktrace:\n")
+    causes = [c.strip() for c in _CAUSED_BY.findall(trace) if c.strip() and c.strip() not in text]
+    if causes:
+        text += "\ncaused by: " + "\ncaused by: ".join(list(dict.fromkeys(causes))[-2:])
     lines = [line for line in text.splitlines() if line.strip()]
     text = "\n".join(lines[:8])
     if len(text) > MAX_ERROR_CHARS:
@@ -142,7 +152,9 @@ class BasePipeline:
     # -- hooks -----------------------------------------------------------------------------------
     def session_defaults(self) -> dict[str, str]:
         """Settings for a session this run creates, where the config does not set them."""
-        defaults = {"spark.ui.showConsoleProgress": "false"}
+        # The JVM's causes in Python errors: a failed JDBC connection then says why, not only
+        # FAILED_JDBC.CONNECTION (short_error keeps the causes' messages, not the stack).
+        defaults = {"spark.ui.showConsoleProgress": "false", "spark.sql.pyspark.jvmStacktrace.enabled": "true"}
         if self.use_pools:
             defaults["spark.scheduler.mode"] = "FAIR"
         if self.log_level:

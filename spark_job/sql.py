@@ -9,6 +9,7 @@ string, a ``FROM`` without a table) makes it give up: Spark's own analysis then 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -93,6 +94,17 @@ class _Frame:
 
 
 def analyse_query(query: str) -> QueryAnalysis:
+    """What a query reads (see :class:`QueryAnalysis`). Validation asks several times per query (the
+    graph, the overlap checks, the plan): each text is scanned once."""
+    if len(query) > _CACHED_QUERY_CHARS:
+        return _analyse(query)
+    return _analyse_cached(query)
+
+
+_CACHED_QUERY_CHARS = 100_000
+
+
+def _analyse(query: str) -> QueryAnalysis:
     try:
         statements = _split_statements(_tokens(query))
     except _GiveUp:
@@ -449,3 +461,8 @@ def _starts_query(tokens: list[tuple[str, str]], i: int) -> bool:
         or previous == ("punct", "(")
         or _word(previous) in ("UNION", "EXCEPT", "INTERSECT", "MINUS", "ALL", "DISTINCT")
     )
+
+
+@functools.lru_cache(maxsize=65_536)
+def _analyse_cached(query: str) -> QueryAnalysis:
+    return _analyse(query)

@@ -87,17 +87,46 @@ def test_query_read_to_parquet(spark: Any, postgres: Postgres, orders: str, tmp_
     assert spark.read.parquet(str(tmp_path / "big")).count() == 34
 
 
-def test_unreachable_database_fails_with_the_source_named(spark: Any, postgres: Postgres, tmp_path: Path) -> None:
-    cfg = config(
-        postgres,
-        {"table": "orders", "url": "jdbc:postgresql://127.0.0.1:1/none"},
-        {"type": "parquet", "path": str(tmp_path / "x")},
-        "SELECT * FROM orders",
-    )
-    metrics = PipelineRunner(load_config(cfg, environ=ENV), spark=spark).run()
+@pytest.mark.parametrize(
+    ("url", "environ", "why"),
+    [
+        ("jdbc:postgresql://127.0.0.1:1/none", ENV, "Connection to 127.0.0.1:1 refused"),
+        (None, {**ENV, "PG_PASSWORD": "not-the-password"}, "password authentication failed for user"),
+        ("jdbc:postgresql://{host}:{port}/no_such_db", ENV, 'database "no_such_db" does not exist'),
+        ("jdbc:postgresql://no-such-host.invalid:5432/db", ENV, "no-such-host.invalid"),
+    ],
+    ids=["refused", "wrong-password", "no-database", "unknown-host"],
+)
+def test_a_source_that_cannot_connect_says_why(
+    spark: Any, postgres: Postgres, tmp_path: Path, url: str | None, environ: dict[str, str], why: str
+) -> None:
+    """The session as the driver makes it (its defaults give Python errors the JVM's causes): the
+    database's own reason reaches the error, not only Spark's FAILED_JDBC.CONNECTION."""
+    key = "spark.sql.pyspark.jvmStacktrace.enabled"
+    runner_defaults = PipelineRunner(
+        load_config(config(postgres, {"table": "t"}, {"type": "parquet", "path": "/x"}, "SELECT 1"), environ=ENV)
+    ).session_defaults()
+    assert runner_defaults[key] == "true"
+    spark.conf.set(key, "true")
+    try:
+        check_connect_error(spark, postgres, tmp_path, url, environ, why)
+    finally:
+        spark.conf.unset(key)
+
+
+def check_connect_error(
+    spark: Any, postgres: Postgres, tmp_path: Path, url: str | None, environ: dict[str, str], why: str
+) -> None:
+    source = {"table": "orders"}
+    if url:
+        source["url"] = url.format(host=postgres.host, port=postgres.port)
+    cfg = config(postgres, source, {"type": "parquet", "path": str(tmp_path / "x")}, "SELECT * FROM orders")
+    metrics = PipelineRunner(load_config(cfg, environ=environ), spark=spark).run()
     error = metrics["sequences"]["out"]["error"]
     assert metrics["status"] == "failed"
     assert error.startswith("source 'orders' (sources.orders):") and "connect to the database" in error
+    assert why in error, error
+    assert "not-the-password" not in error
     assert not (tmp_path / "x").exists()
 
 

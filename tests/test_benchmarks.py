@@ -1,0 +1,43 @@
+"""The benchmark configs validate and stay in step with their handwritten twins (the harness refuses
+to compare programs that are not the same pipeline)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from spark_job.config import load_config
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+PAIRS = [
+    ("pipeline.yaml", "handwritten.py"),
+    ("wide.yaml", "handwritten_wide.py"),
+    ("intermediate.yaml", "handwritten_intermediate.py"),
+]
+
+
+def harness() -> Any:
+    spec = importlib.util.spec_from_file_location("sparkpipe_bench_compare", BENCHMARKS / "compare.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("config", "program"), PAIRS)
+def test_a_benchmark_config_validates_and_matches_its_handwritten_twin(config: str, program: str) -> None:
+    load_config(BENCHMARKS / config)
+    pipeline = yaml.safe_load((BENCHMARKS / config).read_text())
+    assert harness().check_in_step(pipeline, BENCHMARKS / program) == []
+
+
+def test_the_harness_notices_a_twin_out_of_step(tmp_path: Path) -> None:
+    pipeline = yaml.safe_load((BENCHMARKS / "intermediate.yaml").read_text())
+    pipeline["sequences"][1]["query"] += " HAVING count(*) > 1"
+    assert harness().check_in_step(pipeline, BENCHMARKS / "handwritten_intermediate.py")
