@@ -76,7 +76,7 @@ class AirflowDeployment:
     url: str
     home: Path
     output_dir: Path
-    k8s: HeldFakeKubernetes
+    apiserver: HeldFakeKubernetes
     processes: dict[str, subprocess.Popen[bytes]]
     logs: dict[str, Path]
     client: httpx.Client = field(init=False)
@@ -327,17 +327,17 @@ def airflow_deployment(postgres: Postgres, tmp_path_factory: pytest.TempPathFact
         folder.mkdir()
     # The manifests are checked against the CRD's schema by the SparkKubernetes tests, which render them
     # through the same hook; here the processes are under test.
-    k8s = HeldFakeKubernetes(validate=lambda manifest: [])
-    k8s_server = serve(k8s)
-    k8s.url = f"http://127.0.0.1:{k8s_server.server_address[1]}"
+    apiserver = HeldFakeKubernetes(validate=lambda manifest: [])
+    k8s_server = serve(apiserver)
+    apiserver.url = f"http://127.0.0.1:{k8s_server.server_address[1]}"
     with postgres.connect() as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DATABASE}")
     api_port = free_port()
-    env = _environment(home, postgres, api_port, k8s.url, output_dir, work_dir)
+    env = _environment(home, postgres, api_port, apiserver.url, output_dir, work_dir)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     logs = {name: root / f"{name}.log" for name in ("db-migrate", *COMPONENTS)}
-    deployment = AirflowDeployment(f"http://127.0.0.1:{api_port}", home, output_dir, k8s, processes, logs)
+    deployment = AirflowDeployment(f"http://127.0.0.1:{api_port}", home, output_dir, apiserver, processes, logs)
     try:
         with logs["db-migrate"].open("wb") as out:
             try:

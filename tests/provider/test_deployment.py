@@ -38,8 +38,8 @@ def runs(airflow_deployment: AirflowDeployment) -> Runs:
     deployment.wait_for_dags({BASIC, K8S, KILLED})
     # The fake keeps the first application RUNNING until its test has seen the task deferred, and the
     # second one running until the task is marked failed.
-    deployment.k8s.held.add(K8S_TASK)
-    deployment.k8s.outcomes[KILLED_TASK] = None
+    deployment.apiserver.held.add(K8S_TASK)
+    deployment.apiserver.outcomes[KILLED_TASK] = None
     return Runs(basic=deployment.trigger(BASIC), k8s=deployment.trigger(K8S), killed=deployment.trigger(KILLED))
 
 
@@ -107,12 +107,12 @@ def _deferred_in_the_triggerer(deployment: AirflowDeployment, dag_id: str, run_i
     trigger = deployment.wait(f"the trigger of {dag_id}/{task_id} in the triggerer", assigned, 120)
     assert trigger["classpath"] == TRIGGER_CLASSPATH
     assert trigger["triggerer_id"] == jobs[0]["id"]
-    app = deployment.k8s.application(dag_id)
+    app = deployment.apiserver.application(dag_id)
     assert app is not None, deployment.log_tails()
     name = app["metadata"]["name"]
 
     def polls() -> int:
-        return len(deployment.k8s.calls("GET", f"/sparkapplications/{name}"))
+        return len(deployment.apiserver.calls("GET", f"/sparkapplications/{name}"))
 
     # While the task is deferred no worker runs it: the application's reads now come from the trigger.
     seen = polls()
@@ -126,7 +126,7 @@ def test_a_deferred_kubernetes_run_waits_in_the_triggerer_and_succeeds(
     deployment = airflow_deployment
     _deferred_in_the_triggerer(deployment, K8S, runs.k8s, K8S_TASK)
 
-    deployment.k8s.held.discard(K8S_TASK)  # the driver finishes
+    deployment.apiserver.held.discard(K8S_TASK)  # the driver finishes
     state = deployment.wait_for_run(K8S, runs.k8s)
     assert state == "success", deployment.log_tails()
     ti = deployment.task_instance(K8S, runs.k8s, K8S_TASK)
@@ -143,7 +143,7 @@ def test_marking_a_deferred_run_failed_deletes_its_spark_application(
 ) -> None:
     deployment = airflow_deployment
     _deferred_in_the_triggerer(deployment, KILLED, runs.killed, KILLED_TASK)
-    app = deployment.k8s.application(KILLED)
+    app = deployment.apiserver.application(KILLED)
     assert app is not None
     name, uid = app["metadata"]["name"], app["metadata"]["uid"]
 
@@ -154,11 +154,13 @@ def test_marking_a_deferred_run_failed_deletes_its_spark_application(
 
     # The triggerer cancels the trigger, whose on_kill deletes the application (with its uid as precondition).
     deployment.wait(
-        f"SparkApplication {name} deleted", lambda: True if deployment.k8s.application(KILLED) is None else None, 120
+        f"SparkApplication {name} deleted",
+        lambda: True if deployment.apiserver.application(KILLED) is None else None,
+        120,
     )
-    deletes = deployment.k8s.calls("DELETE", f"/sparkapplications/{name}")
+    deletes = deployment.apiserver.calls("DELETE", f"/sparkapplications/{name}")
     assert [(r.body or {}).get("preconditions", {}).get("uid") for r in deletes] == [uid]
-    assert ("spark-jobs", f"{name}-config") not in deployment.k8s.config_maps
+    assert ("spark-jobs", f"{name}-config") not in deployment.apiserver.config_maps
     assert deployment.wait_for_run(KILLED, runs.killed) == "failed"
     # What the user sees in the task's log: the worker deferred, the triggerer cancelled the run.
     log = deployment.task_log(KILLED, runs.killed, KILLED_TASK)

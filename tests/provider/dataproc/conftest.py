@@ -33,7 +33,7 @@ STAGING_BUCKET = "sparkpipe-staging"
 PROJECT = "sparkpipe-test"
 REGION = "europe-west1"
 CLUSTER = "test-cluster"
-GOOGLE_DAGS = Path(__file__).resolve().parent / "dags"
+DATAPROC_DAGS = Path(__file__).resolve().parent / "dags"
 
 
 def _self_signed_certificate() -> tuple[bytes, bytes]:
@@ -78,7 +78,7 @@ os.environ.update(GOOGLE_ENV)
 
 
 @dataclass
-class GoogleFakes:
+class DataprocFakes:
     """The running fakes: the Dataproc state, its endpoint, and a GCS client on the emulator."""
 
     dataproc: FakeDataproc
@@ -114,7 +114,7 @@ class GoogleFakes:
 
 
 @pytest.fixture(scope="session")
-def google_fakes() -> Iterator[GoogleFakes]:
+def dataproc_fakes() -> Iterator[DataprocFakes]:
     from gcp_storage_emulator.server import create_server
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
@@ -125,14 +125,14 @@ def google_fakes() -> Iterator[GoogleFakes]:
     fake = FakeDataproc()
     server, port = fake.serve(_CERTIFICATE, _PRIVATE_KEY)
     try:
-        yield GoogleFakes(fake, f"127.0.0.1:{port}")
+        yield DataprocFakes(fake, f"127.0.0.1:{port}")
     finally:
         server.stop(grace=None)
         gcs.stop()
 
 
 @pytest.fixture
-def fakes(google_fakes: GoogleFakes) -> GoogleFakes:
+def fakes(dataproc_fakes: DataprocFakes) -> DataprocFakes:
     """The session's fakes with the Dataproc state emptied (GCS keeps the staged bundle)."""
-    google_fakes.dataproc.reset()
-    return google_fakes
+    dataproc_fakes.dataproc.reset()
+    return dataproc_fakes

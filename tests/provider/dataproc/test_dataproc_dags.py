@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.provider.conftest import DagRunner, DagRunResult
-from tests.provider.dataproc.conftest import GOOGLE_DAGS, GoogleFakes
+from tests.provider.dataproc.conftest import DATAPROC_DAGS, DataprocFakes
 
 DAG_IDS = [
     "sparkpipe_dataproc_succeeds",
@@ -35,16 +35,16 @@ WAREHOUSE_CONNECTION = (
 
 @pytest.fixture(scope="module")
 def dag_runs(
-    dag_runner: DagRunner, google_fakes: GoogleFakes, tmp_path_factory: pytest.TempPathFactory
+    dag_runner: DagRunner, dataproc_fakes: DataprocFakes, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, DagRunResult]:
     """All the DAGs, run once in one Airflow process (its start-up is the slow part)."""
-    google_fakes.dataproc.reset()
+    dataproc_fakes.dataproc.reset()
     bundles = json.loads(os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])
     bundles.append(
         {
-            "name": "google-test-dags",
+            "name": "dataproc-test-dags",
             "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(GOOGLE_DAGS)},
+            "kwargs": {"path": str(DATAPROC_DAGS)},
         }
     )
     env = {
@@ -52,27 +52,27 @@ def dag_runs(
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
             {"type": "file", "log_file_path": str(tmp_path_factory.mktemp("dataproc-lineage") / "events.jsonl")}
         ),
-        "SPARKPIPE_TEST_DATAPROC_ENDPOINT": google_fakes.endpoint,
+        "SPARKPIPE_TEST_DATAPROC_ENDPOINT": dataproc_fakes.endpoint,
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
         "AIRFLOW_CONN_WAREHOUSE_PG": WAREHOUSE_CONNECTION,
     }
     runs: list[Mapping[str, Any]] = [
-        {"dag_folder": str(GOOGLE_DAGS), "dag_id": d, "logical_date": "2024-01-15"} for d in DAG_IDS
+        {"dag_folder": str(DATAPROC_DAGS), "dag_id": d, "logical_date": "2024-01-15"} for d in DAG_IDS
     ]
     return dag_runner.run(runs, env)
 
 
-def jobs_of(fakes: GoogleFakes, kind: str, app_name: str) -> list:
+def jobs_of(fakes: DataprocFakes, kind: str, app_name: str) -> list:
     return [r for r in fakes.dataproc.runs_of(kind) if r.config["app_name"] == app_name]
 
 
-def test_a_cluster_job_returns_its_metrics(dag_runs: dict[str, DagRunResult], google_fakes: GoogleFakes) -> None:
+def test_a_cluster_job_returns_its_metrics(dag_runs: dict[str, DagRunResult], dataproc_fakes: DataprocFakes) -> None:
     result = dag_runs["sparkpipe_dataproc_succeeds"]
     assert result.state == "success", result.log[-5000:]
     metrics = result.xcom("pipeline")
     assert metrics["status"] == "succeeded"
     assert {n: s["rows_written"] for n, s in metrics["sequences"].items()} == {"first": 10, "second": 20}
-    (job,) = jobs_of(google_fakes, "job", "orders_daily")
+    (job,) = jobs_of(dataproc_fakes, "job", "orders_daily")
     assert metrics["runtime"]["kind"] == "dataproc_cluster"
     assert metrics["runtime"]["job_id"] == job.remote_id
     labels = dict(job.message.labels)
@@ -104,27 +104,29 @@ def test_a_crashed_driver_fails_the_task_with_its_last_output_lines(dag_runs: di
     assert "Job failed with message [driver exited with code 1]" in result.log
 
 
-def test_a_deferred_task_resumes_with_the_metrics(dag_runs: dict[str, DagRunResult], google_fakes: GoogleFakes) -> None:
+def test_a_deferred_task_resumes_with_the_metrics(
+    dag_runs: dict[str, DagRunResult], dataproc_fakes: DataprocFakes
+) -> None:
     result = dag_runs["sparkpipe_dataproc_deferred"]
     assert result.state == "success", result.log[-5000:]
     assert result.xcom("pipeline")["status"] == "succeeded"
-    (job,) = jobs_of(google_fakes, "job", "orders_deferred")
+    (job,) = jobs_of(dataproc_fakes, "job", "orders_deferred")
     assert job.polls >= 3  # followed to its end by the trigger, then read once more on resume
 
 
-def test_execution_timeout_cancels_the_job(dag_runs: dict[str, DagRunResult], google_fakes: GoogleFakes) -> None:
+def test_execution_timeout_cancels_the_job(dag_runs: dict[str, DagRunResult], dataproc_fakes: DataprocFakes) -> None:
     result = dag_runs["sparkpipe_dataproc_times_out"]
     assert result.state == "failed"
-    (job,) = jobs_of(google_fakes, "job", "slow_pipeline")
+    (job,) = jobs_of(dataproc_fakes, "job", "slow_pipeline")
     assert job.cancel_requested
     assert "Task killed: cancelling the pipeline run" in result.log
 
 
-def test_a_serverless_batch_runs_deferred(dag_runs: dict[str, DagRunResult], google_fakes: GoogleFakes) -> None:
+def test_a_serverless_batch_runs_deferred(dag_runs: dict[str, DagRunResult], dataproc_fakes: DataprocFakes) -> None:
     result = dag_runs["sparkpipe_serverless_deferred"]
     assert result.state == "success", result.log[-5000:]
     metrics = result.xcom("pipeline")
-    (batch,) = jobs_of(google_fakes, "batch", "orders_serverless")
+    (batch,) = jobs_of(dataproc_fakes, "batch", "orders_serverless")
     assert metrics["runtime"]["batch_id"] == batch.remote_id
     assert batch.message.runtime_config.version == "2.2"
     assert metrics["runtime"]["usage"] == {"dcu_seconds": 7200.0, "shuffle_storage_gb_seconds": 1800}
@@ -139,11 +141,11 @@ def test_a_failed_batch_fails_the_task(dag_runs: dict[str, DagRunResult]) -> Non
 
 
 def test_a_connection_naming_a_secret_runs_on_serverless_with_references_only(
-    dag_runs: dict[str, DagRunResult], google_fakes: GoogleFakes
+    dag_runs: dict[str, DagRunResult], dataproc_fakes: DataprocFakes
 ) -> None:
     result = dag_runs["sparkpipe_serverless_connection"]
     assert result.state == "success", result.log[-5000:]
-    (batch,) = jobs_of(google_fakes, "batch", "orders_from_connection")
+    (batch,) = jobs_of(dataproc_fakes, "batch", "orders_from_connection")
     source = batch.config["sources"]["orders"]
     assert source == {
         "type": "jdbc",
@@ -156,16 +158,16 @@ def test_a_connection_naming_a_secret_runs_on_serverless_with_references_only(
 
 
 def test_a_retry_reattaches_through_the_task_state_store_without_a_lookup(
-    dag_runs: dict[str, DagRunResult], google_fakes: GoogleFakes
+    dag_runs: dict[str, DagRunResult], dataproc_fakes: DataprocFakes
 ) -> None:
     """The first try's execution_timeout ends it while its job runs on; the retry reads the job from
     Airflow's task state store and follows it: one job, and no list request from the retry."""
     result = dag_runs["sparkpipe_dataproc_retried"]
     assert result.state == "success", result.log[-5000:]
-    (job,) = jobs_of(google_fakes, "job", "late_pipeline")
+    (job,) = jobs_of(dataproc_fakes, "job", "late_pipeline")
     assert result.xcom("pipeline")["runtime"]["job_id"] == job.remote_id
     assert "re-attaching instead of submitting again" in result.log
     stem = job.remote_id.rsplit("-", 1)[0]
-    listed = [r for name, r in google_fakes.dataproc.requests if name == "list_jobs" and stem in r.filter]
+    listed = [r for name, r in dataproc_fakes.dataproc.requests if name == "list_jobs" and stem in r.filter]
     assert len(listed) == 1  # the first try's lookup; the retry asked for the stored job only
     assert dict(job.message.labels)["sparkpipe-run"] == stem

@@ -15,7 +15,7 @@ from airflow_provider_sparkpipe.hooks.base import hook_for
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes import runtime_from_dict
 from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
-from tests.provider.dataproc.conftest import STAGING_BUCKET, GoogleFakes
+from tests.provider.dataproc.conftest import STAGING_BUCKET, DataprocFakes
 from tests.provider.strict_loop import first_event
 
 KINDS = ["job", "batch"]
@@ -33,12 +33,12 @@ def submission(app_name: str, try_number: int = 1, task: str = "pipeline") -> Pi
     return PipelineSubmission(document, app_name, f"lifecycle__{task}__manual__2024-01-15__-1", try_number, labels)
 
 
-def runtime(fakes: GoogleFakes, kind: str) -> Any:
+def runtime(fakes: DataprocFakes, kind: str) -> Any:
     return fakes.cluster() if kind == "job" else fakes.serverless()
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_run_is_staged_submitted_and_followed_to_its_metrics(fakes: GoogleFakes, kind: str) -> None:
+def test_a_run_is_staged_submitted_and_followed_to_its_metrics(fakes: DataprocFakes, kind: str) -> None:
     hook = hook_for(runtime(fakes, kind))
     run = hook.submit(submission("orders_daily"))
     assert hook.poll(run) == RunState.RUNNING
@@ -57,7 +57,7 @@ def test_a_run_is_staged_submitted_and_followed_to_its_metrics(fakes: GoogleFake
     assert len([n for n in staged if n.startswith("sparkpipe/bundles/") and n.endswith(".zip")]) == 1
 
 
-def test_the_driver_bundle_is_uploaded_once_per_version(fakes: GoogleFakes) -> None:
+def test_the_driver_bundle_is_uploaded_once_per_version(fakes: DataprocFakes) -> None:
     hook = hook_for(fakes.cluster())
     first = hook.staging.stage_bundle()
     uploads_before = [r for r in fakes.list("sparkpipe/bundles/")]
@@ -67,7 +67,7 @@ def test_the_driver_bundle_is_uploaded_once_per_version(fakes: GoogleFakes) -> N
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_failed_run_reports_its_state_and_the_driver_output_tail(fakes: GoogleFakes, kind: str) -> None:
+def test_a_failed_run_reports_its_state_and_the_driver_output_tail(fakes: DataprocFakes, kind: str) -> None:
     hook = hook_for(runtime(fakes, kind))
     run = hook.submit(submission("crash_pipeline"))
     assert hook.wait(run, poll_interval=0.01) == RunState.FAILED
@@ -79,7 +79,7 @@ def test_a_failed_run_reports_its_state_and_the_driver_output_tail(fakes: Google
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_retry_reattaches_to_a_running_or_succeeded_run(fakes: GoogleFakes, kind: str) -> None:
+def test_a_retry_reattaches_to_a_running_or_succeeded_run(fakes: DataprocFakes, kind: str) -> None:
     hook = hook_for(runtime(fakes, kind))
     first = hook.submit(submission("orders_daily", try_number=1))
     # The worker is lost while the run goes on; the retry, in a new worker, finds it.
@@ -94,7 +94,7 @@ def test_a_retry_reattaches_to_a_running_or_succeeded_run(fakes: GoogleFakes, ki
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_retry_finds_the_last_run_with_one_request(fakes: GoogleFakes, kind: str) -> None:
+def test_a_retry_finds_the_last_run_with_one_request(fakes: DataprocFakes, kind: str) -> None:
     """Given the run the last try stored (the task state store), one state read; without it, one list by label."""
     first = hook_for(runtime(fakes, kind)).submit(submission("fail_pipeline", try_number=1))
     assert hook_for(runtime(fakes, kind)).wait(first, poll_interval=0.01) == RunState.FAILED
@@ -113,7 +113,7 @@ def test_a_retry_finds_the_last_run_with_one_request(fakes: GoogleFakes, kind: s
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_retry_after_a_failed_run_submits_a_new_one(fakes: GoogleFakes, kind: str) -> None:
+def test_a_retry_after_a_failed_run_submits_a_new_one(fakes: DataprocFakes, kind: str) -> None:
     hook = hook_for(runtime(fakes, kind))
     first = hook.submit(submission("fail_pipeline", try_number=1))
     assert hook.wait(first, poll_interval=0.01) == RunState.FAILED
@@ -128,7 +128,7 @@ def test_a_retry_after_a_failed_run_submits_a_new_one(fakes: GoogleFakes, kind: 
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_cancel_stops_a_running_run_and_leaves_a_finished_one(fakes: GoogleFakes, kind: str) -> None:
+def test_cancel_stops_a_running_run_and_leaves_a_finished_one(fakes: DataprocFakes, kind: str) -> None:
     hook = hook_for(runtime(fakes, kind))
     run = hook.submit(submission("slow_pipeline"))
     assert hook.poll(run) == RunState.RUNNING
@@ -140,7 +140,7 @@ def test_cancel_stops_a_running_run_and_leaves_a_finished_one(fakes: GoogleFakes
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_the_trigger_polls_asynchronously_until_the_run_ends(fakes: GoogleFakes, kind: str) -> None:
+def test_the_trigger_polls_asynchronously_until_the_run_ends(fakes: DataprocFakes, kind: str) -> None:
     rt = runtime(fakes, kind)
     run = hook_for(rt).submit(submission("orders_deferred"))
     trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01)
@@ -149,7 +149,7 @@ def test_the_trigger_polls_asynchronously_until_the_run_ends(fakes: GoogleFakes,
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_the_trigger_cancels_the_run_at_the_task_deadline(fakes: GoogleFakes, kind: str) -> None:
+def test_the_trigger_cancels_the_run_at_the_task_deadline(fakes: DataprocFakes, kind: str) -> None:
     rt = runtime(fakes, kind)
     run = hook_for(rt).submit(submission("slow_pipeline"))
     trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01, deadline=time.time())
@@ -159,7 +159,7 @@ def test_the_trigger_cancels_the_run_at_the_task_deadline(fakes: GoogleFakes, ki
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_killing_the_deferred_task_cancels_the_run(fakes: GoogleFakes, kind: str) -> None:
+def test_killing_the_deferred_task_cancels_the_run(fakes: DataprocFakes, kind: str) -> None:
     rt = runtime(fakes, kind)
     run = hook_for(rt).submit(submission("slow_pipeline"))
     trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01)
@@ -167,7 +167,7 @@ def test_killing_the_deferred_task_cancels_the_run(fakes: GoogleFakes, kind: str
     assert hook_for(rt).wait(run, poll_interval=0.01) == RunState.CANCELLED
 
 
-def test_the_trigger_round_trips_a_dataproc_runtime_through_its_serialised_form(fakes: GoogleFakes) -> None:
+def test_the_trigger_round_trips_a_dataproc_runtime_through_its_serialised_form(fakes: DataprocFakes) -> None:
     for rt in (fakes.cluster(), fakes.serverless(network_tags=["a"], impersonation_chain=["x@y", "z@y"])):
         run = PipelineRun(rt.kind, "sp-x-1", {"project_id": "p"})
         trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), 5.0, deadline=1.5e9)
@@ -177,7 +177,7 @@ def test_the_trigger_round_trips_a_dataproc_runtime_through_its_serialised_form(
         assert runtime_from_dict(kwargs["runtime"]) == rt
 
 
-def test_metrics_fall_back_to_the_driver_output_marker(fakes: GoogleFakes) -> None:
+def test_metrics_fall_back_to_the_driver_output_marker(fakes: DataprocFakes) -> None:
     hook = hook_for(fakes.cluster())
     run = hook.submit(submission("orders_daily"))
     assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED

@@ -75,7 +75,7 @@ def kubernetes_connection(server: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def fake_k8s(crd_validator: jsonschema.Draft7Validator) -> Iterator[FakeKubernetes]:
+def fake_kubernetes(crd_validator: jsonschema.Draft7Validator) -> Iterator[FakeKubernetes]:
     fake = FakeKubernetes(validate=lambda manifest: schema_problems(crd_validator, manifest))
     server = serve(fake)
     url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -87,11 +87,11 @@ def fake_k8s(crd_validator: jsonschema.Draft7Validator) -> Iterator[FakeKubernet
 
 
 @pytest.fixture
-def k8s(fake_k8s: FakeKubernetes) -> Iterator[FakeKubernetes]:
+def apiserver(fake_kubernetes: FakeKubernetes) -> Iterator[FakeKubernetes]:
     """The fake, emptied for one test."""
-    fake_k8s.reset()
-    yield fake_k8s
-    fake_k8s.reset()
+    fake_kubernetes.reset()
+    yield fake_kubernetes
+    fake_kubernetes.reset()
 
 
 def poll_until_running(hook: Any, run: PipelineRun) -> None:

@@ -27,16 +27,16 @@ from tests.provider.strict_loop import first_event, kill
 APPS = "/sparkapplications"
 
 
-def test_a_run_is_followed_to_completion_and_its_metrics_read_from_the_driver_log(k8s: FakeKubernetes) -> None:
+def test_a_run_is_followed_to_completion_and_its_metrics_read_from_the_driver_log(apiserver: FakeKubernetes) -> None:
     hook = hook_for(runtime())
     run = hook.submit(submission())
     assert run.runtime_kind == "kubernetes" and run.details["attached"] is False
-    config_map = k8s.config_maps[(NAMESPACE, f"{run.run_id}-config")]
+    config_map = apiserver.config_maps[(NAMESPACE, f"{run.run_id}-config")]
     assert json.loads(config_map["data"]["config.json"]) == pipeline_document()
     assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
     # The driver's log was followed while it ran, then read to its end once.
-    assert len(k8s.calls("GET", "/log")) == 2
-    assert [q.lower() for r in k8s.calls("GET", "/log") for q in r.query.get("follow", [])] == ["true"]
+    assert len(apiserver.calls("GET", "/log")) == 2
+    assert [q.lower() for r in apiserver.calls("GET", "/log") for q in r.query.get("follow", [])] == ["true"]
     metrics = hook.fetch_metrics(run)
     assert metrics is not None
     assert metrics["status"] == "succeeded"
@@ -44,11 +44,11 @@ def test_a_run_is_followed_to_completion_and_its_metrics_read_from_the_driver_lo
     info = hook.runtime_info(run)
     assert info["application"] == run.run_id and info["driver_pod"] == f"{run.run_id}-driver"
     hook.cleanup(run, RunState.SUCCEEDED)
-    assert (NAMESPACE, run.run_id) in k8s.apps  # kept: delete_on_success is off
+    assert (NAMESPACE, run.run_id) in apiserver.apps  # kept: delete_on_success is off
 
 
-def test_a_failed_application_reports_its_error_and_the_driver_log_tail(k8s: FakeKubernetes) -> None:
-    k8s.outcomes["shop_summary"] = "FAILED"
+def test_a_failed_application_reports_its_error_and_the_driver_log_tail(apiserver: FakeKubernetes) -> None:
+    apiserver.outcomes["shop_summary"] = "FAILED"
     hook = hook_for(runtime())
     run = hook.submit(submission())
     assert hook.wait(run, poll_interval=0.01) == RunState.FAILED
@@ -58,64 +58,64 @@ def test_a_failed_application_reports_its_error_and_the_driver_log_tail(k8s: Fak
     assert failure.endswith("sparkpipe: sequence daily_revenue: 10 rows\nsparkpipe: sequence to_postgres: failed")
 
 
-def test_a_retry_re_attaches_to_the_running_application(k8s: FakeKubernetes) -> None:
-    k8s.outcomes["shop_summary"] = None  # runs until deleted
+def test_a_retry_re_attaches_to_the_running_application(apiserver: FakeKubernetes) -> None:
+    apiserver.outcomes["shop_summary"] = None  # runs until deleted
     first = hook_for(runtime()).submit(submission(try_number=1))
     assert hook_for(runtime()).poll(first) == RunState.PENDING
     retry_hook = hook_for(runtime())
     retry = retry_hook.submit(submission(try_number=2))
     assert (retry.run_id, retry.details["uid"], retry.details["attached"]) == (first.run_id, first.details["uid"], True)
-    assert len(k8s.calls("POST", APPS)) == 1
+    assert len(apiserver.calls("POST", APPS)) == 1
     assert retry_hook.poll(retry) == RunState.RUNNING
 
 
-def test_a_retry_replaces_a_failed_application(k8s: FakeKubernetes) -> None:
-    k8s.outcomes["shop_summary"] = "FAILED"
+def test_a_retry_replaces_a_failed_application(apiserver: FakeKubernetes) -> None:
+    apiserver.outcomes["shop_summary"] = "FAILED"
     hook = hook_for(runtime())
     first = hook.submit(submission(try_number=1))
     assert hook.wait(first, poll_interval=0.01) == RunState.FAILED
-    k8s.outcomes["shop_summary"] = "COMPLETED"
+    apiserver.outcomes["shop_summary"] = "COMPLETED"
     retry_hook = hook_for(runtime())
     retry = retry_hook.submit(submission(try_number=2))
     assert retry.run_id == first.run_id and retry.details["uid"] != first.details["uid"]
-    deletes = k8s.calls("DELETE", APPS)
+    deletes = apiserver.calls("DELETE", APPS)
     assert [d.body["preconditions"] for d in deletes] == [{"uid": first.details["uid"]}]
-    assert len(k8s.calls("POST", APPS)) == 2
+    assert len(apiserver.calls("POST", APPS)) == 2
     assert retry_hook.wait(retry, poll_interval=0.01) == RunState.SUCCEEDED
     assert retry_hook.fetch_metrics(retry)["status"] == "succeeded"  # type: ignore[index]
 
 
-def test_a_retry_with_another_config_replaces_the_application(k8s: FakeKubernetes) -> None:
-    k8s.outcomes["shop_summary"] = None
+def test_a_retry_with_another_config_replaces_the_application(apiserver: FakeKubernetes) -> None:
+    apiserver.outcomes["shop_summary"] = None
     first = hook_for(runtime()).submit(submission(try_number=1))
     retry = hook_for(runtime()).submit(submission(try_number=2, document=pipeline_document("changed")))
     assert retry.details["uid"] != first.details["uid"] and retry.details["attached"] is False
-    config = json.loads(k8s.config_maps[(NAMESPACE, f"{retry.run_id}-config")]["data"]["config.json"])
+    config = json.loads(apiserver.config_maps[(NAMESPACE, f"{retry.run_id}-config")]["data"]["config.json"])
     assert config["app_name"] == "changed"
 
 
-def test_cancel_deletes_the_application_not_just_the_pod(k8s: FakeKubernetes) -> None:
-    k8s.outcomes["shop_summary"] = None
+def test_cancel_deletes_the_application_not_just_the_pod(apiserver: FakeKubernetes) -> None:
+    apiserver.outcomes["shop_summary"] = None
     hook = hook_for(runtime())
     run = hook.submit(submission())
     poll_until_running(hook, run)
-    assert (NAMESPACE, f"{run.run_id}-driver") in k8s.pods
+    assert (NAMESPACE, f"{run.run_id}-driver") in apiserver.pods
     hook.cancel(run)
-    assert (NAMESPACE, run.run_id) not in k8s.apps
-    assert k8s.config_maps == {} and k8s.pods == {}
+    assert (NAMESPACE, run.run_id) not in apiserver.apps
+    assert apiserver.config_maps == {} and apiserver.pods == {}
     assert hook.poll(run) == RunState.CANCELLED
     assert "was deleted (the task was killed)" in (hook.describe_failure(run) or "")
     hook.cancel(run)  # cancelling again is harmless
 
 
-def test_deferral_polls_through_the_async_client_and_the_operator_resumes(k8s: FakeKubernetes) -> None:
+def test_deferral_polls_through_the_async_client_and_the_operator_resumes(apiserver: FakeKubernetes) -> None:
     rt = runtime()
     run = hook_for(rt).submit(submission())
     trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01)
     event = first_event(trigger)
     assert event == {"state": "succeeded", "run": run.to_dict()}
     # submit looked for an earlier attempt, then the trigger saw SUBMITTED, RUNNING, COMPLETED.
-    assert len(k8s.calls("GET", f"{APPS}/{run.run_id}")) == 1 + 3
+    assert len(apiserver.calls("GET", f"{APPS}/{run.run_id}")) == 1 + 3
     # A new worker resumes: a fresh hook reads the driver's log for the metrics.
     operator = SparkPipelineOperator(task_id="shop_summary", config=pipeline_document(), runtime=rt)
     metrics = operator.execute_complete({}, event)
@@ -123,8 +123,8 @@ def test_deferral_polls_through_the_async_client_and_the_operator_resumes(k8s: F
     assert metrics["runtime"]["kind"] == "kubernetes" and metrics["runtime"]["application"] == run.run_id
 
 
-def test_resuming_after_a_failed_run_fails_the_task_with_the_driver_log(k8s: FakeKubernetes) -> None:
-    k8s.outcomes["shop_summary"] = "FAILED"
+def test_resuming_after_a_failed_run_fails_the_task_with_the_driver_log(apiserver: FakeKubernetes) -> None:
+    apiserver.outcomes["shop_summary"] = "FAILED"
     rt = runtime()
     run = hook_for(rt).submit(submission())
     event = first_event(SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01))
@@ -143,38 +143,38 @@ def test_resuming_after_a_failed_run_fails_the_task_with_the_driver_log(k8s: Fak
     assert ti.pushed["metrics"]["status"] == "failed"
 
 
-def test_a_user_kill_of_the_deferred_task_deletes_the_application(k8s: FakeKubernetes) -> None:
-    k8s.outcomes["shop_summary"] = None
+def test_a_user_kill_of_the_deferred_task_deletes_the_application(apiserver: FakeKubernetes) -> None:
+    apiserver.outcomes["shop_summary"] = None
     rt = runtime()
     run = hook_for(rt).submit(submission())
     trigger = SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01, cancel_on_kill=True)
     _, kwargs = trigger.serialize()
     assert json.loads(json.dumps(kwargs)) == kwargs
     kill(SparkPipelineTrigger(**kwargs))  # what the triggerer does on a user's kill
-    assert k8s.apps == {} and k8s.config_maps == {}
-    assert [d.body["preconditions"] for d in k8s.calls("DELETE", APPS)] == [{"uid": run.details["uid"]}]
+    assert apiserver.apps == {} and apiserver.config_maps == {}
+    assert [d.body["preconditions"] for d in apiserver.calls("DELETE", APPS)] == [{"uid": run.details["uid"]}]
     assert first_event(trigger)["state"] == "cancelled"
 
 
-def test_the_trigger_deletes_the_application_at_the_tasks_deadline(k8s: FakeKubernetes) -> None:
-    k8s.outcomes["shop_summary"] = None
+def test_the_trigger_deletes_the_application_at_the_tasks_deadline(apiserver: FakeKubernetes) -> None:
+    apiserver.outcomes["shop_summary"] = None
     rt = runtime()
     run = hook_for(rt).submit(submission())
     event = first_event(SparkPipelineTrigger(rt.to_dict(), run.to_dict(), poll_interval=0.01, deadline=0.0))
     assert event == {"state": "cancelled", "run": run.to_dict(), "timed_out": True}
-    assert k8s.apps == {} and k8s.config_maps == {}
+    assert apiserver.apps == {} and apiserver.config_maps == {}
 
 
-def test_delete_on_success_removes_a_successful_application(k8s: FakeKubernetes) -> None:
+def test_delete_on_success_removes_a_successful_application(apiserver: FakeKubernetes) -> None:
     hook = hook_for(runtime(delete_on_success=True))
     run = hook.submit(submission())
     assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
     assert hook.fetch_metrics(run) is not None
     hook.cleanup(run, RunState.SUCCEEDED)
-    assert k8s.apps == {} and k8s.config_maps == {}
+    assert apiserver.apps == {} and apiserver.config_maps == {}
 
 
-def test_metrics_are_read_from_the_staging_uri_when_given(k8s: FakeKubernetes, tmp_path: Path) -> None:
+def test_metrics_are_read_from_the_staging_uri_when_given(apiserver: FakeKubernetes, tmp_path: Path) -> None:
     hook = hook_for(runtime(staging_uri=tmp_path.as_uri()))
     run = hook.submit(submission(try_number=2))
     assert (
@@ -185,15 +185,15 @@ def test_metrics_are_read_from_the_staging_uri_when_given(k8s: FakeKubernetes, t
     assert hook.fetch_metrics(run)["written_to"] == "staging"  # type: ignore[index]
 
 
-def test_the_connection_check_reads_sparkapplications(k8s: FakeKubernetes) -> None:
+def test_the_connection_check_reads_sparkapplications(apiserver: FakeKubernetes) -> None:
     assert hook_for(runtime()).test_connection() == (
         True,
         f"{runtime().describe()}: SparkApplications readable in namespace '{NAMESPACE}'",
     )
-    assert k8s.calls("GET", APPS)[0].query["limit"] == ["1"]
+    assert apiserver.calls("GET", APPS)[0].query["limit"] == ["1"]
 
 
-def test_a_run_handle_survives_serialisation(k8s: FakeKubernetes) -> None:
+def test_a_run_handle_survives_serialisation(apiserver: FakeKubernetes) -> None:
     run = hook_for(runtime()).submit(submission())
     again = PipelineRun.from_dict(json.loads(json.dumps(run.to_dict())))
     assert hook_for(runtime()).wait(again, poll_interval=0.01) == RunState.SUCCEEDED
