@@ -253,7 +253,7 @@ def _parse_yaml(text: str, file: str | None) -> Document:
         _index_lines(node, lines, styles, problems, file)
         if problems:
             raise ConfigError(problems)
-        data = loader.construct_document(node)
+        data = _construct(node, loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or exc.context or "invalid YAML"
@@ -275,6 +275,39 @@ def _parse_yaml(text: str, file: str | None) -> Document:
 
 
 _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_STR_TAG, _MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+
+
+def _construct(root: Any, loader: Any) -> Any:
+    """The document's data, as PyYAML's safe constructor builds it, without its per-node overhead:
+    strings, mappings and sequences are built here (iteratively), other scalars (numbers, booleans,
+    null, dates) by the constructor. A document with a merge key (``<<``) or a collection of another
+    tag (``!!set``, ``!!omap``) is left to the constructor whole."""
+    import yaml
+
+    box: list[Any] = [None]
+    work: list[tuple[Any, Any, Any]] = [(root, box, 0)]
+    while work:
+        node, container, slot = work.pop()
+        if isinstance(node, yaml.ScalarNode):
+            value = node.value if node.tag == _STR_TAG else loader.construct_object(node, deep=True)
+        elif isinstance(node, yaml.MappingNode) and node.tag == _MAP_TAG:
+            value = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    return loader.construct_document(root)
+                key = key_node.value if key_node.tag == _STR_TAG else loader.construct_object(key_node, deep=True)
+                if key in value:  # keys equal once built (1 and true): the constructor's last-wins rule
+                    return loader.construct_document(root)
+                value[key] = None
+                work.append((value_node, value, key))
+        elif isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
+            value = [None] * len(node.value)
+            work.extend((item, value, i) for i, item in enumerate(node.value))
+        else:
+            return loader.construct_document(root)
+        container[slot] = value
+    return box[0]
 
 
 def _index_lines(

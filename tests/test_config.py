@@ -212,3 +212,23 @@ def yaml_load(text: str) -> dict:
     import yaml
 
     return yaml.safe_load(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 1\nb: [x, 2.5, true, null, 2024-01-05, '007', 0x1f]\nc: {d: e}\n",
+        "base: &b {type: file, path: /x}\nsrc: *b\nlist: [*b, *b]\n",
+        "base: &b {type: file, path: /x}\nsrc:\n  <<: *b\n  path: /y\n",
+        "s: !!set {a, b}\no: !!omap [{a: 1}, {b: 2}]\n",
+        "1: one\ntrue: yes\n~: nothing\n",
+        "bin: !!binary aGVsbG8=\nstr: !!str 12\n",
+    ],
+    ids=["scalars", "aliases", "merge", "set-omap", "non-string-keys", "explicit-tags"],
+)
+def test_yaml_documents_read_as_pyyaml_reads_them(text: str) -> None:
+    import yaml
+
+    from spark_job.document import parse_document
+
+    assert parse_document(text, "c.yaml").data == yaml.safe_load(text)
