@@ -238,6 +238,7 @@ def test_a_run_emits_the_pipelines_datasets_and_facets(
     text = json.dumps(events)
     assert PG_SECRET not in text and "lineage_writer" not in text  # no credential in any name or facet
     assert result.xcom("good")["runtime"]["usage"]["executor_core_seconds"] > 0
+    assert "Usage: executor_core_seconds=" in result.log  # the task log's summary says it too
 
 
 def test_a_failed_run_reports_its_error_and_hands_spark_the_parent_job(
