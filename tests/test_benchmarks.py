@@ -18,6 +18,7 @@ PAIRS = [
     ("pipeline.yaml", "handwritten.py"),
     ("wide.yaml", "handwritten_wide.py"),
     ("intermediate.yaml", "handwritten_intermediate.py"),
+    ("wide.yaml", "sdp_wide.py"),  # the same pipeline as a Spark Declarative Pipelines project
 ]
 
 
@@ -41,3 +42,15 @@ def test_the_harness_notices_a_twin_out_of_step(tmp_path: Path) -> None:
     pipeline = yaml.safe_load((BENCHMARKS / "intermediate.yaml").read_text())
     pipeline["sequences"][1]["query"] += " HAVING count(*) > 1"
     assert harness().check_in_step(pipeline, BENCHMARKS / "handwritten_intermediate.py")
+
+
+def test_the_declarative_pipelines_twin_declares_each_step_as_a_materialized_view(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("sparkpipe_bench_sdp", BENCHMARKS / "sdp_wide.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    spec_file = module.project(tmp_path / "project", "/data")
+    sql = (tmp_path / "project" / "transformations" / "wide.sql").read_text()
+    assert sql.count("CREATE MATERIALIZED VIEW") == len(module.SQL) == 12
+    assert "CREATE TEMPORARY VIEW events AS SELECT * FROM parquet.`/data/events`" in sql
+    assert yaml.safe_load(spec_file.read_text())["configuration"] == module.SPARK_CONF
