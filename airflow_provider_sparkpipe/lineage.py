@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_sparkpipe.assets import _CONTAINER_IN_USERINFO, _SCHEME_ALIASES
 from spark_job.targets import canonical_catalog_table, canonical_jdbc_table, canonical_jdbc_url, jdbc_subprotocol
 from spark_job.urls import strip_credentials
 
-_SCHEME_ALIASES = {"s3a": "s3", "s3n": "s3", "gcs": "gs"}
-_CONTAINER_IN_USERINFO = ("wasb", "wasbs", "abfs", "abfss")
 _JDBC_NAMESPACES = {
     "postgresql": "postgres",
     "redshift": "redshift",
