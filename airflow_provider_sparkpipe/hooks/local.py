@@ -24,9 +24,10 @@ from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
 from airflow_provider_sparkpipe.hooks.driver_output import DriverOutput
 from airflow_provider_sparkpipe.hooks.process_group import (
     group_alive,
-    group_members_naming,
+    is_our_group,
     signal_group,
     start_reaper,
+    start_time,
 )
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes.local import LocalSpark
@@ -144,7 +145,8 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
             start_new_session=True,
         )
         self.log.info("spark-submit started: pid %d, process group %d", popen.pid, popen.pid)
-        (run_dir / _PGID_FILE).write_text(f"{popen.pid}\n")
+        # The group and its leader's start time: a later attempt stops this group, and only this one.
+        (run_dir / _PGID_FILE).write_text(f"{popen.pid} {start_time(popen.pid) or ''}".rstrip() + "\n")
         run = PipelineRun(
             runtime_kind=self.runtime.kind,
             run_id=str(popen.pid),
@@ -197,13 +199,19 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
 
         A worker that died hard (SIGKILL, lost machine) could not cancel its run; its spark-submit,
         in a session of its own, would otherwise keep running next to the retry. A group counts as
-        that attempt's only while one of its processes still names the attempt's run directory.
+        that attempt's only while its leader is the process started then (same pid, same start time),
+        or, once the leader is gone, while one of its processes still names the attempt's run directory.
         """
         for run_dir in sorted((self.work_dir / "runs").glob(f"{submission.task_key}__try*")):
             if run_dir.name == submission.run_key or not (run_dir / _PGID_FILE).is_file():
                 continue
-            pgid = int((run_dir / _PGID_FILE).read_text())
-            if group_members_naming(pgid, str(run_dir)):
+            recorded = (run_dir / _PGID_FILE).read_text().split()
+            try:
+                pgid, leader_start = int(recorded[0]), (int(recorded[1]) if len(recorded) > 1 else None)
+            except (IndexError, ValueError):
+                self.log.warning("Ignoring %s: not a process group record", run_dir / _PGID_FILE)
+                continue
+            if group_alive(pgid) and is_our_group(pgid, leader_start, str(run_dir)):
                 self.log.warning(
                     "Earlier attempt %s is still running (process group %d): stopping it", run_dir.name, pgid
                 )

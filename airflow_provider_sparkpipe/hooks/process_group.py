@@ -44,6 +44,27 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
+def start_time(pid: int) -> int | None:
+    """When a live process started (clock ticks since boot, ``/proc/PID/stat`` field 22); None when
+    there is no such process or it is a zombie. A pid and its start time name one process for good."""
+    fields = _stat_fields(Path("/proc") / str(pid) / "stat")
+    if fields is None or len(fields) < 20 or fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def is_our_group(pgid: int, leader_start: int | None, text: str) -> bool:
+    """Whether the live group ``pgid`` is the one whose leader started at ``leader_start``.
+
+    The leader (spark-submit, which execs the JVM under the same pid) is checked by its start time,
+    which pid reuse cannot fake. Without it (an older record, or the leader died while the rest of
+    the group lives on), a member whose command line names ``text`` identifies the group.
+    """
+    if leader_start is not None and start_time(pgid) == leader_start:
+        return True
+    return bool(group_members_naming(pgid, text))
+
+
 def group_members_naming(pgid: int, text: str) -> list[int]:
     """Live processes of the group whose command line contains ``text`` (guards against pid reuse)."""
     found = []

@@ -126,6 +126,37 @@ def test_a_retry_stops_the_run_an_earlier_attempt_left_running(tmp_path: Path) -
         first_hook.wait(first)  # reaps the first spark-submit, our child here
 
 
+def test_a_retry_stops_only_the_group_its_earlier_attempt_started(tmp_path: Path) -> None:
+    """The earlier attempt's record names a process group and the start time of its leader: a group
+    that got the same number later (pid reuse) is left alone, the recorded one is stopped, however
+    early in its start-up (before any of its processes names the run directory)."""
+    from airflow_provider_sparkpipe.hooks.process_group import start_time
+    from airflow_provider_sparkpipe.runs import PipelineSubmission
+    from airflow_provider_sparkpipe.runtimes import LocalSpark
+
+    runtime = LocalSpark(master="local[1]", work_dir=str(tmp_path), kill_grace_s=5)
+    earlier = tmp_path / "runs" / "dag__t__run__try1"
+    earlier.mkdir(parents=True)
+    retry = PipelineSubmission(document={}, app_name="t", task_key="dag__t__run", try_number=2)
+    group = subprocess.Popen(["sleep", "600"], start_new_session=True, stdin=subprocess.DEVNULL)
+    try:
+        leader_start = start_time(group.pid)
+        assert leader_start is not None
+        (earlier / "spark-submit.pgid").write_text(f"{group.pid} {leader_start + 1}\n")  # another process's
+        hook_for(runtime)._stop_earlier_attempts(retry)
+        assert group.poll() is None, "a group that is not the attempt's own was stopped"
+        (earlier / "spark-submit.pgid").write_text("not a record\n")
+        hook_for(runtime)._stop_earlier_attempts(retry)
+        assert group.poll() is None
+        (earlier / "spark-submit.pgid").write_text(f"{group.pid} {leader_start}\n")
+        hook_for(runtime)._stop_earlier_attempts(retry)
+        assert group.wait(timeout=120) == -signal.SIGTERM  # a bound against a hang, not a timing
+    finally:
+        if group.poll() is None:
+            group.kill()
+            group.wait()
+
+
 def _stubborn_group() -> subprocess.Popen[bytes]:
     """A process group (in a session of its own) whose members all ignore SIGTERM."""
     group = subprocess.Popen(
