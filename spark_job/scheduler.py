@@ -65,6 +65,9 @@ class SequenceScheduler:
     _stopped: threading.Event = field(default_factory=threading.Event)
     _cancelled: set[str] = field(default_factory=set)
     _running: set[str] = field(default_factory=set)
+    # Completions from the worker threads, and the wake-up ``stop`` sends. A SimpleQueue because its
+    # ``put`` is re-entrant: a signal handler may call ``stop`` while this thread waits in ``get``.
+    _done: queue.SimpleQueue[tuple[str, str] | None] = field(default_factory=queue.SimpleQueue)
     # Re-entrant: ``stop`` may run in a signal handler on the scheduling thread while it holds the lock.
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -77,6 +80,9 @@ class SequenceScheduler:
             for name in running:
                 self._cancelled.add(name)
                 self.callbacks.cancel(name)
+        # Wake the scheduling thread: it may be waiting without a timeout, and a sequence cancelled
+        # before its first Spark job started needs the repeated cancel that only a bounded wait does.
+        self._done.put(None)
 
     @property
     def stopped(self) -> bool:
@@ -108,19 +114,21 @@ class SequenceScheduler:
         self._ready = [self._index[n] for n in order if self.states[n] == "pending" and self._waiting[n] == 0]
         heapq.heapify(self._ready)
         self._order = order
-        done: queue.Queue[tuple[str, str]] = queue.Queue()
         while True:
             if not self.stopped:
-                self._start_ready(done)
+                self._start_ready()
             with self._lock:
                 running = len(self._running)
             if running == 0:
                 return
             try:
-                name, state = done.get(timeout=RECANCEL_INTERVAL_S if self._cancelled else None)
+                completion = self._done.get(timeout=RECANCEL_INTERVAL_S if self._cancelled else None)
             except queue.Empty:
+                completion = None
+            if completion is None:  # a timeout, or stop's wake-up
                 self._recancel()
                 continue
+            name, state = completion
             with self._lock:
                 self._running.discard(name)
             self._final(name, state)
@@ -133,7 +141,7 @@ class SequenceScheduler:
             if self._waiting[reader] == 0 and self.states[reader] == "pending":
                 heapq.heappush(self._ready, self._index[reader])
 
-    def _start_ready(self, done: queue.Queue[tuple[str, str]]) -> None:
+    def _start_ready(self) -> None:
         while self._ready and not self.stopped:
             with self._lock:
                 if len(self._running) >= self.max_parallel:
@@ -152,15 +160,15 @@ class SequenceScheduler:
                 self._running.add(name)
                 self.max_concurrency = max(self.max_concurrency, len(self._running))
             # Daemon threads: a driver killed outright must not wait for a Spark call to return.
-            worker = threading.Thread(target=self._work, args=(name, done), name=f"sparkpipe-{name}", daemon=True)
+            worker = threading.Thread(target=self._work, args=(name,), name=f"sparkpipe-{name}", daemon=True)
             worker.start()
 
-    def _work(self, name: str, done: queue.Queue[tuple[str, str]]) -> None:
+    def _work(self, name: str) -> None:
         try:
             state = self.callbacks.execute(name)
         except BaseException:  # execute records its own errors; this only keeps the scheduler alive
             state = "failed"
-        done.put((name, state))
+        self._done.put((name, state))
 
     def _recancel(self) -> None:
         with self._lock:

@@ -406,7 +406,12 @@ def test_sigterm_cancels_the_run_keeps_the_target_and_writes_the_metrics(spark: 
 
     out = tmp_path / "out"
     spark.range(7).write.parquet(str(out / "endless"))  # the target as it was before the run
-    endless = "SELECT count(*) AS n FROM range(3000000) a CROSS JOIN range(3000000) b WHERE a.id + b.id = -1"
+    # It reads ``quick``: it starts only once ``quick`` succeeded (no race for local[2]'s two cores),
+    # and the SIGTERM comes right after it started, maybe before its first Spark job did.
+    endless = (
+        "SELECT count(*) AS n FROM quick CROSS JOIN range(3000000) a CROSS JOIN range(3000000) b"
+        " WHERE a.id + b.id + quick.x = -1"
+    )
     config = tmp_path / "p.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -451,11 +456,11 @@ def test_sigterm_cancels_the_run_keeps_the_target_and_writes_the_metrics(spark: 
     out_reader.start()
     try:
         deadline = time.monotonic() + 300
-        while not any("sequence quick succeeded" in line for line in lines):
+        while not any("sequence endless started" in line for line in lines):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError("the run did not get to its long sequence:\n" + "".join(lines)[-3000:])
             time.sleep(0.2)
-        assert any("sequence endless started" in line for line in lines)
+        assert any("sequence quick succeeded" in line for line in lines)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
     finally:

@@ -225,3 +225,63 @@ class ReuseRunner(PipelineRunner):
             self.at_r = {n: bool(self.spark.catalog.isCached(n)) for n in ("a", "t")}
             files = self.spark.table("a").inputFiles()
             self.plan_of_a_reads_files = bool(files) and all("/a/k=" in f for f in files)
+
+
+def test_a_stop_from_a_signal_handler_cancels_a_sequence_whose_job_had_not_started_yet() -> None:
+    """The signal arrives while the scheduling thread waits for a completion, just after a sequence
+    started but before its Spark job did: the first cancel finds nothing to cancel, so the scheduler
+    must wake up and cancel again until the sequence ends (here: on the second cancel)."""
+    import linecache
+    import os
+    import signal
+    import sys
+    import time
+
+    from spark_job.graph import SequenceGraph
+    from spark_job.scheduler import SchedulerCallbacks, SequenceScheduler
+
+    started, cancels, ended = threading.Event(), [], threading.Event()
+
+    def execute(name: str) -> str:
+        started.set()
+        # Ends on the second cancel; a bound (not a timing) keeps a broken scheduler from hanging the suite.
+        return "cancelled" if ended.wait(DEADLINE_S) else "never cancelled"
+
+    def cancel(name: str) -> None:
+        cancels.append(name)
+        if len(cancels) >= 2:
+            ended.set()
+
+    scheduler = SequenceScheduler(
+        graph=SequenceGraph(["only"], {}),
+        max_parallel=1,
+        callbacks=SchedulerCallbacks(
+            execute=execute, blocked=lambda n, d: None, finished=lambda n, s: None, cancel=cancel
+        ),
+    )
+
+    main = threading.get_ident()
+
+    def waiting_for_a_completion() -> bool:
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code.co_name == "run" and "get(" in linecache.getline(frame.f_code.co_filename, frame.f_lineno):
+                return True
+            frame = frame.f_back
+        return False
+
+    def send_signal() -> None:
+        started.wait(DEADLINE_S)
+        while not waiting_for_a_completion():
+            time.sleep(0.01)
+        time.sleep(0.05)  # inside the wait, not on its way there
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: scheduler.stop(cancel_running=True))
+    try:
+        threading.Thread(target=send_signal, daemon=True).start()
+        scheduler.run()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert scheduler.states == {"only": "cancelled"}
+    assert len(cancels) >= 2
