@@ -233,9 +233,50 @@ def _json_lines(text: str, file: str | None) -> dict[str, int]:
     return lines
 
 
+_LOADERS: dict[Any, Any] = {}
+
+
 def _loader_class(yaml: Any) -> Any:
-    """PyYAML's C loader when it was built with libyaml (about ten times faster), else the pure one."""
-    return getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
+    """PyYAML's C loader when it was built with libyaml (about ten times faster), else the pure one,
+    with a resolver that tags most nodes without trying the implicit resolvers' patterns."""
+    base = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
+    loader = _LOADERS.get(base)
+    if loader is None:
+        loader = _LOADERS[base] = _quick_resolving(yaml, base)
+    return loader
+
+
+def _quick_resolving(yaml: Any, base: Any) -> Any:
+    """``base`` whose ``resolve`` answers at once for a mapping, a sequence, a quoted scalar and a plain
+    one whose first character no implicit resolver (number, bool, null, date, merge) starts with; the
+    rest goes to PyYAML's own. The same tags either way: only the patterns that cannot match are skipped."""
+    resolvers = base.yaml_implicit_resolvers
+    if None in resolvers or base.yaml_path_resolvers:  # patterns for any first character, or paths
+        return base
+    first_chars = frozenset(k for k in resolvers if k)
+    scalar, sequence, mapping = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
+    scalar_tag, sequence_tag, mapping_tag = base.DEFAULT_SCALAR_TAG, base.DEFAULT_SEQUENCE_TAG, base.DEFAULT_MAPPING_TAG
+    base_resolve = base.resolve
+
+    def resolve(self: Any, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is scalar:
+            if not implicit[0] or (value and value[0] not in first_chars):
+                return scalar_tag
+            tag = self.plain_tags.get(value)  # keys repeat: each plain text is resolved once
+            if tag is None:
+                tag = self.plain_tags[value] = base_resolve(self, kind, value, implicit)
+            return tag
+        if kind is mapping:
+            return mapping_tag
+        if kind is sequence:
+            return sequence_tag
+        return base_resolve(self, kind, value, implicit)
+
+    def __init__(self: Any, stream: Any) -> None:
+        base.__init__(self, stream)
+        self.plain_tags = {}
+
+    return type(f"Quick{base.__name__}", (base,), {"resolve": resolve, "__init__": __init__})
 
 
 def _parse_yaml(text: str, file: str | None) -> Document:

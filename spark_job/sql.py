@@ -39,6 +39,8 @@ class QueryAnalysis:
 # Tokens: whitespace and comments are dropped; a name is ("name", text), a keyword-like word too
 # (keywords are recognised by their upper-cased text), anything else is ("punct", char).
 _WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+# Whitespace, then maybe a name: most of a query, taken in one match instead of a character at a time.
+_SPACE_AND_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z_0-9]*)?")
 _NUMBER = re.compile(r"\d+(?:\.\d*)?(?:[eE][+-]?\d+)?[A-Za-z]*|\.\d+(?:[eE][+-]?\d+)?[A-Za-z]*")
 
 # Words that start a query inside parentheses (a subquery rather than an expression).
@@ -206,6 +208,17 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     tokens: list[tuple[str, str]] = []
     i, n = 0, len(text)
     while i < n:
+        fast = _SPACE_AND_NAME.match(text, i)
+        name = fast.group(1)  # type: ignore[union-attr]  # always matches, maybe nothing
+        end = fast.end()  # type: ignore[union-attr]
+        if name is not None and not (name in ("r", "R") and end < n and text[end] in "'\""):  # r'...' is a string
+            tokens.append(("name", name))
+            i = end
+            continue
+        space_end = end if name is None else fast.start(1)  # type: ignore[union-attr]
+        if space_end > i:
+            i = space_end
+            continue
         c = text[i]
         if c.isspace():
             i += 1

@@ -223,8 +223,12 @@ def yaml_load(text: str) -> dict:
         "s: !!set {a, b}\no: !!omap [{a: 1}, {b: 2}]\n",
         "1: one\ntrue: yes\n~: nothing\n",
         "bin: !!binary aGVsbG8=\nstr: !!str 12\n",
+        # plain words that start like a bool, a null, a number or a date, twice (their tags are remembered)
+        "a: [no, 'no', No, n, off, ~, '', ., .5, .inf, -1, -x, +1, y, yes, nope, t, True, ! yes, 2024-01-05]\n"
+        "b: [no, 'no', No, n, off, ~, '', ., .5, .inf, -1, -x, +1, y, yes, nope, t, True, ! yes, 2024-01-05]\n"
+        "empty:\nnull_key: null\nno: off\n",
     ],
-    ids=["scalars", "aliases", "merge", "set-omap", "non-string-keys", "explicit-tags"],
+    ids=["scalars", "aliases", "merge", "set-omap", "non-string-keys", "explicit-tags", "implicit-tags"],
 )
 def test_yaml_documents_read_as_pyyaml_reads_them(text: str) -> None:
     import yaml
