@@ -164,6 +164,20 @@ CORPUS.update(
             with_("sequences[1].target", {"type": "jdbc", "url": "jdbc:h2:mem:x", "table": "t", "partition_by": "d"}),
             "a JDBC target cannot be partitioned",
         ),
+        "jdbc advisory lease off PostgreSQL": (
+            "p.yaml",
+            with_(
+                "sequences[1].target", {"type": "jdbc", "url": "jdbc:mysql://h/db", "table": "t", "lease": "advisory"}
+            ),
+            "sequences[1].target.lease: advisory locks are PostgreSQL's: use lease: table",
+        ),
+        "jdbc target is the lease table": (
+            "p.yaml",
+            with_(
+                "sequences[1].target", {"type": "jdbc", "url": "jdbc:mysql://h/db", "table": "shop.SparkPipe_Leases"}
+            ),
+            "sequences[1].target.table: sparkpipe_leases holds the leases of JDBC targets",
+        ),
     }
 )
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,92 @@ def test_a_lease_taken_over_stops_the_commit(tmp_path: Path, monkeypatch: pytest
         mine.verify()
     mine.release()
     assert json.loads(marker(target).read_text())["run_id"] == "intruder"  # not ours to delete
+
+
+# The lease table, through the JVM's JDBC driver against the PostgreSQL server: any database with a
+# primary key behaves the same (nothing here is PostgreSQL's own).
+
+
+def table_lease(spark: Any, postgres: Any, run: str, monkeypatch: pytest.MonkeyPatch, ttl_s: float = 120) -> Any:
+    from spark_job.io.leases import TableLease
+    from spark_job.io.swap import JdbcSwap
+
+    monkeypatch.setenv("SPARKPIPE_RUN_KEY", run)
+    options = {
+        "url": postgres.jdbc_url,
+        "dbtable": "public.leased",
+        "user": postgres.user,
+        "password": postgres.password,
+    }
+    return TableLease(JdbcSwap(spark, options).connect(), "jdbc:postgresql://db/leased", "public.leased", spark, ttl_s)
+
+
+def lease_rows(postgres: Any) -> list[tuple[str, dict]]:
+    with postgres.connect() as conn:
+        return [(key, json.loads(holder)) for key, holder in conn.execute("SELECT * FROM public.sparkpipe_leases")]
+
+
+def test_a_lease_row_is_taken_once_named_to_the_second_taker_and_gone_after_release(
+    spark: Any, postgres: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with postgres.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS public.sparkpipe_leases")
+    first = table_lease(spark, postgres, "run-a", monkeypatch)
+    first.acquire()  # creates the table
+    [(key, held)] = lease_rows(postgres)
+    assert len(key) == 40 and held["run_id"] == "run-a" and held["expires_at"] > time.time()
+    second = table_lease(spark, postgres, "run-b", monkeypatch)
+    with pytest.raises(TargetBusy, match=r"public.leased is being written by run 'run-a' .*pid \d+"):
+        second.acquire()
+    first.verify()
+    first.release()
+    assert lease_rows(postgres) == []
+    second = table_lease(spark, postgres, "run-b", monkeypatch)
+    second.acquire()
+    second.verify()
+    second.release()
+    assert lease_rows(postgres) == []
+
+
+def test_an_expired_lease_row_is_taken_over_and_its_holder_cannot_commit(
+    spark: Any, postgres: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with postgres.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS public.sparkpipe_leases")
+    gone = table_lease(spark, postgres, "run-a", monkeypatch, ttl_s=600)
+    gone.acquire()
+    gone._stop.set()  # its refresher stops, as when the driver hangs
+    with postgres.connect() as conn:  # another host's holder, expired a minute ago
+        [(_, held)] = lease_rows(postgres)
+        held.update(host="another-host.example", expires_at=time.time() - 60)
+        conn.execute("UPDATE public.sparkpipe_leases SET holder = %s", (json.dumps(held),))
+    taker = table_lease(spark, postgres, "run-b", monkeypatch)
+    taker.acquire()
+    assert [held["run_id"] for _, held in lease_rows(postgres)] == ["run-b"]
+    with pytest.raises(TargetBusy, match=r"lost the lease of public.leased while writing \(now held by run 'run-b'"):
+        gone.verify()
+    gone.release()  # deletes nothing that is not its own
+    assert [held["run_id"] for _, held in lease_rows(postgres)] == ["run-b"]
+    taker.release()
+    assert lease_rows(postgres) == []
+
+
+def test_a_lease_table_that_cannot_be_created_says_what_to_do(
+    spark: Any, postgres: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spark_job.io.leases import TableLease
+    from spark_job.io.swap import JdbcSwap
+
+    monkeypatch.setenv("SPARKPIPE_RUN_KEY", "run-a")
+    options = {
+        "url": postgres.jdbc_url,
+        "dbtable": "nosuchschema.t",
+        "user": postgres.user,
+        "password": postgres.password,
+    }
+    lease = TableLease(JdbcSwap(spark, options).connect(), "k", "nosuchschema.t", spark)
+    with pytest.raises(
+        TargetBusy, match=r"could not create the lease table nosuchschema.sparkpipe_leases \(.*nosuchschema"
+    ):
+        lease.acquire()
+    lease.release()

@@ -382,9 +382,15 @@ def test_a_second_run_on_a_busy_path_target_fails_naming_the_first(spark: Any, t
     assert beside(target) == ["busy"]
 
 
-def test_a_second_run_on_a_busy_postgres_target_fails_naming_the_first(postgres: Postgres, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lease", ["advisory", "table"])
+def test_a_second_run_on_a_busy_postgres_target_fails_naming_the_first(
+    postgres: Postgres, tmp_path: Path, lease: str
+) -> None:
+    """The advisory lock (PostgreSQL's default) and the lease table (every other database's, and
+    PostgreSQL's behind a transaction pooler), each between two real drivers."""
     with postgres.connect() as conn:
         conn.execute("DROP TABLE IF EXISTS contested")
+        conn.execute("DROP TABLE IF EXISTS sparkpipe_leases")
         conn.execute("CREATE TABLE contested AS SELECT 1::bigint AS id, 'old' AS slept")
     env = {"PG_USER": postgres.user, "PG_PASSWORD": postgres.password}
     target = {
@@ -393,12 +399,18 @@ def test_a_second_run_on_a_busy_postgres_target_fails_naming_the_first(postgres:
         "table": "contested",
         "user": "${env:PG_USER}",
         "password": "${env:PG_PASSWORD}",
+        **({"lease": "table"} if lease == "table" else {}),
     }
     holder = start_driver(tmp_path, big_write(target, SLOW_QUERY), {**env, "SPARKPIPE_RUN_KEY": "backfill-01"})
 
     def locked() -> bool:
         with postgres.connect() as conn:
-            row = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted").fetchone()
+            if lease == "advisory":
+                row = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted").fetchone()
+            elif conn.execute("SELECT to_regclass('sparkpipe_leases')").fetchone() == (None,):
+                return False
+            else:
+                row = conn.execute("SELECT count(*) FROM sparkpipe_leases").fetchone()
             return bool(row and row[0])
 
     quick = big_write({**target, "table": "public.CONTESTED"}, "SELECT id, 'second' AS slept FROM range(3)")
@@ -406,14 +418,23 @@ def test_a_second_run_on_a_busy_postgres_target_fails_naming_the_first(postgres:
         wait_until(holder, locked, "the first run took the lease")
         second = run_to_end(tmp_path, quick, {**env, "SPARKPIPE_RUN_KEY": "backfill-02"})
         assert second.returncode == 1
-        assert "public.CONTESTED is being written by run backfill-01 app local-" in second.stderr
+        named = {
+            "advisory": "public.CONTESTED is being written by run backfill-01 app local-",
+            "table": "public.CONTESTED is being written by run 'backfill-01' (Spark application local-",
+        }[lease]
+        assert named in second.stderr, second.stderr[-3000:]
+        if lease == "table":
+            assert f"pid {holder.pid}," in second.stderr
         with postgres.connect() as conn:
             assert conn.execute("SELECT slept FROM contested").fetchall() == [("old",)]
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait()
+    # The holder is gone: its lock ended with its connection, its row is stale (dead pid, this host).
     third = run_to_end(tmp_path, quick, {**env, "SPARKPIPE_RUN_KEY": "backfill-03"})
     assert third.returncode == 0, third.stderr[-3000:]
     with postgres.connect() as conn:
         assert conn.execute("SELECT count(*), min(slept) FROM contested").fetchone() == (3, "second")
+        if lease == "table":
+            assert conn.execute("SELECT count(*) FROM sparkpipe_leases").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'contested\\_\\_%'").fetchone() == (0,)

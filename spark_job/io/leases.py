@@ -2,8 +2,10 @@
 
 A path target's lease is a marker file beside it (``.<name>.sparkpipe-lease``) created atomically,
 holding the owner's run id, Spark application id, host, pid, start and expiry, refreshed while the
-write runs. It is stale once expired, or at once when its process is gone on the same host. A
-PostgreSQL target's lease is an advisory lock held by an open connection: it ends with the process.
+write runs. It is stale once expired, or at once when its process is gone on the same host. A JDBC
+target's lease is the same holder in a row of the ``sparkpipe_leases`` table of the target's schema
+(its primary key makes the creation atomic), or on PostgreSQL by default an advisory lock held by an
+open connection, which ends with the process.
 """
 
 from __future__ import annotations
@@ -98,19 +100,57 @@ class LeaseHolder:
             return None
 
 
-class PathLease:
-    """The lease of one path target, taken with ``acquire`` and ended with ``release``."""
+class FileMarker:
+    """A lease marker that is a file: created atomically through ``Files.create_new``."""
 
-    def __init__(self, files: Files, target: str, spark: Any, ttl_s: float = LEASE_TTL_S) -> None:
-        parent, _, name = target.rstrip("/").rpartition("/")
+    def __init__(self, files: Files, uri: str) -> None:
         self.files = files
+        self.uri = uri
+        self.last_error: str | None = None
+
+    def prepare(self) -> None:
+        self.files.mkdirs(self.uri.rpartition("/")[0])
+
+    def create(self, text: str) -> bool:
+        return self.files.create_new(self.uri, text)
+
+    def read(self) -> str | None:
+        return self.files.read_text(self.uri)
+
+    def replace(self, text: str) -> None:
+        self.files.replace_text(self.uri, text)
+
+    def remove_if(self, text: str | None) -> None:
+        """Remove the marker if it still holds ``text``: only one of several breakers wins the rename."""
+        aside = f"{self.uri}.stale-{uuid.uuid4().hex}"
+        if not self.files.rename(self.uri, aside):
+            return
+        if self.files.read_text(aside) != text:
+            # Another run replaced the stale marker with a fresh one in between: put it back.
+            self.files.rename(aside, self.uri)
+            return
+        self.files.delete(aside)
+
+    def delete(self) -> None:
+        self.files.delete(self.uri)
+
+    def close(self) -> None:
+        pass
+
+
+class Lease:
+    """A target's lease held in a marker (a file or a row), taken with ``acquire``, ended with ``release``.
+
+    The marker holds a :class:`LeaseHolder`; a thread refreshes its expiry every third of ``ttl_s``.
+    """
+
+    def __init__(self, marker: Any, target: str, spark: Any, ttl_s: float = LEASE_TTL_S) -> None:
+        self.marker = marker
         self.target = target
-        self.uri = f"{parent}/.{name}{LEASE_SUFFIX}"
-        self.parent = parent
         self.ttl_s = ttl_s
         self.holder = LeaseHolder(
             token=uuid.uuid4().hex,
-            run_id=run_id(spark),
+            run_id=run_id(spark)[:MAX_RUN_ID],
             app_id=application_id(spark),
             host=socket.gethostname(),
             pid=os.getpid(),
@@ -127,32 +167,22 @@ class PathLease:
 
     def acquire(self) -> None:
         """Take the lease or raise ``TargetBusy`` naming the run holding it."""
-        self.files.mkdirs(self.parent)
+        self.marker.prepare()
         for _ in range(5):
-            if self.files.create_new(self.uri, self._text()):
-                self._refresher = threading.Thread(target=self._refresh, name=f"lease {self.uri}", daemon=True)
+            if self.marker.create(self._text()):
+                self._refresher = threading.Thread(target=self._refresh, name=f"lease {self.target}", daemon=True)
                 self._refresher.start()
                 return
-            text = self.files.read_text(self.uri)
+            text = self.marker.read()
             other = LeaseHolder.parse(text)
             if other is not None and not other.stale(time.time()):
                 raise TargetBusy(
                     f"{self.target} is being written by {other.describe()}; this run did not write it. "
                     "Run again when that run has ended."
                 )
-            self._break(text)
-        raise TargetBusy(f"could not take the lease {self.uri}: other runs keep taking it")
-
-    def _break(self, stale_text: str | None) -> None:
-        """Move a stale (or unreadable) marker aside; only one of several breakers wins the rename."""
-        aside = f"{self.uri}.stale-{uuid.uuid4().hex}"
-        if not self.files.rename(self.uri, aside):
-            return
-        if self.files.read_text(aside) != stale_text:
-            # Another run replaced the stale marker with a fresh one in between: put it back.
-            self.files.rename(aside, self.uri)
-            return
-        self.files.delete(aside)
+            self.marker.remove_if(text)  # stale, unreadable, or gone already
+        why = f": {self.marker.last_error}" if self.marker.last_error else ": other runs keep taking it"
+        raise TargetBusy(f"could not take the lease of {self.target}{why}")
 
     def _refresh(self) -> None:
         while not self._stop.wait(self.ttl_s / 3):
@@ -160,16 +190,15 @@ class PathLease:
                 if self._stop.is_set() or not self.held():
                     return
                 with contextlib.suppress(Exception):  # checked again before the commit
-                    self.files.replace_text(self.uri, self._text())
+                    self.marker.replace(self._text())
 
     def held(self) -> bool:
-        other = LeaseHolder.parse(self.files.read_text(self.uri))
+        other = LeaseHolder.parse(self.marker.read())
         return other is not None and other.token == self.holder.token
 
     def verify(self) -> None:
         """Raise unless the lease is still this run's: the new data is then not committed."""
-        text = self.files.read_text(self.uri)
-        other = LeaseHolder.parse(text)
+        other = LeaseHolder.parse(self.marker.read())
         if other is None or other.token != self.holder.token:
             who = other.describe() if other else "nobody"
             raise TargetBusy(
@@ -178,12 +207,124 @@ class PathLease:
 
     def release(self) -> None:
         self._stop.set()
-        with self._lock:
-            if self._refresher is not None and self.held():
-                self.files.delete(self.uri)
-        if self._refresher is not None:
-            self._refresher.join(timeout=5)
-            self._refresher = None
+        try:
+            with self._lock:
+                if self._refresher is not None and self.held():
+                    self.marker.delete()
+            if self._refresher is not None:
+                self._refresher.join(timeout=5)
+                self._refresher = None
+        finally:
+            self.marker.close()
+
+
+class PathLease(Lease):
+    """The lease of one path target: the marker file ``.<name>.sparkpipe-lease`` beside it."""
+
+    def __init__(self, files: Files, target: str, spark: Any, ttl_s: float = LEASE_TTL_S) -> None:
+        parent, _, name = target.rstrip("/").rpartition("/")
+        self.uri = f"{parent}/.{name}{LEASE_SUFFIX}"
+        super().__init__(FileMarker(files, self.uri), target, spark, ttl_s)
+
+
+LEASE_TABLE = "sparkpipe_leases"
+MAX_RUN_ID = 200
+"""Characters of the run id a lease keeps: the row's holder column has a fixed width."""
+
+
+def lease_table(table: str) -> str:
+    """The lease table of a JDBC target: ``sparkpipe_leases`` in the target's schema (or the default one)."""
+    schema, dot, _ = table.rpartition(".")
+    return f"{schema}{dot}{LEASE_TABLE}"
+
+
+class TableMarker:
+    """A lease marker that is a row of the lease table, keyed by a hash of the target's identity; the
+    primary key makes its creation atomic on any database. It runs on a connection of its own
+    (autocommit), so that refreshing it never mixes with the transaction of the commit."""
+
+    def __init__(self, conn: Any, table: str, identity: str) -> None:
+        self.conn = conn
+        self.table = table
+        self.key = hashlib.sha256(identity.encode()).hexdigest()[:40]
+        self.last_error: str | None = None
+
+    def _run(self, sql: str, *args: str) -> Any:
+        stmt = self.conn.prepareStatement(sql)
+        try:
+            for i, arg in enumerate(args, 1):
+                stmt.setString(i, arg)
+            if sql.startswith("SELECT"):
+                result = stmt.executeQuery()
+                return result.getString(1) if result.next() else None
+            return stmt.executeUpdate()
+        finally:
+            stmt.close()
+
+    def prepare(self) -> None:
+        """Create the lease table if it is missing (a concurrent creator may win: then it exists)."""
+        self.conn.setAutoCommit(True)
+        try:
+            self._run(f"SELECT lease_key FROM {self.table} WHERE 1 = 0")
+            return
+        except Exception:
+            pass
+        try:
+            self._run(
+                f"CREATE TABLE {self.table} (lease_key VARCHAR(40) NOT NULL PRIMARY KEY, holder VARCHAR(1000) NOT NULL)"
+            )
+        except Exception as exc:
+            try:
+                self._run(f"SELECT lease_key FROM {self.table} WHERE 1 = 0")
+            except Exception:
+                raise TargetBusy(
+                    f"could not create the lease table {self.table} ({short_jdbc_error(exc)}): create it, or let "
+                    "the target's user create tables in its schema (the staged write needs that too)"
+                ) from None
+
+    def create(self, text: str) -> bool:
+        try:
+            self._run(f"INSERT INTO {self.table} (lease_key, holder) VALUES (?, ?)", self.key, text)
+            self.last_error = None
+            return True
+        except Exception as exc:  # a duplicate key, most likely: read who holds it
+            self.last_error = short_jdbc_error(exc)
+            return False
+
+    def read(self) -> str | None:
+        return self._run(f"SELECT holder FROM {self.table} WHERE lease_key = ?", self.key)
+
+    def replace(self, text: str) -> None:
+        self._run(f"UPDATE {self.table} SET holder = ? WHERE lease_key = ?", text, self.key)
+
+    def remove_if(self, text: str | None) -> None:
+        if text is None:
+            return  # no row: the next insert decides
+        self._run(f"DELETE FROM {self.table} WHERE lease_key = ? AND holder = ?", self.key, text)
+
+    def delete(self) -> None:
+        self._run(f"DELETE FROM {self.table} WHERE lease_key = ?", self.key)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+def short_jdbc_error(exc: BaseException) -> str:
+    """The database's own message of a JDBC error raised through py4j, on one line."""
+    text = str(exc)
+    for line in text.splitlines():
+        if "Exception:" in line:
+            return line.split("Exception:", 1)[1].strip()[:300]
+    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+
+
+class TableLease(Lease):
+    """The lease of a JDBC target on a database without advisory locks (or behind a pooler that
+    does not keep sessions): a row of ``sparkpipe_leases`` in the target's schema."""
+
+    def __init__(self, conn: Any, identity: str, target: str, spark: Any, ttl_s: float = LEASE_TTL_S) -> None:
+        super().__init__(TableMarker(conn, lease_table(target), identity), target, spark, ttl_s)
 
 
 def advisory_key(identity: str) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from spark_job.io.base import (
     writers,
 )
 from spark_job.io.filesystems import Files, HadoopFiles, LocalFiles, is_connect_session, local_path
-from spark_job.io.leases import PathLease, PostgresLease
+from spark_job.io.leases import LEASE_TABLE, Lease, PathLease, PostgresLease, TableLease
 from spark_job.io.swap import JdbcSwap, PathSwap, jdbc_driver, plain_table_name
 from spark_job.targets import canonical_catalog_table, canonical_jdbc_table, canonical_jdbc_url, canonical_path
 
@@ -259,6 +259,10 @@ class BigQueryWriter(BaseWriter):
         return WritePlan(format="bigquery", mode=self.mode, options=opts, table=str(spec["table"]))
 
 
+def _postgres(url: str) -> bool:
+    return url.lower().startswith("jdbc:postgresql:")
+
+
 @writers.register
 class JdbcWriter(BaseWriter):
     """A database table through JDBC."""
@@ -274,6 +278,12 @@ class JdbcWriter(BaseWriter):
         "batchsize": Field("int", doc="rows per insert batch"),
         "truncate": Field("bool", doc="with overwrite, keep the table's definition: replace its rows only"),
         "atomic": ATOMIC_FIELD,
+        "lease": Field(
+            "str",
+            choices=("advisory", "table"),
+            doc="how a staged write keeps other runs out: a PostgreSQL advisory lock (its default) or a row "
+            "of the sparkpipe_leases table (every other database; on PostgreSQL behind a transaction pooler)",
+        ),
     }
 
     @classmethod
@@ -281,6 +291,12 @@ class JdbcWriter(BaseWriter):
         check_jdbc_url(spec, report)
         if spec.get("partition_by"):
             report("partition_by", "a JDBC target cannot be partitioned: remove partition_by")
+        url = spec.get("url")
+        if spec.get("lease") == "advisory" and isinstance(url, str) and "${" not in url and not _postgres(url):
+            report("lease", "advisory locks are PostgreSQL's: use lease: table (the default elsewhere)")
+        table = spec.get("table")
+        if isinstance(table, str) and table.rsplit(".", 1)[-1].strip('"`[]').lower() == LEASE_TABLE:
+            report("table", f"{LEASE_TABLE} holds the leases of JDBC targets: write another table")
 
     def plan(self) -> WritePlan:
         spec = self.spec
@@ -297,9 +313,10 @@ class JdbcWriter(BaseWriter):
     def stage(self, df: DataFrame) -> StagedWrite:
         """overwrite and append go through a staging table and end in one transaction.
 
-        On PostgreSQL the write holds an advisory lock on the target (the lease) from here to the
-        commit, which runs on the same connection. A Spark Connect client has no JVM to run the
-        transaction: Spark writes the target directly.
+        The write holds the target's lease from here to the commit: on PostgreSQL an advisory lock
+        on the connection that runs the commit, elsewhere (or with ``lease: table``) a row of the
+        ``sparkpipe_leases`` table in the target's schema, kept on a connection of its own. A Spark
+        Connect client has no JVM to run the transaction: Spark writes the target directly.
         """
         plan = self.plan()
         spark = df.sparkSession
@@ -307,11 +324,14 @@ class JdbcWriter(BaseWriter):
             return StagedWrite(lambda: self.save(df, plan))
         swap = JdbcSwap(spark, plan.options)
         conn = swap.connect()
-        lease = None
+        lease: Lease | PostgresLease | None = None
         try:
-            if plan.options["url"].lower().startswith("jdbc:postgresql:"):
-                lease = PostgresLease(conn, self.target_key(), str(self.spec["table"]), spark)
-                lease.acquire()
+            table = str(self.spec["table"])
+            if self.spec.get("lease", "advisory" if _postgres(plan.options["url"]) else "table") == "advisory":
+                lease = PostgresLease(conn, self.target_key(), table, spark)
+            else:
+                lease = TableLease(swap.connect(), self.target_key(), table, spark)
+            lease.acquire()
             staged_options = {k: v for k, v in plan.options.items() if k != "truncate"}
             staged_options["dbtable"] = swap.staging
             self.save(df, dataclasses.replace(plan, mode="overwrite", options=staged_options))
@@ -336,7 +356,7 @@ class JdbcWriter(BaseWriter):
         )
 
     @staticmethod
-    def _end(swap: JdbcSwap, conn: Any, lease: PostgresLease | None, drop: bool = True) -> None:
+    def _end(swap: JdbcSwap, conn: Any, lease: Lease | PostgresLease | None, drop: bool = True) -> None:
         # The database may be what failed; the next run replaces a staging table left behind anyway.
         try:
             if drop:
