@@ -364,7 +364,7 @@ class Validator:
             if isinstance(node, str):
                 staged = self.sub.staged.get(where)
                 parent[key] = staged if staged is not None and self.sub.resolved.get(where) == node else escape(node)
-            elif isinstance(node, Mapping):
+            elif type(node) is dict or isinstance(node, Mapping):
                 copy: dict[Any, Any] = {}
                 parent[key] = copy
                 for k, v in node.items():
@@ -389,7 +389,7 @@ class Validator:
         stack.extend((str(k), v) for k, v in spark_conf.items())
         while stack:
             key, value = stack.pop()
-            if isinstance(value, Mapping):
+            if type(value) is dict or isinstance(value, Mapping):
                 stack.extend((str(k), v) for k, v in value.items())
             elif isinstance(value, list):
                 stack.extend((key, v) for v in value)

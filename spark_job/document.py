@@ -129,16 +129,27 @@ def read_document(path: str | os.PathLike[str]) -> Document:
 
 def check_depth(data: Any, file: str | None = None) -> None:
     """Refuse data nested deeper than ``MAX_DEPTH`` (a config given as a dict), without recursion."""
-    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    # Each entry keeps its key and its parent's entry: the path is spelled only for the error.
+    Entry = tuple[Any, int, Any, Any]  # value, depth, key, parent entry
+    stack: list[Entry] = [(data, 0, None, None)]
     while stack:
-        value, path, depth = stack.pop()
+        entry = stack.pop()
+        value, depth = entry[0], entry[1]
         if depth > MAX_DEPTH:
+            keys = []
+            while entry[3] is not None:
+                keys.append(entry[2])
+                entry = entry[3]
+            path = ""
+            for key in reversed(keys):
+                path = child_path(path, key)
             shown = path if len(path) <= 80 else path[:60] + "..." + path[-17:]
             raise ConfigError([Problem(shown, f"the config is nested too deeply (more than {MAX_DEPTH} levels)", file)])
-        if isinstance(value, Mapping):
-            stack.extend((v, child_path(path, k), depth + 1) for k, v in value.items())
+        last = depth >= MAX_DEPTH  # a text one level deeper is too deep too; above that, texts end here
+        if type(value) is dict or isinstance(value, Mapping):
+            stack.extend((v, depth + 1, k, entry) for k, v in value.items() if last or not isinstance(v, str))
         elif isinstance(value, list | tuple):
-            stack.extend((v, child_path(path, i), depth + 1) for i, v in enumerate(value))
+            stack.extend((v, depth + 1, i, entry) for i, v in enumerate(value) if last or not isinstance(v, str))
 
 
 def parse_text(text: str, file: str = "<config>") -> Any:

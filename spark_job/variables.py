@@ -234,7 +234,7 @@ class Substitution:
             node, where, parent, key = stack.pop()
             if isinstance(node, str):
                 parent[key] = self.text(node, where)
-            elif isinstance(node, Mapping):
+            elif type(node) is dict or isinstance(node, Mapping):
                 copy: dict[Any, Any] = {}
                 parent[key] = copy
                 for k, v in node.items():
