@@ -18,6 +18,7 @@ from spark_job.document import (
     UnreadableFile,
     check_depth,
     child_path,
+    collection_paused,
     parse_text,
     read_document,
     read_text_file,
@@ -177,6 +178,7 @@ class PipelineConfig:
         return text
 
 
+@collection_paused()
 def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any],
     vars: Mapping[str, Any] | None = None,

@@ -236,3 +236,41 @@ def test_yaml_documents_read_as_pyyaml_reads_them(text: str) -> None:
     from spark_job.document import parse_document
 
     assert parse_document(text, "c.yaml").data == yaml.safe_load(text)
+
+
+def test_loading_a_config_pauses_the_garbage_collector_and_gives_it_back_as_it_was(tmp_path: Path) -> None:
+    """Collection is paused while a config is read and validated (large configs spent most of their
+    time in it) and is on again afterwards, after an error too; a caller's own pause is kept."""
+    import gc
+
+    from spark_job.document import collection_paused
+
+    seen: list[bool] = []
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("app_name: a\nsequences:\n  - {name: s, query: SELECT 1 AS x, target: {type: parquet, path: /o}}\n")
+    bad.write_text("app_name: a\nsequences: [{name: s}]\n")
+    with collection_paused():
+        seen.append(gc.isenabled())
+    assert seen == [False] and gc.isenabled()
+    load_config(good)
+    assert gc.isenabled()
+    jdbc = tmp_path / "jdbc.yaml"
+    jdbc.write_text(
+        "app_name: a\nsequences:\n  - {name: s, query: SELECT 1 AS x, target: {type: jdbc, connection: db, table: t}}\n"
+    )
+
+    def connection(conn_id: str) -> dict:
+        seen.append(gc.isenabled())  # called in the middle of the validation
+        return {"url": "jdbc:postgresql://h/db"}
+
+    load_config(jdbc, connections=connection)
+    assert seen == [False, False] and gc.isenabled()
+    with pytest.raises(ConfigError):
+        load_config(bad)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        load_config(good)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
