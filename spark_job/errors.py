@@ -48,3 +48,16 @@ class PipelineFailed(Exception):
             if seq.get("status") == "failed"
         ]
         super().__init__("pipeline failed: " + ("; ".join(failed) or str(metrics.get("error"))))
+
+
+def exception_text(exc: BaseException, max_causes: int = 5) -> str:
+    """An exception's message. A Py4JJavaError's own message only says which Java call failed: its
+    Java exception's and their causes' messages instead, one per line."""
+    java = getattr(exc, "java_exception", None)
+    if java is None:
+        return str(exc).strip() or type(exc).__name__
+    messages: list[str] = []
+    while java is not None and len(messages) < max_causes:
+        messages.append(str(java.toString()))
+        java = java.getCause()
+    return "\n".join(dict.fromkeys(messages))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from spark_job.commit_log import CommitLog, log_uri
 from spark_job.config import PipelineConfig, SequenceSpec, load_config
-from spark_job.errors import PipelineFailed
+from spark_job.errors import PipelineFailed, exception_text
 from spark_job.markers import APPLICATION_MARKER, METRICS_MARKER, marker_line
 from spark_job.metrics import RunMetrics, SequenceMetrics, executor_usage, runtime_from_env, write_metrics
 from spark_job.quality import ExpectationFailed, SequenceRules
@@ -65,15 +65,7 @@ _CAUSED_BY = re.compile(r"^Caused by: (.+)$", re.MULTILINE)
 
 def short_error(exc: BaseException, config: PipelineConfig) -> str:
     """The first lines of an exception (Spark's messages end in long plans), secrets masked."""
-    java = getattr(exc, "java_exception", None)
-    if java is not None:  # a Py4JJavaError: its own message only says which Java call failed
-        messages: list[str] = []
-        while java is not None and len(messages) < 5:
-            messages.append(str(java.toString()))
-            java = java.getCause()
-        text = "\n".join(dict.fromkeys(messages))
-    else:
-        text = str(exc).strip() or type(exc).__name__
+    text = exception_text(exc)
     # With spark.sql.pyspark.jvmStacktrace.enabled the message ends in the JVM's stack trace: its
     # "Caused by:" lines say why (the database's "password authentication failed", "Connection refused").
     text, _, trace = text.partition("\n\nJVM stacktrace:\n")

@@ -40,7 +40,7 @@ class QueryAnalysis:
 # (keywords are recognised by their upper-cased text), anything else is ("punct", char).
 _WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 # Whitespace, then maybe a name: most of a query, taken in one match instead of a character at a time.
-_SPACE_AND_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z_0-9]*)?")
+_SPACE_AND_NAME = re.compile(rf"\s*({_WORD.pattern})?")
 _NUMBER = re.compile(r"\d+(?:\.\d*)?(?:[eE][+-]?\d+)?[A-Za-z]*|\.\d+(?:[eE][+-]?\d+)?[A-Za-z]*")
 
 # Words that start a query inside parentheses (a subquery rather than an expression).

@@ -22,7 +22,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from spark_job.errors import exception_text
 from spark_job.io.filesystems import Files
+from spark_job.io.swap import table_exists
 
 LEASE_SUFFIX = ".sparkpipe-lease"
 LEASE_TTL_S = 120.0
@@ -223,8 +225,7 @@ class PathLease(Lease):
 
     def __init__(self, files: Files, target: str, spark: Any, ttl_s: float = LEASE_TTL_S) -> None:
         parent, _, name = target.rstrip("/").rpartition("/")
-        self.uri = f"{parent}/.{name}{LEASE_SUFFIX}"
-        super().__init__(FileMarker(files, self.uri), target, spark, ttl_s)
+        super().__init__(FileMarker(files, f"{parent}/.{name}{LEASE_SUFFIX}"), target, spark, ttl_s)
 
 
 LEASE_TABLE = "sparkpipe_leases"
@@ -264,21 +265,16 @@ class TableMarker:
     def prepare(self) -> None:
         """Create the lease table if it is missing (a concurrent creator may win: then it exists)."""
         self.conn.setAutoCommit(True)
-        try:
-            self._run(f"SELECT lease_key FROM {self.table} WHERE 1 = 0")
+        if table_exists(self.conn, self.table):
             return
-        except Exception:
-            pass
         try:
             self._run(
                 f"CREATE TABLE {self.table} (lease_key VARCHAR(40) NOT NULL PRIMARY KEY, holder VARCHAR(1000) NOT NULL)"
             )
         except Exception as exc:
-            try:
-                self._run(f"SELECT lease_key FROM {self.table} WHERE 1 = 0")
-            except Exception:
+            if not table_exists(self.conn, self.table):
                 raise TargetBusy(
-                    f"could not create the lease table {self.table} ({short_jdbc_error(exc)}): create it, or let "
+                    f"could not create the lease table {self.table} ({_first_line(exc)}): create it, or let "
                     "the target's user create tables in its schema (the staged write needs that too)"
                 ) from None
 
@@ -288,7 +284,7 @@ class TableMarker:
             self.last_error = None
             return True
         except Exception as exc:  # a duplicate key, most likely: read who holds it
-            self.last_error = short_jdbc_error(exc)
+            self.last_error = _first_line(exc)
             return False
 
     def read(self) -> str | None:
@@ -310,13 +306,9 @@ class TableMarker:
             self.conn.close()
 
 
-def short_jdbc_error(exc: BaseException) -> str:
-    """The database's own message of a JDBC error raised through py4j, on one line."""
-    text = str(exc)
-    for line in text.splitlines():
-        if "Exception:" in line:
-            return line.split("Exception:", 1)[1].strip()[:300]
-    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+def _first_line(exc: BaseException) -> str:
+    """What the database said, on one line (a Py4J error's Java message, not the Java call that failed)."""
+    return exception_text(exc).splitlines()[0][:300]
 
 
 class TableLease(Lease):

@@ -106,6 +106,18 @@ def plain_table_name(table: str) -> bool:
     return bool(_NAME.match(table))
 
 
+def table_exists(conn: Any, table: str) -> bool:
+    """Whether ``table`` can be read on the JDBC connection ``conn`` (a query that returns no row)."""
+    stmt = conn.createStatement()
+    try:
+        stmt.executeQuery(f"SELECT 1 FROM {table} WHERE 1 = 0").close()
+        return True
+    except Exception:
+        return False
+    finally:
+        stmt.close()
+
+
 class JdbcSwap:
     """The transactional end of a staged JDBC write, through the JVM's JDBC driver."""
 
@@ -130,17 +142,6 @@ class JdbcSwap:
                 props.setProperty(key, self.options[key])
         return self.jvm.java.sql.DriverManager.getConnection(self.url, props)
 
-    @staticmethod
-    def _exists(conn: Any, table: str) -> bool:
-        stmt = conn.createStatement()
-        try:
-            stmt.executeQuery(f"SELECT 1 FROM {table} WHERE 1 = 0").close()
-            return True
-        except Exception:
-            return False
-        finally:
-            stmt.close()
-
     def drop_staging(self, conn: Any) -> None:
         stmt = conn.createStatement()
         try:
@@ -159,7 +160,7 @@ class JdbcSwap:
         name = self.table.rsplit(".", 1)[-1]
         previous_name = self.previous.rsplit(".", 1)[-1]
         mysql = self.url.lower().startswith(("jdbc:mysql:", "jdbc:mariadb:"))
-        exists = self._exists(conn, self.table)
+        exists = table_exists(conn, self.table)
         conn.setAutoCommit(False)
         try:
             stmt = conn.createStatement()

@@ -22,7 +22,13 @@ from spark_job.io.base import (
 from spark_job.io.filesystems import Files, HadoopFiles, LocalFiles, is_connect_session, local_path
 from spark_job.io.leases import LEASE_TABLE, Lease, PathLease, PostgresLease, TableLease
 from spark_job.io.swap import JdbcSwap, PathSwap, jdbc_driver, plain_table_name
-from spark_job.targets import canonical_catalog_table, canonical_jdbc_table, canonical_jdbc_url, canonical_path
+from spark_job.targets import (
+    canonical_catalog_table,
+    canonical_jdbc_table,
+    canonical_jdbc_url,
+    canonical_path,
+    jdbc_subprotocol,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -259,10 +265,6 @@ class BigQueryWriter(BaseWriter):
         return WritePlan(format="bigquery", mode=self.mode, options=opts, table=str(spec["table"]))
 
 
-def _postgres(url: str) -> bool:
-    return url.lower().startswith("jdbc:postgresql:")
-
-
 @writers.register
 class JdbcWriter(BaseWriter):
     """A database table through JDBC."""
@@ -292,7 +294,8 @@ class JdbcWriter(BaseWriter):
         if spec.get("partition_by"):
             report("partition_by", "a JDBC target cannot be partitioned: remove partition_by")
         url = spec.get("url")
-        if spec.get("lease") == "advisory" and isinstance(url, str) and "${" not in url and not _postgres(url):
+        known = isinstance(url, str) and "${" not in url
+        if spec.get("lease") == "advisory" and known and jdbc_subprotocol(str(url)) != "postgresql":
             report("lease", "advisory locks are PostgreSQL's: use lease: table (the default elsewhere)")
         table = spec.get("table")
         if isinstance(table, str) and table.rsplit(".", 1)[-1].strip('"`[]').lower() == LEASE_TABLE:
@@ -327,7 +330,8 @@ class JdbcWriter(BaseWriter):
         lease: Lease | PostgresLease | None = None
         try:
             table = str(self.spec["table"])
-            if self.spec.get("lease", "advisory" if _postgres(plan.options["url"]) else "table") == "advisory":
+            default = "advisory" if jdbc_subprotocol(plan.options["url"]) == "postgresql" else "table"
+            if self.spec.get("lease", default) == "advisory":
                 lease = PostgresLease(conn, self.target_key(), table, spark)
             else:
                 lease = TableLease(swap.connect(), self.target_key(), table, spark)
