@@ -40,7 +40,7 @@ def test_a_staged_write_on_connect_is_invisible_until_committed(spark_connect: A
     spark_connect.range(2).write.parquet(str(target))
     staged = parquet_writer(target).stage(spark_connect.range(9))
     assert spark_connect.read.parquet(str(target)).count() == 2
-    assert (tmp_path / ".staged.sparkpipe-lease").exists()
+    assert len(list(tmp_path.glob(".staged.sparkpipe-lease.*.claim"))) == 1
     staged.commit()
     assert spark_connect.read.parquet(str(target)).count() == 9
     assert sorted(p.name for p in tmp_path.iterdir()) == ["staged"]

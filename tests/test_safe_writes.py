@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -268,7 +269,9 @@ def test_a_staged_write_discarded_leaves_the_old_data_and_no_staging(spark: Any,
     writer = writer_for({"type": "parquet", "path": str(target)})
 
     staged = writer.stage(spark.range(10))
-    assert beside(target) == [".t.sparkpipe-lease", ".t.sparkpipe-staging", "t"]
+    [claim, staging, name] = beside(target)
+    assert re.fullmatch(r"\.t\.sparkpipe-lease\.[0-9a-f]{32}\.2\.claim", claim), claim  # the holder's claim
+    assert (staging, name) == (".t.sparkpipe-staging", "t")
     staged.discard()
     assert spark.read.parquet(str(target)).count() == 3 and beside(target) == ["t"]
 
@@ -364,7 +367,9 @@ def test_a_second_run_on_a_busy_path_target_fails_naming_the_first(spark: Any, t
         tmp_path, big_write({"type": "parquet", "path": str(target)}, SLOW_QUERY), {"SPARKPIPE_RUN_KEY": "backfill-01"}
     )
     try:
-        wait_until(holder, lambda: (target.parent / ".busy.sparkpipe-lease").exists(), "the first run took the lease")
+        wait_until(
+            holder, lambda: any(target.parent.glob(".busy.sparkpipe-lease.*.claim")), "the first run took the lease"
+        )
         quick = big_write(
             {"type": "parquet", "path": f"file://{target}/"}, "SELECT id, 'second' AS slept FROM range(3)"
         )

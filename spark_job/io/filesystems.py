@@ -15,14 +15,13 @@ if TYPE_CHECKING:
 
 
 class Files(Protocol):
-    """Operations on URIs of one filesystem; ``create_new`` and ``rename`` are atomic where the
-    filesystem's are (local disks, HDFS; not S3)."""
+    """Operations on URIs of one filesystem; ``rename`` is atomic where the filesystem's is (local
+    disks, HDFS; not object stores, where it copies)."""
 
     def exists(self, uri: str) -> bool: ...
     def delete(self, uri: str) -> None: ...
     def rename(self, src: str, dst: str) -> bool: ...
     def mkdirs(self, uri: str) -> None: ...
-    def create_new(self, uri: str, text: str) -> bool: ...
     def replace_text(self, uri: str, text: str) -> None: ...
     def read_text(self, uri: str) -> str | None: ...
     def list_names(self, uri: str) -> list[str]: ...
@@ -78,20 +77,6 @@ class LocalFiles:
     def mkdirs(self, uri: str) -> None:
         os.makedirs(local_path(uri), exist_ok=True)
 
-    def create_new(self, uri: str, text: str) -> bool:
-        # The whole content appears at once: written aside, then linked in place only if no file is there.
-        path = local_path(uri)
-        scratch = f"{path}.{uuid.uuid4().hex}.tmp"
-        with open(scratch, "w", encoding="utf-8") as out:
-            out.write(text)
-        try:
-            os.link(scratch, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(scratch)
-
     def replace_text(self, uri: str, text: str) -> None:
         path = local_path(uri)
         scratch = f"{path}.{uuid.uuid4().hex}.tmp"
@@ -142,19 +127,6 @@ class HadoopFiles:
 
     def mkdirs(self, uri: str) -> None:
         self.fs.mkdirs(self.path(uri))
-
-    def create_new(self, uri: str, text: str) -> bool:
-        try:
-            out = self.fs.create(self.path(uri), False)  # overwrite=false: fails if the file exists
-        except Exception as exc:
-            if "exist" in str(exc).lower():
-                return False
-            raise
-        try:
-            out.write(bytearray(text.encode("utf-8")))
-        finally:
-            out.close()
-        return True
 
     def replace_text(self, uri: str, text: str) -> None:
         out = self.fs.create(self.path(uri), True)

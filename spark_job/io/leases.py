@@ -1,8 +1,9 @@
 """Leases on targets: one run at a time writes a target; a later run fails naming the run that holds it.
 
-A path target's lease is a marker file beside it (``.<name>.sparkpipe-lease``) created atomically,
-holding the owner's run id, Spark application id, host, pid, start and expiry, refreshed while the
-write runs. It is stale once expired, or at once when its process is gone on the same host. A JDBC
+A path target's lease is held through claim files beside it (``.<name>.sparkpipe-lease.*.claim``,
+see :class:`ClaimMarker`: sound on S3 too, which has no atomic create-if-absent), each holding its
+run's id, Spark application id, host, pid, start and expiry, refreshed while the write runs. A
+claim is stale once expired, or at once when its process is gone on the same host. A JDBC
 target's lease is the same holder in a row of the ``sparkpipe_leases`` table of the target's schema
 (its primary key makes the creation atomic), or on PostgreSQL by default an advisory lock held by an
 open connection, which ends with the process.
@@ -14,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -102,42 +104,149 @@ class LeaseHolder:
             return None
 
 
-class FileMarker:
-    """A lease marker that is a file: created atomically through ``Files.create_new``."""
+CLAIM_SUFFIX = ".claim"
+CLAIM_ATTEMPTS = 6
+"""How often a taker that met only claims not yet holding withdraws and tries again."""
+CLAIM_READS = 100
+"""How often a listing of the claims is taken again while one in it cannot be read (about 2 s)."""
 
-    def __init__(self, files: Files, uri: str) -> None:
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim file read back: its holder, and whether it holds the lease or only bids for it."""
+
+    uri: str
+    text: str
+    holder: LeaseHolder
+    holds: bool
+
+
+class ClaimMarker:
+    """A path target's lease marker, sound on any filesystem whose listing is strongly consistent
+    (local disks, HDFS, S3, GCS, ADLS): it needs neither an atomic create-if-absent nor an atomic
+    rename, which S3 does not have.
+
+    Each taker puts a claim of its own beside the target, ``.<name>.sparkpipe-lease.<token>.<n>.claim``
+    (a new file for each refresh, the previous one deleted only after it, so that a claim is readable
+    whole at every moment), then lists the claims. Of two takers, the one listing later sees the
+    other's claim, written before the other listed: at most one lists no live claim but its own. That
+    one holds the lease and says so in a new claim (``holds``); the other withdraws its claim, and when
+    what it met only bid too (both came in the same instant) it tries again after a random pause, so
+    that one of them wins. A claim is written whole before its writer lists, so one that cannot be
+    read yet (being written, or replaced by its holder's next one since the listing) only makes the
+    reader list again (see :meth:`claims`).
+    """
+
+    def __init__(self, files: Files, target: str, token: str) -> None:
         self.files = files
-        self.uri = uri
+        self.parent, _, name = target.rstrip("/").rpartition("/")
+        self.prefix = f".{name}{LEASE_SUFFIX}."
+        self.legacy = f"{self.parent}/.{name}{LEASE_SUFFIX}"
+        """The marker file of earlier versions: a run of one still holds the target while it is there."""
+        self.token = token
+        self.mine: str | None = None
+        self.holds = False
+        self.serial = 0
         self.last_error: str | None = None
 
     def prepare(self) -> None:
-        self.files.mkdirs(self.uri.rpartition("/")[0])
+        self.files.mkdirs(self.parent)
+
+    def _put(self, text: str, holds: bool) -> None:
+        """A new claim of this run, whole; then the previous one goes."""
+        self.serial += 1
+        uri = f"{self.parent}/{self.prefix}{self.token}.{self.serial}{CLAIM_SUFFIX}"
+        self.files.replace_text(uri, json.dumps({**json.loads(text), "holds": holds}))
+        previous, self.mine, self.holds = self.mine, uri, holds
+        if previous is not None:
+            self.files.delete(previous)
+
+    def _withdraw(self) -> None:
+        if self.mine is not None:
+            self.files.delete(self.mine)
+        self.mine, self.holds = None, False
+
+    def _read(self, uri: str) -> str | None:
+        try:
+            return self.files.read_text(uri)
+        except Exception:  # being written or deleted right now
+            return None
+
+    def claims(self) -> list[Claim]:
+        """The live claims beside the target; stale ones of others are deleted on the way.
+
+        A listed claim that cannot be read was replaced by its holder's next one, or is being
+        written: the listing is taken again until every claim in it reads whole. One that never
+        does (a claim file left half written) stops the taker, naming it.
+        """
+        for _ in range(CLAIM_READS):
+            found: list[Claim] = []
+            unreadable: list[str] = []
+            now = time.time()
+            for name in self.files.list_names(self.parent):
+                if not (name.startswith(self.prefix) and name.endswith(CLAIM_SUFFIX)):
+                    continue
+                uri = f"{self.parent}/{name}"
+                text = self._read(uri)
+                holder = LeaseHolder.parse(text)
+                if text is None or holder is None:
+                    unreadable.append(uri)
+                elif holder.token != self.token and holder.stale(now):
+                    with contextlib.suppress(Exception):
+                        self.files.delete(uri)
+                else:
+                    found.append(Claim(uri, text, holder, json.loads(text).get("holds") is True))
+            if not unreadable:
+                return found
+            time.sleep(0.02)
+        raise TargetBusy(f"the lease claim {unreadable[0]} cannot be read: delete it if no run is writing the target")
 
     def create(self, text: str) -> bool:
-        return self.files.create_new(self.uri, text)
+        try:
+            for attempt in range(CLAIM_ATTEMPTS):
+                if self._read(self.legacy) is not None:
+                    return False  # ``read`` names its holder, or ``remove_if`` deletes it when stale
+                self._put(text, holds=False)
+                others = [c for c in self.claims() if c.holder.token != self.token]
+                if not others:
+                    self._put(text, holds=True)
+                    return True
+                self._withdraw()
+                if any(c.holds for c in others):
+                    return False
+                time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
+            return False
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._withdraw()
+            raise
 
     def read(self) -> str | None:
-        return self.files.read_text(self.uri)
+        """The holder's claim: this run's while it holds and no other claim does, else another's."""
+        if (legacy := self._read(self.legacy)) is not None:
+            return legacy
+        claims = self.claims()
+        now = time.time()
+        mine = [c for c in claims if c.uri == self.mine and not c.holder.stale(now)]
+        others = sorted((c for c in claims if c.holder.token != self.token), key=lambda c: not c.holds)
+        if self.holds and mine and not (others and others[0].holds):
+            return mine[0].text
+        return others[0].text if others else None
 
     def replace(self, text: str) -> None:
-        self.files.replace_text(self.uri, text)
+        self._put(text, holds=self.holds)
 
     def remove_if(self, text: str | None) -> None:
-        """Remove the marker if it still holds ``text``: only one of several breakers wins the rename."""
-        aside = f"{self.uri}.stale-{uuid.uuid4().hex}"
-        if not self.files.rename(self.uri, aside):
-            return
-        if self.files.read_text(aside) != text:
-            # Another run replaced the stale marker with a fresh one in between: put it back.
-            self.files.rename(aside, self.uri)
-            return
-        self.files.delete(aside)
+        """Delete an earlier version's marker file still holding ``text`` (stale claims go in ``claims``)."""
+        if text is not None and self._read(self.legacy) == text:
+            self.files.delete(self.legacy)
 
     def delete(self) -> None:
-        self.files.delete(self.uri)
+        self._withdraw()
 
     def close(self) -> None:
-        pass
+        with contextlib.suppress(Exception):
+            self._withdraw()
 
 
 class Lease:
@@ -189,10 +298,14 @@ class Lease:
     def _refresh(self) -> None:
         while not self._stop.wait(self.ttl_s / 3):
             with self._lock:
-                if self._stop.is_set() or not self.held():
+                if self._stop.is_set():
                     return
-                with contextlib.suppress(Exception):  # checked again before the commit
+                try:
+                    if not self.held():
+                        return
                     self.marker.replace(self._text())
+                except Exception:  # checked again before the commit
+                    pass
 
     def held(self) -> bool:
         other = LeaseHolder.parse(self.marker.read())
@@ -200,7 +313,11 @@ class Lease:
 
     def verify(self) -> None:
         """Raise unless the lease is still this run's: the new data is then not committed."""
-        other = LeaseHolder.parse(self.marker.read())
+        try:
+            text = self.marker.read()
+        except TargetBusy as exc:
+            raise TargetBusy(f"{exc}; the new data was not committed") from None
+        other = LeaseHolder.parse(text)
         if other is None or other.token != self.holder.token:
             who = other.describe() if other else "nobody"
             raise TargetBusy(
@@ -210,7 +327,7 @@ class Lease:
     def release(self) -> None:
         self._stop.set()
         try:
-            with self._lock:
+            with self._lock, contextlib.suppress(Exception):  # the marker's close ends the rest
                 if self._refresher is not None and self.held():
                     self.marker.delete()
             if self._refresher is not None:
@@ -221,11 +338,11 @@ class Lease:
 
 
 class PathLease(Lease):
-    """The lease of one path target: the marker file ``.<name>.sparkpipe-lease`` beside it."""
+    """The lease of one path target: claim files ``.<name>.sparkpipe-lease.*.claim`` beside it."""
 
     def __init__(self, files: Files, target: str, spark: Any, ttl_s: float = LEASE_TTL_S) -> None:
-        parent, _, name = target.rstrip("/").rpartition("/")
-        super().__init__(FileMarker(files, f"{parent}/.{name}{LEASE_SUFFIX}"), target, spark, ttl_s)
+        super().__init__(None, target, spark, ttl_s)
+        self.marker = ClaimMarker(files, target, self.holder.token)
 
 
 LEASE_TABLE = "sparkpipe_leases"
