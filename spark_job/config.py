@@ -29,7 +29,7 @@ from spark_job.graph import SequenceGraph
 from spark_job.io import BaseReader, BaseWriter, readers, writers
 from spark_job.quality import Expectation, parse_expectations
 from spark_job.sql import analyse_query
-from spark_job.targets import check_overlaps
+from spark_job.targets import check_overlaps, links_remembered
 from spark_job.urls import is_credential_key, port_problem, strip_credentials, url_credentials
 from spark_job.variables import ExpansionLimit, Substitution, escape, resolve_vars, suggest
 
@@ -179,6 +179,7 @@ class PipelineConfig:
 
 
 @collection_paused()
+@links_remembered()
 def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any],
     vars: Mapping[str, Any] | None = None,
@@ -305,7 +306,8 @@ class Validator:
         sequences = self.build_sequences(body.get("sequences"), sources)
         if not self.unknown_vars:
             self.check_overrides(declared)
-        check_overlaps(sources, sequences, self.report)
+        warehouse = spark_conf.get("spark.sql.warehouse.dir")
+        check_overlaps(sources, sequences, self.report, warehouse if isinstance(warehouse, str) else None)
         if isinstance(body.get("max_parallel"), int) and body["max_parallel"] < 1:
             self.report("max_parallel", "must be at least 1 (1 runs the sequences one after the other)")
         if self.problems:

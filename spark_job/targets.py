@@ -5,20 +5,24 @@ Standard library only: the Airflow provider validates configs with it at DAG par
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
 import re
-from collections.abc import Iterable
+import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 # Hadoop resolves a path without a scheme against the cluster's default filesystem (fs.defaultFS):
 # file: on a laptop, usually hdfs: on a cluster. Unknown at validation, so such a path is taken to be
 # possibly the same place as a file: or hdfs: path with the same segments (see ``PathLocation.same_fs``).
 DEFAULT_FS_SCHEMES = frozenset({"file", "hdfs"})
 _SCHEME_ALIASES = {"s3n": "s3a", "s3": "s3a", "gcs": "gs"}
+_HADOOP_DEFAULT_PORTS = {"hdfs": 8020, "webhdfs": 9870, "swebhdfs": 9871}
+"""The port a URI without one reaches (the NameNode's RPC and HTTP ports of Hadoop 3)."""
 _GLOB_CHARS = re.compile(r"[*?\[\]{}\\]")
 FILE_FORMATS = frozenset({"parquet", "csv", "json", "orc", "avro", "text", "binaryfile", "delta", "iceberg", "hudi"})
 
@@ -46,8 +50,11 @@ class PathLocation:
         return f"{self.scheme}://{self.authority}{path}"
 
     def same_fs(self, other: PathLocation) -> bool:
-        """Whether both may be on one filesystem; a path without a scheme may be on the default FS."""
+        """Whether both may be on one filesystem; a path without a scheme may be on the default FS,
+        and ``hdfs:///a`` (no NameNode named) on the default NameNode, whichever it is."""
         if self.scheme == other.scheme:
+            if self.scheme == "hdfs" and not (self.authority and other.authority):
+                return True
             return self.authority == other.authority or not self.scheme
         if not self.scheme:
             return other.scheme in DEFAULT_FS_SCHEMES
@@ -85,6 +92,8 @@ def canonical_path(path: str, cwd: str | None = None) -> PathLocation:
     if scheme == "file":
         # file:/a, file:///a and file://localhost/a are one place; a relative file: path is local too.
         authority = "" if authority in ("", "localhost") else authority
+    elif scheme in _HADOOP_DEFAULT_PORTS and authority.endswith(f":{_HADOOP_DEFAULT_PORTS[scheme]}"):
+        authority = authority.rsplit(":", 1)[0]  # hdfs://nn:8020/a is hdfs://nn/a
     if not rest.startswith("/"):
         rest = posixpath.join(cwd or os.getcwd(), rest) if scheme in ("", "file") else "/" + rest
     segments: list[str] = []
@@ -96,7 +105,59 @@ def canonical_path(path: str, cwd: str | None = None) -> PathLocation:
                 segments.pop()
             continue
         segments.append(segment)
+    if scheme in ("", "file") and not authority:
+        segments = _resolve_links(segments)
     return PathLocation(scheme, authority, tuple(segments))
+
+
+_PATH_MAX = 4096
+_links: dict[str, tuple[tuple[str, ...], bool]] | None = None
+"""Prefixes already resolved (what they lead to, whether they exist), while ``links_remembered``."""
+
+
+@contextlib.contextmanager
+def links_remembered() -> Iterator[None]:
+    """Resolve each directory's links once while validating a config or checking a listing: 20,000
+    targets under one folder cost one ``lstat`` each, not one per segment. Not kept afterwards, as a
+    link may be pointed elsewhere before the next validation."""
+    global _links
+    outer = _links
+    _links = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _links = outer
+
+
+def _resolve_links(segments: list[str]) -> list[str]:
+    """The segments with the symbolic links of the local disk resolved: ``/data/latest/x`` through a
+    link ``latest -> 2024`` is ``/data/2024/x``, where the writer's files land. The part of a path
+    that does not exist here is kept as it is (on a cluster it may be on the default filesystem)."""
+    if not segments or sum(len(segment) + 1 for segment in segments) > _PATH_MAX:
+        return segments  # longer than any path the local disk holds
+    resolved: tuple[str, ...] = ()
+    prefix = ""
+    for i, segment in enumerate(segments):
+        prefix += "/" + segment
+        known = _links.get(prefix) if _links is not None else None
+        if known is None:
+            here = "/" + "/".join((*resolved, segment))
+            try:
+                mode = os.lstat(here).st_mode
+            except (OSError, ValueError):
+                known = ((*resolved, segment), False)
+            else:
+                if stat.S_ISLNK(mode):
+                    real = os.path.realpath(here)
+                    known = (tuple(part for part in real.split("/") if part), os.path.exists(real))
+                else:
+                    known = ((*resolved, segment), True)
+            if _links is not None:
+                _links[prefix] = known
+        resolved, exists = known
+        if not exists:
+            return [*resolved, *segments[i + 1 :]]
+    return list(resolved)
 
 
 def glob_prefix(path: str) -> str:
@@ -267,8 +328,49 @@ def join_identifier(parts: Iterable[str]) -> str:
     return ".".join('"' + p.replace('"', '""') + '"' if ("." in p or '"' in p) else p for p in parts)
 
 
-def canonical_jdbc_table(url: str, table: str, user: str | None = None) -> str:
-    """``[catalog.][schema.]table`` with the database's case rules and its default schema filled in."""
+def jdbc_parameters(url: str) -> dict[str, str]:
+    """The connection parameters of a JDBC URL: ``?k=v&k=v`` (PostgreSQL, MySQL), ``;k=v`` (SQL
+    Server, H2), ``:k=v;`` after the database (DB2)."""
+    sub = jdbc_subprotocol(url)
+    body = url[5 + len(sub) + 1 :] if sub else url
+    if sub == "db2":
+        tail = body.split("/", 3)[-1].partition(":")[2] if body.startswith("//") else ""
+        pairs = tail.split(";")
+    elif "?" in body:
+        pairs = body.split("?", 1)[1].split("&")
+    else:
+        pairs = body.split(";")[1:]
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if eq and key.strip():
+            params[key.strip()] = unquote(value.strip())
+    return params
+
+
+def _schema_parameter(sub: str, url: str, options: dict[str, Any]) -> str | None:
+    """The schema an unqualified table goes to when the connection names one (``currentSchema``,
+    PostgreSQL's ``options=-c search_path=...``, H2's ``SCHEMA``); the URL's or the target's options'."""
+    params = {**jdbc_parameters(url), **{str(k): str(v) for k, v in options.items()}}
+    lowered = {k.lower(): v for k, v in params.items()}
+    if sub in ("postgresql", "redshift"):
+        value = params.get("currentSchema")
+        if value is None:
+            found = re.search(r"search_path\s*=\s*([^\s]+)", lowered.get("options", ""))
+            value = found.group(1) if found else None
+        if value:
+            first = value.split(",")[0].strip()
+            return first[1:-1] if first.startswith('"') and first.endswith('"') else first.lower()
+    if sub == "db2" and params.get("currentSchema"):
+        return params["currentSchema"].strip().upper()
+    if sub == "h2" and lowered.get("schema"):
+        return lowered["schema"].strip().upper()
+    return None
+
+
+def canonical_jdbc_table(url: str, table: str, user: str | None = None, params: dict[str, Any] | None = None) -> str:
+    """``[catalog.][schema.]table`` with the database's case rules and its default schema filled in:
+    the schema the connection names (``params``: the target's options), else the database's default."""
     sub = jdbc_subprotocol(url)
     folding = _FOLDING.get(sub, "insensitive")  # unknown databases: the conservative comparison
     parts = []
@@ -279,7 +381,7 @@ def canonical_jdbc_table(url: str, table: str, user: str | None = None) -> str:
             part = part.upper()
         parts.append(part)
     if len(parts) == 1:
-        schema = _DEFAULT_SCHEMA.get(sub)
+        schema = _schema_parameter(sub, url, params or {}) or _DEFAULT_SCHEMA.get(sub)
         if schema is None and sub in ("oracle", "db2") and user:
             schema = user.upper()  # the user's own schema
         if schema is None and sub in ("mysql", "mariadb"):
@@ -340,6 +442,8 @@ class Place:
     location: PathLocation
     writes: bool
     sequence: str = ""
+    table: str = ""
+    """The catalog table stored at ``location``, for a table target."""
 
 
 def overlaps(places: Iterable[Place]) -> list[tuple[Place, str]]:
@@ -392,6 +496,8 @@ def _groups_to_compare(location: PathLocation, group: str, hdfs_groups: set[str]
     """The filesystem groups a location may share a filesystem with (see ``PathLocation.same_fs``)."""
     if not location.scheme:
         return ["", "file://", *sorted(hdfs_groups)]
+    if location.scheme == "hdfs":  # hdfs:///a may be on any NameNode, hdfs://nn/a on the default one
+        return [group, "", *(sorted(hdfs_groups) if not location.authority else ["hdfs://"])]
     if location.scheme in DEFAULT_FS_SCHEMES:
         return [group, ""]
     return [group]
@@ -401,8 +507,19 @@ def _overlap_message(place: Place, other: Place) -> str | None:
     a, b = place.location, other.location
     if a == b or (a.same_fs(b) and a.segments == b.segments):
         if place.writes and other.writes:
-            if a.key() == b.key():
-                return None  # the target-identity check of the config already reports it
+            if place.table and other.table and _same_table(place.table, other.table):
+                return None  # one table spelt two ways: the target-identity check reports it
+            if not (place.table or other.table):
+                if a.key() == b.key():
+                    return None  # the target-identity check of the config already reports it
+            else:
+                mine = f"stores the catalog table {place.table} in {a.uri()}" if place.table else f"writes {a.uri()}"
+                theirs = (
+                    f"where the catalog table {other.table} of {_where(other)} keeps its files"
+                    if other.table
+                    else f"the target of {_where(other)}"
+                )
+                return f"{mine}, {theirs}: two targets cannot keep their data in one place"
             return f"writes the same target as {other.sequence or other.where}: two sequences cannot write one target"
         if place.writes:
             return f"writes {a.uri()}, which {_where(other)} reads: a target cannot be a place the pipeline reads"
@@ -422,20 +539,44 @@ def _overlap_message(place: Place, other: Place) -> str | None:
     return None
 
 
+def _same_table(first: str, second: str) -> bool:
+    return canonical_catalog_table(first) == canonical_catalog_table(second)
+
+
 def _where(place: Place) -> str:
     return place.sequence or place.where
 
 
-def target_places(sequences: Iterable[Any]) -> list[Place]:
-    """The path targets of sequences (``SequenceSpec``s), their quarantine targets included."""
+def catalog_table_location(table: str, options: Any, warehouse: str | None) -> PathLocation | None:
+    """Where a table of the session catalog keeps its files: its ``path`` option (an external table),
+    else ``<warehouse>/<table>`` in ``default`` and ``<warehouse>/<database>.db/<table>`` elsewhere
+    (``spark.sql.warehouse.dir``, by default ``spark-warehouse`` in the working directory). None for
+    other catalogs, whose storage Spark does not lay out."""
+    if isinstance(options, dict) and isinstance(options.get("path"), str) and options["path"]:
+        return canonical_path(options["path"])
+    catalog, database, name = canonical_catalog_table(table).split(".") if table.count(".") < 3 else ("", "", "")
+    if catalog != "spark_catalog" or not name:
+        return None
+    root = canonical_path(warehouse or "spark-warehouse")
+    extra = (name,) if database == "default" else (f"{database}.db", name)
+    return PathLocation(root.scheme, root.authority, root.segments + extra)
+
+
+def target_places(sequences: Iterable[Any], warehouse: str | None = None) -> list[Place]:
+    """The path targets of sequences (``SequenceSpec``s), their quarantine targets included, and the
+    files of their catalog table targets."""
     out: list[Place] = []
     for seq in sequences:
         try:
-            location = seq.writer().target_location()
+            writer = seq.writer()
+            location = writer.target_location()
+            table = str(writer.spec["table"]) if location is None and writer.type_name == "table" else ""
+            if table:
+                location = catalog_table_location(table, writer.spec.get("options"), warehouse)
         except (AssertionError, KeyError, TypeError, ValueError):  # an invalid target, already reported
             continue
         if location is not None:
-            out.append(Place(f"{seq.path}.target.path", location, True, seq.path))
+            out.append(Place(f"{seq.path}.target.{'table' if table else 'path'}", location, True, seq.path, table))
         quarantine = getattr(seq, "quarantine_writer", lambda: None)
         try:
             writer = quarantine()
@@ -473,9 +614,10 @@ def query_places(sequences: Iterable[Any]) -> list[Place]:
     return out
 
 
-def check_overlaps(sources: Iterable[Any], sequences: Iterable[Any], report: Any) -> None:
-    """Report (``report(config_path, message)``) every target overlapping another target or a read."""
+def check_overlaps(sources: Iterable[Any], sequences: Iterable[Any], report: Any, warehouse: str | None = None) -> None:
+    """Report (``report(config_path, message)``) every target overlapping another target or a read;
+    ``warehouse`` is the session's ``spark.sql.warehouse.dir``, where catalog tables keep their files."""
     sequences = list(sequences)
-    places = [*target_places(sequences), *source_places(sources), *query_places(sequences)]
+    places = [*target_places(sequences, warehouse), *source_places(sources), *query_places(sequences)]
     for place, message in overlaps(places):
         report(place.where, message)

@@ -28,6 +28,7 @@ from spark_job.targets import (
     canonical_jdbc_url,
     canonical_path,
     jdbc_subprotocol,
+    links_remembered,
 )
 
 if TYPE_CHECKING:
@@ -59,13 +60,13 @@ def place_of(spark: SparkSession, uri: str) -> tuple[Files, str] | None:
 
 def refuse_reading_target(df: DataFrame, target: str) -> None:
     """Spark refuses to overwrite a path its query reads; writing to a staging folder would bypass that."""
-    where = canonical_path(target)
-    for name in df.inputFiles():
-        if where.contains(canonical_path(name)):
-            raise ValueError(
-                f"the query reads {name}, inside the target {target} it overwrites: "
-                "write to another path, or read a copy"
-            )
+    with links_remembered():
+        where = canonical_path(target)
+        inside = next((name for name in df.inputFiles() if where.contains(canonical_path(name))), None)
+    if inside is not None:
+        raise ValueError(
+            f"the query reads {inside}, inside the target {target} it overwrites: write to another path, or read a copy"
+        )
 
 
 def dynamic_overwrite(spark: SparkSession, plan: WritePlan) -> bool:
@@ -376,7 +377,8 @@ class JdbcWriter(BaseWriter):
         url = self.spec.get("url")
         where = canonical_jdbc_url(url) if isinstance(url, str) else f"connection:{self.spec.get('connection')}"
         user = self.spec.get("user")
-        table = canonical_jdbc_table(url if isinstance(url, str) else "", str(self.spec["table"]), user)
+        options = self.spec.get("options") if isinstance(self.spec.get("options"), dict) else {}
+        table = canonical_jdbc_table(url if isinstance(url, str) else "", str(self.spec["table"]), user, options)
         return f"jdbc:{where}/{table}"
 
     def describe(self) -> dict[str, Any]:
