@@ -18,6 +18,21 @@ _SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "token", "signatu
 _SECRET_KEYS = frozenset(
     {"pwd", "pass", "pw", "sig", "accesskey", "accesskeyid", "secretkey", "privatekey", "key", "auth", "authorization"}
 )
+# ``OAuthPvtKey`` (BigQuery), ``AccountKey``, ``SharedKey``, ``sasKey``, ``MasterKey``: keys that are values.
+_SECRET_KEY_ENDINGS = (
+    "accesskey",
+    "secretkey",
+    "accountkey",
+    "pvtkey",
+    "privkey",
+    "privatekey",
+    "saskey",
+    "sharedkey",
+    "masterkey",
+    "encryptionkey",
+    "signingkey",
+    "clientkey",
+)
 # Parameters naming the user: not secret, but user info is stripped from what is shown all the same.
 _USER_KEYS = frozenset({"user", "username", "uid", "userid", "usr", "login"})
 
@@ -34,7 +49,9 @@ _REFERENCE = re.compile(r"\$\{[^}]*\}")
 _ANY_PAIR = re.compile(
     r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z][A-Za-z0-9_.\-]*)\s*=\s*(?P<value>\{(?:[^}]|\}\})*\}|[^;&(),\s]+)"
 )
-_LONE_USER_IS_SECRET = ("s3", "gs", "wasb", "abfs", "http", "git", "ftp")
+_LONE_USER_IS_SECRET = ("s3", "gs", "http", "git", "ftp")
+# ``abfss://container@account.dfs.core.windows.net/path``: the user info names a container, part of the place.
+_CONTAINER_IN_USERINFO = re.compile(r"(?:wasbs?|abfss?)://", re.IGNORECASE)
 
 
 def _normalised(key: str) -> str:
@@ -47,7 +64,7 @@ def is_credential_key(key: str) -> bool:
     norm = _normalised(key)
     if norm in _SECRET_KEYS:
         return True
-    if any(word in norm for word in _SECRET_WORDS) or norm.endswith(("accesskey", "secretkey", "accountkey")):
+    if any(word in norm for word in _SECRET_WORDS) or norm.endswith(_SECRET_KEY_ENDINGS):
         return True
     # Hadoop/Spark configuration keys: ``fs.azure.account.key.<account>``, ``fs.s3a.session.key``,
     # ``google.cloud.auth.service.account.json.keyfile.content``.
@@ -206,14 +223,23 @@ def _keep_params(text: str, separator: str) -> str:
     return separator.join(kept)
 
 
+def _drop_userinfo(head: str, keep_container: bool = False) -> str:
+    """``head`` without the user info of its authority; with ``keep_container``, an ADLS/WASB
+    container (``abfss://container@account...``) stays: it names a place, not a user."""
+    span = _userinfo(head)
+    if not span:
+        return head
+    if keep_container and _CONTAINER_IN_USERINFO.match(head) and ":" not in head[span[0] : span[1]]:
+        return head
+    return head[: span[0]] + head[span[1] + 1 :]
+
+
 def strip_credentials(url: str) -> str:
     """The URL without user info and without credential parameters: what may be shown, stored or made an Asset."""
     if not isinstance(url, str) or not url:
         return url
     head, query, fragment = _split_url(url)
-    span = _userinfo(head)
-    if span:
-        head = head[: span[0]] + head[span[1] + 1 :]
+    head = _drop_userinfo(head, keep_container=True)
     oracle = _ORACLE.search(head)
     if oracle:
         head = head[: oracle.start("userinfo")] + head[oracle.end("userinfo") :]
@@ -247,9 +273,7 @@ def port_problem(url: str) -> str | None:
     if not isinstance(url, str) or "${" in url:
         return None
     head, _, _ = _split_url(url)
-    span = _userinfo(head)
-    if span:
-        head = head[: span[0]] + head[span[1] + 1 :]
+    head = _drop_userinfo(head)
     oracle = _ORACLE.search(head)
     if oracle:
         head = head[: oracle.start("userinfo")] + head[oracle.end("userinfo") :]

@@ -60,6 +60,17 @@ CASES = [
         ["mp"],
     ),
     ("jdbc:mysql://address=(host=h)(password=pp)/db", "jdbc:mysql://address=(host=h)(password=***)/db", ["pp"]),
+    (
+        "jdbc:bigquery://https://www.googleapis.com/bigquery/v2:443;OAuthType=0;OAuthPvtKey=pk1;ProjectId=p",
+        "jdbc:bigquery://https://www.googleapis.com/bigquery/v2:443;OAuthType=0;ProjectId=p",
+        ["pk1"],
+    ),
+    ("wasbs://c:acctkey@acct.blob.core.windows.net/p", "wasbs://acct.blob.core.windows.net/p", ["acctkey"]),
+    (
+        "abfss://data@acct.dfs.core.windows.net/raw?sig=sg1",  # the container stays: it names the place
+        "abfss://data@acct.dfs.core.windows.net/raw",
+        ["sg1"],
+    ),
 ]
 
 
@@ -83,6 +94,8 @@ def test_credentials_are_found_and_stripped(url: str, shown: str, secrets: list[
         "/data/out",
         "relative/dir",
         "https://example.com/?page=2#top",
+        "abfss://data@acct.dfs.core.windows.net/raw/x",
+        "wasbs://logs@acct.blob.core.windows.net/2024",
     ],
 )
 def test_urls_without_credentials_are_unchanged(url: str) -> None:
@@ -129,6 +142,9 @@ def test_a_password_user_is_not_taken_for_a_lone_secret_on_jdbc() -> None:
         ("spark.hadoop.google.cloud.auth.service.account.json.keyfile.content", True),
         ("access_token", True),
         ("sig", True),
+        ("OAuthPvtKey", True),
+        ("sasKey", True),
+        ("SharedKey", True),
         ("user", False),
         ("databaseName", False),
         ("keyspace", False),
