@@ -215,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         why = "is empty" if not args.run_key.strip() else "needs --metrics-out or --state-dir for its commit log"
         print(f"sparkpipe: --run-key {why}; nothing was run", file=sys.stderr)
         return EXIT_CONFIG
+    outputs = {"--metrics-out": args.metrics_out, "--state-dir": args.state_dir}
+    if misplaced := outputs_inside_targets(config, outputs):
+        print(f"sparkpipe: {misplaced}; nothing was run", file=sys.stderr)
+        return EXIT_CONFIG
     if args.run_key:
         from spark_job.commit_log import RUN_KEY_ENV
 
@@ -239,6 +243,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if received:
         return 128 + received[0]
     return EXIT_OK if metrics["status"] == "succeeded" else EXIT_FAILED
+
+
+def outputs_inside_targets(config: PipelineConfig, outputs: dict[str, str | None]) -> str | None:
+    """Why a file the run writes besides its targets (the metrics, the commit log) cannot be where it
+    is: inside a target, which an overwrite replaces (the metrics would be lost, the commit log with
+    them, so that a retry would write everything again)."""
+    from spark_job.targets import canonical_path, links_remembered, target_places
+
+    with links_remembered():
+        targets = target_places(config.sequences, config.spark_conf.get("spark.sql.warehouse.dir"))
+        for option, value in outputs.items():
+            if not value:
+                continue
+            where = canonical_path(value)
+            for place in targets:
+                if place.location.contains(where):
+                    return (
+                        f"{option} {value} lies inside the target of {place.sequence} ({place.location.uri()}), "
+                        "which its write replaces: write it elsewhere"
+                    )
+    return None
 
 
 def show_plan(config: PipelineConfig, fmt: str, schemas: bool, master: str | None) -> int:

@@ -247,6 +247,8 @@ class Validator:
         self.problems: list[Problem] = []
         self.sub = Substitution({}, environ, resolve_env, self.report)
         self.unknown_vars = False
+        self.query_files: list[tuple[str, str]] = []
+        """(config path, file) of each query file read: no target may replace one."""
         self.suggestions = [50]  # budget of "did you mean" searches (each compares with every name)
 
     def report(self, path: str, message: str) -> None:
@@ -307,7 +309,14 @@ class Validator:
         if not self.unknown_vars:
             self.check_overrides(declared)
         warehouse = spark_conf.get("spark.sql.warehouse.dir")
-        check_overlaps(sources, sequences, self.report, warehouse if isinstance(warehouse, str) else None)
+        read_files = [("the config file", str(self.doc.file))] if self.doc.file else []
+        check_overlaps(
+            sources,
+            sequences,
+            self.report,
+            warehouse if isinstance(warehouse, str) else None,
+            [*read_files, *self.query_files],
+        )
         if isinstance(body.get("max_parallel"), int) and body["max_parallel"] < 1:
             self.report("max_parallel", "must be at least 1 (1 runs the sequences one after the other)")
         if self.problems:
@@ -671,6 +680,7 @@ class Validator:
             self.report(f"{path}.query_file", "is empty: give the file holding the query, relative to the config")
             return None
         file = Path(rel) if os.path.isabs(rel) else self.base_dir / rel
+        self.query_files.append((f"the query file of {path}", str(file)))
         try:
             text = read_text_file(file, "a query file")
         except UnreadableFile as exc:
@@ -694,6 +704,12 @@ class Validator:
                 f"{path}.query",
                 f"is a {analysis.not_query} statement, not a query: a sequence's SQL is one query (SELECT, WITH, "
                 "VALUES, TABLE, FROM ...) whose result the driver writes to the target",
+            )
+            return []
+        if analysis.unclosed:
+            self.report(
+                f"{path}.query",
+                f"{analysis.unclosed}: Spark cannot parse the query, and what follows hides what it reads",
             )
             return []
         if analysis.dynamic:

@@ -34,6 +34,9 @@ class QueryAnalysis:
     statements: int = 1
     not_query: str | None = None
     dynamic: bool = False
+    unclosed: str | None = None
+    """What is opened and never closed (a string, a comment, a quoted name) and on which line of the
+    query: Spark cannot parse such a text, and what follows the opening hides what the query reads."""
 
 
 # Tokens: whitespace and comments are dropped; a name is ("name", text), a keyword-like word too
@@ -75,6 +78,14 @@ class _GiveUp(Exception):
     pass
 
 
+class _Unclosed(_GiveUp):
+    """A string, comment or quoted name opened at ``at`` of ``text`` is never closed."""
+
+    def __init__(self, what: str, text: str, at: int, hint: str = "") -> None:
+        line = text.count("\n", 0, at) + 1
+        super().__init__(f"{what} opened on line {line} of the query is never closed{hint}")
+
+
 class _Dynamic(Exception):
     pass
 
@@ -109,12 +120,13 @@ _CACHED_QUERY_CHARS = 100_000
 def _analyse(query: str) -> QueryAnalysis:
     try:
         statements = _split_statements(_tokens(query))
-    except _GiveUp:
+    except _GiveUp as exc:
         # Not even tokens: still, a statement that is not a query says so in its first words.
         leading = _LEADING_WORD.match(query)
         word = leading.group(1).upper() if leading else ""
         not_query = None if not leading or word in _QUERY_WORDS or word == "WITH" else _words(leading)
-        return QueryAnalysis(frozenset(), frozenset(), parsed=False, not_query=not_query)
+        unclosed = str(exc) if isinstance(exc, _Unclosed) else None
+        return QueryAnalysis(frozenset(), frozenset(), parsed=False, not_query=not_query, unclosed=unclosed)
     for tokens in statements:
         if kind := _not_a_query(tokens):
             return QueryAnalysis(frozenset(), frozenset(), parsed=False, statements=len(statements), not_query=kind)
@@ -226,10 +238,10 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             end = text.find("\n", i)
             i = n if end < 0 else end + 1
         elif text.startswith("/*", i):
-            depth, i = 1, i + 2
+            depth, start, i = 1, i, i + 2
             while depth:
                 if i >= n:
-                    raise _GiveUp
+                    raise _Unclosed("a /* comment", text, start)
                 if text.startswith("/*", i):
                     depth, i = depth + 1, i + 2
                 elif text.startswith("*/", i):
@@ -279,7 +291,7 @@ def _string(text: str, i: int, quote: str, raw: bool) -> tuple[str, int]:
     if raw:
         end = text.find(quote, i + 1)
         if end < 0:
-            raise _GiveUp
+            raise _Unclosed(f"a raw string r{quote}", text, i - 1)
         return text[i + 1 : end], end + 1
     parts: list[str] = []
     j = i + 1
@@ -292,7 +304,7 @@ def _string(text: str, i: int, quote: str, raw: bool) -> tuple[str, int]:
         else:
             parts.append(text[j])
             j += 1
-    raise _GiveUp
+    raise _Unclosed(f"a string {quote}", text, i, f" (a {quote} inside a string is written \\{quote})")
 
 
 def _backquoted(text: str, i: int) -> tuple[str, int]:
@@ -306,7 +318,7 @@ def _backquoted(text: str, i: int) -> tuple[str, int]:
             return "".join(parts), j + 1
         parts.append(text[j])
         j += 1
-    raise _GiveUp
+    raise _Unclosed("a `quoted name`", text, i)
 
 
 def _split_statements(tokens: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:

@@ -444,6 +444,8 @@ class Place:
     sequence: str = ""
     table: str = ""
     """The catalog table stored at ``location``, for a table target."""
+    file: bool = False
+    """Whether this is a file the config itself reads (``where`` then says which: the config file...)."""
 
 
 def overlaps(places: Iterable[Place]) -> list[tuple[Place, str]]:
@@ -505,6 +507,9 @@ def _groups_to_compare(location: PathLocation, group: str, hdfs_groups: set[str]
 
 def _overlap_message(place: Place, other: Place) -> str | None:
     a, b = place.location, other.location
+    if other.file and place.writes and b.same_fs(a) and b.segments[: len(a.segments)] == a.segments:
+        held = "is" if a.segments == b.segments else "holds"
+        return f"writes {a.uri()}, which {held} {other.where} {b.uri()}: the write would delete it; write elsewhere"
     if a == b or (a.same_fs(b) and a.segments == b.segments):
         if place.writes and other.writes:
             if place.table and other.table and _same_table(place.table, other.table):
@@ -614,10 +619,29 @@ def query_places(sequences: Iterable[Any]) -> list[Place]:
     return out
 
 
-def check_overlaps(sources: Iterable[Any], sequences: Iterable[Any], report: Any, warehouse: str | None = None) -> None:
-    """Report (``report(config_path, message)``) every target overlapping another target or a read;
-    ``warehouse`` is the session's ``spark.sql.warehouse.dir``, where catalog tables keep their files."""
+def check_overlaps(
+    sources: Iterable[Any],
+    sequences: Iterable[Any],
+    report: Any,
+    warehouse: str | None = None,
+    read_files: Iterable[tuple[str, str]] = (),
+) -> None:
+    """Report (``report(config_path, message)``) every target overlapping another target or a read,
+    and every target that is a filesystem's root; ``warehouse`` is the session's
+    ``spark.sql.warehouse.dir``, where catalog tables keep their files; ``read_files`` are (what,
+    file) of the files the config itself reads (the config file, query files): no target may hold one.
+    """
     sequences = list(sequences)
-    places = [*target_places(sequences, warehouse), *source_places(sources), *query_places(sequences)]
-    for place, message in overlaps(places):
+    targets = target_places(sequences, warehouse)
+    for place in targets:
+        if not place.location.segments:
+            where = "bucket" if place.location.scheme not in ("", "file", "hdfs") else "filesystem"
+            report(
+                place.where,
+                f"{place.location.uri()} is the root of a {where}: an overwrite would replace everything in it; "
+                "give the target a folder of its own",
+            )
+    files = [Place(what, canonical_path(file), False, file=True) for what, file in read_files]
+    targets = [place for place in targets if place.location.segments]  # a root is reported above
+    for place, message in overlaps([*files, *targets, *source_places(sources), *query_places(sequences)]):
         report(place.where, message)

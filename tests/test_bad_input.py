@@ -178,6 +178,56 @@ CORPUS.update(
             ),
             "sequences[1].target.table: sparkpipe_leases holds the leases of JDBC targets",
         ),
+        "query string never closed": (
+            "p.yaml",
+            with_("sequences[1].query", "SELECT count(*) AS n\nFROM first WHERE day = '2024"),
+            "sequences[1].query: a string ' opened on line 2 of the query is never closed",
+        ),
+        "query comment never closed": (
+            "p.yaml",
+            with_("sequences[1].query", "SELECT count(*) AS n FROM first /* the total"),
+            "sequences[1].query: a /* comment opened on line 1 of the query is never closed",
+        ),
+        "target at a bucket root": (
+            "p.yaml",
+            with_("sequences[1].target", {"type": "parquet", "path": "s3a://lake"}),
+            "sequences[1].target.path: s3a://lake/ is the root of a bucket",
+        ),
+        "target at the filesystem root": (
+            "p.yaml",
+            with_("sequences[1].target", {"type": "parquet", "path": "file:///"}),
+            "sequences[1].target.path: file:/ is the root of a filesystem",
+        ),
+        "target on the HDFS default port spelt two ways": (
+            "p.yaml",
+            with_(
+                "sequences",
+                [
+                    {
+                        "name": "a",
+                        "query": "SELECT 1 AS x",
+                        "target": {"type": "parquet", "path": "hdfs://nn:8020/lake/a"},
+                    },
+                    {"name": "b", "query": "SELECT 2 AS x", "target": {"type": "parquet", "path": "hdfs://NN/lake/a/"}},
+                ],
+            ),
+            "sequences[1].target: writes the same target as sequences[0]",
+        ),
+        "catalog table and the path of its files": (
+            "p.yaml",
+            with_(
+                "sequences",
+                [
+                    {"name": "a", "query": "SELECT 1 AS x", "target": {"type": "table", "table": "lake.events"}},
+                    {
+                        "name": "b",
+                        "query": "SELECT 2 AS x",
+                        "target": {"type": "parquet", "path": "/wh/lake.db/events"},
+                    },
+                ],
+            ).replace(b"app_name: v", b"app_name: v\nspark_conf: {spark.sql.warehouse.dir: /wh}"),
+            "where the catalog table lake.events of sequences[0] keeps its files",
+        ),
     }
 )
 
@@ -228,6 +278,26 @@ print(json.dumps({"results": results, "pyspark": "pyspark" in sys.modules}))
             failures.append(f"{r['name']}: exit {r['code']}, stderr {r['stderr'][:400]!r}")
     assert not failures, "\n".join(failures)
     assert not Path(OUT).exists()
+
+
+def test_run_outputs_inside_a_target_are_refused_before_spark(tmp_path: Path) -> None:
+    """The metrics file and the commit log would go with the target's old data when it is replaced."""
+    config = tmp_path / "p.yaml"
+    config.write_text(BASE.replace("/out/", f"{tmp_path}/out/"))
+    for option, value in [
+        ("--metrics-out", f"{tmp_path}/out/first/metrics.json"),
+        ("--state-dir", f"file://{tmp_path}/out/second/"),
+    ]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "spark_job", "run", "--config", str(config), option, value],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert f"sparkpipe: {option} {value} lies inside the target of sequences[" in proc.stderr
+        assert "which its write replaces: write it elsewhere; nothing was run" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
 
 
 # -- fuzzing ------------------------------------------------------------------------------------

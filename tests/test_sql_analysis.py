@@ -222,8 +222,6 @@ def test_long_runs_of_parentheses_cost_linear_time() -> None:
     [
         "SELECT * FROM (SELECT 1",  # unbalanced
         "SELECT * FROM a)",
-        "SELECT 'unterminated FROM b",
-        "SELECT * FROM a /* unterminated",
         "SELECT * FROM WHERE x = 1",  # FROM without a table
         "SELECT * FROM",
         "WITH x AS SELECT 1",
@@ -231,6 +229,38 @@ def test_long_runs_of_parentheses_cost_linear_time() -> None:
 )
 def test_what_it_cannot_follow_is_left_to_spark(query: str) -> None:
     assert analyse_query(query) == QueryAnalysis(frozenset(), frozenset(), parsed=False)
+
+
+@pytest.mark.parametrize(
+    ("query", "unclosed"),
+    [
+        ("SELECT 'unterminated FROM b", "a string ' opened on line 1 of the query is never closed (a ' inside"),
+        ("SELECT *\nFROM a /* unterminated", "a /* comment opened on line 2 of the query is never closed"),
+        ("SELECT 1 /* a /* nested */ comment", "a /* comment opened on line 1"),  # Spark nests them
+        ('SELECT\n\n"x FROM b', 'a string " opened on line 3'),
+        ("SELECT r'C:\\ FROM b", "a raw string r' opened on line 1"),
+        ("SELECT * FROM `odd name", "a `quoted name` opened on line 1"),
+    ],
+)
+def test_what_is_opened_and_never_closed_is_named_with_its_line(query: str, unclosed: str) -> None:
+    """Spark cannot parse it, and the scanner cannot see past it what the query reads: a config error."""
+    analysis = analyse_query(query)
+    assert not analysis.parsed and analysis.unclosed is not None and analysis.unclosed.startswith(unclosed)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT 'it''s' AS x",  # adjacent literals
+        "SELECT 'a -- b' AS x FROM t -- it's a comment",
+        'SELECT "/* not a comment" AS x /* it\'s */',
+        "SELECT `a``b` FROM t",
+        "SELECT 'a\\'b' AS x",
+        "SELECT r'C:\\' AS p",
+    ],
+)
+def test_quotes_and_comments_that_close_are_not_reported(query: str) -> None:
+    assert analyse_query(query).unclosed is None
 
 
 # Generated queries. -------------------------------------------------------------------------------

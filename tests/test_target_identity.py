@@ -312,3 +312,27 @@ def test_canonical_urls_drop_credentials_and_parameters() -> None:
     )
     assert canonical_jdbc_url("jdbc:mysql://u:secret@h/db") == "jdbc:mysql://h:3306/db"
     assert canonical_jdbc_url("jdbc:oracle:thin:scott/secret@h:1521:orcl") == "jdbc:oracle://h:1521/orcl"
+
+
+def test_a_target_holding_the_config_or_a_query_file_is_refused(tmp_path: Path) -> None:
+    """The files the config reads are data too: an overwrite of the folder holding them deletes them."""
+    (tmp_path / "sql").mkdir()
+    (tmp_path / "sql" / "q.sql").write_text("SELECT 1 AS x")
+    (tmp_path / "conf").mkdir()
+    config = tmp_path / "conf" / "pipeline.yaml"
+    config.write_text(
+        "app_name: p\nsources: {}\nsequences:\n"
+        f"  - {{name: a, query_file: ../sql/q.sql, target: {{type: parquet, path: '{tmp_path}/sql'}}}}\n"
+        f"  - {{name: b, query: SELECT 2 AS x, target: {{type: parquet, path: 'file://{tmp_path}/conf/'}}}}\n"
+        f"  - {{name: c, query: SELECT 3 AS x, target: {{type: parquet, path: '{tmp_path}/out'}}}}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    found = [f"{p.path}: {p.message}" for p in err.value.problems]
+    assert found[:2] == [
+        f"sequences[0].target.path: writes {tmp_path}/sql, which holds the query file of sequences[0] "
+        f"{tmp_path}/sql/q.sql: the write would delete it; write elsewhere",
+        f"sequences[1].target.path: writes file:{tmp_path}/conf, which holds the config file {config}: the write "
+        "would delete it; write elsewhere",
+    ]
+    assert len(found) == 2
