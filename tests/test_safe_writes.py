@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from spark_job.io.filesystems import local_path
 from spark_job.io.swap import staging_table
 
 from .conftest import POSTGRES_JAR, Postgres
@@ -385,6 +387,32 @@ def test_a_second_run_on_a_busy_path_target_fails_naming_the_first(spark: Any, t
     assert third.returncode == 0, third.stderr[-3000:]
     assert sorted(r.slept for r in spark.read.parquet(str(target)).collect()) == ["second"] * 3
     assert beside(target) == ["busy"]
+
+
+def test_a_second_run_on_a_busy_catalog_table_fails_naming_the_first(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table of the session catalog has no staging (the catalog's own semantics), but it has a lease:
+    this test's session holds it for one spelling while a real driver writes another."""
+    warehouse = str(spark.conf.get("spark.sql.warehouse.dir"))
+    name = f"busy_{time.monotonic_ns()}"
+    monkeypatch.setenv("SPARKPIPE_RUN_KEY", "backfill-01")
+    held = writer_for({"type": "table", "table": f"spark_catalog.default.{name}"}).stage(spark.range(3))
+    config = big_write({"type": "table", "table": f"`{name.upper()}`"}, "SELECT id FROM range(2)")
+    config["spark_conf"]["spark.sql.warehouse.dir"] = warehouse
+    try:
+        second = run_to_end(tmp_path, config, {"SPARKPIPE_RUN_KEY": "backfill-02"})
+        assert second.returncode == 1, second.stderr[-3000:]
+        assert f"table `{name.upper()}`" in second.stderr
+        assert "is being written by run 'backfill-01'" in second.stderr and f"pid {os.getpid()}" in second.stderr
+        assert not list(Path(local_path(warehouse)).glob(f"{name}*"))  # the second wrote nothing
+    finally:
+        held.discard()
+    third = run_to_end(tmp_path, config, {"SPARKPIPE_RUN_KEY": "backfill-03"})
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert spark.read.parquet(f"{warehouse}/{name}").count() == 2
+    assert sorted(p.name for p in Path(local_path(warehouse)).iterdir() if name in p.name) == [name]
+    shutil.rmtree(Path(local_path(warehouse)) / name)
 
 
 @pytest.mark.parametrize("lease", ["advisory", "table"])

@@ -340,8 +340,10 @@ class Lease:
 class PathLease(Lease):
     """The lease of one path target: claim files ``.<name>.sparkpipe-lease.*.claim`` beside it."""
 
-    def __init__(self, files: Files, target: str, spark: Any, ttl_s: float = LEASE_TTL_S) -> None:
-        super().__init__(None, target, spark, ttl_s)
+    def __init__(
+        self, files: Files, target: str, spark: Any, ttl_s: float = LEASE_TTL_S, label: str | None = None
+    ) -> None:
+        super().__init__(None, label or target, spark, ttl_s)
         self.marker = ClaimMarker(files, target, self.holder.token)
 
 

@@ -29,6 +29,7 @@ from spark_job.targets import (
     canonical_path,
     jdbc_subprotocol,
     links_remembered,
+    split_identifier,
 )
 
 if TYPE_CHECKING:
@@ -408,6 +409,44 @@ class TableWriter(BaseWriter):
 
     def target_key(self) -> str:
         return "table:" + canonical_catalog_table(str(self.spec["table"]))
+
+    def stage(self, df: DataFrame) -> StagedWrite:
+        """Nothing is staged (the catalog's own semantics), but one run at a time writes a table of the
+        session catalog: the lease is taken now and held until the write has ended."""
+        plan = self.plan()
+        lease = self.lease(df.sparkSession)
+        if lease is None:
+            return StagedWrite(lambda: self.save(df, plan))
+        lease.acquire()
+
+        def commit() -> None:
+            try:
+                lease.verify()
+                self.save(df, plan)
+            finally:
+                lease.release()
+
+        return StagedWrite(commit, lease.release)
+
+    def lease(self, spark: SparkSession) -> PathLease | None:
+        """The lease of a session-catalog table: claims beside ``<database location>/<table>``, so runs
+        writing one table by any spelling meet there. None for other catalogs (their tables have their
+        own commit protocol), a database Spark does not know (the write then fails on its own), or a
+        location this client cannot reach (a Spark Connect client and a remote filesystem)."""
+        parts = [part.lower() for part, _ in split_identifier(str(self.spec["table"]))]
+        if len(parts) == 3 and parts[0] != "spark_catalog":
+            return None
+        name = parts[-1]
+        try:
+            database = parts[-2] if len(parts) > 1 else spark.catalog.currentDatabase()
+            location = str(spark.catalog.getDatabase(database).locationUri).rstrip("/")
+        except Exception:
+            return None
+        place = place_of(spark, f"{location}/{name}") if name and "/" not in name else None
+        if place is None:
+            return None
+        files, target = place
+        return PathLease(files, target, spark, label=f"table {self.spec['table']} ({target})")
 
     def plan(self) -> WritePlan:
         return WritePlan(
