@@ -483,3 +483,43 @@ def test_a_lease_table_that_cannot_be_created_says_what_to_do(
     ):
         lease.acquire()
     lease.release()
+
+
+@pytest.mark.parametrize("lease_kind", ["advisory", "table"])
+@pytest.mark.parametrize("target_settings", [{"atomic": False}, {"mode": "error"}], ids=["atomic false", "mode error"])
+def test_a_jdbc_write_without_staging_holds_the_lease_too(
+    spark: Any, postgres: Any, monkeypatch: pytest.MonkeyPatch, lease_kind: str, target_settings: dict[str, Any]
+) -> None:
+    """Spark writes the table itself (no staging table), but one run at a time: the lease is held
+    from stage to the end of the write, as for a staged write."""
+    from spark_job.io import writers
+
+    with postgres.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS public.direct_t")
+        conn.execute("DROP TABLE IF EXISTS public.sparkpipe_leases")
+    spec = {
+        "type": "jdbc",
+        "url": postgres.jdbc_url,
+        "table": "public.direct_t",
+        "user": postgres.user,
+        "password": postgres.password,
+        "lease": lease_kind,
+        **target_settings,
+    }
+    writer_class = writers.get("jdbc")
+    assert writer_class is not None
+    monkeypatch.setenv("SPARKPIPE_RUN_KEY", "run-a")
+    first = writer_class(dict(spec)).stage(spark.range(3))
+    monkeypatch.setenv("SPARKPIPE_RUN_KEY", "run-b")
+    with pytest.raises(TargetBusy, match=r"public.direct_t is being written by .*run-a"):
+        writer_class(dict(spec)).stage(spark.range(5))
+    first.commit()
+    with postgres.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM public.direct_t").fetchone() == (3,)
+        if lease_kind == "table":
+            assert conn.execute("SELECT count(*) FROM public.sparkpipe_leases").fetchone() == (0,)
+        conn.execute("DROP TABLE public.direct_t")
+    second = writer_class(dict(spec)).stage(spark.range(5))  # free again
+    second.commit()
+    with postgres.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM public.direct_t").fetchone() == (5,)

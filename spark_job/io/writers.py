@@ -325,7 +325,7 @@ class JdbcWriter(BaseWriter):
         """
         plan = self.plan()
         spark = df.sparkSession
-        if not self.stages(spark):
+        if not self.leases(spark):
             return StagedWrite(lambda: self.save(df, plan))
         swap = JdbcSwap(spark, plan.options)
         conn = swap.connect()
@@ -338,6 +338,17 @@ class JdbcWriter(BaseWriter):
             else:
                 lease = TableLease(swap.connect(), self.target_key(), table, spark)
             lease.acquire()
+            if not self.stages(spark):  # Spark writes the table itself (atomic: false, error, ignore)
+                held = lease
+
+                def direct() -> None:
+                    try:
+                        held.verify()
+                        self.save(df, plan)
+                    finally:
+                        self._end(swap, conn, held, drop=False)
+
+                return StagedWrite(direct, lambda: self._end(swap, conn, held, drop=False))
             staged_options = {k: v for k, v in plan.options.items() if k != "truncate"}
             staged_options["dbtable"] = swap.staging
             self.save(df, dataclasses.replace(plan, mode="overwrite", options=staged_options))
@@ -354,12 +365,12 @@ class JdbcWriter(BaseWriter):
         return StagedWrite(commit, lambda: self._end(swap, conn, lease))
 
     def stages(self, spark: SparkSession) -> bool:
-        return not (
-            self.mode not in ("overwrite", "append")
-            or self.spec.get("atomic") is False
-            or not plain_table_name(str(self.spec["table"]))
-            or is_connect_session(spark)
-        )
+        return self.leases(spark) and not (self.mode not in ("overwrite", "append") or self.spec.get("atomic") is False)
+
+    def leases(self, spark: SparkSession) -> bool:
+        """Whether a lease guards the write: a plain table name (its lease table's schema is known)
+        written through this session's JVM (a Spark Connect client has none)."""
+        return plain_table_name(str(self.spec["table"])) and not is_connect_session(spark)
 
     @staticmethod
     def _end(swap: JdbcSwap, conn: Any, lease: Lease | PostgresLease | None, drop: bool = True) -> None:
