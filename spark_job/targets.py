@@ -21,6 +21,8 @@ from urllib.parse import unquote, urlsplit
 # possibly the same place as a file: or hdfs: path with the same segments (see ``PathLocation.same_fs``).
 DEFAULT_FS_SCHEMES = frozenset({"file", "hdfs"})
 _SCHEME_ALIASES = {"s3n": "s3a", "s3": "s3a", "gcs": "gs"}
+_RESERVED = re.compile(r"\..+\.sparkpipe-(?:staging|previous|lease)")
+"""What the staged writes and leases name beside a target (``spark_job.io.swap``, ``spark_job.io.leases``)."""
 _HADOOP_DEFAULT_PORTS = {"hdfs": 8020, "webhdfs": 9870, "swebhdfs": 9871}
 """The port a URI without one reaches (the NameNode's RPC and HTTP ports of Hadoop 3)."""
 _GLOB_CHARS = re.compile(r"[*?\[\]{}\\]")
@@ -640,6 +642,12 @@ def check_overlaps(
                 place.where,
                 f"{place.location.uri()} is the root of a {where}: an overwrite would replace everything in it; "
                 "give the target a folder of its own",
+            )
+        elif _RESERVED.match(place.location.segments[-1]):
+            report(
+                place.where,
+                f"{place.location.uri()} has the name of the folders and files sparkpipe keeps beside a target "
+                "(.<name>.sparkpipe-staging, -previous, -lease): another target's write would replace it; rename it",
             )
     files = [Place(what, canonical_path(file), False, file=True) for what, file in read_files]
     targets = [place for place in targets if place.location.segments]  # a root is reported above

@@ -198,6 +198,11 @@ CORPUS.update(
             with_("sequences[1].target", {"type": "parquet", "path": "file:///"}),
             "sequences[1].target.path: file:/ is the root of a filesystem",
         ),
+        "target named like the staging of another": (
+            "p.yaml",
+            with_("sequences[1].target", {"type": "parquet", "path": "/out/.first.sparkpipe-staging"}),
+            "has the name of the folders and files sparkpipe keeps beside a target",
+        ),
         "target on the HDFS default port spelt two ways": (
             "p.yaml",
             with_(
