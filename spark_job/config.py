@@ -29,7 +29,7 @@ from spark_job.graph import SequenceGraph
 from spark_job.io import BaseReader, BaseWriter, readers, writers
 from spark_job.quality import Expectation, parse_expectations
 from spark_job.sql import analyse_query
-from spark_job.targets import check_overlaps, links_remembered
+from spark_job.targets import check_overlaps, default_filesystem, links_remembered
 from spark_job.urls import is_credential_key, port_problem, strip_credentials, url_credentials
 from spark_job.variables import ExpansionLimit, Substitution, escape, resolve_vars, suggest
 
@@ -304,19 +304,21 @@ class Validator:
                 "Spark's own substitution would expand ${env:...} and ${system:...} in the SQL text, values "
                 "of vars included: remove the key (the driver sets it to false) and use vars",
             )
-        sources = self.build_sources(body.get("sources"))
-        sequences = self.build_sequences(body.get("sequences"), sources)
-        if not self.unknown_vars:
-            self.check_overrides(declared)
-        warehouse = spark_conf.get("spark.sql.warehouse.dir")
-        read_files = [("the config file", str(self.doc.file))] if self.doc.file else []
-        check_overlaps(
-            sources,
-            sequences,
-            self.report,
-            warehouse if isinstance(warehouse, str) else None,
-            [*read_files, *self.query_files],
-        )
+        default_fs = spark_conf.get("spark.hadoop.fs.defaultFS", spark_conf.get("spark.hadoop.fs.default.name"))
+        with default_filesystem(default_fs if isinstance(default_fs, str) else None):
+            sources = self.build_sources(body.get("sources"))
+            sequences = self.build_sequences(body.get("sequences"), sources)
+            if not self.unknown_vars:
+                self.check_overrides(declared)
+            warehouse = spark_conf.get("spark.sql.warehouse.dir")
+            read_files = [("the config file", str(self.doc.file))] if self.doc.file else []
+            check_overlaps(
+                sources,
+                sequences,
+                self.report,
+                warehouse if isinstance(warehouse, str) else None,
+                [*read_files, *self.query_files],
+            )
         if isinstance(body.get("max_parallel"), int) and body["max_parallel"] < 1:
             self.report("max_parallel", "must be at least 1 (1 runs the sequences one after the other)")
         if self.problems:

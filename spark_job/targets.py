@@ -6,6 +6,7 @@ Standard library only: the Airflow provider validates configs with it at DAG par
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import os
 import posixpath
@@ -90,6 +91,11 @@ def canonical_path(path: str, cwd: str | None = None) -> PathLocation:
             rest += "#" + parts.fragment
     else:
         authority, rest = "", path
+        default = _default_fs.get()
+        if default is not None:  # the session's fs.defaultFS names the filesystem of such a path
+            scheme, authority = default
+            if scheme != "file" and not rest.startswith("/"):
+                rest = posixpath.join(_hadoop_home(), rest)
     scheme = _SCHEME_ALIASES.get(scheme, scheme)
     if scheme == "file":
         # file:/a, file:///a and file://localhost/a are one place; a relative file: path is local too.
@@ -110,6 +116,37 @@ def canonical_path(path: str, cwd: str | None = None) -> PathLocation:
     if scheme in ("", "file") and not authority:
         segments = _resolve_links(segments)
     return PathLocation(scheme, authority, tuple(segments))
+
+
+_default_fs: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("default_fs", default=None)
+
+
+@contextlib.contextmanager
+def default_filesystem(uri: str | None) -> Iterator[None]:
+    """Paths without a scheme are on ``uri`` (the config's ``spark.hadoop.fs.defaultFS``) while this
+    lasts; without one, they may be on the local disk or HDFS (see ``PathLocation.same_fs``)."""
+    token = None
+    if uri and "${" not in uri:
+        parts = urlsplit(uri)
+        if parts.scheme and len(parts.scheme) > 1:
+            scheme = _SCHEME_ALIASES.get(parts.scheme.lower(), parts.scheme.lower())
+            authority = parts.netloc.lower()
+            token = _default_fs.set((scheme, "" if scheme == "file" and authority in ("", "localhost") else authority))
+    try:
+        yield
+    finally:
+        if token is not None:
+            _default_fs.reset(token)
+
+
+def _hadoop_home() -> str:
+    """Where Hadoop resolves a relative path on a remote default filesystem: ``/user/<user>``."""
+    user = os.environ.get("HADOOP_USER_NAME")
+    if not user:
+        import getpass
+
+        user = getpass.getuser()
+    return f"/user/{user}"
 
 
 _PATH_MAX = 4096
@@ -511,7 +548,8 @@ def _overlap_message(place: Place, other: Place) -> str | None:
     a, b = place.location, other.location
     if other.file and place.writes and b.same_fs(a) and b.segments[: len(a.segments)] == a.segments:
         held = "is" if a.segments == b.segments else "holds"
-        return f"writes {a.uri()}, which {held} {other.where} {b.uri()}: the write would delete it; write elsewhere"
+        file = b.uri().removeprefix("file:")
+        return f"writes {a.uri()}, which {held} {other.where} {file}: the write would delete it; write elsewhere"
     if a == b or (a.same_fs(b) and a.segments == b.segments):
         if place.writes and other.writes:
             if place.table and other.table and _same_table(place.table, other.table):
@@ -649,7 +687,10 @@ def check_overlaps(
                 f"{place.location.uri()} has the name of the folders and files sparkpipe keeps beside a target "
                 "(.<name>.sparkpipe-staging, -previous, -lease): another target's write would replace it; rename it",
             )
-    files = [Place(what, canonical_path(file), False, file=True) for what, file in read_files]
+    # Files the config reads are on this machine's disk, whatever the session's default filesystem.
+    files = [
+        Place(what, canonical_path("file:" + os.path.abspath(file)), False, file=True) for what, file in read_files
+    ]
     targets = [place for place in targets if place.location.segments]  # a root is reported above
     for place, message in overlaps([*files, *targets, *source_places(sources), *query_places(sequences)]):
         report(place.where, message)

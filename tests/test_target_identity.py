@@ -336,3 +336,36 @@ def test_a_target_holding_the_config_or_a_query_file_is_refused(tmp_path: Path) 
         "would delete it; write elsewhere",
     ]
     assert len(found) == 2
+
+
+def test_paths_without_a_scheme_are_on_the_default_filesystem_the_config_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``spark.hadoop.fs.defaultFS`` decides where ``/lake/x`` is: the same place as ``s3a://lake-bucket/lake/x``
+    then, and relative paths are under Hadoop's home folder there; the config file stays local."""
+    monkeypatch.setenv("HADOOP_USER_NAME", "etl")
+    config = pipeline(
+        [
+            parquet("/lake/x"),
+            parquet("s3://LAKE-bucket/lake/x/"),
+            parquet("out"),
+            parquet("s3a://lake-bucket/user/etl/out"),
+        ]
+    )
+    config["spark_conf"] = {"spark.hadoop.fs.defaultFS": "s3a://lake-bucket"}
+    found = problems(config)
+    assert [f.split(":")[0] for f in found] == ["sequences[1].target", "sequences[3].target"]
+    assert all("writes the same target as sequences[" in f for f in found)
+    # Without it, /lake/x may be on the local disk or on HDFS, not on S3.
+    del config["spark_conf"]
+    assert load_config(config).sequences
+    # The config file is on the local disk even when the default filesystem is not.
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "app_name: p\nspark_conf: {spark.hadoop.fs.defaultFS: 'hdfs://nn:8020'}\nsources: {}\nsequences:\n"
+        f"  - {{name: a, query: SELECT 1 AS x, target: {{type: parquet, path: '{tmp_path}'}}}}\n"
+    )
+    assert load_config(path).sequences  # hdfs://nn/<tmp_path> does not hold the local p.yaml
+    path.write_text(path.read_text().replace("'hdfs://nn:8020'", "'file:///'"))
+    [found_one] = [f"{p.path}: {p.message}" for p in pytest.raises(ConfigError, load_config, path).value.problems]
+    assert "which holds the config file" in found_one
