@@ -367,5 +367,7 @@ def test_paths_without_a_scheme_are_on_the_default_filesystem_the_config_sets(
     )
     assert load_config(path).sequences  # hdfs://nn/<tmp_path> does not hold the local p.yaml
     path.write_text(path.read_text().replace("'hdfs://nn:8020'", "'file:///'"))
-    [found_one] = [f"{p.path}: {p.message}" for p in pytest.raises(ConfigError, load_config, path).value.problems]
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    [found_one] = [f"{p.path}: {p.message}" for p in err.value.problems]
     assert "which holds the config file" in found_one
