@@ -276,7 +276,12 @@ def _host_port(text: str, default: int | None) -> str:
         host, _, port = text.partition(":")
     if not port and default is not None:
         port = str(default)
+    host = "localhost" if host in _LOOPBACK else host
     return f"{host}:{port}" if port else host
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "[::1]", "::1", "localhost.localdomain"})
+"""Names of this machine's loopback interface: one server, however a URL spells it."""
 
 
 def canonical_jdbc_url(url: str) -> str:
@@ -428,6 +433,22 @@ def canonical_jdbc_table(url: str, table: str, user: str | None = None, params: 
         if schema is not None:
             parts.insert(0, schema.lower() if folding == "insensitive" else schema)
     return join_identifier(parts)
+
+
+def jdbc_table_identity(url: str, table: str, user: str | None = None, params: dict[str, Any] | None = None) -> str:
+    """One string per database table, however the URL and the name spell it: the server, then the
+    table as :func:`canonical_jdbc_table` folds it. Where a qualified name reaches another database of
+    the same server (MySQL's schema is its database; SQL Server's ``db.schema.table``), the URL's
+    database gives way to the name's."""
+    sub = jdbc_subprotocol(url)
+    where = canonical_jdbc_url(url)
+    name = canonical_jdbc_table(url, table, user, params)
+    if sub in ("mysql", "mariadb"):
+        where = where.rsplit("/", 1)[0]  # the table's schema (filled from the URL's database) says which
+    elif sub == "sqlserver" and len(split_identifier(table)) == 3:
+        database, _, name = name.partition(".")
+        where = f"{where.rsplit('/', 1)[0]}/{database}"
+    return f"jdbc:{where}/{name}"
 
 
 def jdbc_identifier_limit(url: str) -> int:
@@ -659,6 +680,32 @@ def query_places(sequences: Iterable[Any]) -> list[Place]:
     return out
 
 
+def _check_jdbc_reads(sources: list[Any], sequences: list[Any], report: Any) -> None:
+    """A JDBC target overwritten while a JDBC source reads the same table: Spark drops or empties the
+    table before the rows are read (without staging), so nothing would be left. Reported as for paths."""
+    read: dict[str, str] = {}
+    for source in sources:
+        spec = getattr(source, "spec", {})
+        if spec.get("type") == "jdbc" and isinstance(spec.get("url"), str) and isinstance(spec.get("table"), str):
+            read.setdefault(jdbc_table_identity(spec["url"], spec["table"], spec.get("user")), source.path)
+    if not read:
+        return
+    for seq in sequences:
+        target = seq.target if isinstance(seq.target, dict) else {}
+        if target.get("type") != "jdbc" or target.get("mode", "overwrite") != "overwrite":
+            continue
+        try:
+            key = seq.writer().target_key()
+        except (AssertionError, KeyError, TypeError, ValueError):
+            continue
+        if key in read:
+            report(
+                f"{seq.path}.target",
+                f"overwrites {target.get('table')}, which {read[key]} reads: a target cannot be a table the "
+                "pipeline reads (write another table; append is allowed)",
+            )
+
+
 def check_overlaps(
     sources: Iterable[Any],
     sequences: Iterable[Any],
@@ -672,6 +719,8 @@ def check_overlaps(
     file) of the files the config itself reads (the config file, query files): no target may hold one.
     """
     sequences = list(sequences)
+    sources = list(sources)
+    _check_jdbc_reads(sources, sequences, report)
     targets = target_places(sequences, warehouse)
     for place in targets:
         if not place.location.segments:

@@ -116,6 +116,15 @@ SAME_TABLES = [
         jdbc("jdbc:db2://h/shop", "SALES.ORDERS"),
     ),
     (jdbc("jdbc:h2:tcp://h/shop;SCHEMA=sales", "orders"), jdbc("jdbc:h2:tcp://h/shop", "SALES.ORDERS")),
+    # another database of the same server, named in the table
+    (jdbc("jdbc:mysql://h/shop", "orders"), jdbc("jdbc:mysql://h/other", "shop.Orders")),
+    (
+        jdbc("jdbc:sqlserver://h;databaseName=shop", "orders"),
+        jdbc("jdbc:sqlserver://h;databaseName=x", "shop.dbo.orders"),
+    ),
+    # the loopback interface, however it is named
+    (jdbc("jdbc:postgresql://localhost/shop", "orders"), jdbc("jdbc:postgresql://127.0.0.1:5432/shop", "orders")),
+    (jdbc("jdbc:mysql://[::1]/shop", "orders"), jdbc("jdbc:mysql://localhost:3306/shop", "orders")),
 ]
 
 
@@ -138,9 +147,13 @@ def test_distinct_database_tables_stay_distinct() -> None:
             jdbc("jdbc:oracle:thin:@h:1521:ORCL", "orders", user="scott"),
             jdbc("jdbc:postgresql://h/shop?currentSchema=sales", "orders"),  # sales.orders, not public.orders
             jdbc("jdbc:postgresql://h/shop", "orders", options={"currentSchema": "stock"}),
+            jdbc("jdbc:mysql://h/shop", "orders"),
+            jdbc("jdbc:mysql://h/other", "orders"),  # other.orders
+            jdbc("jdbc:sqlserver://h;databaseName=shop", "orders"),
+            jdbc("jdbc:sqlserver://h;databaseName=shop", "sales.dbo.orders"),
         ]
     )
-    assert len(load_config(config).sequences) == 9
+    assert len(load_config(config).sequences) == 13
 
 
 @pytest.mark.parametrize("spelling", ["default.events", "spark_catalog.default.events", "`default`.`Events`", "EVENTS"])
@@ -371,3 +384,16 @@ def test_paths_without_a_scheme_are_on_the_default_filesystem_the_config_sets(
         load_config(path)
     [found_one] = [f"{p.path}: {p.message}" for p in err.value.problems]
     assert "which holds the config file" in found_one
+
+
+def test_a_jdbc_target_overwriting_a_table_a_source_reads_is_refused() -> None:
+    """Spark drops or empties the table before it reads the rows (without staging): nothing would be left."""
+    sources = {"o": {"type": "jdbc", "url": "jdbc:postgresql://h/shop", "table": "public.orders", "alias": "o"}}
+    reads = ["SELECT * FROM o"] * 2
+    targets = [jdbc("jdbc:postgresql://h:5432/shop", "ORDERS", atomic=False), jdbc("jdbc:postgresql://h/shop", "copy")]
+    assert problems(pipeline(targets, sources, reads)) == [
+        "sequences[0].target: overwrites ORDERS, which sources.o reads: a target cannot be a table the pipeline "
+        "reads (write another table; append is allowed)"
+    ]
+    targets[0]["mode"] = "append"  # adding to what is read is fine
+    assert load_config(pipeline(targets, sources, reads)).sequences

@@ -25,9 +25,9 @@ from spark_job.io.swap import JdbcSwap, PathSwap, jdbc_driver, plain_table_name
 from spark_job.targets import (
     canonical_catalog_table,
     canonical_jdbc_table,
-    canonical_jdbc_url,
     canonical_path,
     jdbc_subprotocol,
+    jdbc_table_identity,
     links_remembered,
     split_identifier,
 )
@@ -387,11 +387,12 @@ class JdbcWriter(BaseWriter):
 
     def target_key(self) -> str:
         url = self.spec.get("url")
-        where = canonical_jdbc_url(url) if isinstance(url, str) else f"connection:{self.spec.get('connection')}"
         user = self.spec.get("user")
         options = self.spec.get("options") if isinstance(self.spec.get("options"), dict) else {}
-        table = canonical_jdbc_table(url if isinstance(url, str) else "", str(self.spec["table"]), user, options)
-        return f"jdbc:{where}/{table}"
+        if isinstance(url, str):
+            return jdbc_table_identity(url, str(self.spec["table"]), user, options)
+        table = canonical_jdbc_table("", str(self.spec["table"]), user, options)
+        return f"jdbc:connection:{self.spec.get('connection')}/{table}"
 
     def describe(self) -> dict[str, Any]:
         from spark_job.urls import strip_credentials
