@@ -44,7 +44,7 @@ def read_text_file(path: str | os.PathLike[str], what: str = "a file", limit: in
     """
     name = os.fspath(path)
     if not name:
-        raise UnreadableFile(name, "the path is empty: give a file name")
+        raise UnreadableFile(name, f"the path of {what} is empty: give a file name")
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         fd = os.open(name, flags)

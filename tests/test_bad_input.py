@@ -285,6 +285,14 @@ print(json.dumps({"results": results, "pyspark": "pyspark" in sys.modules}))
     assert not Path(OUT).exists()
 
 
+def test_an_empty_config_path_says_which_path_is_empty() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "spark_job", "validate", "--config", ""], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == "the path of a config is empty: give a file name"
+
+
 def test_run_outputs_inside_a_target_are_refused_before_spark(tmp_path: Path) -> None:
     """The metrics file and the commit log would go with the target's old data when it is replaced."""
     config = tmp_path / "p.yaml"
