@@ -250,6 +250,7 @@ def outputs_inside_targets(config: PipelineConfig, outputs: dict[str, str | None
     is: inside a target, which an overwrite replaces (the metrics would be lost, the commit log with
     them, so that a retry would write everything again)."""
     from spark_job.targets import canonical_path, links_remembered, target_places
+    from spark_job.urls import strip_credentials
 
     with links_remembered():
         targets = target_places(config.sequences, config.spark_conf.get("spark.sql.warehouse.dir"))
@@ -260,8 +261,8 @@ def outputs_inside_targets(config: PipelineConfig, outputs: dict[str, str | None
             for place in targets:
                 if place.location.contains(where):
                     return (
-                        f"{option} {value} lies inside the target of {place.sequence} ({place.location.uri()}), "
-                        "which its write replaces: write it elsewhere"
+                        f"{option} {strip_credentials(value)} lies inside the target of {place.sequence} "
+                        f"({place.location.uri()}), which its write replaces: write it elsewhere"
                     )
     return None
 

@@ -617,7 +617,8 @@ class Validator:
             if key in targets:
                 self.report(
                     tpath,
-                    f"writes the same target as {targets[key]} ({key}): two outputs cannot write one target",
+                    f"writes the same target as {targets[key]} ({strip_credentials(key)}): two outputs cannot write "
+                    "one target",
                 )
             targets.setdefault(key, tpath if tpath.endswith(".quarantine") else seq_path)
         return spec

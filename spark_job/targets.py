@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from spark_job.urls import strip_credentials
+
 # Hadoop resolves a path without a scheme against the cluster's default filesystem (fs.defaultFS):
 # file: on a laptop, usually hdfs: on a cluster. Unknown at validation, so such a path is taken to be
 # possibly the same place as a file: or hdfs: path with the same segments (see ``PathLocation.same_fs``).
@@ -24,6 +26,7 @@ DEFAULT_FS_SCHEMES = frozenset({"file", "hdfs"})
 _SCHEME_ALIASES = {"s3n": "s3a", "s3": "s3a", "gcs": "gs"}
 _RESERVED = re.compile(r"\..+\.sparkpipe-(?:staging|previous|lease)")
 """What the staged writes and leases name beside a target (``spark_job.io.swap``, ``spark_job.io.leases``)."""
+_CONTAINER_SCHEMES = frozenset({"wasb", "wasbs", "abfs", "abfss"})
 _HADOOP_DEFAULT_PORTS = {"hdfs": 8020, "webhdfs": 9870, "swebhdfs": 9871}
 """The port a URI without one reaches (the NameNode's RPC and HTTP ports of Hadoop 3)."""
 _GLOB_CHARS = re.compile(r"[*?\[\]{}\\]")
@@ -45,12 +48,13 @@ class PathLocation:
     segments: tuple[str, ...]
 
     def uri(self) -> str:
+        """The location as shown in messages: credential parameters (``?sig=...``) left out."""
         path = "/" + "/".join(self.segments)
         if not self.scheme:
             return path
         if self.scheme == "file":
             return f"file:{path}"
-        return f"{self.scheme}://{self.authority}{path}"
+        return strip_credentials(f"{self.scheme}://{self.authority}{path}")
 
     def same_fs(self, other: PathLocation) -> bool:
         """Whether both may be on one filesystem; a path without a scheme may be on the default FS,
@@ -83,7 +87,12 @@ def canonical_path(path: str, cwd: str | None = None) -> PathLocation:
     if len(scheme) == 1:  # a Windows drive letter, not a scheme
         scheme = ""
     if scheme:
-        authority = parts.netloc.lower()
+        # User info is a credential (s3a://KEY:SECRET@bucket), not part of the place: dropped, but for
+        # ADLS/WASB, where it names the container (abfss://container@account...).
+        userinfo, at, host = parts.netloc.rpartition("@")
+        if at and scheme in _CONTAINER_SCHEMES:
+            host = f"{userinfo.partition(':')[0]}@{host}"
+        authority = host.lower()
         rest = parts.path
         if parts.query:
             rest += "?" + parts.query

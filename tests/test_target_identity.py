@@ -397,3 +397,30 @@ def test_a_jdbc_target_overwriting_a_table_a_source_reads_is_refused() -> None:
     ]
     targets[0]["mode"] = "append"  # adding to what is read is fine
     assert load_config(pipeline(targets, sources, reads)).sequences
+
+
+def test_credentials_in_a_path_are_not_part_of_the_place_nor_of_any_message() -> None:
+    """``s3a://KEY:SECRET@bucket`` is the bucket; an ADLS container in the user info is part of the place."""
+    found = problems(
+        pipeline(
+            [
+                parquet("s3a://AKIAKEY:TopSecret1@lake/out"),
+                parquet("s3a://lake/out/"),
+                parquet("s3a://AKIAKEY:TopSecret1@lake/"),
+                parquet("https://h.example/x?sig=TopSecret2&sv=1"),
+                parquet("https://h.example/x?sig=TopSecret2&sv=1"),
+                parquet("abfss://one@acct.dfs.core.windows.net/out"),
+                parquet("abfss://two@acct.dfs.core.windows.net/out"),  # another container: another place
+            ]
+        )
+    )
+    found.sort()
+    assert [f.split(":")[0] for f in found] == [
+        "sequences[1].target",
+        "sequences[2].target.path",
+        "sequences[4].target",
+    ]
+    assert "writes the same target as sequences[0] (path:s3a://lake/out)" in found[0]
+    assert "s3a://lake/ is the root of a bucket" in found[1]
+    assert "(path:https://h.example/x?sv=1)" in found[2]
+    assert not [f for f in found if "TopSecret" in f or "topsecret" in f or "AKIAKEY" in f.upper()]
