@@ -5,6 +5,7 @@ Nothing here imports pyspark: the Airflow provider validates configs at DAG pars
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -223,7 +224,9 @@ def load_config(
     try:
         return validator.build()
     except ExpansionLimit:
-        raise ConfigError(validator.problems) from None
+        raise ConfigError(validator.masked(validator.problems)) from None
+    except ConfigError as exc:
+        raise ConfigError(validator.masked(exc.problems)) from None
     except RecursionError:
         raise ConfigError([Problem("", "the config is nested too deeply", document.file)]) from None
 
@@ -250,6 +253,33 @@ class Validator:
         self.query_files: list[tuple[str, str]] = []
         """(config path, file) of each query file read: no target may replace one."""
         self.suggestions = [50]  # budget of "did you mean" searches (each compares with every name)
+
+    def masked(self, problems: list[Problem]) -> list[Problem]:
+        """``problems`` with every secret value a message quotes replaced by ``***``: values of secret
+        references, values of credential keys the config holds literally (``password: ...``), and
+        credentials inside the URLs the config or the message holds."""
+        secrets = set(self.sub.secrets)
+        stack: list[tuple[str, Any]] = [("", self.doc.data)]
+        while stack:
+            key, value = stack.pop()
+            if isinstance(value, Mapping):
+                stack.extend((str(k), v) for k, v in value.items())
+            elif isinstance(value, list):
+                stack.extend((key, v) for v in value)
+            elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                text = str(value)
+                if is_credential_key(key):
+                    secrets.add(text)
+                if key != "query" and ("@" in text or "://" in text):  # a URL (SQL is not scanned)
+                    secrets.update(url_credentials(text))
+        out = []
+        for problem in problems:
+            found = {*secrets, *url_credentials(problem.message)}
+            message = problem.message
+            for secret in sorted((f for f in found if len(f) >= 4 and "${" not in f), key=len, reverse=True):
+                message = message.replace(secret, "***")
+            out.append(problem if message == problem.message else dataclasses.replace(problem, message=message))
+        return out
 
     def report(self, path: str, message: str) -> None:
         probe, line = path, self.doc.lines.get(path)

@@ -114,3 +114,39 @@ def test_a_known_secret_appears_in_no_output(postgres: Postgres, tmp_path: Path)
     outputs.update({str(p): p.read_text(errors="replace") for p in out.rglob("*") if p.is_file()})
     leaked = [name for name, text in outputs.items() if password in text]
     assert not leaked
+
+
+def test_validation_messages_quote_no_secret(tmp_path: Path) -> None:
+    """A config error quotes the value it is about: a value from ${env:}/${file:}, a literal password,
+    or a credential inside a URL is shown as *** (the message still says where and what)."""
+    import pytest
+
+    from spark_job.errors import ConfigError
+
+    (tmp_path / "pw").write_text("FromAFile77\n")
+    config = {
+        "app_name": "masked",
+        "sources": {
+            "u": {"type": "jdbc", "url": "postgres://app:${env:PW}@db/shop", "table": "t", "alias": "u"},
+            "v": {"type": "jdbc", "url": "mysql://app:LiteralPw99@db/shop", "table": "t", "alias": "v"},
+            "w": {"type": "jdbc", "url": "jdbc:postgresql://db/shop", "table": "t", "alias": "w", "password": 12345678},
+        },
+        "sequences": [
+            {
+                "name": "a",
+                "query": "SELECT * FROM u JOIN v JOIN w",
+                "target": {"type": "s3", "format": "parquet", "path": "gs://key:${file:" + f"{tmp_path}/pw" + "}@b/x"},
+            },
+            {"name": "b", "query": "SELECT 1 AS x", "target": {"type": "parquet", "path": "/o/b", "mode": "${env:PW}"}},
+        ],
+    }
+    with pytest.raises(ConfigError) as err:
+        load_config(config, environ={"PW": "FromTheEnv55"})
+    text = "\n".join(str(p) for p in err.value.problems)
+    assert "sources.u.url: 'postgres://app:***@db/shop' is not a JDBC URL" in text
+    assert "sources.v.url: 'mysql://app:***@db/shop' is not a JDBC URL" in text
+    assert "sequences[0].target.path: 'gs://key:***@b/x' must start with s3://" in text
+    assert "sequences[1].target.mode: '***' is not one of" in text
+    assert "sources.w.password: must be a string, got an integer ***" in text
+    for secret in ("FromTheEnv55", "LiteralPw99", "FromAFile77", "12345678"):
+        assert secret not in text
