@@ -272,12 +272,17 @@ class Validator:
                     secrets.add(text)
                 if key != "query" and ("@" in text or "://" in text):  # a URL (SQL is not scanned)
                     secrets.update(url_credentials(text))
+        known = sorted((f for f in secrets if len(f) >= 4 and "${" not in f), key=len, reverse=True)
         out = []
         for problem in problems:
-            found = {*secrets, *url_credentials(problem.message)}
             message = problem.message
-            for secret in sorted((f for f in found if len(f) >= 4 and "${" not in f), key=len, reverse=True):
-                message = message.replace(secret, "***")
+            found = known
+            if "@" in message or "://" in message:  # a URL quoted with its credentials
+                extra = [f for f in url_credentials(message) if len(f) >= 4 and "${" not in f]
+                found = sorted({*known, *extra}, key=len, reverse=True) if extra else known
+            for secret in found:
+                if secret in message:
+                    message = message.replace(secret, "***")
             out.append(problem if message == problem.message else dataclasses.replace(problem, message=message))
         return out
 
