@@ -700,19 +700,24 @@ def _check_jdbc_reads(sources: list[Any], sequences: list[Any], report: Any) -> 
     if not read:
         return
     for seq in sequences:
-        target = seq.target if isinstance(seq.target, dict) else {}
-        if target.get("type") != "jdbc" or target.get("mode", "overwrite") != "overwrite":
-            continue
-        try:
-            key = seq.writer().target_key()
-        except (AssertionError, KeyError, TypeError, ValueError):
-            continue
-        if key in read:
-            report(
-                f"{seq.path}.target",
-                f"overwrites {target.get('table')}, which {read[key]} reads: a target cannot be a table the "
-                "pipeline reads (write another table; append is allowed)",
-            )
+        writes = [(f"{seq.path}.target", seq.target, seq.writer)]
+        if getattr(seq, "quarantine", None) is not None:
+            writes.append((f"{seq.path}.quarantine", seq.quarantine, seq.quarantine_writer))
+        for where, target, writer in writes:
+            if not isinstance(target, dict) or target.get("type") != "jdbc":
+                continue
+            if target.get("mode", "overwrite") != "overwrite":
+                continue
+            try:
+                key = writer().target_key()
+            except (AssertionError, KeyError, TypeError, ValueError, AttributeError):
+                continue
+            if key in read:
+                report(
+                    where,
+                    f"overwrites {target.get('table')}, which {read[key]} reads: a target cannot be a table the "
+                    "pipeline reads (write another table; append is allowed)",
+                )
 
 
 def check_overlaps(

@@ -397,6 +397,14 @@ def test_a_jdbc_target_overwriting_a_table_a_source_reads_is_refused() -> None:
     ]
     targets[0]["mode"] = "append"  # adding to what is read is fine
     assert load_config(pipeline(targets, sources, reads)).sequences
+    config = pipeline(targets, sources, reads)  # a quarantine overwriting the table read, too
+    config["sequences"][1]["expectations"] = [{"name": "q", "condition": "id > 0", "on_fail": "quarantine"}]
+    config["sequences"][0]["target"] = jdbc("jdbc:postgresql://h/shop", "copy0")
+    config["sequences"][1]["quarantine"] = jdbc("jdbc:postgresql://h/shop", "orders")
+    assert problems(config) == [
+        "sequences[1].quarantine: overwrites orders, which sources.o reads: a target cannot be a table the "
+        "pipeline reads (write another table; append is allowed)"
+    ]
 
 
 def test_credentials_in_a_path_are_not_part_of_the_place_nor_of_any_message() -> None:
