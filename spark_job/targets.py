@@ -285,12 +285,21 @@ def _host_port(text: str, default: int | None) -> str:
         host, _, port = text.partition(":")
     if not port and default is not None:
         port = str(default)
-    host = "localhost" if host in _LOOPBACK else host
     return f"{host}:{port}" if port else host
 
 
 _LOOPBACK = frozenset({"127.0.0.1", "[::1]", "::1", "localhost.localdomain"})
 """Names of this machine's loopback interface: one server, however a URL spells it."""
+
+
+def _loopback_as_localhost(hostport: str) -> str:
+    if hostport.startswith("["):
+        host, _, rest = hostport.partition("]")
+        host, port = host + "]", rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = hostport.partition(":")
+    host = "localhost" if host in _LOOPBACK else host
+    return f"{host}:{port}" if port else host
 
 
 def canonical_jdbc_url(url: str) -> str:
@@ -451,6 +460,11 @@ def jdbc_table_identity(url: str, table: str, user: str | None = None, params: d
     database gives way to the name's."""
     sub = jdbc_subprotocol(url)
     where = canonical_jdbc_url(url)
+    if "://" in where:  # the loopback interface, however it is named (only here: names keep the host)
+        scheme, _, rest = where.partition("://")
+        hosts, slash, database = rest.partition("/")
+        hosts = ",".join(_loopback_as_localhost(h) for h in hosts.split(","))
+        where = f"{scheme}://{hosts}{slash}{database}"
     name = canonical_jdbc_table(url, table, user, params)
     if sub in ("mysql", "mariadb"):
         where = where.rsplit("/", 1)[0]  # the table's schema (filled from the URL's database) says which

@@ -23,6 +23,7 @@ from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
 from airflow_provider_sparkpipe.hooks.driver_output import DriverOutput
 from airflow_provider_sparkpipe.hooks.process_group import (
+    REAPER_KILLED,
     group_alive,
     is_our_group,
     signal_group,
@@ -226,7 +227,12 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
         reaper = start_reaper(pgid, self.runtime.kill_grace_s)
         try:
             if self._wait_for_group(pgid, process, self.runtime.kill_grace_s):
-                self.log.info("spark-submit process group %d stopped", pgid)
+                # Gone within the grace period, or SIGKILLed by the reaper as the period ended.
+                try:  # the reaper ends as soon as it sees the group gone
+                    killed = reaper.wait(timeout=_SIGKILL_WAIT_S) == REAPER_KILLED
+                except subprocess.TimeoutExpired:
+                    killed = False
+                self.log.info("spark-submit process group %d %s", pgid, "killed" if killed else "stopped")
                 return
             self.log.warning("spark-submit process group %d still running after SIGTERM: sending SIGKILL", pgid)
             signal_group(pgid, signal.SIGKILL)

@@ -112,5 +112,8 @@ def reap(pgid: int, grace_s: float) -> bool:
     return signal_group(pgid, signal.SIGKILL)
 
 
+REAPER_KILLED = 3
+"""The reaper's exit code when it had to SIGKILL the group."""
+
 if __name__ == "__main__":
-    reap(int(sys.argv[1]), float(sys.argv[2]))
+    sys.exit(REAPER_KILLED if reap(int(sys.argv[1]), float(sys.argv[2])) else 0)

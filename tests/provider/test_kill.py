@@ -273,3 +273,22 @@ def test_on_kill_returns_at_once_and_cancels_from_a_thread_of_its_own(tmp_path: 
         if live_group_members(group.pid):
             os.killpg(group.pid, signal.SIGKILL)
         group.wait()
+
+
+def test_the_reaper_says_whether_it_had_to_kill_the_group() -> None:
+    """The hook words its log line from the reaper's exit code: when the group ignored SIGTERM and the
+    reaper's SIGKILL came as the grace period ended (before the hook's own), it still says killed."""
+    from airflow_provider_sparkpipe.hooks.process_group import REAPER_KILLED, start_reaper
+
+    group = _stubborn_group()
+    try:
+        assert start_reaper(group.pid, 0.2).wait(timeout=60) == REAPER_KILLED
+        assert group.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if live_group_members(group.pid):
+            os.killpg(group.pid, signal.SIGKILL)
+    quiet = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    reaper = start_reaper(quiet.pid, 120)
+    quiet.terminate()
+    quiet.wait()
+    assert reaper.wait(timeout=60) == 0  # the group went on its own: the reaper ends without a kill
