@@ -19,8 +19,6 @@ from spark_job.urls import strip_credentials
 log = logging.getLogger(__name__)
 
 _SCHEME_ALIASES = {"s3a": "s3", "s3n": "s3", "gcs": "gs"}
-# Storage schemes whose user info names a container, not a user: ``abfss://container@account...``.
-_CONTAINER_IN_USERINFO = ("wasb", "wasbs", "abfs", "abfss")
 # Schemes whose official provider normaliser only checks that a bucket (netloc) is named.
 _BUCKET_SCHEMES = ("s3", "gs")
 _MAX_URI = 1500  # Airflow's limit on an Asset's name and URI
@@ -148,10 +146,7 @@ def _path_uri(path: str) -> str | None:
     scheme = _SCHEME_ALIASES.get(scheme, scheme)
     if scheme == "file":
         return "file://" + posixpath.normpath(parts.path or "/")
-    if scheme in _CONTAINER_IN_USERINFO and ":" not in parts.netloc.rpartition("@")[0]:
-        clean = path  # the user info is the container: part of the identity, not a credential
-    else:
-        clean = strip_credentials(path)
+    clean = strip_credentials(path)  # an ADLS/WASB container in the user info stays: it names the place
     return urlsplit(clean)._replace(scheme=scheme).geturl()
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_sparkpipe.assets import _CONTAINER_IN_USERINFO, _SCHEME_ALIASES
+from airflow_provider_sparkpipe.assets import _SCHEME_ALIASES
 from spark_job.targets import canonical_catalog_table, canonical_jdbc_table, canonical_jdbc_url, jdbc_subprotocol
 from spark_job.urls import strip_credentials
 
@@ -78,10 +78,7 @@ def dataset_name(place: Mapping[str, Any]) -> tuple[str, str] | None:
 
 def path_name(path: str) -> tuple[str, str] | None:
     """(namespace, name) of a file system path or object store URI."""
-    raw = urlsplit(path)
-    # abfss://container@account...: the user info names a container, part of the place, not a credential.
-    keep_userinfo = raw.scheme.lower() in _CONTAINER_IN_USERINFO and ":" not in raw.netloc.rpartition("@")[0]
-    parts = raw if keep_userinfo else urlsplit(strip_credentials(path))
+    parts = urlsplit(strip_credentials(path))  # an ADLS/WASB container in the user info stays: it names the place
     scheme = _SCHEME_ALIASES.get(parts.scheme.lower(), parts.scheme.lower())
     if not scheme:
         return ("file", posixpath.normpath(path)) if path.startswith("/") else None

@@ -9,7 +9,7 @@ import dataclasses
 import difflib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,9 +174,36 @@ class PipelineConfig:
 
     def mask(self, text: str) -> str:
         """``text`` with every secret value replaced by ``***``."""
-        for secret in sorted(self.secrets, key=len, reverse=True):
+        return mask_text(text, sorted(self.secrets, key=len, reverse=True))
+
+
+def mask_text(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` (longest first, so none is left half shown) replaced by ``***``."""
+    for secret in secrets:
+        if secret in text:
             text = text.replace(secret, "***")
-        return text
+    return text
+
+
+def credentials_in(roots: Iterable[tuple[str, Any]], skip: frozenset[str] = frozenset()) -> set[str]:
+    """The secret values written in config data: values of credential keys (``password: ...``, numbers
+    too) and credentials inside URLs (user info, Oracle ``user/password@``, ``key=value`` parameters).
+    ``roots`` are (key, value) pairs to walk; values under a key in ``skip`` are not scanned for URLs."""
+    found: set[str] = set()
+    stack = list(roots)
+    while stack:
+        key, value = stack.pop()
+        if type(value) is dict or isinstance(value, Mapping):
+            stack.extend((str(k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((key, v) for v in value)
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            text = str(value)
+            if is_credential_key(key):
+                found.add(text)
+            if isinstance(value, str) and key not in skip and ("@" in text or "=" in text):
+                found.update(url_credentials(text))
+    return {f for f in found if len(f) >= 4 and "${" not in f}
 
 
 @collection_paused()
@@ -258,20 +285,8 @@ class Validator:
         """``problems`` with every secret value a message quotes replaced by ``***``: values of secret
         references, values of credential keys the config holds literally (``password: ...``), and
         credentials inside the URLs the config or the message holds."""
-        secrets = set(self.sub.secrets)
-        stack: list[tuple[str, Any]] = [("", self.doc.data)]
-        while stack:
-            key, value = stack.pop()
-            if isinstance(value, Mapping):
-                stack.extend((str(k), v) for k, v in value.items())
-            elif isinstance(value, list):
-                stack.extend((key, v) for v in value)
-            elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
-                text = str(value)
-                if is_credential_key(key):
-                    secrets.add(text)
-                if key != "query" and ("@" in text or "://" in text):  # a URL (SQL is not scanned)
-                    secrets.update(url_credentials(text))
+        # Queries are not scanned for URLs: a SQL text is long and its "=" are comparisons.
+        secrets = set(self.sub.secrets) | credentials_in([("", self.doc.data)], frozenset({"query"}))
         known = sorted((f for f in secrets if len(f) >= 4 and "${" not in f), key=len, reverse=True)
         out = []
         for problem in problems:
@@ -280,9 +295,7 @@ class Validator:
             if "@" in message or "://" in message:  # a URL quoted with its credentials
                 extra = [f for f in url_credentials(message) if len(f) >= 4 and "${" not in f]
                 found = sorted({*known, *extra}, key=len, reverse=True) if extra else known
-            for secret in found:
-                if secret in message:
-                    message = message.replace(secret, "***")
+            message = mask_text(message, found)
             out.append(problem if message == problem.message else dataclasses.replace(problem, message=message))
         return out
 
@@ -433,22 +446,10 @@ class Validator:
     ) -> set[str]:
         """Every value to mask: resolved references, credential keys (``password:``), credentials inside
         URLs and the values of sensitive ``spark_conf`` keys."""
-        secrets = set(self.sub.secrets)
-        stack: list[tuple[str, Any]] = [("", s.spec) for s in sources] + [("", q.target) for q in sequences]
-        stack.extend(("", q.quarantine) for q in sequences if q.quarantine is not None)
-        stack.extend((str(k), v) for k, v in spark_conf.items())
-        while stack:
-            key, value = stack.pop()
-            if type(value) is dict or isinstance(value, Mapping):
-                stack.extend((str(k), v) for k, v in value.items())
-            elif isinstance(value, list):
-                stack.extend((key, v) for v in value)
-            elif isinstance(value, str):
-                found = [value] if is_credential_key(key) else []
-                if "@" in value or "=" in value:  # user info, Oracle user/password@, key=value
-                    found.extend(url_credentials(value))
-                secrets.update(f for f in found if len(f) >= 4 and "${" not in f)
-        return secrets
+        roots: list[tuple[str, Any]] = [("", s.spec) for s in sources] + [("", q.target) for q in sequences]
+        roots.extend(("", q.quarantine) for q in sequences if q.quarantine is not None)
+        roots.extend((str(k), v) for k, v in spark_conf.items())
+        return set(self.sub.secrets) | credentials_in(roots)
 
     def redacted_conf(self, conf: dict[str, str]) -> dict[str, str]:
         """``conf`` with ``spark.redaction.regex`` extended to every key whose value is a secret (it came

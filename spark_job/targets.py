@@ -17,16 +17,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from spark_job.urls import strip_credentials
+from spark_job.urls import CONTAINER_SCHEMES, strip_credentials
 
 # Hadoop resolves a path without a scheme against the cluster's default filesystem (fs.defaultFS):
 # file: on a laptop, usually hdfs: on a cluster. Unknown at validation, so such a path is taken to be
 # possibly the same place as a file: or hdfs: path with the same segments (see ``PathLocation.same_fs``).
 DEFAULT_FS_SCHEMES = frozenset({"file", "hdfs"})
 _SCHEME_ALIASES = {"s3n": "s3a", "s3": "s3a", "gcs": "gs"}
-_RESERVED = re.compile(r"\..+\.sparkpipe-(?:staging|previous|lease)")
-"""What the staged writes and leases name beside a target (``spark_job.io.swap``, ``spark_job.io.leases``)."""
-_CONTAINER_SCHEMES = frozenset({"wasb", "wasbs", "abfs", "abfss"})
+STAGING_SUFFIX = ".sparkpipe-staging"
+PREVIOUS_SUFFIX = ".sparkpipe-previous"
+LEASE_SUFFIX = ".sparkpipe-lease"
+"""What staged writes (``spark_job.io.swap``) and leases (``spark_job.io.leases``) name beside a
+target: ``.<name><suffix>``."""
+_RESERVED = re.compile(r"\..+(?:" + "|".join(map(re.escape, (STAGING_SUFFIX, PREVIOUS_SUFFIX, LEASE_SUFFIX))) + ")")
 _HADOOP_DEFAULT_PORTS = {"hdfs": 8020, "webhdfs": 9870, "swebhdfs": 9871}
 """The port a URI without one reaches (the NameNode's RPC and HTTP ports of Hadoop 3)."""
 _GLOB_CHARS = re.compile(r"[*?\[\]{}\\]")
@@ -90,7 +93,7 @@ def canonical_path(path: str, cwd: str | None = None) -> PathLocation:
         # User info is a credential (s3a://KEY:SECRET@bucket), not part of the place: dropped, but for
         # ADLS/WASB, where it names the container (abfss://container@account...).
         userinfo, at, host = parts.netloc.rpartition("@")
-        if at and scheme in _CONTAINER_SCHEMES:
+        if at and scheme in CONTAINER_SCHEMES:
             host = f"{userinfo.partition(':')[0]}@{host}"
         authority = host.lower()
         rest = parts.path
@@ -136,11 +139,9 @@ def default_filesystem(uri: str | None) -> Iterator[None]:
     lasts; without one, they may be on the local disk or HDFS (see ``PathLocation.same_fs``)."""
     token = None
     if uri and "${" not in uri:
-        parts = urlsplit(uri)
-        if parts.scheme and len(parts.scheme) > 1:
-            scheme = _SCHEME_ALIASES.get(parts.scheme.lower(), parts.scheme.lower())
-            authority = parts.netloc.lower()
-            token = _default_fs.set((scheme, "" if scheme == "file" and authority in ("", "localhost") else authority))
+        location = canonical_path(uri)
+        if location.scheme:
+            token = _default_fs.set((location.scheme, location.authority))
     try:
         yield
     finally:
@@ -274,8 +275,9 @@ def jdbc_subprotocol(url: str) -> str:
     return url[5:].split(":", 1)[0].lower()
 
 
-def _host_port(text: str, default: int | None) -> str:
-    """``host[:port]`` lower-cased with the default port filled in; IPv6 brackets kept."""
+def _host_port(text: str, default: int | None, fold_loopback: bool = False) -> str:
+    """``host[:port]`` lower-cased with the default port filled in; IPv6 brackets kept; with
+    ``fold_loopback``, every name of the loopback interface is ``localhost``."""
     text = text.rsplit("@", 1)[-1].strip().lower()  # user:password@host
     if text.startswith("["):
         host, _, rest = text.partition("]")
@@ -285,6 +287,8 @@ def _host_port(text: str, default: int | None) -> str:
         host, _, port = text.partition(":")
     if not port and default is not None:
         port = str(default)
+    if fold_loopback and host in _LOOPBACK:
+        host = "localhost"
     return f"{host}:{port}" if port else host
 
 
@@ -292,19 +296,10 @@ _LOOPBACK = frozenset({"127.0.0.1", "[::1]", "::1", "localhost.localdomain"})
 """Names of this machine's loopback interface: one server, however a URL spells it."""
 
 
-def _loopback_as_localhost(hostport: str) -> str:
-    if hostport.startswith("["):
-        host, _, rest = hostport.partition("]")
-        host, port = host + "]", rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, port = hostport.partition(":")
-    host = "localhost" if host in _LOOPBACK else host
-    return f"{host}:{port}" if port else host
-
-
-def canonical_jdbc_url(url: str) -> str:
+def canonical_jdbc_url(url: str, fold_loopback: bool = False) -> str:
     """The database a JDBC URL reaches: subprotocol, hosts and ports (defaults filled in), database;
-    credentials and connection parameters left out."""
+    credentials and connection parameters left out. ``fold_loopback`` (identities only: names such as
+    lineage namespaces keep the host as written) makes every loopback name ``localhost``."""
     sub = jdbc_subprotocol(url)
     body = url[5 + len(sub) + 1 :] if sub else url
     default = _DEFAULT_PORTS.get(sub)
@@ -325,14 +320,14 @@ def canonical_jdbc_url(url: str) -> str:
                 hostport, database = pieces[0], pieces[1]
             else:
                 hostport, database = at, ""
-        return f"jdbc:oracle://{_host_port(hostport, default)}/{database.lower()}"
+        return f"jdbc:oracle://{_host_port(hostport, default, fold_loopback)}/{database.lower()}"
     if sub == "sqlserver":
         # jdbc:sqlserver://host[\instance][:port][;property=value...]
         parts = body.lstrip("/").split(";")
         props = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in parts[1:]) if k.strip()}
         hostport = parts[0] or props.get("servername", "")
         database = props.get("databasename") or props.get("database") or ""
-        return f"jdbc:sqlserver://{_host_port(hostport, default)}/{database.lower()}"
+        return f"jdbc:sqlserver://{_host_port(hostport, default, fold_loopback)}/{database.lower()}"
     if body.startswith("//"):
         rest = body[2:]
         for cut in "?;":  # parameters (MySQL/PostgreSQL ?k=v, DB2 :k=v;)
@@ -340,14 +335,14 @@ def canonical_jdbc_url(url: str) -> str:
         hosts, _, database = rest.partition("/")
         if sub == "db2" and ":" in database:
             database = database.split(":", 1)[0]
-        hosts = ",".join(_host_port(h, default) for h in hosts.split(","))
+        hosts = ",".join(_host_port(h, default, fold_loopback) for h in hosts.split(","))
         if sub in ("mysql", "mariadb", "sqlserver"):
             database = database.lower()
         return f"jdbc:{sub}://{hosts}/{database.rstrip('/')}"
     # jdbc:postgresql:database (localhost), jdbc:h2:mem:x, ...: no host part
     rest = body.split("?", 1)[0].split(";", 1)[0]
     if sub in _DEFAULT_PORTS:
-        return f"jdbc:{sub}://{_host_port('localhost', default)}/{rest}"
+        return f"jdbc:{sub}://{_host_port('localhost', default, fold_loopback)}/{rest}"
     return f"jdbc:{sub}:{rest}"
 
 
@@ -459,12 +454,7 @@ def jdbc_table_identity(url: str, table: str, user: str | None = None, params: d
     the same server (MySQL's schema is its database; SQL Server's ``db.schema.table``), the URL's
     database gives way to the name's."""
     sub = jdbc_subprotocol(url)
-    where = canonical_jdbc_url(url)
-    if "://" in where:  # the loopback interface, however it is named (only here: names keep the host)
-        scheme, _, rest = where.partition("://")
-        hosts, slash, database = rest.partition("/")
-        hosts = ",".join(_loopback_as_localhost(h) for h in hosts.split(","))
-        where = f"{scheme}://{hosts}{slash}{database}"
+    where = canonical_jdbc_url(url, fold_loopback=True)
     name = canonical_jdbc_table(url, table, user, params)
     if sub in ("mysql", "mariadb"):
         where = where.rsplit("/", 1)[0]  # the table's schema (filled from the URL's database) says which
@@ -708,23 +698,21 @@ def _check_jdbc_reads(sources: list[Any], sequences: list[Any], report: Any) -> 
     table before the rows are read (without staging), so nothing would be left. Reported as for paths."""
     read: dict[str, str] = {}
     for source in sources:
-        spec = getattr(source, "spec", {})
+        spec = source.spec
         if spec.get("type") == "jdbc" and isinstance(spec.get("url"), str) and isinstance(spec.get("table"), str):
             read.setdefault(jdbc_table_identity(spec["url"], spec["table"], spec.get("user")), source.path)
     if not read:
         return
     for seq in sequences:
         writes = [(f"{seq.path}.target", seq.target, seq.writer)]
-        if getattr(seq, "quarantine", None) is not None:
+        if seq.quarantine is not None:
             writes.append((f"{seq.path}.quarantine", seq.quarantine, seq.quarantine_writer))
         for where, target, writer in writes:
-            if not isinstance(target, dict) or target.get("type") != "jdbc":
-                continue
-            if target.get("mode", "overwrite") != "overwrite":
+            if target.get("type") != "jdbc" or target.get("mode", "overwrite") != "overwrite":
                 continue
             try:
                 key = writer().target_key()
-            except (AssertionError, KeyError, TypeError, ValueError, AttributeError):
+            except (AssertionError, KeyError, TypeError, ValueError):
                 continue
             if key in read:
                 report(

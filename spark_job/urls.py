@@ -50,8 +50,9 @@ _ANY_PAIR = re.compile(
     r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z][A-Za-z0-9_.\-]*)\s*=\s*(?P<value>\{(?:[^}]|\}\})*\}|[^;&(),\s]+)"
 )
 _LONE_USER_IS_SECRET = ("s3", "gs", "http", "git", "ftp")
-# ``abfss://container@account.dfs.core.windows.net/path``: the user info names a container, part of the place.
-_CONTAINER_IN_USERINFO = re.compile(r"(?:wasbs?|abfss?)://", re.IGNORECASE)
+CONTAINER_SCHEMES = frozenset({"wasb", "wasbs", "abfs", "abfss"})
+"""``abfss://container@account.dfs.core.windows.net/path``: the user info names a container, part of the place."""
+_CONTAINER_IN_USERINFO = re.compile(rf"(?:{'|'.join(sorted(CONTAINER_SCHEMES))})://", re.IGNORECASE)
 
 
 def _normalised(key: str) -> str:

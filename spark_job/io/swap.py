@@ -17,13 +17,11 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from spark_job.io.filesystems import Files
-from spark_job.targets import derived_table_name
+from spark_job.targets import PREVIOUS_SUFFIX, STAGING_SUFFIX, derived_table_name
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-STAGING_SUFFIX = ".sparkpipe-staging"
-PREVIOUS_SUFFIX = ".sparkpipe-previous"
 SPARK_STAGING_PREFIX = ".spark-staging-"
 """Where Spark's dynamic partition overwrite stages a job's files, inside the target."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from spark_job.fields import Field
@@ -70,6 +70,20 @@ def refuse_reading_target(df: DataFrame, target: str) -> None:
         )
 
 
+def leased_write(lease: Lease | PostgresLease, write: Callable[[], None], end: Callable[[], None]) -> StagedWrite:
+    """A write Spark makes itself, nothing staged, under a lease already taken: the commit checks the
+    lease is still this run's, writes, and ends (releases) either way; a discard only ends."""
+
+    def commit() -> None:
+        try:
+            lease.verify()
+            write()
+        finally:
+            end()
+
+    return StagedWrite(commit, end)
+
+
 def dynamic_overwrite(spark: SparkSession, plan: WritePlan) -> bool:
     """Whether Spark overwrites only the partitions written: the writer's option, else the session's."""
     mode = plan.options.get("partitionOverwriteMode")
@@ -130,10 +144,7 @@ class PathWriter(BaseWriter):
             swap = PathSwap(files, target)
             swap.recover()
             if not self._swaps(spark, plan):
-                return StagedWrite(
-                    lambda: self._direct(df, plan, lease, swap),
-                    lambda: self._end(lease, swap),
-                )
+                return leased_write(lease, lambda: self.save(df, plan), lambda: self._end(lease, swap))
             refuse_reading_target(df, target)
             self.save(df, dataclasses.replace(plan, path=swap.staging_uri))
         except BaseException:
@@ -146,14 +157,6 @@ class PathWriter(BaseWriter):
             lease.release()
 
         return StagedWrite(commit, lambda: self._end(lease, swap))
-
-    def _direct(self, df: DataFrame, plan: WritePlan, lease: PathLease, swap: PathSwap) -> None:
-        """Spark writes the target itself (append, error, ignore, dynamic overwrite, ``atomic: false``)."""
-        try:
-            lease.verify()
-            self.save(df, plan)
-        finally:
-            self._end(lease, swap)
 
     @staticmethod
     def _end(lease: PathLease, swap: PathSwap | None) -> None:
@@ -340,15 +343,7 @@ class JdbcWriter(BaseWriter):
             lease.acquire()
             if not self.stages(spark):  # Spark writes the table itself (atomic: false, error, ignore)
                 held = lease
-
-                def direct() -> None:
-                    try:
-                        held.verify()
-                        self.save(df, plan)
-                    finally:
-                        self._end(swap, conn, held, drop=False)
-
-                return StagedWrite(direct, lambda: self._end(swap, conn, held, drop=False))
+                return leased_write(held, lambda: self.save(df, plan), lambda: self._end(swap, conn, held, drop=False))
             staged_options = {k: v for k, v in plan.options.items() if k != "truncate"}
             staged_options["dbtable"] = swap.staging
             self.save(df, dataclasses.replace(plan, mode="overwrite", options=staged_options))
@@ -430,15 +425,7 @@ class TableWriter(BaseWriter):
         if lease is None:
             return StagedWrite(lambda: self.save(df, plan))
         lease.acquire()
-
-        def commit() -> None:
-            try:
-                lease.verify()
-                self.save(df, plan)
-            finally:
-                lease.release()
-
-        return StagedWrite(commit, lease.release)
+        return leased_write(lease, lambda: self.save(df, plan), lease.release)
 
     def lease(self, spark: SparkSession) -> PathLease | None:
         """The lease of a session-catalog table: claims beside ``<database location>/<table>``, so runs

@@ -94,6 +94,19 @@ def test_no_credential_reaches_an_asset(url: str, secret: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("abfss://data@acct.dfs.core.windows.net/out?sig=s3cretSig", "abfss://data@acct.dfs.core.windows.net/out"),
+        ("s3a://AKIAKEY:s3cretS3@bucket/out", "s3://bucket/out"),
+    ],
+)
+def test_no_credential_of_a_path_reaches_an_asset_and_a_container_stays(uri: str, expected: str) -> None:
+    (asset,) = assets_for_targets([{"type": "parquet", "uri": uri}])
+    assert asset.uri == expected
+    assert "s3cret" not in asset.name and "AKIAKEY" not in asset.uri
+
+
+@pytest.mark.parametrize(
     "target",
     [
         {"type": "jdbc", "uri": "jdbc:postgresql://db:abc/shop", "table": "t"},
