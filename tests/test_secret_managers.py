@@ -199,7 +199,8 @@ def test_an_aws_secret_is_read_with_a_signature_moto_verifies(aws: Aws) -> None:
     assert read_secret(f"aws:{arn}", without_region) == PLAIN_VALUE  # the region comes from the ARN
 
     with pytest.raises(SecretUnavailable, match="HTTP 403 SignatureDoesNotMatch"):
-        read_secret(f"aws:{PLAIN_SECRET}", {**environ, "AWS_SECRET_ACCESS_KEY": aws.secret_key[:-1] + "x"})
+        wrong = aws.secret_key[:-1] + ("y" if aws.secret_key.endswith("x") else "x")  # the key is random
+        read_secret(f"aws:{PLAIN_SECRET}", {**environ, "AWS_SECRET_ACCESS_KEY": wrong})
     nobody = aws.environ(AWS_ACCESS_KEY_ID=aws.other_access_key, AWS_SECRET_ACCESS_KEY=aws.other_secret_key)
     with pytest.raises(SecretUnavailable, match=r"HTTP 403 AccessDenied.*credentials: environment variables"):
         read_secret(f"aws:{PLAIN_SECRET}", nobody)
