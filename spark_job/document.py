@@ -150,7 +150,7 @@ def check_depth(data: Any, file: str | None = None) -> None:
         last = depth >= MAX_DEPTH  # a text one level deeper is too deep too; above that, texts end here
         if type(value) is dict or isinstance(value, Mapping):
             stack.extend((v, depth + 1, k, entry) for k, v in value.items() if last or not isinstance(v, str))
-        elif isinstance(value, list | tuple):
+        elif isinstance(value, (list, tuple)):
             stack.extend((v, depth + 1, i, entry) for i, v in enumerate(value) if last or not isinstance(v, str))
 
 

@@ -425,7 +425,7 @@ def compare(expected: Expected, actual: list[dict[str, Any]]) -> list[str]:
 
 def _compare_ordered(name: str, rows: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[str]:
     lines = []
-    for i, (want, got) in enumerate(zip(rows, actual, strict=False)):
+    for i, (want, got) in enumerate(zip(rows, actual)):
         if not _rows_equal(want, got):
             lines.append(f"  row {i}: expected {_show_row(want)}, got {_show_row(got)}")
     if len(rows) != len(actual):
@@ -455,7 +455,7 @@ def _values_equal(want: Any, got: Any) -> bool:
     if isinstance(want, Mapping) and isinstance(got, Mapping):
         return set(want) == set(got) and all(_values_equal(want[k], got[k]) for k in want)
     if isinstance(want, list) and isinstance(got, list):
-        return len(want) == len(got) and all(_values_equal(a, b) for a, b in zip(want, got, strict=True))
+        return len(want) == len(got) and all(_values_equal(a, b) for a, b in zip(want, got))
     return bool(want == got)
 
 

@@ -8,10 +8,18 @@ of that kind; the entry point's name is the type's name.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+import sys
+from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def group_entry_points(group: str) -> list[EntryPoint]:
+    """The installed entry points of ``group`` (Python 3.9's ``entry_points()`` takes no ``group``)."""
+    if sys.version_info >= (3, 10):
+        return list(entry_points(group=group))
+    return list(entry_points().get(group, ()))  # type: ignore[attr-defined]
 
 
 class Registry(Generic[T]):
@@ -38,7 +46,7 @@ class Registry(Generic[T]):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        for ep in entry_points(group=self.group):
+        for ep in group_entry_points(self.group):
             cls = ep.load()
             if ep.name != getattr(cls, self.name_attr, None):
                 setattr(cls, self.name_attr, ep.name)

@@ -416,7 +416,7 @@ def sigv4_headers(
 ) -> dict[str, str]:
     """``headers`` plus ``Host``, ``X-Amz-Date``, the session token and the Signature Version 4 ``Authorization``."""
     parts = urllib.parse.urlsplit(url)
-    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     host = parts.hostname or ""
     if parts.port and (parts.scheme, parts.port) not in (("http", 80), ("https", 443)):
         host = f"{host}:{parts.port}"

@@ -226,7 +226,7 @@ class Substitution:
 
     def tree(self, value: Any, path: str) -> Any:
         """Substitute every string of ``value``; iterative, so depth costs no stack."""
-        if not isinstance(value, Mapping | list):
+        if not isinstance(value, (Mapping, list)):
             return self.text(value, path) if isinstance(value, str) else value
         root: dict[str, Any] = {}
         stack: list[tuple[Any, str, Any, Any]] = [(value, path, root, "")]

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from spark_job.errors import exception_text
@@ -265,7 +265,7 @@ class Lease:
             app_id=application_id(spark),
             host=socket.gethostname(),
             pid=os.getpid(),
-            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             expires_at=0.0,
         )
         self._stop = threading.Event()
