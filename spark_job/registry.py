@@ -19,7 +19,7 @@ def group_entry_points(group: str) -> list[EntryPoint]:
     """The installed entry points of ``group`` (Python 3.9's ``entry_points()`` takes no ``group``)."""
     if sys.version_info >= (3, 10):
         return list(entry_points(group=group))
-    return list(entry_points().get(group, ()))  # type: ignore[attr-defined]
+    return list(entry_points().get(group, ()))  # type: ignore[attr-defined,unused-ignore]
 
 
 class Registry(Generic[T]):
