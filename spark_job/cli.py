@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # A plan without schemas reads no data: secret references stay unresolved.
         resolve_env = not (args.command == "plan" and not args.schemas)
-        config = load_config(args.config, parse_vars(args.var), resolve_env=resolve_env)
+        config = load_config(args.config, parse_vars(args.var), resolve_env=resolve_env, vars_from="--var")
     except ConfigError as exc:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)

@@ -32,7 +32,15 @@ from spark_job.quality import Expectation, parse_expectations
 from spark_job.sql import analyse_query
 from spark_job.targets import check_overlaps, default_filesystem, links_remembered
 from spark_job.urls import is_credential_key, port_problem, strip_credentials, url_credentials
-from spark_job.variables import ExpansionLimit, Substitution, escape, resolve_vars, suggest
+from spark_job.variables import (
+    ExpansionLimit,
+    Substitution,
+    check_values_in_sql,
+    escape,
+    resolve_vars,
+    sql_places,
+    suggest,
+)
 
 # Spark's own default for ``spark.redaction.regex``: kept in what the driver sets, then extended.
 SPARK_REDACTION_DEFAULT = "(?i)secret|password|token|access[.]?key"
@@ -217,6 +225,7 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     connections: Callable[[str], Mapping[str, Any]] | None = None,
     unknown_vars: bool = False,
+    vars_from: str | None = "vars passed in",
 ) -> PipelineConfig:
     """Load, substitute and validate a config; raise ``ConfigError`` listing every problem.
 
@@ -231,6 +240,9 @@ def load_config(
             operator passes one; without it such a reference is a config error).
         unknown_vars: accept ``vars`` the config neither declares nor uses (the operator: one dict shared
             by several pipelines); by default such a var (a misspelt ``--var``) is a config error.
+        vars_from: where ``vars`` come from, named in errors (``--var``, ``the operator's vars``): such
+            values are data, and one that would change the SQL it is placed in is a config error. None:
+            they are the author's own (a test file's), as trusted as the config's ``vars``.
     """
     if isinstance(source, Mapping):
         check_depth(source)
@@ -248,6 +260,7 @@ def load_config(
         connections,
     )
     validator.unknown_vars = unknown_vars
+    validator.vars_from = vars_from
     try:
         return validator.build()
     except ExpansionLimit:
@@ -277,6 +290,7 @@ class Validator:
         self.problems: list[Problem] = []
         self.sub = Substitution({}, environ, resolve_env, self.report)
         self.unknown_vars = False
+        self.vars_from: str | None = "vars passed in"
         self.query_files: list[tuple[str, str]] = []
         """(config path, file) of each query file read: no target may replace one."""
         self.suggestions = [50]  # budget of "did you mean" searches (each compares with every name)
@@ -358,6 +372,8 @@ class Validator:
             sequences = self.build_sequences(body.get("sequences"), sources)
             if not self.unknown_vars:
                 self.check_overrides(declared)
+            if self.vars_from is not None and self.sub.placed:
+                check_values_in_sql(self.sub, sql_places(body, _fields_of), self.vars_from, self.report)
             warehouse = spark_conf.get("spark.sql.warehouse.dir")
             read_files = [("the config file", str(self.doc.file))] if self.doc.file else []
             check_overlaps(
@@ -795,6 +811,12 @@ class _Names:
     def __iter__(self) -> Any:
         for group in self.groups:
             yield from group
+
+
+def _fields_of(role: str, kind: str) -> Mapping[str, Field]:
+    """The fields of the reader (``source``) or writer (``target``) type ``kind`` (none when unknown)."""
+    cls = (readers if role == "source" else writers).get(kind)
+    return cls.all_fields() if cls is not None else {}
 
 
 def _java_literal(text: str) -> str:

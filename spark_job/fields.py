@@ -6,6 +6,7 @@ so adding a type never means touching the validator.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,19 +24,23 @@ class Field:
         required: whether the key must be present.
         choices: the allowed values, for enumerations.
         doc: one line for the JSON Schema description.
+        sql: ``spark`` when the text is Spark SQL, ``database`` when it is the SQL of the database read or
+            written (JDBC, BigQuery): a value passed in (``--var``) may only be a literal or name there.
     """
 
     kind: str = "str"
     required: bool = False
     choices: tuple[str, ...] | None = None
     doc: str = ""
+    sql: str | None = None
 
     def coerce(self, value: Any) -> Any:
-        """Integers and booleans written as text (``coalesce: ${n}`` after substitution) become typed."""
+        """Integers and booleans written as text (``coalesce: ${n}`` after substitution) become typed;
+        only the digits 0-9 make a number (``"²"``, Arabic-Indic digits stay text, which the type check refuses)."""
         if isinstance(value, str):
             text = value.strip()
-            if self.kind == "int" and text.lstrip("-").isdigit():
-                return int(text)
+            if self.kind == "int" and (number := parse_int(text)) is not None:
+                return number
             if self.kind == "bool" and text.lower() in ("true", "false"):
                 return text.lower() == "true"
         return value
@@ -106,6 +111,43 @@ class Field:
         if self.doc:
             schema["description"] = self.doc
         return schema
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,1000}\Z")  # longer texts stay text (int() refuses 4,300 digits and more)
+
+
+def parse_int(text: str) -> int | None:
+    """``text`` as an integer when it is one written with the digits 0-9 (an optional ``-``), else None.
+
+    ``str.isdigit()`` also accepts ``²`` and ``①``, which ``int()`` refuses, and ``int()`` accepts other
+    scripts' digits (Arabic-Indic digits), spaces and ``_``: config numbers are plain ASCII, as Spark reads them."""
+    return int(text) if _INTEGER.match(text) else None
+
+
+# Keys of the built-in sources and targets whose text is SQL: "<role>:<type>" ("*": every type) -> key ->
+# dialect. A type of another package marks its own fields with ``Field(sql=...)``.
+SQL_KEYS: dict[str, dict[str, str]] = {
+    "source:*": {"schema": "spark"},
+    "source:table": {"table": "spark"},
+    "source:jdbc": {"query": "database", "table": "database", "partition_column": "database"},
+    "source:bigquery": {"query": "database", "filter": "database"},
+    "target:table": {"table": "spark"},
+    "target:jdbc": {"table": "database"},
+}
+# Options (lower-cased names) whose text is SQL, by type: Spark's JDBC options and the BigQuery connector's.
+SQL_OPTIONS: dict[str, dict[str, str]] = {
+    "jdbc": {
+        "query": "database",
+        "dbtable": "database",
+        "sessioninitstatement": "database",
+        "preparequery": "database",
+        "partitioncolumn": "database",
+        "createtableoptions": "database",
+        "createtablecolumntypes": "database",
+        "customschema": "spark",
+    },
+    "bigquery": {"query": "database", "filter": "database"},
+}
 
 
 def describe_value(value: Any) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from spark_job.document import child_path
@@ -26,6 +27,23 @@ MAX_SECRET_FILE_BYTES = 1024 * 1024
 
 class ExpansionLimit(Exception):
     """Substituted text grew past ``MAX_EXPANDED_CHARS``; the problem is already reported."""
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where the value of a var passed in landed in a substituted text.
+
+    Attributes:
+        start: the value's first index in the text.
+        end: the index after it.
+        var: the var passed in (``--var``, the operator's ``vars``).
+        via: the config's own vars it went through, outermost first (``${greeting}`` holding ``${label}``).
+    """
+
+    start: int
+    end: int
+    var: str
+    via: tuple[str, ...] = ()
 
 
 def escape(text: str) -> str:
@@ -57,6 +75,10 @@ class Substitution:
         staged: config path → the text to stage for a second substitution (on the driver) that gives the
             same result as this one: literal ``${`` escaped, kept secret references live.
         used: the variable names referenced.
+        passed_in: the vars passed in (``--var``, the operator's ``vars``): data, never expanded, and
+            checked where they land in SQL (see :func:`check_values_in_sql`).
+        placed: config path → where values of vars passed in landed in its text (directly or through the
+            config's own vars).
     """
 
     def __init__(
@@ -78,6 +100,8 @@ class Substitution:
         self.declared: set[str] = set()  # vars from the config (overrides are data and never hold references)
         self.secret_vars: set[str] = set()  # declared vars whose value came from a secret reference
         self.fetched: dict[str, str] = {}
+        self.passed_in: set[str] = set()
+        self.placed: dict[str, list[Placed]] = {}
         self.expanded = 0
         self.suggestions = [MAX_SUGGESTIONS]
 
@@ -92,6 +116,10 @@ class Substitution:
             raise ExpansionLimit
 
     def text(self, value: str, path: str) -> str:
+        if path in self.resolved:  # substituted again (a query file's text after its name): forget the first
+            del self.resolved[path]
+            self.staged.pop(path, None)
+            self.placed.pop(path, None)
         if "${" not in value:
             self.grow(len(value), path)
             return value
@@ -103,12 +131,17 @@ class Substitution:
             staged.append(escape("".join(literal_run)))
             literal_run.clear()
 
+        placed: list[Placed] = []
+        length = 0
         last = 0
         for match in REFERENCE.finditer(value):
             literal = value[last : match.start()]
             last = match.end()
             out, live = self.reference(match, path)
             self.grow(len(literal) + len(out), path)
+            length += len(literal)
+            placed += self.placed_by(match, out, length)
+            length += len(out)
             resolved.append(literal)
             resolved.append(out)
             literal_run.append(literal)
@@ -127,7 +160,18 @@ class Substitution:
             self.check_join(staged[-2], staged[-1], path)
         self.staged[path] = "".join(staged)
         self.resolved[path] = result = "".join(resolved)
+        if placed:
+            self.placed[path] = placed
         return result
+
+    def placed_by(self, match: re.Match[str], out: str, at: int) -> list[Placed]:
+        """Where values of vars passed in land when ``match``, substituted by ``out``, starts at ``at``."""
+        name = (match.group(1) or "").strip()
+        if match.group(0) == "$${" or self.values.get(name) != out:
+            return []
+        if name in self.passed_in:
+            return [Placed(at, at + len(out), name)]
+        return [Placed(at + p.start, at + p.end, p.var, (name, *p.via)) for p in self.placed.get(f"vars.{name}", ())]
 
     def check_join(self, before: str, after: str, path: str) -> None:
         """A ``$`` that ends one staged piece and a ``{`` that starts the next would read as a reference
@@ -258,6 +302,7 @@ def resolve_vars(declared: Mapping[str, Any], overrides: Mapping[str, Any], subs
     substitution.declared.update(raw)
     for name, value in overrides.items():
         substitution.values[str(name)] = _as_text(value)
+        substitution.passed_in.add(str(name))
     resolving: list[str] = []
     on_stack: set[str] = set()
     # Iterative depth-first resolution: a chain of thousands of variables costs no stack.
@@ -294,3 +339,85 @@ def _as_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)
+
+
+def sql_places(body: Mapping[str, Any], fields_of: Callable[[str, str], Mapping[str, Any]]) -> dict[str, str]:
+    """The config paths whose text is SQL, each with its dialect (``spark`` or ``database``): sequence
+    queries and query files, expectation conditions, source schemas, and the keys and options of sources
+    and targets that hold SQL (:data:`spark_job.fields.SQL_KEYS`, ``Field(sql=...)`` of other types).
+    ``fields_of(role, type)`` gives a reader's (role ``source``) or writer's (``target``) fields."""
+    places: dict[str, str] = {}
+    sources = body.get("sources")
+    entries: Any = sources.items() if isinstance(sources, Mapping) else enumerate(sources or [])
+    for key, spec in entries if isinstance(sources, (Mapping, list)) else ():
+        if isinstance(spec, Mapping):
+            places.update(_entry_sql_places(spec, child_path("sources", key), "source", fields_of))
+    sequences = body.get("sequences")
+    for i, seq in enumerate(sequences if isinstance(sequences, list) else []):
+        if not isinstance(seq, Mapping):
+            continue
+        path = f"sequences[{i}]"
+        places[f"{path}.query"] = places[f"{path}.query_file"] = "spark"
+        rules = seq.get("expectations")
+        for j, _ in enumerate(rules if isinstance(rules, list) else []):
+            places[f"{path}.expectations[{j}].condition"] = "spark"
+        for key in ("target", "quarantine"):
+            if isinstance(seq.get(key), Mapping):
+                places.update(_entry_sql_places(seq[key], f"{path}.{key}", "target", fields_of))
+    return places
+
+
+def _entry_sql_places(
+    spec: Mapping[str, Any], path: str, role: str, fields_of: Callable[[str, str], Mapping[str, Any]]
+) -> dict[str, str]:
+    from spark_job.fields import SQL_KEYS, SQL_OPTIONS
+
+    kind = spec.get("type")
+    if not isinstance(kind, str):
+        return {}
+    keys = {**SQL_KEYS.get(f"{role}:*", {}), **SQL_KEYS.get(f"{role}:{kind}", {})}
+    keys.update({k: f.sql for k, f in fields_of(role, kind).items() if getattr(f, "sql", None)})
+    places = {child_path(path, k): dialect for k, dialect in keys.items() if k in spec}
+    options = spec.get("options")
+    if isinstance(options, Mapping):
+        marked = SQL_OPTIONS.get(kind, {})
+        places.update(
+            {
+                child_path(child_path(path, "options"), k): marked[str(k).lower()]
+                for k in options
+                if str(k).lower() in marked
+            }
+        )
+    return places
+
+
+_WHAT = {".query": "query", ".query_file": "query file", ".condition": "condition", ".schema": "schema"}
+
+
+def check_values_in_sql(
+    substitution: Substitution, places: Mapping[str, str], vars_from: str, report: Callable[[str, str], None]
+) -> None:
+    """Report each value of a var passed in that would change the SQL it landed in (a config error naming
+    the var, where it came from and where it is used): such values are data, standing for one literal or
+    name (see :func:`spark_job.sql.placed_value_problems`)."""
+    from spark_job.sql import placed_value_problems
+
+    for path, placed in substitution.placed.items():
+        dialect = places.get(path)
+        if dialect is None:
+            continue
+        text = substitution.resolved[path]
+        spans = [(p.start, p.end) for p in placed]
+        what = next((w for suffix, w in _WHAT.items() if path.endswith(suffix)), "SQL")
+        for problem in placed_value_problems(text, spans, database=dialect == "database"):
+            p = placed[problem.index]
+            value = text[p.start : p.end]
+            shown = repr(value if len(value) <= 60 else value[:57] + "...")
+            via = f", through ${{{'}, ${'.join(p.via)}}}" if p.via else ""
+            reference = f"${{{p.via[0] if p.via else p.var}}}"
+            report(
+                path,
+                f"the value {shown} of {p.var} ({vars_from}{via}) {problem.reason} (line {problem.line} of the "
+                f"{what}): a value passed in is data, one literal or name, and may not change the SQL; "
+                f"{problem.advice.replace('${name}', reference)}",
+            )
