@@ -79,10 +79,11 @@ def configure_logging() -> None:
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    from spark_job.fields import parse_int
+
+    value = parse_int(text.strip())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (digits 0-9)")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is less than 1 (1 runs the sequences one after the other)")
     return value

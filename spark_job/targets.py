@@ -316,7 +316,7 @@ def canonical_jdbc_url(url: str, fold_loopback: bool = False) -> str:
             pieces = at.split(":")
             if len(pieces) >= 3:
                 hostport, database = ":".join(pieces[:2]), pieces[2]
-            elif len(pieces) == 2 and not pieces[1].isdigit():
+            elif len(pieces) == 2 and not (pieces[1].isascii() and pieces[1].isdigit()):
                 hostport, database = pieces[0], pieces[1]
             else:
                 hostport, database = at, ""
@@ -585,6 +585,8 @@ def _overlap_message(place: Place, other: Place) -> str | None:
         file = b.uri().removeprefix("file:")
         return f"writes {a.uri()}, which {held} {other.where} {file}: the write would delete it; write elsewhere"
     if a == b or (a.same_fs(b) and a.segments == b.segments):
+        if place.table and other.table and _same_table(place.table, other.table) and place.writes != other.writes:
+            return None  # a table read and written: the check of table reads decides (append is allowed)
         if place.writes and other.writes:
             if place.table and other.table and _same_table(place.table, other.table):
                 return None  # one table spelt two ways: the target-identity check reports it
@@ -667,8 +669,9 @@ def target_places(sequences: Iterable[Any], warehouse: str | None = None) -> lis
     return out
 
 
-def source_places(sources: Iterable[Any]) -> list[Place]:
-    """The path sources (``SourceSpec``s), globs reduced to their fixed prefix."""
+def source_places(sources: Iterable[Any], warehouse: str | None = None) -> list[Place]:
+    """The path sources (``SourceSpec``s), globs reduced to their fixed prefix, and the files of the
+    catalog tables ``table`` sources read (tables of the session catalog, see ``catalog_table_location``)."""
     out: list[Place] = []
     for source in sources:
         try:
@@ -677,6 +680,12 @@ def source_places(sources: Iterable[Any]) -> list[Place]:
             continue
         if location is not None:
             out.append(Place(f"{source.path}.path", location, False))
+            continue
+        table = source.spec.get("table")
+        if source.spec.get("type") == "table" and isinstance(table, str) and table.strip():
+            location = catalog_table_location(table, source.spec.get("options"), warehouse)
+            if location is not None and location.segments:
+                out.append(Place(f"{source.path}.table", location, False, table=table))
     return out
 
 
@@ -722,6 +731,43 @@ def _check_jdbc_reads(sources: list[Any], sequences: list[Any], report: Any) -> 
                 )
 
 
+def _check_table_reads(sources: list[Any], sequences: list[Any], report: Any) -> None:
+    """A catalog table overwritten while the pipeline reads it (a ``table`` source, or a qualified name in a
+    query): Spark refuses such an overwrite when it reads the table in the same query, and otherwise the
+    readers see old, partial or new rows depending on the order sequences run in. Names compare as Spark
+    resolves them (``t``, ``default.t``, ``spark_catalog.default.t``, backquotes, any case)."""
+    from spark_job.sql import analyse_query
+
+    read: dict[str, str] = {}
+    for source in sources:
+        table = source.spec.get("table")
+        if source.spec.get("type") == "table" and isinstance(table, str) and table.strip():
+            read.setdefault(canonical_catalog_table(table), source.path)
+    for seq in sequences:
+        for name in sorted(analyse_query(seq.query).qualified):
+            if not direct_read_path(name):
+                read.setdefault(canonical_catalog_table(name), f"{seq.path}.query")
+    if not read:
+        return
+    for seq in sequences:
+        writes = [(f"{seq.path}.target", seq.target)]
+        if seq.quarantine is not None:
+            writes.append((f"{seq.path}.quarantine", seq.quarantine))
+        for where, target in writes:
+            table = target.get("table")
+            if target.get("type") != "table" or target.get("mode", "overwrite") != "overwrite":
+                continue
+            if not isinstance(table, str) or not table.strip():
+                continue
+            reader = read.get(canonical_catalog_table(table))
+            if reader is not None:
+                report(
+                    f"{where}.table",
+                    f"overwrites the catalog table {table}, which {reader} reads: a target cannot be a table the "
+                    "pipeline reads (write another table; append is allowed)",
+                )
+
+
 def check_overlaps(
     sources: Iterable[Any],
     sequences: Iterable[Any],
@@ -737,6 +783,7 @@ def check_overlaps(
     sequences = list(sequences)
     sources = list(sources)
     _check_jdbc_reads(sources, sequences, report)
+    _check_table_reads(sources, sequences, report)
     targets = target_places(sequences, warehouse)
     for place in targets:
         if not place.location.segments:
@@ -757,5 +804,5 @@ def check_overlaps(
         Place(what, canonical_path("file:" + os.path.abspath(file)), False, file=True) for what, file in read_files
     ]
     targets = [place for place in targets if place.location.segments]  # a root is reported above
-    for place, message in overlaps([*files, *targets, *source_places(sources), *query_places(sequences)]):
+    for place, message in overlaps([*files, *targets, *source_places(sources, warehouse), *query_places(sequences)]):
         report(place.where, message)

@@ -280,6 +280,6 @@ def port_problem(url: str) -> str | None:
         head = head[: oracle.start("userinfo")] + head[oracle.end("userinfo") :]
     for match in _HOST_PORT.finditer(head):
         port = match.group("port")
-        if not port.isdigit() or not 1 <= int(port) <= 65535:
+        if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:  # "²".isdigit() is True
             return f"port {port!r} of host {match.group('host')!r} is not a number from 1 to 65535"
     return None
