@@ -22,6 +22,8 @@ from spark_job.errors import ConfigError
 from spark_job.session import LOG_LEVELS, STDERR_LOCK
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
     from spark_job.config import PipelineConfig
     from spark_job.runner import BasePipeline
 
@@ -93,6 +95,17 @@ def quiet_python_warnings() -> None:
     """pyspark imports ``pyspark.testing`` while converting arguments, which warns about the pandas
     version on every run; that warning says nothing about the pipeline."""
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+
+
+def quiet_query_context_logs() -> None:
+    """pyspark 4 logs every analysis error it raises, with the JVM's stack, as a JSON line on stderr
+    (``SQLQueryContextLogger``): ``plan`` and ``test`` report each error on a line of their own."""
+    try:
+        from pyspark.logger import PySparkLogger
+    except ImportError:  # pyspark 3.5 has no such logger
+        return
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
 
 
 @contextmanager
@@ -269,25 +282,70 @@ def outputs_inside_targets(config: PipelineConfig, outputs: dict[str, str | None
 
 
 def show_plan(config: PipelineConfig, fmt: str, schemas: bool, master: str | None) -> int:
-    """Print the plan; with ``schemas``, resolve output schemas on a Spark session (exit 1 if one fails)."""
-    from spark_job.plan import build_plan, render, resolve_schemas
+    """Print the plan; with ``schemas``, resolve output schemas on a Spark session set up as a run sets up
+    its own (exit 1 if one fails). What is printed shows no resolved secret."""
+    from spark_job.plan import build_plan, masked, render, resolve_schemas
 
     plan = build_plan(config)
     if schemas:
-        from pyspark.sql import SparkSession
-
-        owns = SparkSession.getActiveSession() is None
-        builder = SparkSession.builder.appName(f"{config.app_name} (plan)").master(master or "local[1]")
-        spark = builder.config("spark.ui.enabled", "false").getOrCreate()
-        try:
+        quiet_python_warnings()
+        quiet_query_context_logs()
+        with plan_session(config, master) as spark:
             plan = resolve_schemas(plan, config, spark)
-        finally:
-            if owns:
-                spark.stop()
+    plan = masked(plan, config.mask)
     print(render(plan, fmt), end="")
     for seq in plan.failed:
         print(f"sparkpipe: sequence {seq.name}: {seq.error}", file=sys.stderr)
     return EXIT_FAILED if plan.failed else EXIT_OK
+
+
+@contextmanager
+def plan_session(config: PipelineConfig, master: str | None) -> Iterator[SparkSession]:
+    """The session ``plan --schemas`` resolves schemas on: made as ``run`` makes its own, with the config's
+    ``spark_conf`` (jars, catalogs, ANSI, case and time-zone settings, static keys at creation, Spark's own
+    ``${...}`` substitution off), Spark's log lines at ERROR and no UI; stopped afterwards. A session already
+    running in this process is used as it is given to a run: the config's runtime settings applied for the
+    plan and put back after it, static ones said to be ignored."""
+    import dataclasses
+
+    from pyspark.sql import SparkSession
+
+    from spark_job.runner import BasePipeline
+
+    active = SparkSession.getActiveSession()
+    if active is None:
+        conf = {"spark.ui.enabled": "false", **config.spark_conf}
+        pipeline = BasePipeline(
+            dataclasses.replace(config, spark_conf=conf), master=master or "local[1]", log_level="ERROR", console=True
+        )
+        spark = pipeline.create_session()
+        try:
+            yield spark
+        finally:
+            spark.stop()
+        return
+    previous: dict[str, str | None] = {}
+    try:
+        for key, value in config.spark_conf.items():
+            before = active.conf.get(key, None)
+            if before == value:
+                continue
+            try:
+                active.conf.set(key, value)
+            except Exception:  # a static setting: fixed when the session was made
+                print(
+                    f"sparkpipe: {key} cannot change on the session already running here: ignored for --schemas",
+                    file=sys.stderr,
+                )
+                continue
+            previous[key] = before
+        yield active
+    finally:
+        for key, before in previous.items():
+            if before is None:
+                active.conf.unset(key)
+            else:
+                active.conf.set(key, before)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from spark_job.config import PipelineConfig
@@ -139,6 +139,30 @@ def resolve_schemas(plan: Plan, config: PipelineConfig, spark: SparkSession) -> 
         except Exception as exc:
             resolved[seq.name] = replace(planned, error=_first_lines(exc, config))
     return replace(plan, sequences=tuple(resolved[s.name] for s in plan.sequences))
+
+
+def masked(plan: Plan, mask: Callable[[str], str]) -> Plan:
+    """The plan with ``mask`` applied to every text it holds (names, descriptions, schemas, errors, checks),
+    before any format escapes them: a resolved secret shows as ``***`` in every format."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return mask(value)
+        if isinstance(value, Mapping):
+            return {walk(k): walk(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(walk(v) for v in value)
+        return value
+
+    def each(item: Any) -> Any:
+        return replace(item, **{f.name: walk(getattr(item, f.name)) for f in fields(item)})
+
+    return replace(
+        plan,
+        app_name=mask(plan.app_name),
+        sources=tuple(each(s) for s in plan.sources),
+        sequences=tuple(each(s) for s in plan.sequences),
+    )
 
 
 def render(plan: Plan, fmt: str) -> str:
@@ -331,6 +355,6 @@ def _dot_text(text: str) -> str:
 
 
 def _first_lines(exc: BaseException, config: PipelineConfig) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = str(exc).split("JVM stacktrace:", 1)[0].strip() or type(exc).__name__
     kept = [line for line in text.splitlines() if line.strip()][:3]
     return config.mask(" ".join(kept))
