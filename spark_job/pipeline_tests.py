@@ -11,6 +11,8 @@ import datetime
 import decimal
 import math
 import os
+import re
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +83,8 @@ class TestResult:
     differences: list[str] = field(default_factory=list)
     error: str | None = None
     duration_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    """Settings of the config the session could not take (static ones on a session made before)."""
 
     @property
     def label(self) -> str:
@@ -142,7 +146,8 @@ def load_test_file(path: str | os.PathLike[str]) -> list[PipelineTest]:
             continue
         try:
             # Fixtures stand in for the sources and nothing is written: no secret needs resolving.
-            config = load_config(config_path, {**file_vars, **test_vars}, resolve_env=False)
+            # The test file's vars are the author's, as the config's own are: not checked as values passed in.
+            config = load_config(config_path, {**file_vars, **test_vars}, resolve_env=False, vars_from=None)
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
@@ -252,16 +257,30 @@ def run_tests(tests: Iterable[PipelineTest], spark: SparkSession) -> list[TestRe
     return [run_test(test, spark) for test in tests]
 
 
-def run_test(test: PipelineTest, spark: SparkSession) -> TestResult:
-    """Register the fixtures, run the sequences the expectations need (graph order) and compare."""
+def run_test(test: PipelineTest, spark: SparkSession, made_with: Mapping[str, str] | None = None) -> TestResult:
+    """Register the fixtures, run the sequences the expectations need (graph order) and compare.
+
+    ``made_with``: the static settings the session was made with (see :func:`run_in_sessions`)."""
     start = time.monotonic()
     created: list[str] = []
-    # The pipeline's SQL settings (ANSI mode, time zone, ...) apply to its test, and only to it.
-    sql_conf = {k: v for k, v in test.config.spark_conf.items() if k.startswith("spark.sql.")}
-    previous = {k: spark.conf.get(k, None) for k in sql_conf}
+    # The pipeline's SQL settings (ANSI mode, time zone, ...) apply to its test, and only to it. Static
+    # ones are fixed when the session is made (``main`` makes it with them): here they can only be noted.
+    previous: dict[str, str | None] = {}
+    notes: list[str] = []
     try:
-        for key, value in sql_conf.items():
-            spark.conf.set(key, value)
+        for key, value in sql_settings(test.config).items():
+            before = spark.conf.get(key, None)
+            if before == value or (made_with or {}).get(key) == value:  # set when the session was made
+                continue
+            try:
+                spark.conf.set(key, value)
+            except Exception:
+                notes.append(
+                    f"{key} is fixed when a session is made and this one was made without it: ignored "
+                    f"(the session has {before!r})"
+                )
+                continue
+            previous[key] = before
         result = _run(test, spark, created)
     finally:
         for view in created:
@@ -272,7 +291,36 @@ def run_test(test: PipelineTest, spark: SparkSession) -> TestResult:
             else:
                 spark.conf.set(key, before)
     result.duration_s = round(time.monotonic() - start, 3)
+    result.notes = notes
     return result
+
+
+def sql_settings(config: PipelineConfig) -> dict[str, str]:
+    """The ``spark.sql.*`` settings of a config, the ones its tests run with (``spark.sql.variable.substitute``
+    included: the driver keeps it off)."""
+    return {k: v for k, v in config.spark_conf.items() if k.startswith("spark.sql.")}
+
+
+def static_settings(config: PipelineConfig, spark: SparkSession) -> dict[str, str]:
+    """The config's ``spark.sql.*`` settings ``spark`` does not have and cannot take once made (static ones,
+    such as ``spark.sql.warehouse.dir`` and ``spark.sql.extensions``)."""
+    static: dict[str, str] = {}
+    for key, value in sql_settings(config).items():
+        if spark.conf.isModifiable(key):
+            continue
+        before = spark.conf.get(key, None)
+        if before == value:
+            continue
+        try:  # not modifiable: either static, or a key Spark does not list (spark.sql.catalog.x), settable
+            spark.conf.set(key, value)
+        except Exception:
+            static[key] = value
+            continue
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
+    return static
 
 
 def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestResult:
@@ -288,10 +336,11 @@ def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestRes
     for alias in sorted(wanted_sources):
         source = sources[alias]
         fixture = by_id[source.id]
+        schema = source.spec.get("schema")
         try:
-            _fixture_frame(spark, fixture, source.spec.get("schema")).createOrReplaceTempView(source.alias)
+            _fixture_frame(spark, fixture, schema).createOrReplaceTempView(source.alias)
         except Exception as exc:
-            return TestResult(test, False, error=f"fixture {fixture.path}: {_first_line(exc)}")
+            return TestResult(test, False, error=_fixture_error(spark, fixture, schema, exc))
         created.append(source.alias)
     results: dict[str, DataFrame] = {}
     failed_rows: dict[str, dict[str, int]] = {}
@@ -352,14 +401,10 @@ def _needed_sequences(config: PipelineConfig, names: Sequence[str]) -> list[Sequ
 
 def _fixture_frame(spark: SparkSession, fixture: Fixture, schema: str | None) -> DataFrame:
     if fixture.file is not None:
-        reader = spark.read.format(str(fixture.format))
-        if fixture.format == "csv":
-            reader = reader.option("header", "true")
-            if not schema:
-                reader = reader.option("inferSchema", "true")
-        if schema:
-            reader = reader.schema(schema)
-        return reader.load(str(fixture.file))
+        # Read now and FAILFAST: a line that does not fit the declared schema is the fixture's problem,
+        # never rows of NULLs for the SQL to run on.
+        df = _file_reader(spark, fixture, schema, "FAILFAST").load(str(fixture.file))
+        return spark.createDataFrame(df.collect(), df.schema)
     rows = fixture.rows or []
     if schema:
         from pyspark.sql.types import StructType
@@ -375,6 +420,69 @@ def _fixture_frame(spark: SparkSession, fixture: Fixture, schema: str | None) ->
         raise ValueError("no rows and no declared schema: give at least one row, or a 'schema' on the source")
     columns = list(dict.fromkeys(k for row in rows for k in row))
     return spark.createDataFrame([tuple(row.get(c) for c in columns) for row in rows], columns)
+
+
+def _file_reader(spark: SparkSession, fixture: Fixture, schema: str | None, mode: str) -> Any:
+    reader = spark.read.format(str(fixture.format))
+    if fixture.format == "csv":
+        # With a schema, the header must name its columns (not only count them).
+        reader = reader.option("header", "true").option("enforceSchema", "false" if schema else "true")
+        if not schema:
+            reader = reader.option("inferSchema", "true")
+    if fixture.format in ("csv", "json"):
+        reader = reader.option("mode", mode)
+    return reader.schema(schema) if schema else reader
+
+
+def _fixture_error(spark: SparkSession, fixture: Fixture, schema: str | None, exc: BaseException) -> str:
+    """One line blaming the fixture: its place in the test file, its file and the line that does not fit."""
+    reason = _reason(exc)
+    if fixture.file is None:
+        return f"fixture {fixture.path}: {reason}"
+    where = f"{fixture.file}"
+    line = _bad_line(spark, fixture, schema) if schema else None
+    if line is not None:
+        where += f" line {line}"
+    fits = f" does not fit the source's schema ({schema})" if schema else " cannot be read"
+    return f"fixture {fixture.path}: {where}{fits}: {reason}"
+
+
+def _bad_line(spark: SparkSession, fixture: Fixture, schema: str) -> int | None:
+    """The line of a csv or json fixture file holding the first record that does not fit ``schema``."""
+    if fixture.format not in ("csv", "json") or fixture.file is None or "_corrupt_record" in schema:
+        return None
+    try:
+        reader = _file_reader(spark, fixture, f"{schema}, _corrupt_record STRING", "PERMISSIVE")
+        rows = reader.option("columnNameOfCorruptRecord", "_corrupt_record").load(str(fixture.file)).collect()
+        bad = next((r["_corrupt_record"] for r in rows if r["_corrupt_record"] is not None), None)
+        if bad is None:
+            return None
+        lines = fixture.file.read_text(encoding="utf-8", errors="replace").splitlines()
+        return next((i for i, text in enumerate(lines, start=1) if text == bad), None)
+    except Exception:  # the line is a help, the error is reported without it
+        return None
+
+
+def _reason(exc: BaseException) -> str:
+    """Spark's message without its stack, on one line: the innermost two of the JVM's chain of causes
+    (``[MALFORMED_RECORD_IN_PARSING...] ... <- NumberFormatException: For input string: "abc"``)."""
+    text = str(exc).split("JVM stacktrace:", 1)[0]
+    chain = [_short_cause(c) for c in _CAUSE.findall(text)]
+    if chain:
+        return " <- ".join(dict.fromkeys(chain[-2:]))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+_CAUSE = re.compile(r"^(?:: |Caused by: )(.+)$", re.MULTILINE)
+
+
+def _short_cause(cause: str) -> str:
+    """``org.apache.spark.SparkException: [X] ...`` → ``[X] ...``; ``java.lang.Y: ...`` → ``Y: ...``."""
+    name, sep, message = cause.strip().partition(": ")
+    if not sep or " " in name:
+        return cause.strip()
+    return message if message.startswith("[") else f"{name.rsplit('.', 1)[-1]}: {message}"
 
 
 def compare(expected: Expected, actual: list[dict[str, Any]]) -> list[str]:
@@ -521,9 +629,13 @@ def main(paths: Sequence[str], spark: SparkSession | None = None) -> int:
         return 2
     owns = spark is None
     if spark is None:
-        spark = local_session()
+        from spark_job.cli import quiet_python_warnings, quiet_query_context_logs
+
+        quiet_python_warnings()
+        quiet_query_context_logs()
+        spark = local_session(console=True)
     try:
-        results = run_tests(tests, spark)
+        results, spark = run_in_sessions(tests, spark, owns)
     finally:
         if owns:
             spark.stop()
@@ -534,6 +646,8 @@ def main(paths: Sequence[str], spark: SparkSession | None = None) -> int:
             print(f"      {result.error}")
         for line in result.differences:
             print(f"      {line}")
+        for note in result.notes:
+            print(f"      note: {note}")
     passed = sum(r.passed for r in results)
     errors = sum(r.error is not None for r in results)
     failed = len(results) - passed - errors
@@ -541,15 +655,69 @@ def main(paths: Sequence[str], spark: SparkSession | None = None) -> int:
     return 2 if errors else 1 if failed else 0
 
 
-def local_session() -> SparkSession:
-    """A small local session for tests: one core, one shuffle partition, no UI."""
+def run_in_sessions(
+    tests: Sequence[PipelineTest], spark: SparkSession, owns: bool
+) -> tuple[list[TestResult], SparkSession]:
+    """Run the tests; with a session of its own (``owns``), the tests whose configs set static ``spark.sql.*``
+    settings (``spark.sql.warehouse.dir``, ``spark.sql.extensions`` ...) run on a session made with them,
+    one per distinct set. Returns the results in the tests' order and the session open at the end."""
+    if not owns:
+        return run_tests(tests, spark), spark
+    groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
+    for i, test in enumerate(tests):
+        groups.setdefault(tuple(sorted(static_settings(test.config, spark).items())), []).append(i)
+    results: list[TestResult | None] = [None] * len(tests)
+    for static, indexes in sorted(groups.items(), key=lambda group: bool(group[0])):  # the plain session first
+        if static:
+            spark.stop()
+            try:
+                spark = local_session(dict(static))
+            except Exception as exc:
+                keys = ", ".join(key for key, _ in static)
+                for i in indexes:
+                    why = f"no session could be made with the config's {keys}: {_reason(exc)}"
+                    results[i] = TestResult(tests[i], False, error=why)
+                spark = local_session()
+                continue
+        for i in indexes:
+            results[i] = run_test(tests[i], spark, dict(static))
+    return [r for r in results if r is not None], spark
+
+
+def local_session(settings: Mapping[str, str] | None = None, console: bool = False) -> SparkSession:
+    """A small local session for tests: one core, one shuffle partition, no UI, and ``settings`` (static
+    ones of a config). With ``console`` and no JVM running yet, the JVM this starts logs only Spark's
+    errors, without stack traces or failed tasks' lines: a test's problem is its own line of the report."""
     from pyspark.sql import SparkSession
 
-    return (
-        SparkSession.builder.master("local[1]")
-        .appName("sparkpipe test")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
+    conf = {
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "1",
+        "spark.ui.showConsoleProgress": "false",
+        **(settings or {}),
+    }
+    if console:
+        from spark_job.session import LOG4J_CONFIG, can_start_console_session, start_console_session
+
+        if can_start_console_session():
+            fd, log4j = tempfile.mkstemp(prefix="sparkpipe-test-log4j2-", suffix=".properties")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                quiet = LOG4J_CONFIG.replace("logger.lost_task.level = error", "logger.lost_task.level = off")
+                fh.write(quiet.format(level="error", trace_lines="none") + _QUIET_LOGGERS)
+            conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
+            try:
+                return start_console_session("sparkpipe test", "local[1]", conf, "ERROR")
+            finally:
+                os.unlink(log4j)
+    builder = SparkSession.builder.master("local[1]").appName("sparkpipe test")
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+# A failed task's lines (the executor's exception, and the task set's "aborting job" above) repeat the
+# error the test's report line gives.
+_QUIET_LOGGERS = """\
+logger.executor.name = org.apache.spark.executor.Executor
+logger.executor.level = off
+"""
