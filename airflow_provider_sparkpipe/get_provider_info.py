@@ -82,6 +82,15 @@ SPARKPIPE_CONN_FIELDS: dict[str, Any] = {
     "project_id": _field("Google Cloud project (Dataproc)", "dataproc_cluster, dataproc_serverless: e.g. my-project."),
     "region": _field("Google Cloud region (Dataproc)", "dataproc_cluster, dataproc_serverless: e.g. europe-west1."),
     "cluster_name": _field("Dataproc cluster", "dataproc_cluster: the name of a running cluster, e.g. etl-cluster."),
+    "image_version": _field(
+        "Dataproc image (dataproc_cluster)",
+        "dataproc_cluster: the cluster's image, e.g. 2.3 (Spark 3.5) or 3.0 (Spark 4.0); 2.2 or later. "
+        "Empty: the cluster's image is checked when a run starts.",
+    ),
+    "runtime_version": _field(
+        "Serverless runtime (dataproc_serverless)",
+        "dataproc_serverless: 2.3 (Spark 3.5, the default), 2.2, 1.2 or 3.0 (Spark 4.0).",
+    ),
     "properties": _field(
         "Spark properties (Dataproc)",
         'dataproc_cluster, dataproc_serverless: a JSON object, e.g. {"spark.executor.memory": "4g"}.',
@@ -94,7 +103,16 @@ SPARKPIPE_CONN_FIELDS: dict[str, Any] = {
     "job_flow_name": _field("EMR cluster name (emr_cluster)", "emr_cluster: the cluster's name, when no id is given."),
     "application_id": _field("EMR Serverless application (emr_serverless)", "emr_serverless: e.g. 00f1abcdexample."),
     "virtual_cluster_id": _field("EMR on EKS virtual cluster (emr_on_eks)", "emr_on_eks: e.g. abcdefghijklmnop0123."),
-    "release_label": _field("EMR release (emr_on_eks)", "emr_on_eks: e.g. emr-7.5.0-latest."),
+    "release_label": _field(
+        "EMR release (EMR)",
+        "emr_on_eks (required): e.g. emr-7.13.0-latest or emr-spark-8.0.0-latest; emr_cluster, emr_serverless: "
+        "the cluster's / application's release, e.g. emr-7.13.0. EMR 7 or later (Spark 3.5+).",
+    ),
+    "python": _field(
+        "Driver Python (EMR)",
+        "EMR runtimes: the Python the driver runs on, e.g. 3.11, or an interpreter's path. "
+        "Empty: 3.11 on EMR 7.1+ and emr-spark-8, 3.9 on EMR 7.0.",
+    ),
     "execution_role_arn": _field(
         "Execution role (EMR)",
         "emr_serverless, emr_on_eks (and emr_cluster, optional): e.g. arn:aws:iam::123456789012:role/sparkpipe-job.",

@@ -21,6 +21,7 @@ from airflow_provider_sparkpipe.links.dataproc import dataproc_batch_url, datapr
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes.base import spark_str
 from airflow_provider_sparkpipe.runtimes.dataproc import DataprocCluster, DataprocServerless, _DataprocRuntime
+from airflow_provider_sparkpipe.runtimes.versions import DATAPROC_IMAGES
 from airflow_provider_sparkpipe.staging import GCSStore, StagedRun, Staging
 from spark_job.markers import is_marker_line, last_metrics
 
@@ -159,6 +160,7 @@ class DataprocPipelineHook(SparkPipelineHook[DataprocRuntimeT]):
         if latest is not None:
             ended = latest[1].value if latest[1] is not None else "deleted"
             self.log.info("Dataproc %s %s ended %s: submitting %s", self.remote_noun, latest[0], ended, remote_id)
+        self.check_version()
         staged = self.staging.stage(remote_id, submission.document)
         body = self.render(submission, remote_id, staged)
         body["labels"][RUN_LABEL] = stem
@@ -169,6 +171,10 @@ class DataprocPipelineHook(SparkPipelineHook[DataprocRuntimeT]):
             self.log.warning("Dataproc %s %s already exists: re-attaching", self.remote_noun, remote_id)
         self.log.info("Submitted Dataproc %s %s: %s", self.remote_noun, remote_id, self.run_url(self._run(remote_id)))
         return self._run(remote_id)
+
+    def check_version(self) -> None:
+        """Refuse, before anything is staged, a cluster whose image the driver cannot run on (a batch's
+        runtime version was checked with the runtime's settings)."""
 
     def driver_args(self, staged: StagedRun) -> list[str]:
         """The driver's arguments: ``config.json`` is a ``file_uris`` entry, so the driver opens it locally."""
@@ -298,6 +304,23 @@ class DataprocClusterHook(DataprocPipelineHook[DataprocCluster]):
 
     hook_name = "Spark pipeline on a Dataproc cluster"
     remote_noun = "job"
+
+    def check(self) -> str:
+        self.check_version()
+        return super().check()
+
+    def check_version(self) -> None:
+        """Read the cluster's image (``GetCluster``) and refuse one before 2.2: Spark older than 3.5."""
+        rt = self.runtime
+        cluster = self.dataproc.get_cluster(region=rt.region, cluster_name=rt.cluster_name, project_id=rt.project_id)
+        image = cluster.config.software_config.image_version
+        where = f"Dataproc cluster {rt.cluster_name!r} (image {image})"
+        try:
+            line = DATAPROC_IMAGES.check("image_version", image, where=where)
+        except ValueError as exc:
+            raise SparkRuntimeError(str(exc)) from None
+        if rt.image_version and DATAPROC_IMAGES.line_of("image_version", rt.image_version) != line:
+            self.log.warning("%s, not %s as image_version says: its image decides", where, rt.image_version)
 
     def render(self, submission: PipelineSubmission, remote_id: str, staged: StagedRun) -> dict[str, Any]:
         return {

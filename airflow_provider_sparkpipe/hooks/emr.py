@@ -6,6 +6,10 @@ reads ``--config`` with ``open()``: it is staged as ``config.zip`` and shipped w
 ``spark.archives`` as ``sparkpipe-config``, which YARN (cluster mode), EMR Serverless and Spark on
 Kubernetes (3.2+) unpack in the driver's working directory, so ``--config sparkpipe-config/config.json``
 is a local path. EMR steps in client mode copy the plain ``config.json`` there with ``aws s3 cp`` first.
+
+Before starting a run, the cluster's or application's actual release is read and checked against the
+driver's supported range (:data:`~airflow_provider_sparkpipe.runtimes.versions.EMR_RELEASES`); it also
+chooses the Python the driver runs on (:func:`~airflow_provider_sparkpipe.runtimes.emr.driver_interpreter`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
 from airflow_provider_sparkpipe.links.emr import emr_cluster_url, emr_on_eks_job_run_url, emr_serverless_job_run_url
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes.base import spark_str
-from airflow_provider_sparkpipe.runtimes.emr import EmrCluster, EmrOnEks, EmrServerless
+from airflow_provider_sparkpipe.runtimes.emr import EmrCluster, EmrOnEks, EmrServerless, driver_interpreter
+from airflow_provider_sparkpipe.runtimes.versions import EMR_RELEASES, VersionLine, check_python
 from airflow_provider_sparkpipe.staging import S3Store, StagedRun, Staging
 
 CONFIG_ALIAS = "sparkpipe-config"
@@ -77,7 +82,11 @@ class EmrPipelineHook(SparkPipelineHook[EmrRuntimeT]):
     """Raw EMR states of an earlier run that a new attempt re-attaches to instead of submitting."""
     STATES: ClassVar[Mapping[str, RunState]]
     """Raw EMR state -> RunState; a state being cancelled maps to RUNNING (not finished yet)."""
+    PYTHON_CONF: ClassVar[tuple[str, ...]] = ("spark.pyspark.python", "spark.pyspark.driver.python")
+    """The Spark properties that choose the driver's (and the executors') Python on this service."""
     supports_deferral = True
+    actual_release: str | None = None
+    """The release the cluster / application runs, read before the last submission (``None`` before)."""
 
     @cached_property
     def s3(self) -> S3Hook:
@@ -115,6 +124,7 @@ class EmrPipelineHook(SparkPipelineHook[EmrRuntimeT]):
             self.log.info(
                 "The last run of this task, %s, ended %s: starting run %d", latest.remote_id, latest.state, generation
             )
+        self.check_release()
         staged = self.stage(submission, generation)
         remote_id = self.start(submission, staged, f"{base}-{generation}")
         self.log.info("Started %s (run %d of this task)", remote_id, generation)
@@ -168,9 +178,53 @@ class EmrPipelineHook(SparkPipelineHook[EmrRuntimeT]):
         return self.staging.stage(run_path(submission.task_key, generation), submission.document, archive=True)
 
     def spark_conf(self, submission: PipelineSubmission) -> dict[str, str]:
-        """The runtime's Spark properties under the pipeline's own ``spark_conf``."""
+        """The driver's Python, then the runtime's Spark properties, then the pipeline's own ``spark_conf``
+        (a later one wins)."""
         document_conf = submission.document.get("spark_conf") or {}
-        return {**self.runtime.spark_conf, **{str(k): spark_str(v) for k, v in document_conf.items()}}
+        return {
+            **self.python_conf(),
+            **self.runtime.spark_conf,
+            **{str(k): spark_str(v) for k, v in document_conf.items()},
+        }
+
+    # Releases and Pythons. -------------------------------------------------------------------------
+
+    def read_release_label(self) -> str | None:
+        """The release label the cluster / application runs (``None`` where the job run names it)."""
+        return None
+
+    def release_line(self) -> VersionLine | None:
+        """The version line of the release the run uses: the one read from EMR, else the one stated."""
+        label = self.actual_release or self.runtime.release_label
+        return EMR_RELEASES.line_of("release_label", label) if label else None
+
+    def check_release(self) -> None:
+        """Read what the cluster / application runs and refuse a release or a ``python`` the driver
+        cannot run on, before anything is staged or submitted."""
+        actual = self.read_release_label()
+        if actual is None:
+            return
+        stated = self.runtime.release_label
+        if stated and stated != actual:
+            self.log.warning("%s runs %s, not %s as release_label says: using %s", self.target, actual, stated, actual)
+        try:
+            line = EMR_RELEASES.check("release_label", actual, where=f"{self.target} (release {actual})")
+            python = self.runtime.python
+            if python is not None and "/" not in python:
+                check_python("python", python, line, where=f"{self.target} (release {actual})")
+        except ValueError as exc:
+            raise SparkRuntimeError(str(exc)) from None
+        self.actual_release = actual
+
+    @property
+    def target(self) -> str:
+        """What runs the job, for messages (``EMR cluster j-...``)."""
+        return self.runtime.kind
+
+    def python_conf(self) -> dict[str, str]:
+        """The Spark properties that run the driver on the chosen Python (none when nothing is known)."""
+        interpreter = driver_interpreter(self.runtime.python, self.release_line())
+        return dict.fromkeys(self.PYTHON_CONF, interpreter) if interpreter else {}
 
     def job_run_overrides(
         self, submission: PipelineSubmission, staged: StagedRun, log_uri: str | None
@@ -310,8 +364,20 @@ class EmrClusterPipelineHook(EmrPipelineHook[EmrCluster]):
         return found
 
     def check(self) -> str:
+        self.check_release()
         cluster = self.emr.conn.describe_cluster(ClusterId=self.job_flow_id)["Cluster"]
-        return f"{self.runtime.describe()}: cluster {cluster['Id']} {cluster['Status']['State']}"
+        return (
+            f"{self.runtime.describe()}: cluster {cluster['Id']} {cluster['Status']['State']}"
+            f" ({cluster.get('ReleaseLabel')})"
+        )
+
+    def read_release_label(self) -> str | None:
+        cluster = self.emr.conn.describe_cluster(ClusterId=self.job_flow_id)["Cluster"]
+        return str(cluster["ReleaseLabel"])
+
+    @property
+    def target(self) -> str:
+        return f"EMR cluster {self.job_flow_id}"
 
     def render_step(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> dict[str, Any]:
         """The ``AddJobFlowSteps`` step: ``spark-submit`` through ``command-runner.jar``."""
@@ -440,9 +506,24 @@ class EmrServerlessPipelineHook(EmrPipelineHook[EmrServerless]):
     def serverless(self) -> EmrServerlessHook:
         return EmrServerlessHook(aws_conn_id=self.runtime.aws_conn_id, region_name=self.runtime.region_name)
 
+    PYTHON_CONF = (
+        "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON",
+        "spark.emr-serverless.driverEnv.PYSPARK_PYTHON",
+        "spark.executorEnv.PYSPARK_PYTHON",
+    )
+
     def check(self) -> str:
+        self.check_release()
         app = self.serverless.conn.get_application(applicationId=self.runtime.application_id)["application"]
         return f"{self.runtime.describe()}: application {app['name']!r} {app['state']} ({app['releaseLabel']})"
+
+    def read_release_label(self) -> str | None:
+        app = self.serverless.conn.get_application(applicationId=self.runtime.application_id)["application"]
+        return str(app["releaseLabel"])
+
+    @property
+    def target(self) -> str:
+        return f"EMR Serverless application {self.runtime.application_id}"
 
     def render_request(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> dict[str, Any]:
         """The ``StartJobRun`` request: conf as ``spark-defaults``, the driver's files as ``--conf`` lists."""

@@ -1,6 +1,7 @@
 """``DataprocCluster`` and ``DataprocServerless``: run the driver as a Dataproc PySpark job or a Serverless batch.
 
-Nothing Google is imported here: the hooks (and ``google.cloud``) load only when a run starts.
+Nothing Google is imported here: the hooks (and ``google.cloud``) load only when a run starts. Image and
+runtime versions are checked against :mod:`~airflow_provider_sparkpipe.runtimes.versions`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, json_extras, register_runtime, string_map
+from airflow_provider_sparkpipe.runtimes.versions import DATAPROC_IMAGES, DATAPROC_SERVERLESS_RUNTIMES
+
+DEFAULT_RUNTIME_VERSION = "2.3"
+"""The Serverless runtime a batch runs on unless told otherwise: Spark 3.5, Python 3.11 (LTS)."""
 
 # Dataproc label keys: 1-63 chars, lowercase letter first, then lowercase letters, digits, _ and -.
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -80,6 +85,11 @@ class _DataprocRuntime(SparkRuntime):
 class DataprocCluster(_DataprocRuntime):
     """Run the pipeline as a PySpark job on an existing Dataproc cluster.
 
+    The driver needs a cluster whose image runs Spark 3.5 or later: image 2.2 or 2.3 (Spark 3.5,
+    Python 3.11) or 3.0 (Spark 4.0). The cluster is created elsewhere, so its image is not known when
+    the DAG is parsed: ``image_version`` states it (and is checked then), and the hook reads the
+    cluster's actual image before every submission and refuses an older one.
+
     Parameters:
         project_id: the Google Cloud project of the cluster.
         region: the cluster's region (``europe-west1``); the regional Dataproc endpoint is used.
@@ -96,9 +106,13 @@ class DataprocCluster(_DataprocRuntime):
             are always added.
         api_endpoint: the Dataproc API endpoint (``host:port``), default the regional
             ``<region>-dataproc.googleapis.com:443``; set it for Private Service Connect.
+        image_version: the cluster's image version as you created it (``2.3``, ``2.2-debian12``,
+            ``3.0.5-ubuntu22``): an image before 2.2 (Spark older than 3.5) is an error when the DAG
+            is parsed. Default: not stated; the cluster's own image is checked at each submission either way.
     """
 
     cluster_name: str
+    image_version: str | None = None
 
     kind: ClassVar[str] = "dataproc_cluster"
     hook_class: ClassVar[str] = "airflow_provider_sparkpipe.hooks.dataproc.DataprocClusterHook"
@@ -107,6 +121,8 @@ class DataprocCluster(_DataprocRuntime):
         super().__post_init__()
         if not isinstance(self.cluster_name, str) or not self.cluster_name.strip():
             raise ValueError(f"cluster_name must be the name of a Dataproc cluster, not {self.cluster_name!r}")
+        if self.image_version is not None:
+            DATAPROC_IMAGES.check("image_version", self.image_version)
 
 
 @register_runtime
@@ -119,7 +135,11 @@ class DataprocServerless(_DataprocRuntime):
         region: the batch's region (``europe-west1``).
         staging_uri: ``gs://bucket/prefix`` for the driver bundle, configs and metrics (see
             :class:`DataprocCluster`); the batch's service account reads and writes there.
-        runtime_version: the Serverless runtime version (``2.2``); default the service's default.
+        runtime_version: the Serverless runtime version: ``2.3`` (the default: Spark 3.5, Python 3.11),
+            ``2.2`` (Spark 3.5, Python 3.12), ``1.2`` (Spark 3.5, Scala 2.12) or ``3.0`` (Spark 4.0,
+            Python 3.12). A runtime with an older Spark (``2.1``, ``2.0``, ``1.1``) is an error when the
+            DAG is parsed; a newer one than sparkpipe knows is accepted. ``None`` leaves the choice to
+            the service's default runtime, unchecked.
         service_account: the service account the batch runs as.
         subnetwork_uri: the subnetwork the batch runs in (Private Google Access enabled).
         network_tags: network tags of the batch's VMs.
@@ -128,7 +148,7 @@ class DataprocServerless(_DataprocRuntime):
             :class:`DataprocCluster`.
     """
 
-    runtime_version: str | None = None
+    runtime_version: str | None = DEFAULT_RUNTIME_VERSION
     service_account: str | None = None
     subnetwork_uri: str | None = None
     network_tags: Sequence[str] = ()
@@ -142,3 +162,5 @@ class DataprocServerless(_DataprocRuntime):
         if isinstance(self.network_tags, str) or not isinstance(self.network_tags, Sequence):
             raise ValueError(f"network_tags must be a list of strings, not {self.network_tags!r}")
         object.__setattr__(self, "network_tags", tuple(str(t) for t in self.network_tags))
+        if self.runtime_version is not None:
+            DATAPROC_SERVERLESS_RUNTIMES.check("runtime_version", self.runtime_version)

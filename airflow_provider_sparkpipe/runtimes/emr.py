@@ -1,7 +1,9 @@
 """AWS runtimes: ``EmrCluster`` (a step on EMR on EC2), ``EmrServerless`` and ``EmrOnEks`` job runs.
 
 Plain frozen dataclasses: importing this module imports neither boto3 nor the Amazon provider; the
-hooks in :mod:`airflow_provider_sparkpipe.hooks.emr` do, when a run is submitted.
+hooks in :mod:`airflow_provider_sparkpipe.hooks.emr` do, when a run is submitted. Release labels are
+checked against :data:`~airflow_provider_sparkpipe.runtimes.versions.EMR_RELEASES`: the driver needs an
+EMR 7.x release (Spark 3.5) or emr-spark-8 (Spark 4.0).
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, json_extras, register_runtime, string_map
+from airflow_provider_sparkpipe.runtimes.versions import EMR_RELEASES, VersionLine, check_python
+
+EMR_PYTHON = "/usr/bin/python{version}"
+"""Where an EMR release installs each of its Pythons (``/usr/bin/python3.11``)."""
 
 _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
@@ -21,6 +27,10 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 @dataclass(frozen=True)
 class EmrCluster(SparkRuntime):
     """Run the pipeline as a ``spark-submit`` step (``command-runner.jar``) on a running EMR on EC2 cluster.
+
+    The cluster is created elsewhere: ``release_label`` states its release, checked when the DAG is
+    parsed; the hook reads the cluster's actual release before every submission, refuses one the
+    driver cannot run on (before EMR 7) and chooses the driver's Python from it.
 
     Parameters:
         job_flow_id: the cluster id (``j-...``); or give ``job_flow_name``.
@@ -37,6 +47,14 @@ class EmrCluster(SparkRuntime):
         execution_role_arn: runtime role of the step (clusters with runtime roles enabled).
         action_on_failure: what EMR does when the step fails: ``CONTINUE`` (default), ``CANCEL_AND_WAIT``
             or ``TERMINATE_CLUSTER``.
+        release_label: the cluster's release as you created it (``emr-7.13.0``, ``emr-spark-8.0.0``):
+            a release before EMR 7 (Spark older than 3.5) is an error when the DAG is parsed. Default:
+            not stated; the cluster's own release is checked at each submission either way.
+        python: the Python the driver runs on: a version the release installs (``"3.11"``, rendered as
+            ``spark.pyspark.python=/usr/bin/python3.11``) or the path of an interpreter on the
+            cluster. Default: Python 3.11 on EMR 7.1 and later and on emr-spark-8 (EMR 7's own default
+            is 3.9), 3.9 on EMR 7.0; a ``spark.pyspark.python`` in ``spark_conf`` or the pipeline's
+            ``spark_conf`` wins.
     """
 
     job_flow_id: str | None = None
@@ -48,6 +66,8 @@ class EmrCluster(SparkRuntime):
     deploy_mode: Literal["cluster", "client"] = "cluster"
     execution_role_arn: str | None = None
     action_on_failure: Literal["CONTINUE", "CANCEL_AND_WAIT", "TERMINATE_CLUSTER"] = "CONTINUE"
+    release_label: str | None = None
+    python: str | None = None
 
     kind = "emr_cluster"
     hook_class = "airflow_provider_sparkpipe.hooks.emr.EmrClusterPipelineHook"
@@ -65,6 +85,7 @@ class EmrCluster(SparkRuntime):
         if self.execution_role_arn:
             _check_role("execution_role_arn", self.execution_role_arn)
         object.__setattr__(self, "spark_conf", string_map("spark_conf", self.spark_conf))
+        check_release(self.release_label, self.python)
 
     @classmethod
     def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
@@ -75,6 +96,10 @@ class EmrCluster(SparkRuntime):
 @dataclass(frozen=True)
 class EmrServerless(SparkRuntime):
     """Run the pipeline as an EMR Serverless job run (``StartJobRun`` with a ``sparkSubmit`` driver).
+
+    The application (created elsewhere) fixes the release: ``release_label`` states it, checked when
+    the DAG is parsed; the hook reads the application's actual release before every submission,
+    refuses one the driver cannot run on (before EMR 7) and chooses the driver's Python from it.
 
     Parameters:
         application_id: the Spark application (it auto-starts on submission unless configured not to).
@@ -87,6 +112,12 @@ class EmrServerless(SparkRuntime):
             stdout is read from there when a run fails.
         execution_timeout_minutes: EMR Serverless stops the job after this long (0: the service default).
         tags: extra tags of each job run (dag, task and run ids are always added).
+        release_label: the application's release (``emr-7.13.0``, ``emr-spark-8.0.0``), as for
+            :class:`EmrCluster`.
+        python: the Python the driver runs on, as for :class:`EmrCluster`; rendered as
+            ``spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON``, ``...driverEnv.PYSPARK_PYTHON`` and
+            ``spark.executorEnv.PYSPARK_PYTHON``. A path may name an interpreter shipped in ``spark.archives``
+            (``./environment/bin/python``).
     """
 
     application_id: str
@@ -98,6 +129,8 @@ class EmrServerless(SparkRuntime):
     log_uri: str | None = None
     execution_timeout_minutes: int = 0
     tags: Mapping[str, str] = field(default_factory=dict)
+    release_label: str | None = None
+    python: str | None = None
 
     kind = "emr_serverless"
     hook_class = "airflow_provider_sparkpipe.hooks.emr.EmrServerlessPipelineHook"
@@ -113,6 +146,7 @@ class EmrServerless(SparkRuntime):
             raise ValueError(f"execution_timeout_minutes must be 0 or at least 5, not {self.execution_timeout_minutes}")
         object.__setattr__(self, "spark_conf", string_map("spark_conf", self.spark_conf))
         object.__setattr__(self, "tags", string_map("tags", self.tags))
+        check_release(self.release_label, self.python)
 
     @classmethod
     def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
@@ -130,8 +164,10 @@ class EmrOnEks(SparkRuntime):
     Parameters:
         virtual_cluster_id: the EMR virtual cluster (one EKS namespace).
         execution_role_arn: the job execution role; it must read and write ``staging_uri``.
-        release_label: the EMR release, e.g. ``emr-7.2.0-latest`` (the config reaches the driver with
-            ``spark.archives``, which needs Spark 3.2 or later: EMR 6.6 or later).
+        release_label: the EMR release of the job run: ``emr-7.13.0-latest`` (Spark 3.5) or
+            ``emr-spark-8.0.0-latest`` (Spark 4.0), or a dated label (``emr-7.13.0-20260421``). A release
+            before EMR 7 (Spark older than 3.5) is an error when the DAG is parsed; a newer one than
+            sparkpipe knows is taken for one of its newest line.
         staging_uri: ``s3://bucket/prefix`` for the driver bundle, each run's config and metrics.
         aws_conn_id: the Airflow AWS connection.
         region_name: overrides the connection's region.
@@ -139,6 +175,7 @@ class EmrOnEks(SparkRuntime):
         log_uri: ``s3://...`` for the job's logs (S3 monitoring configuration); the tail of the driver's
             stdout is read from there when a run fails.
         tags: extra tags of each job run (dag, task and run ids are always added).
+        python: the Python the driver runs on, as for :class:`EmrCluster` (``spark.pyspark.python``).
     """
 
     virtual_cluster_id: str
@@ -150,6 +187,7 @@ class EmrOnEks(SparkRuntime):
     spark_conf: Mapping[str, str] = field(default_factory=dict)
     log_uri: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    python: str | None = None
 
     kind = "emr_on_eks"
     hook_class = "airflow_provider_sparkpipe.hooks.emr.EmrOnEksPipelineHook"
@@ -158,8 +196,7 @@ class EmrOnEks(SparkRuntime):
         if not re.fullmatch(r"[0-9a-z]+", self.virtual_cluster_id or ""):
             raise ValueError(f"virtual_cluster_id must be an EMR virtual cluster id, not {self.virtual_cluster_id!r}")
         _check_role("execution_role_arn", self.execution_role_arn)
-        if not re.fullmatch(r"emr-\d+\.\d+\.\d+-[\w.-]+", self.release_label or ""):
-            raise ValueError(f"release_label must look like 'emr-7.2.0-latest', not {self.release_label!r}")
+        check_release(self.release_label, self.python, required=True)
         _check_staging_uri(self.staging_uri)
         if self.log_uri:
             _check_staging_uri(self.log_uri, "log_uri")
@@ -169,6 +206,30 @@ class EmrOnEks(SparkRuntime):
     @classmethod
     def _coerce_extras(cls, extras: dict[str, Any], where: str) -> dict[str, Any]:
         return json_extras(extras, ("spark_conf", "tags"))
+
+
+def check_release(release_label: str | None, python: str | None, *, required: bool = False) -> VersionLine | None:
+    """The release's version line (``None`` when not stated), refusing one the driver cannot run on and
+    a ``python`` version outside the driver's range or not installed by the release."""
+    stated = release_label is not None or required
+    line = EMR_RELEASES.check("release_label", release_label) if stated else None
+    if python is not None and not is_interpreter_path(python):
+        check_python("python", python, line, where=f"release {release_label!r}")
+    return line
+
+
+def is_interpreter_path(python: str) -> bool:
+    """Whether ``python`` names an interpreter by its path (``./environment/bin/python``), not a version."""
+    return isinstance(python, str) and "/" in python
+
+
+def driver_interpreter(python: str | None, line: VersionLine | None) -> str | None:
+    """The interpreter the driver runs on: ``python``'s path, the release's ``python`` version's binary,
+    or the line's default; ``None`` when neither is known (the release's own default then)."""
+    if python is not None and is_interpreter_path(python):
+        return python
+    version = python or (line.python if line is not None else None)
+    return EMR_PYTHON.format(version=version) if version else None
 
 
 def _check_staging_uri(uri: Any, name: str = "staging_uri") -> None:

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_sparkpipe.runtimes.base import SparkRuntime, register_runtime, spark_str
+from airflow_provider_sparkpipe.runtimes.versions import check_spark_version
 
-DEFAULT_SPARK_VERSION = "4.3.0"
-"""The Spark version of the project's driver image (``Dockerfile``); ``spec.sparkVersion`` of the app."""
+DEFAULT_SPARK_VERSION = "4.1.2"
+"""The Spark version of the project's driver image (``Dockerfile``, on the official
+``apache/spark:4.1.2-scala2.13-java17-python3-ubuntu``, Python 3.10); ``spec.sparkVersion`` of the app."""
 
 DRIVER_MAIN_FILE = "local:///opt/sparkpipe/sparkpipe_main.py"
 DRIVER_PY_FILES = "local:///opt/sparkpipe/sparkpipe.zip"
@@ -57,7 +59,9 @@ class SparkKubernetes(SparkRuntime):
             (``--metrics-out``) and Airflow reads it from there; default: the metrics are read from
             the driver's log.
         staging_conn_id: the Airflow connection used to read ``staging_uri``.
-        spark_version: ``spec.sparkVersion``: the image's Spark version.
+        spark_version: ``spec.sparkVersion``: the image's Spark version, default the project image's
+            (``4.1.2``). A Spark older than 3.5 is an error when the DAG is parsed (the driver runs on
+            Spark 3.5.x and 4.x); an image of your own must also bring Python 3.9 to 3.13.
         image_pull_policy: ``Always``, ``IfNotPresent`` or ``Never``; default: the cluster's.
         image_pull_secrets: names of Secrets holding registry credentials.
         labels: extra labels on the application and its pods.
@@ -105,6 +109,7 @@ class SparkKubernetes(SparkRuntime):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{name} must be a non-empty string, not {value!r}")
+        check_spark_version("spark_version", self.spark_version)
         for name in ("driver", "executor", "conf", "env", "secret_env", "labels"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(f"{name} must be a mapping, not {type(getattr(self, name)).__name__}")

@@ -105,7 +105,9 @@ class DataprocFakes:
     def cluster(self, **extra: Any) -> Any:
         from airflow_provider_sparkpipe.runtimes.dataproc import DataprocCluster
 
-        return DataprocCluster(**self.runtime_settings(cluster_name=CLUSTER, api_endpoint=self.endpoint, **extra))
+        return DataprocCluster(
+            **self.runtime_settings(**{"cluster_name": CLUSTER, "api_endpoint": self.endpoint, **extra})
+        )
 
     def serverless(self, **extra: Any) -> Any:
         from airflow_provider_sparkpipe.runtimes.dataproc import DataprocServerless

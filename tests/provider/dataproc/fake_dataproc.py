@@ -1,4 +1,5 @@
-"""An in-process fake of Dataproc's JobController, BatchController and Operations gRPC services.
+"""An in-process fake of Dataproc's JobController, BatchController, ClusterController (``GetCluster``) and
+Operations gRPC services.
 
 google-cloud-dataproc ships no servicer base classes (its messages are proto-plus types), so the
 fake registers generic method handlers under the services' real method paths and (de)serialises
@@ -64,7 +65,8 @@ class FakeRun:
 class FakeDataproc:
     """The fake's state, read by the tests: every run submitted, every request received."""
 
-    known_clusters: set[str] = field(default_factory=lambda: {"test-cluster"})
+    clusters: dict[str, str] = field(default_factory=lambda: {"test-cluster": "2.3.20-debian12"})
+    """Cluster name -> the image version ``GetCluster`` reports (as Dataproc resolves it)."""
     runs: dict[str, FakeRun] = field(default_factory=dict)
     requests: list[tuple[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -189,7 +191,7 @@ class FakeDataproc:
         job_id = job.reference.job_id
         if not job_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job.reference.job_id is required")
-        if job.placement.cluster_name not in self.known_clusters:
+        if job.placement.cluster_name not in self.clusters:
             context.abort(grpc.StatusCode.NOT_FOUND, f"cluster {job.placement.cluster_name} not found")
         with self.lock:
             if f"job/{job_id}" in self.runs:
@@ -222,6 +224,20 @@ class FakeDataproc:
             run.cancel_requested = True
             self._set_state(run, "cancel_pending")
             return dataproc_v1.Job(run.message)
+
+    # ClusterController. ----------------------------------------------------------------------------
+
+    def get_cluster(self, request: dataproc_v1.GetClusterRequest, context: grpc.ServicerContext) -> Any:
+        image = self.clusters.get(request.cluster_name)
+        if image is None:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND, f"Not found: Cluster projects/x/regions/x/clusters/{request.cluster_name}"
+            )
+        return dataproc_v1.Cluster(
+            project_id=request.project_id,
+            cluster_name=request.cluster_name,
+            config=dataproc_v1.ClusterConfig(software_config=dataproc_v1.SoftwareConfig(image_version=image)),
+        )
 
     def list_jobs(self, request: dataproc_v1.ListJobsRequest, context: grpc.ServicerContext) -> Any:
         with self.lock:
@@ -320,6 +336,10 @@ class FakeDataproc:
                     "CancelJob": handler(self.cancel_job, v1.CancelJobRequest.deserialize, v1.Job.serialize),
                     "ListJobs": handler(self.list_jobs, v1.ListJobsRequest.deserialize, v1.ListJobsResponse.serialize),
                 },
+            ),
+            grpc.method_handlers_generic_handler(
+                "google.cloud.dataproc.v1.ClusterController",
+                {"GetCluster": handler(self.get_cluster, v1.GetClusterRequest.deserialize, v1.Cluster.serialize)},
             ),
             grpc.method_handlers_generic_handler(
                 "google.cloud.dataproc.v1.BatchController",

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.hooks.base import hook_for
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes import runtime_from_dict
@@ -184,3 +185,34 @@ def test_metrics_fall_back_to_the_driver_output_marker(fakes: DataprocFakes) -> 
     hook.gcs.delete(STAGING_BUCKET, f"sparkpipe/runs/{run.run_id}/metrics.json")
     metrics = hook.fetch_metrics(run)
     assert metrics is not None and metrics["app_name"] == "orders_daily"
+
+
+def test_a_cluster_on_an_image_before_2_2_is_refused_before_anything_is_staged(fakes: DataprocFakes) -> None:
+    """The cluster was created elsewhere: its image is read (GetCluster) before each submission, and one
+    whose Spark is older than 3.5 is refused; the connection's Test button says the same."""
+    fakes.dataproc.clusters["legacy-cluster"] = "2.1.80-debian11"
+    legacy = fakes.cluster(cluster_name="legacy-cluster")
+    hook = hook_for(legacy)
+    with pytest.raises(SparkRuntimeError) as raised:
+        hook.submit(submission("orders_daily", task="legacy"))
+    message = str(raised.value)
+    assert message.startswith(
+        "Dataproc cluster 'legacy-cluster' (image 2.1.80-debian11) runs Spark 3.3, Python 3.10; "
+        "the sparkpipe driver needs Spark 3.5.x or 4.x with Python 3.9 to 3.13: use a supported Dataproc image"
+    )
+    assert "2.3 (Spark 3.5, Python 3.11)" in message and "3.0 (Spark 4.0, Python 3.11)" in message
+    assert fakes.dataproc.runs_of("job") == []
+    assert not [n for n in fakes.list("sparkpipe/runs/") if "legacy" in n]
+    assert hook_for(legacy).test_connection() == (False, message)
+    # Stating a supported image does not make the cluster's own one pass.
+    with pytest.raises(SparkRuntimeError, match=r"image 2\.1\.80-debian11"):
+        hook_for(fakes.cluster(cluster_name="legacy-cluster", image_version="2.3")).submit(submission("o", task="l2"))
+
+
+def test_a_cluster_image_newer_than_sparkpipe_knows_is_accepted(fakes: DataprocFakes) -> None:
+    fakes.dataproc.clusters["future-cluster"] = "3.4.1-debian13"
+    hook = hook_for(fakes.cluster(cluster_name="future-cluster"))
+    run = hook.submit(submission("orders_daily", task="future"))
+    assert hook.wait(run, poll_interval=0.01) == RunState.SUCCEEDED
+    names = [name for name, _ in fakes.dataproc.requests]
+    assert names.index("get_cluster") < names.index("submit_job")

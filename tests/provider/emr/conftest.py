@@ -119,14 +119,14 @@ def emr(moto_endpoint: str) -> EmrRuntimes:
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     client(moto_endpoint, "emr").run_job_flow(
         Name="sparkpipe-test",
-        ReleaseLabel="emr-7.2.0",
+        ReleaseLabel="emr-7.13.0",
         LogUri=f"s3n://{BUCKET}/emr-logs/",
         Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
         JobFlowRole="EMR_EC2_DefaultRole",
         ServiceRole="EMR_DefaultRole",
     )["JobFlowId"]
     application_id = client(moto_endpoint, "emr-serverless").create_application(
-        name="sparkpipe-test", releaseLabel="emr-7.2.0", type="SPARK"
+        name="sparkpipe-test", releaseLabel="emr-7.13.0", type="SPARK"
     )["applicationId"]
     virtual_cluster_id = client(moto_endpoint, "emr-containers").create_virtual_cluster(
         name="sparkpipe-test",
@@ -145,7 +145,7 @@ def emr(moto_endpoint: str) -> EmrRuntimes:
         emr_on_eks=EmrOnEks(
             virtual_cluster_id=virtual_cluster_id,
             execution_role_arn=ROLE,
-            release_label="emr-7.2.0-latest",
+            release_label="emr-7.13.0-latest",
             staging_uri=STAGING,
             aws_conn_id=CONN_ID,
             log_uri=LOGS,

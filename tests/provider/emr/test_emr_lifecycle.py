@@ -7,6 +7,7 @@ server over HTTP through the Amazon provider's hooks. The test plays the driver 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import shlex
@@ -21,17 +22,22 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowTaskTimeout, TaskDeferred
 from airflow.sdk.execution_time.timeout import timeout
+from moto.backends import get_backend
 
-from airflow_provider_sparkpipe.exceptions import SparkPipelineFailed
+from airflow_provider_sparkpipe.exceptions import SparkPipelineFailed, SparkRuntimeError
 from airflow_provider_sparkpipe.hooks.base import hook_for
 from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission
 from airflow_provider_sparkpipe.runtimes import runtime_from_dict
 from airflow_provider_sparkpipe.triggers.spark_pipeline import SparkPipelineTrigger
 from tests.provider.emr.conftest import (
+    ACCOUNT,
     CANCELLED_STEPS,
+    REGION,
     EmrRuntimes,
     FakeDriver,
+    client,
+    emr_clusters,
     in_background,
     remote_runs,
 )
@@ -119,6 +125,8 @@ def test_success_returns_the_driver_metrics(
     assert f"spark.openlineage.parentJobName={ctx['ti'].dag_id}.orders" in submitted_conf(kind, run)
     assert any(c.startswith("spark.openlineage.parentRunId=") for c in submitted_conf(kind, run))
     assert not any(c.startswith("spark.openlineage.transport") for c in submitted_conf(kind, run))
+    # The driver runs on the Python 3.11 that EMR 7.13 installs beside its default 3.9.
+    assert python_conf(kind, run) == {key: "/usr/bin/python3.11" for key in PYTHON_KEYS[kind]}
     assert str(op.application_url).startswith("https://console.aws.amazon.com/emr/home?region=eu-west-1#/")
     # Staged config removed once the metrics are read; metrics stay for a re-attaching retry.
     staged = {o.key for o in remote_objects(emr, driver.metrics_uri(kind, run).rsplit("/", 1)[0])}
@@ -133,6 +141,23 @@ def submitted_conf(kind: str, run: Any) -> list[str]:
     overrides = run.configuration_overrides
     (defaults,) = [c for c in overrides["applicationConfiguration"] if c["classification"] == "spark-defaults"]
     return [f"{k}={v}" for k, v in defaults["properties"].items()]
+
+
+PYTHON_KEYS = {
+    "emr_cluster": ("spark.pyspark.python", "spark.pyspark.driver.python"),
+    "emr_on_eks": ("spark.pyspark.python", "spark.pyspark.driver.python"),
+    "emr_serverless": (
+        "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON",
+        "spark.emr-serverless.driverEnv.PYSPARK_PYTHON",
+        "spark.executorEnv.PYSPARK_PYTHON",
+    ),
+}
+
+
+def python_conf(kind: str, run: Any) -> dict[str, str]:
+    """The submitted Spark properties that choose the driver's Python."""
+    conf = dict(c.split("=", 1) for c in submitted_conf(kind, run))
+    return {k: v for k, v in conf.items() if "PYSPARK" in k or k.startswith("spark.pyspark.")}
 
 
 def remote_objects(emr: EmrRuntimes, prefix_uri: str) -> list[Any]:
@@ -298,3 +323,73 @@ def test_execution_timeout_cancels_the_remote_run(
     op.on_kill()
     job = remote_runs(kind)[-1]
     assert job.state == "CANCELLED"
+
+
+def release_runtime(kind: str, emr: EmrRuntimes, release: str, **settings: Any) -> Any:
+    """A cluster or application of ``release`` in moto, and the runtime (stating no release) that uses it."""
+    name = f"sparkpipe-{release}"
+    if kind == "emr_cluster":
+        if not any(c.name == name for c in emr_clusters()):
+            client(emr.endpoint, "emr").run_job_flow(
+                Name=name,
+                ReleaseLabel=release,
+                Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
+                JobFlowRole="EMR_EC2_DefaultRole",
+                ServiceRole="EMR_DefaultRole",
+            )
+        return dataclasses.replace(emr.emr_cluster, job_flow_name=name, **settings)
+    # Moto's CreateApplication knows only emr-X.Y.0 labels: the release is set on its record afterwards.
+    application_id = client(emr.endpoint, "emr-serverless").create_application(
+        name=name, releaseLabel="emr-7.13.0", type="SPARK"
+    )["applicationId"]
+    get_backend("emr-serverless")[ACCOUNT][REGION].applications[application_id].release_label = release
+    return dataclasses.replace(emr.emr_serverless, application_id=application_id, **settings)
+
+
+@pytest.mark.parametrize("kind", ["emr_cluster", "emr_serverless"])
+def test_a_cluster_or_application_before_emr_7_is_refused_before_anything_is_staged(
+    kind: str, emr: EmrRuntimes, request: pytest.FixtureRequest
+) -> None:
+    """The runtime states no release (the cluster / application was created elsewhere): the hook reads
+    it from EMR before staging and refuses a release whose Spark the driver does not run on."""
+    runtime = release_runtime(kind, emr, "emr-6.15.0")
+    runs_before = len(remote_runs(kind))
+    ctx = context(request)
+    with pytest.raises(SparkRuntimeError) as raised:
+        operator(runtime).execute(ctx)
+    message = str(raised.value)
+    target = "EMR cluster j-" if kind == "emr_cluster" else f"EMR Serverless application {runtime.application_id}"
+    assert target in message
+    assert "(release emr-6.15.0) runs Spark 3.4, Python 3.7" in message
+    assert "the sparkpipe driver needs Spark 3.5.x or 4.x with Python 3.9 to 3.13" in message
+    assert "emr-7.13.0 (Spark 3.5, Python 3.9, 3.11)" in message
+    assert len(remote_runs(kind)) == runs_before
+    assert remote_objects(emr, f"{emr.emr_cluster.staging_uri}/runs/{ctx['ti'].dag_id}") == []
+    # The connection form's Test button says the same.
+    assert hook_for(runtime).test_connection() == (False, message)
+
+
+@pytest.mark.parametrize("kind", ["emr_cluster", "emr_serverless"])
+def test_the_release_emr_runs_chooses_the_drivers_python(
+    kind: str, emr: EmrRuntimes, driver: FakeDriver, request: pytest.FixtureRequest
+) -> None:
+    """What EMR reports decides, not what the runtime states: an emr-spark-8 cluster / application
+    (Spark 4.0; Python 3.11 to 3.13) stated as EMR 7.0 (Python 3.9 only) runs the driver on 3.11, and
+    ``python`` picks another of the release's interpreters."""
+    for n, (settings, interpreter) in enumerate(
+        (({"release_label": "emr-7.0.0"}, "/usr/bin/python3.11"), ({"python": "3.13"}, "/usr/bin/python3.13"))
+    ):
+        op, ctx = operator(release_runtime(kind, emr, "emr-spark-8.0.0", **settings)), context(request)
+        ctx["ti"].dag_id += f"_{n}"  # another task: no re-attaching to the first one's run
+        thread, outcome = in_background(lambda op=op, ctx=ctx: op.execute(ctx))
+        run = driver.wait_for_new_run(kind)
+        driver.finish(kind, run, "succeeded")
+        thread.join(60)
+        assert outcome["result"]["status"] == "succeeded"
+        assert python_conf(kind, run) == dict.fromkeys(PYTHON_KEYS[kind], interpreter)
+    # EMR 7 installs no Python 3.13: asking for it there is refused before submitting.
+    on_emr7 = release_runtime(kind, emr, "emr-7.13.0", python="3.13")
+    with pytest.raises(
+        SparkRuntimeError, match=r"python '3.13': EMR .*\(release emr-7.13.0\) installs Python 3.9, 3.11 only"
+    ):
+        operator(on_emr7).execute(context(request))

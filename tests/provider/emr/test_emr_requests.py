@@ -58,6 +58,7 @@ def test_emr_step_request(deploy_mode: str) -> None:
         spark_conf={"spark.executor.memory": "4g", "spark.sql.shuffle.partitions": "2"},
         deploy_mode=deploy_mode,  # type: ignore[arg-type]
         execution_role_arn=ROLE,
+        release_label="emr-7.13.0",
     )
     request = hook_for(runtime).render_request(SUBMISSION, STAGED, "sparkpipe-0123-1")
     validate("emr", "AddJobFlowSteps", request)
@@ -71,7 +72,11 @@ def test_emr_step_request(deploy_mode: str) -> None:
         script = args[2]
         assert f"aws s3 cp --only-show-errors {STAGED.config_uri} sparkpipe-config/config.json" in script
         args = shlex.split(script.split("exec ", 1)[1])
-    common = ["--conf", "spark.executor.memory=4g", "--conf", "spark.sql.shuffle.partitions=8"]
+    common = [
+        *("--conf", "spark.pyspark.python=/usr/bin/python3.11"),
+        *("--conf", "spark.pyspark.driver.python=/usr/bin/python3.11"),
+        *("--conf", "spark.executor.memory=4g", "--conf", "spark.sql.shuffle.partitions=8"),
+    ]
     assert args[: 5 + len(common)] == ["spark-submit", "--deploy-mode", deploy_mode, "--name", "orders daily", *common]
     assert args[args.index("--py-files") + 1] == STAGED.bundle.py_files_uri
     archives = args[args.index("--archives") + 1]
@@ -91,6 +96,7 @@ def serverless() -> EmrServerless:
         log_uri="s3://logs/emr",
         execution_timeout_minutes=60,
         tags={"team": "data"},
+        release_label="emr-7.13.0",
     )
 
 
@@ -98,19 +104,30 @@ def eks() -> EmrOnEks:
     return EmrOnEks(
         virtual_cluster_id="vc0123abcd",
         execution_role_arn=ROLE,
-        release_label="emr-7.2.0-latest",
+        release_label="emr-7.13.0-latest",
         staging_uri="s3://stage",
         spark_conf={"spark.executor.memory": "4g"},
         log_uri="s3://logs/emr",
     )
 
 
+SERVERLESS_PYTHON = (
+    "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON",
+    "spark.emr-serverless.driverEnv.PYSPARK_PYTHON",
+    "spark.executorEnv.PYSPARK_PYTHON",
+)
+EKS_PYTHON = ("spark.pyspark.python", "spark.pyspark.driver.python")
+
+
 @pytest.mark.parametrize(
-    ("runtime", "service", "driver_key"),
-    [(serverless(), "emr-serverless", "sparkSubmit"), (eks(), "emr-containers", "sparkSubmitJobDriver")],
+    ("runtime", "service", "driver_key", "python_keys"),
+    [
+        (serverless(), "emr-serverless", "sparkSubmit", SERVERLESS_PYTHON),
+        (eks(), "emr-containers", "sparkSubmitJobDriver", EKS_PYTHON),
+    ],
     ids=["emr_serverless", "emr_on_eks"],
 )
-def test_job_run_requests(runtime: Any, service: str, driver_key: str) -> None:
+def test_job_run_requests(runtime: Any, service: str, driver_key: str, python_keys: tuple[str, ...]) -> None:
     request = hook_for(runtime).render_request(SUBMISSION, STAGED, "sparkpipe-0123-1")
     validate(service, "StartJobRun", request)
     assert request["clientToken"] == "sparkpipe-0123-1"
@@ -126,6 +143,8 @@ def test_job_run_requests(runtime: Any, service: str, driver_key: str) -> None:
         {
             "classification": "spark-defaults",
             "properties": {
+                # EMR 7.13 installs Python 3.9 (its default) and 3.11: the driver runs on 3.11.
+                **dict.fromkeys(python_keys, "/usr/bin/python3.11"),
                 "spark.executor.memory": "4g",
                 "spark.sql.shuffle.partitions": "8",
                 "spark.app.name": "orders daily",
@@ -164,7 +183,20 @@ def test_runtimes_from_a_sparkpipe_connection_and_back() -> None:
         (lambda: EmrCluster(job_flow_id="j-1", staging_uri="s3://stage", deploy_mode="yarn"), "deploy_mode"),  # type: ignore[arg-type]
         (lambda: EmrServerless("00abc", "my-role", "s3://stage"), "IAM role ARN"),
         (lambda: EmrServerless("00abc", ROLE, "s3://stage", execution_timeout_minutes=2), "at least 5"),
-        (lambda: EmrOnEks("vc1", ROLE, "7.2.0", "s3://stage"), "release_label"),
+        (lambda: EmrOnEks("vc1", ROLE, "7.2.0", "s3://stage"), "release_label '7.2.0' is not an EMR release version"),
+        (lambda: EmrOnEks("vc1", ROLE, "emr-6.15.0-latest", "s3://stage"), "'emr-6.15.0-latest' runs Spark 3.4"),
+        (lambda: EmrOnEks("vc1", ROLE, "emr-5.36.0-latest", "s3://stage"), "runs Spark 2.4, Python 3.7"),
+        (lambda: EmrOnEks("vc1", ROLE, "emr-4.9.0-latest", "s3://stage"), "older than every EMR release"),
+        (lambda: EmrOnEks("vc1", ROLE, None, "s3://stage"), "release_label must be a string"),  # type: ignore[arg-type]
+        (lambda: EmrCluster(job_flow_id="j-1", staging_uri="s3://stage", release_label="emr-6.10.0"), "Spark 3.4"),
+        (lambda: EmrServerless("00abc", ROLE, "s3://stage", release_label="emr-6.9.0"), "release_label 'emr-6.9.0'"),
+        (lambda: EmrServerless("00abc", ROLE, "s3://stage", python="3.8"), r"python '3.8': the sparkpipe driver"),
+        (lambda: EmrServerless("00abc", ROLE, "s3://stage", python="3.14"), r"needs Spark 3.5.x or 4.x with Python"),
+        (lambda: EmrCluster(job_flow_id="j-1", staging_uri="s3://stage", python="python3"), "or the path of an"),
+        (
+            lambda: EmrOnEks("vc1", ROLE, "emr-7.0.0-latest", "s3://stage", python="3.11"),
+            r"python '3.11': release 'emr-7.0.0-latest' installs Python 3.9 only",
+        ),
     ],
 )
 def test_invalid_runtimes_say_what_to_fix(build: Any, message: str) -> None:
@@ -187,3 +219,62 @@ def test_the_runtimes_and_links_import_no_aws_client_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("release_label", "python", "interpreter"),
+    [
+        ("emr-7.0.0", None, "/usr/bin/python3.9"),  # EMR 7.0 installs Python 3.9 only
+        ("emr-7.13.0", None, "/usr/bin/python3.11"),  # 3.9 (EMR's default) and 3.11: the newer one
+        ("emr-7.13.0", "3.9", "/usr/bin/python3.9"),
+        ("emr-7.20.0", None, "/usr/bin/python3.11"),  # newer than the table: an EMR 7.1+ release
+        ("emr-spark-8.0.0", None, "/usr/bin/python3.11"),
+        ("emr-spark-8.0.0", "3.13", "/usr/bin/python3.13"),
+        ("emr-7.13.0", "./environment/bin/python", "./environment/bin/python"),  # a virtualenv in spark.archives
+    ],
+)
+def test_the_driver_python_is_chosen_explicitly_on_every_emr_runtime(
+    release_label: str, python: str | None, interpreter: str
+) -> None:
+    eks_label = f"{release_label}-latest"
+    cluster = EmrCluster(job_flow_id="j-ABC123", staging_uri="s3://stage", release_label=release_label, python=python)
+    step = hook_for(cluster).render_request(SUBMISSION, STAGED, "sparkpipe-0123-1")
+    validate("emr", "AddJobFlowSteps", step)
+    args = step["Steps"][0]["HadoopJarStep"]["Args"]
+    conf = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+    assert {k: conf[k] for k in EKS_PYTHON} == dict.fromkeys(EKS_PYTHON, interpreter)
+    for runtime, service, keys in (
+        (
+            EmrServerless("00abc123", ROLE, "s3://stage", release_label=release_label, python=python),
+            "emr-serverless",
+            SERVERLESS_PYTHON,
+        ),
+        (EmrOnEks("vc0123abcd", ROLE, eks_label, "s3://stage", python=python), "emr-containers", EKS_PYTHON),
+    ):
+        request = hook_for(runtime).render_request(SUBMISSION, STAGED, "sparkpipe-0123-1")
+        validate(service, "StartJobRun", request)
+        (defaults,) = request["configurationOverrides"]["applicationConfiguration"]
+        assert {k: defaults["properties"][k] for k in keys} == dict.fromkeys(keys, interpreter), service
+
+
+def test_a_python_set_in_spark_conf_wins_over_the_runtime_choice() -> None:
+    submission = PipelineSubmission(
+        document={"app_name": "a", "spark_conf": {"spark.pyspark.python": "/opt/venv/bin/python"}},
+        app_name="a",
+        task_key=SUBMISSION.task_key,
+        labels=SUBMISSION.labels,
+    )
+    runtime = EmrOnEks("vc0123abcd", ROLE, "emr-7.13.0-latest", "s3://stage")
+    (defaults,) = hook_for(runtime).render_request(submission, STAGED, "n-1")["configurationOverrides"][
+        "applicationConfiguration"
+    ]
+    assert defaults["properties"]["spark.pyspark.python"] == "/opt/venv/bin/python"
+    assert defaults["properties"]["spark.pyspark.driver.python"] == "/usr/bin/python3.11"
+
+
+def test_without_a_known_release_the_release_default_python_is_left_alone() -> None:
+    """An EMR cluster whose release nobody stated, rendered before the hook read it from EMR: no Python
+    property (submit always reads the release first, see test_emr_lifecycle)."""
+    runtime = EmrCluster(job_flow_id="j-ABC123", staging_uri="s3://stage")
+    args = hook_for(runtime).render_request(SUBMISSION, STAGED, "n-1")["Steps"][0]["HadoopJarStep"]["Args"]
+    assert not any("pyspark.python" in a for a in args)
