@@ -72,8 +72,11 @@ def configure_logging() -> None:
 
     logger = logging.getLogger("sparkpipe")
     if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+        from spark_job.markers import LEVELLED_LOG_ENV
+
         handler = StderrHandler()
-        handler.setFormatter(logging.Formatter("%(sequence_prefix)s%(message)s"))
+        levelled = "%(levelname)s " if os.environ.get(LEVELLED_LOG_ENV) else ""
+        handler.setFormatter(logging.Formatter(f"{levelled}%(sequence_prefix)s%(message)s"))
         handler.addFilter(SequenceLogFilter())
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -238,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.environ[RUN_KEY_ENV] = args.run_key  # the writers' leases name the run with it
     quiet_python_warnings()
+    if args.log_level != "DEBUG":
+        # The runner reports each sequence's error itself: PySpark's JSON copy (with the JVM's stack) is noise.
+        quiet_query_context_logs()
     runner = PipelineRunner(
         config,
         metrics_out=args.metrics_out,

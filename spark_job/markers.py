@@ -21,6 +21,11 @@ session is a Spark Connect one)."""
 
 MARKERS = (METRICS_MARKER, APPLICATION_MARKER)
 
+LEVELLED_LOG_ENV = "SPARKPIPE_LEVELLED_LOG"
+"""Set (to ``1``) by whoever turns the driver's output into log records (the local runtime's hook): the
+driver's log lines then start with their level (``WARNING sparkpipe: ...``), so each keeps the level the
+driver gave it."""
+
 
 def marker_line(marker: str, document: dict[str, Any]) -> str:
     """The line announcing ``document``: the marker, then compact JSON on one line."""

@@ -212,14 +212,21 @@ def render_markdown(plan: Plan) -> str:
         lines += ["", "| Source | Reads |", "| --- | --- |"]
         lines += [f"| `{_md_code(s.alias)}` | {_md(s.description)} |" for s in plan.sources]
     if seqs:
-        lines += ["", "| Stage | Sequence | Reads | Writes | Checks |", "| --- | --- | --- | --- | --- |"]
+        # A Checks column only when a sequence has rules or a schema; "; " between them (Airflow's
+        # Markdown view leaves HTML such as <br> out).
+        with_checks = any(s.checks or s.schema is not None for s in seqs)
+        head, rule = ("| Stage | Sequence | Reads | Writes |", "| --- | --- | --- | --- |")
+        if with_checks:
+            head, rule = head + " Checks |", rule + " --- |"
+        lines += ["", head, rule]
         for seq in seqs:
             reads = ", ".join(f"`{_md_code(r)}`" for r in (*seq.reads_sources, *seq.reads_sequences)) or "nothing"
-            checks = "<br>".join(_md(c) for c in seq.checks)
+            checks = [_md(c) for c in seq.checks]
             if seq.schema is not None:
-                checks = "<br>".join(filter(None, [checks, f"schema: {_md(seq.schema)}"]))
+                checks.append(f"schema: {_md(seq.schema)}")
             writes = _md(_describe_target(seq))
-            lines.append(f"| {seq.stage} | `{_md_code(seq.name)}` | {reads} | {writes} | {checks} |")
+            row = f"| {seq.stage} | `{_md_code(seq.name)}` | {reads} | {writes} |"
+            lines.append(row + (f" {'; '.join(checks)} |" if with_checks else ""))
     return "\n".join(lines) + "\n"
 
 

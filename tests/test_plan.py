@@ -94,6 +94,21 @@ def test_markdown_is_one_table_row_per_sequence_whatever_the_names_hold(tmp_path
     assert "| 3 | `d` | `b`, `c` |" in markdown
 
 
+def test_markdown_has_a_checks_column_only_when_a_sequence_has_rules(tmp_path: Path) -> None:
+    """Airflow's task documentation is a narrow modal: no empty column; and its Markdown view drops HTML."""
+    config = diamond(tmp_path)
+    plain = render(build_plan(load_config(config)), "markdown")
+    assert "| Stage | Sequence | Reads | Writes |\n" in plain and "Checks" not in plain
+    config["sequences"][0]["expectations"] = [
+        {"name": "k_set", "condition": "k IS NOT NULL", "on_fail": "drop"},
+        {"name": "k_small", "condition": "k < 10", "on_fail": "warn"},
+    ]
+    checked = render(build_plan(load_config(config)), "markdown")
+    assert "| Stage | Sequence | Reads | Writes | Checks |\n" in checked
+    assert "expect k\\_set: k IS NOT NULL (drop); expect k\\_small: k &lt; 10 (warn) |" in checked
+    assert "<br>" not in checked
+
+
 def test_shown_paths_carry_no_credentials(tmp_path: Path) -> None:
     config = diamond(tmp_path)
     config["sources"]["raw"]["path"] = "s3a://AKIAEXAMPLEKEY:wJalrSecret%2Fkey@bucket/raw/"
