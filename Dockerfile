@@ -6,7 +6,11 @@
 # The bundle is the same artefact LocalSpark ships with --py-files (spark_job.bundle): no Airflow, no
 # pip install in the Spark image. Build from the repository root:
 #   docker build -t registry.example.com/sparkpipe-driver:0.1.0 .
-ARG SPARK_VERSION=4.3.0
+# The base is an official apache/spark Python image (apache/spark-docker publishes 3.5.0-3.5.8 as
+# <v>-scala2.12-java17-python3-ubuntu and 4.0.0-4.1.2 as <v>-scala2.13-java17-python3-ubuntu, all on
+# Ubuntu 22.04 with Python 3.10). Keep SparkKubernetes(spark_version=...) equal to SPARK_VERSION; its
+# default is this one.
+ARG SPARK_VERSION=4.1.2
 ARG SPARK_IMAGE=apache/spark:${SPARK_VERSION}-scala2.13-java17-python3-ubuntu
 
 # 1. Build the driver bundle (spark_job plus the PyYAML that pyproject.toml requires).
@@ -19,9 +23,13 @@ RUN python -m spark_job bundle --out /bundle \
 
 # 2. The Spark image with the bundle.
 FROM ${SPARK_IMAGE}
+ARG SPARK_VERSION
 USER root
-# spark_job needs Python 3.11 or later on the driver (executors run no sparkpipe code for SQL pipelines).
-RUN python3 -c 'import sys; assert sys.version_info >= (3, 11), f"the driver image needs Python >= 3.11, this base image has {sys.version.split()[0]}: choose another SPARK_IMAGE"'
+# The driver runs on Python 3.9 to 3.13 and Spark 3.5.x or 4.x (executors run no sparkpipe code for SQL
+# pipelines); the image must hold the Spark that SPARK_VERSION (and the SparkApplication) names.
+RUN python3 -c 'import sys; assert (3, 9) <= sys.version_info[:2] <= (3, 13), f"the driver runs on Python 3.9 to 3.13, this base image has {sys.version.split()[0]}: choose another SPARK_IMAGE"'
+RUN ls /opt/spark/jars/spark-core_*-"${SPARK_VERSION}".jar >/dev/null 2>&1 \
+    || { echo "the base image holds no Spark ${SPARK_VERSION} (see /opt/spark/jars): set SPARK_VERSION to its Spark" >&2; exit 1; }
 COPY --from=bundle --chmod=0644 /bundle/sparkpipe_main.py /bundle/sparkpipe.zip /opt/sparkpipe/
 # `python3 -m spark_job validate --config ...` works in the image too (debugging a config by hand).
 ENV PYTHONPATH=/opt/sparkpipe/sparkpipe.zip

@@ -5,6 +5,10 @@ The runtimes are plain objects: nothing here calls Google Cloud while the DAG is
 ``SPARKPIPE_GCP_*`` defaults with your project, region, cluster and staging bucket, or describe the
 runtime in a ``sparkpipe`` connection (``{"runtime": "dataproc_serverless", "project_id": ...}``)
 and pass its id as ``runtime=``. The ``google_cloud_default`` connection supplies the credentials.
+
+The driver needs Spark 3.5 or later: Dataproc image 2.2, 2.3 or 3.0, Serverless runtime 1.2, 2.2, 2.3
+or 3.0. The cluster's image is read from Dataproc before each run (``image_version`` states it for the
+DAG parse); an older image or runtime is an error naming the setting and the versions to use.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ ON_CLUSTER = DataprocCluster(
     project_id=PROJECT,
     region=REGION,
     cluster_name="etl-cluster",
+    image_version="2.3",  # Spark 3.5, Python 3.11
     staging_uri=f"gs://{BUCKET}/sparkpipe",
     properties={"spark.executor.memory": "4g"},
     labels={"team": "data"},
@@ -66,7 +71,7 @@ SERVERLESS = DataprocServerless(
     project_id=PROJECT,
     region=REGION,
     staging_uri=f"gs://{BUCKET}/sparkpipe",
-    runtime_version="2.2",
+    runtime_version="2.3",  # the default: Spark 3.5, Python 3.11; "3.0" runs Spark 4.0
     service_account=f"sparkpipe@{PROJECT}.iam.gserviceaccount.com",
     properties={"spark.dynamicAllocation.maxExecutors": "10"},
     labels={"team": "data"},

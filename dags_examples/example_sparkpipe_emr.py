@@ -4,6 +4,11 @@ The same config runs everywhere; only the runtime changes. Ids come from Airflow
 placeholders so that the DAG parses without AWS access); ``aws_default`` holds the credentials. In
 production the runtime is usually a ``sparkpipe`` connection instead, e.g. extras
 ``{"runtime": "emr_serverless", "application_id": "...", "execution_role_arn": "...", "staging_uri": "s3://..."}``.
+
+The driver needs EMR 7 (Spark 3.5) or emr-spark-8 (Spark 4.0); an EMR 6 release is an import error of
+this file. The cluster's and the application's releases are read from EMR before each run (the
+``release_label`` stated here is checked when the DAG is parsed); the driver runs on Python 3.11,
+which EMR 7.1+ installs beside its default 3.9 (``python`` chooses another).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ def sparkpipe_emr() -> None:
             job_flow_name="analytics",  # or job_flow_id="j-..."
             staging_uri=STAGING,
             spark_conf={"spark.executor.memory": "4g"},
+            release_label="emr-7.13.0",  # Spark 3.5.6, Python 3.9 and 3.11
         ),
         deferrable=True,
     )
@@ -48,6 +54,7 @@ def sparkpipe_emr() -> None:
             execution_role_arn=ROLE,
             staging_uri=STAGING,
             log_uri="s3://my-company-sparkpipe/logs",
+            release_label="emr-spark-8.0.0",  # an application of the Spark 4.0 line (Python 3.11 to 3.13)
         ),
         deferrable=True,
     )
@@ -58,7 +65,8 @@ def sparkpipe_emr() -> None:
         runtime=EmrOnEks(
             virtual_cluster_id="examplevirtualcluster0",
             execution_role_arn=ROLE,
-            release_label="emr-7.2.0-latest",
+            release_label="emr-7.13.0-latest",  # the job run's release: Spark 3.5.6
+            python="3.11",  # the default on EMR 7.1+, stated: /usr/bin/python3.11
             staging_uri=STAGING,
             log_uri="s3://my-company-sparkpipe/logs",
         ),

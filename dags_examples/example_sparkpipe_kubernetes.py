@@ -1,7 +1,8 @@
 """Run the shop pipeline on Kubernetes as a Spark operator SparkApplication, waiting in the triggerer.
 
 Needs a cluster with the Kubeflow Spark operator, the driver image built from the repository's
-``Dockerfile`` (docs/runtimes/kubernetes.md) and an Airflow connection of type ``kubernetes``
+``Dockerfile`` (docs/runtimes/kubernetes.md: apache/spark 4.1.2 with Python 3.10, the runtime's default
+``spark_version``) and an Airflow connection of type ``kubernetes``
 (``kubernetes_default``). Data and outputs live in object storage the pods can reach; the S3
 credentials come from a Kubernetes Secret straight into the pods, never through Airflow.
 """

@@ -8,7 +8,7 @@ FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
 
 ARG AIRFLOW_VERSION
 # Must match the Spark version of the cluster images in docker-compose.yaml.
-ARG SPARK_VERSION=4.3.0
+ARG SPARK_VERSION=4.1.2
 
 USER root
 RUN apt-get update \

@@ -98,7 +98,10 @@ class VersionTable:
         if not isinstance(version, str):
             # A number would lose its meaning (2.10 reads as 2.1): versions are text, quoted in JSON.
             given = repr(version) if version is None else f"the {type(version).__name__} {version!r}"
-            raise ValueError(f"{setting} must be a string such as {self.example!r} (quoted in JSON), not {given}")
+            raise ValueError(
+                f"{setting} must be a string such as {self.example!r} (quoted in JSON), not {given} "
+                f"(the sparkpipe driver needs {SUPPORTED}: use {self.supported_versions()})"
+            )
         match = self.pattern.match(version)
         if match is None:
             raise ValueError(
@@ -159,7 +162,8 @@ def check_python(setting: str, python: object, line: VersionLine | None = None, 
         raise ValueError(f"{setting} {python!r}: the sparkpipe driver needs {SUPPORTED}")
     if line is not None and python not in line.pythons:
         raise ValueError(
-            f"{setting} {python!r}: {where or 'the release'} installs Python {', '.join(line.pythons)} only"
+            f"{setting} {python!r}: {where or 'the release'} installs Python {', '.join(line.pythons)} only; "
+            f"choose one of them or leave {setting} unset (the sparkpipe driver needs {SUPPORTED})"
         )
     return python
 

@@ -162,7 +162,7 @@ def test_outlets_chain_the_example_dags(parsed: dict[str, Any]) -> None:
 
 def test_a_broken_config_is_an_import_error_naming_file_line_and_problem(parsed: dict[str, Any]) -> None:
     errors = parsed["broken"]["import_errors"]
-    assert sorted(Path(p).name for p in errors) == ["broken_config.py", "missing_config.py"]
+    assert sorted(Path(p).name for p in errors) == ["broken_config.py", "missing_config.py", "unsupported_release.py"]
     broken = next(v for k, v in errors.items() if k.endswith("broken_config.py"))
     yaml = HERE / "dags_broken" / "pipelines" / "broken.yaml"
     assert f"SparkPipelineOperator 'broken': invalid sparkpipe config {yaml}:" in broken
@@ -170,6 +170,14 @@ def test_a_broken_config_is_an_import_error_naming_file_line_and_problem(parsed:
     assert f"{yaml}:12: sequences[0].target.mode: 'upsert' is not one of overwrite, append, error, ignore" in broken
     missing = next(v for k, v in errors.items() if k.endswith("missing_config.py"))
     assert f"config file not found: {HERE / 'dags_broken' / 'pipelines' / 'does_not_exist.yaml'}" in missing
+
+
+def test_a_runtime_version_the_driver_does_not_run_on_is_an_import_error(parsed: dict[str, Any]) -> None:
+    errors = {Path(k).name: v for k, v in parsed["broken"]["import_errors"].items()}
+    message = errors["unsupported_release.py"]
+    assert "release_label 'emr-6.15.0-latest' runs Spark 3.4, Python 3.7; " in message
+    assert "the sparkpipe driver needs Spark 3.5.x or 4.x with Python 3.9 to 3.13" in message
+    assert "emr-7.13.0 (Spark 3.5, Python 3.9, 3.11)" in message and "emr-spark-8.0.0 (Spark 4.0" in message
 
 
 def test_hostile_targets_leave_the_other_dags_of_the_file_and_no_credential_in_outlets(
