@@ -54,6 +54,7 @@ _DECIMAL = re.compile(r"(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?(?:[bB][d
 _LINE_COMMENT = re.compile(r"--(?:\\\n|[^\r\n])*\r?\n?")
 _COMMENT_MARK = re.compile(r"/\*|\*/")
 _STRING_BODY = {q: re.compile(rf"{q}((?:[^{q}\\]|\\.|{q}{q})*){q}", re.DOTALL) for q in "'\""}
+_STRING_BODY_35 = {q: re.compile(rf"{q}((?:[^{q}\\]|\\.)*){q}", re.DOTALL) for q in "'\""}  # no doubled quotes
 _UNESCAPE = {q: re.compile(rf"\\(.)|{q}{q}", re.DOTALL) for q in "'\""}
 
 Token = tuple[str, str, int, int]
@@ -230,7 +231,7 @@ def _not_a_query(tokens: list[tuple[str, str]]) -> str | None:
     return None
 
 
-def lex(text: str, tolerant: bool = False) -> list[Token]:
+def lex(text: str, tolerant: bool = False, doubled_quotes: bool = True) -> list[Token]:
     """The tokens of ``text`` as Spark's lexer (``SqlBaseLexer``) cuts them, with their places: kinds
     ``name``, ``quoted`` (a backquoted name), ``string`` (``value`` is its content), ``number``,
     ``punct`` (one character, or a hint's ``/*+`` and ``*/``) and ``comment``; whitespace is left out.
@@ -242,11 +243,12 @@ def lex(text: str, tolerant: bool = False) -> list[Token]:
     and a decimal number must not run into a letter, digit or ``_`` (``1.5x`` is ``1``, ``.``, ``5x``).
     Letters outside ASCII are punctuation here (Spark 4 reads them as name characters): a value is never
     taken for fewer tokens than Spark sees. A string, comment or quoted name never closed raises
-    ``_Unclosed``, or with ``tolerant`` ends the list as one ``unclosed`` token.
+    ``_Unclosed``, or with ``tolerant`` ends the list as one ``unclosed`` token. Without
+    ``doubled_quotes``, a doubled quote ends a string and starts another, as Spark 3.5 reads it.
     """
     tokens: list[Token] = []
     try:
-        _lex_into(text, tokens)
+        _lex_into(text, tokens, doubled_quotes)
     except _Unclosed as exc:
         if not tolerant:
             raise
@@ -254,7 +256,7 @@ def lex(text: str, tolerant: bool = False) -> list[Token]:
     return tokens
 
 
-def _lex_into(text: str, tokens: list[Token]) -> None:
+def _lex_into(text: str, tokens: list[Token], doubled_quotes: bool = True) -> None:
     append = tokens.append
     i, n = 0, len(text)
     while i < n:
@@ -286,7 +288,7 @@ def _lex_into(text: str, tokens: list[Token]) -> None:
             append(("punct", "*/", i, i + 2))
             i += 2
         elif c in "'\"":
-            content, end = _string(text, i, c, raw=False)
+            content, end = _string(text, i, c, raw=False, doubled_quotes=doubled_quotes)
             append(("string", content, i, end))
             i = end
         elif c == "`":
@@ -356,7 +358,7 @@ def _number_or_name(text: str, i: int) -> tuple[str, int]:
     return best_kind, best
 
 
-def _string(text: str, i: int, quote: str, raw: bool) -> tuple[str, int]:
+def _string(text: str, i: int, quote: str, raw: bool, doubled_quotes: bool = True) -> tuple[str, int]:
     """The content of the string literal opening at ``i`` and the index after it. A backslash escapes the
     next character and a doubled quote is one quote (Spark 4; Spark 3.5 reads two adjacent strings there,
     which it joins into one value); a raw string ends at the next quote."""
@@ -365,7 +367,7 @@ def _string(text: str, i: int, quote: str, raw: bool) -> tuple[str, int]:
         if end < 0:
             raise _Unclosed(f"a raw string r{quote}", text, i - 1)
         return text[i + 1 : end], end + 1
-    match = _STRING_BODY[quote].match(text, i)
+    match = (_STRING_BODY if doubled_quotes else _STRING_BODY_35)[quote].match(text, i)
     if match is None:
         raise _Unclosed(f"a string {quote}", text, i, f" (a {quote} inside a string is written \\{quote})")
     return _UNESCAPE[quote].sub(lambda m: m.group(1) or quote, match.group(1)), match.end()
@@ -752,8 +754,10 @@ def _mismatch(text: str, spans: list[tuple[int, int]]) -> tuple[int, str, str] |
         pieces.append(_STAND_IN)
         last = end
     pieces.append(text[last:])
-    reference = lex("".join(pieces), tolerant=True)
-    actual = lex(text, tolerant=True)
+    # Strings as Spark 3.5 reads them (a doubled quote is two strings there): a value holds a quote only
+    # escaped by a backslash, read as one by every version.
+    reference = lex("".join(pieces), tolerant=True, doubled_quotes=False)
+    actual = lex(text, tolerant=True, doubled_quotes=False)
 
     def to_reference(p: int) -> set[int]:
         shift = 0
