@@ -154,9 +154,15 @@ def check_spark_version(setting: str, version: object) -> tuple[int, int]:
 
 def check_python(setting: str, python: object, line: VersionLine | None = None, *, where: str = "") -> str:
     """A Python version (``"3.11"``) the driver runs on and, given a version line, one that line installs."""
-    if not isinstance(python, str) or not _PYTHON_VERSION.match(python):
+    if not isinstance(python, str):
         raise ValueError(
-            f"{setting} must be a Python version such as '3.11' or the path of an interpreter, not {python!r}"
+            f"{setting} must be a string such as '3.11' (quoted in JSON) or the path of an interpreter, "
+            f"not the {type(python).__name__} {python!r} (the sparkpipe driver needs {SUPPORTED})"
+        )
+    if not _PYTHON_VERSION.match(python):
+        raise ValueError(
+            f"{setting} must be a Python version such as '3.11' or the path of an interpreter, not {python!r} "
+            f"(the sparkpipe driver needs {SUPPORTED})"
         )
     if not python_supported(python):
         raise ValueError(f"{setting} {python!r}: the sparkpipe driver needs {SUPPORTED}")

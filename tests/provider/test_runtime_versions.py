@@ -7,7 +7,6 @@ each runtime names, checks and defaults to versions inside that range.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import subprocess
@@ -163,6 +162,7 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
         "python '3.11': release 'emr-7.0.0-latest' installs Python 3.9 only; choose one of them or leave python unset",
     ),
     (emr("emr_serverless", python="3.8"), "python '3.8': the sparkpipe driver needs"),
+    (emr("emr_cluster", python=3.11), "python must be a string such as '3.11' (quoted in JSON)"),
     (kubernetes(spark_version="3.4.4"), "spark_version '3.4.4' is older than the sparkpipe driver supports"),
     (kubernetes(spark_version="four"), "spark_version 'four' is not a Spark version such as '4.1.2'"),
 ]
@@ -298,12 +298,3 @@ def test_the_compose_cluster_runs_the_drivers_spark_too() -> None:
             compose["services"][service]["image"]
             == "apache/spark:${SPARK_VERSION:-" + version + "}-scala2.13-java17-ubuntu"
         )
-
-
-def test_every_runtime_setting_about_versions_is_a_connection_form_field() -> None:
-    from airflow_provider_sparkpipe.get_provider_info import SPARKPIPE_CONN_FIELDS
-
-    for name in ("release_label", "python", "image_version", "runtime_version"):
-        assert name in SPARKPIPE_CONN_FIELDS
-    fields = {f.name for cls in (EmrCluster, EmrServerless, EmrOnEks) for f in dataclasses.fields(cls)}
-    assert {"release_label", "python"} <= fields
