@@ -17,6 +17,10 @@ SPARK_LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "
 class LocalSpark(SparkRuntime):
     """Run the pipeline with ``spark-submit`` on the Airflow worker (client mode).
 
+    The driver runs on the worker's Python (the interpreter running Airflow) and the Spark of
+    ``spark_home`` or of the installed pyspark (the ``spark`` extra brings pyspark 4.x); both must be in
+    the driver's range, Spark 3.5.x or 4.x and Python 3.9 to 3.13, which the driver checks when it starts.
+
     Parameters:
         master: the Spark master: ``local[*]``, ``local[2]`` or a standalone cluster
             ``spark://host:7077`` (the driver then runs on the worker, the executors on the cluster).
