@@ -53,7 +53,7 @@ class Field:
             expected = "a string"
         elif self.kind == "int":
             ok = isinstance(value, int) and not isinstance(value, bool)
-            digits = isinstance(value, str) and any(c.isdigit() for c in value)
+            digits = isinstance(value, str) and any(c.isdigit() and not c.isascii() for c in value)
             expected = "an integer written with the digits 0-9" if digits else "an integer"
         elif self.kind == "bool":
             ok = isinstance(value, bool)

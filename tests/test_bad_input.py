@@ -237,18 +237,110 @@ CORPUS.update(
 )
 
 
+# Values passed in with --var that would change the SQL they land in, or make an integer of other digits:
+# name -> (file name, content, extra arguments, text the message must contain).
+def _query_with(query: str, **at: Any) -> bytes:
+    data = json.loads(json.dumps(VALID))
+    data["sequences"][1]["query"] = query
+    for path, value in at.items():
+        node = data["sequences"][1]
+        *parents, last = path.split("__")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return dump(data)
+
+
+SECRET_READ = "' || reflect('java.lang.System', 'getenv', 'SOME_SECRET') || '"
+CORPUS_WITH_VARS: dict[str, tuple[str, bytes, list[str], str]] = {
+    "--var closing a quoted literal": (
+        "p.yaml",
+        _query_with("SELECT '${day}' AS day, count(*) AS n FROM first"),
+        ["--var", f"day={SECRET_READ}"],
+        "sequences[1].query: the value",
+    ),
+    "--var commenting out the rest": (
+        "p.yaml",
+        _query_with("SELECT count(*) AS n FROM first WHERE day = '${day}' AND n > 0"),
+        ["--var", "day=x' --"],
+        "of day (--var) would end the string literal it is placed in",
+    ),
+    "--var ending in a backslash": (
+        "p.yaml",
+        _query_with("SELECT '${day}' AS day, 'z' AS other FROM first"),
+        ["--var", "day=2024\\"],
+        "of day (--var) would end the string literal it is placed in",
+    ),
+    "--var adding a column": (
+        "p.yaml",
+        _query_with("SELECT ${day} FROM first"),
+        ["--var", "day=n, current_user() AS who"],
+        "of day (--var) is more than one number, quoted string or name",
+    ),
+    "--var number with a condition": (
+        "p.yaml",
+        _query_with("SELECT count(*) AS n FROM first WHERE n > ${day}"),
+        ["--var", "day=1 OR 1=1"],
+        "of day (--var) is more than one number",
+    ),
+    "--var keyword": (
+        "p.yaml",
+        _query_with("SELECT count(*) AS n FROM first ${day}"),
+        ["--var", "day=UNION"],
+        "of day (--var) is the keyword UNION, not a name",
+    ),
+    "--var closing backticks": (
+        "p.yaml",
+        _query_with("SELECT `${day}` FROM first"),
+        ["--var", "day=n`, current_user() AS `who"],
+        "would end the `quoted name` it is placed in",
+    ),
+    "--var in a rule's condition": (
+        "p.yaml",
+        _query_with(
+            "SELECT count(*) AS n FROM first",
+            expectations=[{"name": "r", "condition": "n <> '${day}'"}],
+        ),
+        ["--var", "day=x' OR '1'='1"],
+        "sequences[1].expectations[0].condition: the value",
+    ),
+    "--var through a config var": (
+        "p.yaml",
+        _query_with("SELECT '${when}' AS w FROM first").replace(b"vars:\n", b"vars:\n  when: on ${day}\n"),
+        ["--var", f"day={SECRET_READ}"],
+        "of day (--var, through ${when})",
+    ),
+    "--var with a superscript digit into coalesce": (
+        "p.yaml",
+        _query_with("SELECT count(*) AS n FROM first", target__coalesce="${day}"),
+        ["--var", "day=²"],
+        "sequences[1].target.coalesce: must be an integer written with the digits 0-9, got a string '²'",
+    ),
+    "--var with a superscript digit into max_failed": (
+        "p.yaml",
+        _query_with(
+            "SELECT count(*) AS n FROM first",
+            expectations=[{"name": "r", "condition": "n > 0", "on_fail": "fail", "max_failed": "${day}"}],
+        ),
+        ["--var", "day=²"],
+        "sequences[1].expectations[0].max_failed: must be a row count",
+    ),
+}
+
+
 def test_corpus_is_large_enough() -> None:
-    assert len(CORPUS) >= 40
+    assert len(CORPUS) + len(CORPUS_WITH_VARS) >= 40
 
 
 def test_every_broken_config_exits_2_with_its_message_and_no_spark(tmp_path: Path) -> None:
     """One interpreter runs the CLI on the whole corpus, so pyspark's absence covers every case."""
     cases = []
-    for i, (name, (file_name, content, expected)) in enumerate(CORPUS.items()):
+    entries = [(name, (file_name, content, [], expected)) for name, (file_name, content, expected) in CORPUS.items()]
+    for i, (name, (file_name, content, args, expected)) in enumerate([*entries, *CORPUS_WITH_VARS.items()]):
         folder = tmp_path / f"case{i}"
         folder.mkdir()
         (folder / file_name).write_bytes(content.replace(b"/out/", OUT.encode() + b"/"))
-        cases.append({"name": name, "config": str(folder / file_name), "expected": expected})
+        cases.append({"name": name, "config": str(folder / file_name), "args": args, "expected": expected})
     script = """
 import contextlib, io, json, sys
 from spark_job.cli import main
@@ -257,7 +349,7 @@ for case in json.load(sys.stdin):
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         try:
-            code = main(["run", "--config", case["config"]])
+            code = main(["run", "--config", case["config"], *case["args"]])
         except BaseException as exc:  # anything escaping main is a bug
             code = repr(exc)
     results.append({**case, "code": code, "stderr": err.getvalue(), "stdout": out.getvalue()})
@@ -345,6 +437,13 @@ scalars = st.one_of(
             "jdbc:sqlserver://h;password={a;b}",
             "événements",
             "9" * 5000,
+            "²",
+            "\u0661\u0662",
+            "1²%",
+            "${day}%",
+            SECRET_READ,
+            "x' --",
+            "current_user()",
         ]
     ),
 )
@@ -530,3 +629,65 @@ def test_a_long_dependency_chain_in_reverse_order_is_valid(tmp_path: Path) -> No
     path.write_bytes(dump(data))
     proc = run_cli(["validate", "--config", str(path)])
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# -- fuzzing values passed in and rule conditions ---------------------------------------------------
+
+# Pieces of SQL and of numbers: quotes, escapes, comment marks, keywords, digits of other scripts.
+_SQL_WORDS = ("--", "/*", "*/", "''", "OR", "UNION", "SELECT", "current_user()", "count(*)", "r'", "n", " > ", " AND ")
+_NUMBERS = ("²", "\u0661", "0", "9" * 30)
+SQL_PIECES = st.sampled_from([*"'\"`\\-/*\n\r ();,.%x1", *_SQL_WORDS, *_NUMBERS, "\u2019", "${day}", "$${", "IS NULL"])
+sql_texts = st.lists(SQL_PIECES, max_size=10).map("".join)
+# Where a var lands in the config: SQL in every context, integer keys, a rule's tolerance.
+LANDING = {
+    "quoted": ("query", "SELECT '${day}' AS d, count(*) AS n FROM first"),
+    "bare": ("query", "SELECT count(*) AS n FROM first WHERE n > ${day}"),
+    "backquoted": ("query", "SELECT `${day}` FROM first"),
+    "comment": ("query", "SELECT count(*) AS n -- ${day}\nFROM first"),
+    "name part": ("query", "SELECT count(*) AS n_${day} FROM first"),
+    "condition": ("condition", "n <> '${day}' AND n > ${day}"),
+    "schema": ("schema", "id BIGINT, ${day} STRING"),
+    "jdbc query": ("jdbc", "SELECT * FROM t WHERE d = '${day}'"),
+    "coalesce": ("coalesce", "${day}"),
+    "max_failed": ("max_failed", "${day}"),
+    "min_rows": ("min_rows", "${day}"),
+}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    landing=st.sampled_from(sorted(LANDING)),
+    value=st.one_of(sql_texts, st.text(max_size=12), st.sampled_from(["²", "¹", "\u0661\u0662", "-1", "0", "12"])),
+    condition=st.one_of(sql_texts, st.sampled_from(["n > 0", "n IS NOT NULL", "count(*) > 1", "n > (SELECT 1)"])),
+    on_fail=st.sampled_from(["warn", "drop", "fail", "quarantine", "stop"]),
+)
+def test_fuzzed_var_values_and_rule_conditions_raise_only_config_errors(
+    landing: str, value: str, condition: str, on_fail: str
+) -> None:
+    """A value passed in lands somewhere (SQL of any kind, an integer key, a tolerance) next to a generated
+    rule condition: loading ends in a config or in a ``ConfigError``, never in another exception."""
+    data = json.loads(json.dumps(VALID))
+    kind, text = LANDING[landing]
+    second = data["sequences"][1]
+    rule: dict[str, Any] = {"name": "generated", "condition": condition, "on_fail": on_fail}
+    second["expectations"] = [rule]
+    if on_fail == "quarantine":
+        second["quarantine"] = {"type": "parquet", "path": "/out/rejected"}
+    if kind == "query":
+        second["query"] = text
+    elif kind == "condition":
+        second["expectations"].append({"name": "landing", "condition": text})
+    elif kind == "schema":
+        data["sources"]["users"]["schema"] = text
+    elif kind == "jdbc":
+        data["sources"]["users"] = {"type": "jdbc", "url": "jdbc:postgresql://h/db", "query": text}
+    elif kind == "max_failed":
+        second["expectations"].append({"name": "landing", "condition": "n > 0", "on_fail": "fail", "max_failed": text})
+    elif kind == "coalesce":
+        second["target"]["coalesce"] = text
+    else:
+        second[kind] = text
+    try:
+        load_config(data, {"day": value}, environ={"HOME": "/root"}, vars_from="--var")
+    except ConfigError as exc:
+        assert exc.problems and all(str(p) for p in exc.problems)

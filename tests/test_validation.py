@@ -287,6 +287,60 @@ CASES.update(
             _with_rules("      - {name: a, condition: n > 0}\n", "    min_rows: 5\n    max_rows: 2\n"),
             "sequences[1].max_rows: is 2, below min_rows 5",
         ),
+        # Digits other than 0-9: str.isdigit() accepts "²", which int() refuses (and int() reads other scripts' digits).
+        "expectation: tolerance with a superscript digit": (
+            _with_rules("      - {name: a, condition: n > 0, on_fail: fail, max_failed: '²'}\n"),
+            "sequences[1].expectations[0].max_failed: must be a row count (10) or a share of the rows",
+        ),
+        "row bound with a superscript digit": (
+            _with_rules("      - {name: a, condition: n > 0}\n", "    min_rows: '³'\n"),
+            "sequences[1].min_rows: must be an integer written with the digits 0-9, got a string '³'",
+        ),
+    }
+)
+CASES.update(
+    {
+        "coalesce with a superscript digit": (
+            BASE.replace("path: /out/second}", "path: /out/second, coalesce: '¹'}"),
+            "sequences[1].target.coalesce: must be an integer written with the digits 0-9, got a string '¹'",
+        ),
+        "max_parallel with a superscript digit": (
+            BASE + "max_parallel: '²'\n",
+            "max_parallel: must be an integer written with the digits 0-9, got a string '²'",
+        ),
+        "fetchsize in Arabic-Indic digits": (
+            BASE.replace(
+                "type: file, format: csv, path: /data/users",
+                "type: jdbc, url: 'jdbc:postgresql://h/db', table: u, fetchsize: '\u0661\u0660'",
+            ),
+            "sources.users.fetchsize: must be an integer written with the digits 0-9",
+        ),
+        "batchsize a negative number twice": (
+            BASE.replace(
+                "{type: parquet, path: /out/second}", "{type: jdbc, url: 'jdbc:h2:mem:x', table: t, batchsize: '--5'}"
+            ),
+            "sequences[1].target.batchsize: must be an integer, got a string '--5'",
+        ),
+        "JDBC port with a superscript digit": (
+            BASE.replace("{type: parquet, path: /out/second}", "{type: jdbc, url: 'jdbc:mysql://db:²/x', table: t}"),
+            "sequences[1].target.url: port '²' of host 'db' is not a number from 1 to 65535",
+        ),
+        "table target overwriting the table a source reads": (
+            BASE.replace("type: file, format: csv, path: /data/users", "type: table, table: shop.users").replace(
+                "{type: parquet, path: /out/second}", "{type: table, table: '`SHOP`.Users'}"
+            ),
+            "sequences[1].target.table: overwrites the catalog table `SHOP`.Users, which sources.users reads",
+        ),
+        "table quarantine overwriting a table the query reads": (
+            _with_rules(
+                "      - {name: a, condition: n > 0, on_fail: quarantine}\n",
+                "    quarantine: {type: table, table: spark_catalog.default.audit}\n",
+            ).replace(
+                "SELECT count(*) AS n FROM first", "SELECT count(*) AS n FROM first JOIN default.audit USING (n)"
+            ),
+            "sequences[1].quarantine.table: overwrites the catalog table spark_catalog.default.audit, which "
+            "sequences[1].query reads",
+        ),
     }
 )
 
