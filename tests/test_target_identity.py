@@ -407,6 +407,75 @@ def test_a_jdbc_target_overwriting_a_table_a_source_reads_is_refused() -> None:
     ]
 
 
+TABLE_SPELLINGS = ["t", "default.t", "spark_catalog.default.t", "`T`", "`default`.`t`", "SPARK_CATALOG.Default.T"]
+
+
+@pytest.mark.parametrize("read", TABLE_SPELLINGS)
+@pytest.mark.parametrize("written", ["T", "spark_catalog.`default`.`T`"])
+def test_a_table_target_overwriting_a_table_a_source_reads_is_refused(read: str, written: str) -> None:
+    sources = {"src": {"type": "table", "table": read}}
+    found = problems(pipeline([{"type": "table", "table": written}], sources, ["SELECT * FROM src"]))
+    assert found == [
+        f"sequences[0].target.table: overwrites the catalog table {written}, which sources.src reads: a target "
+        "cannot be a table the pipeline reads (write another table; append is allowed)"
+    ]
+
+
+def test_a_table_read_in_a_query_or_overwritten_by_a_quarantine_is_refused_and_appends_are_allowed() -> None:
+    reads = ["SELECT * FROM lake.orders", "SELECT * FROM lake.events"]
+    targets = [{"type": "table", "table": "LAKE.ORDERS", "insert_into": True}, {"type": "table", "table": "lake.copy"}]
+    assert problems(pipeline(targets, queries=reads)) == [
+        "sequences[0].target.table: overwrites the catalog table LAKE.ORDERS, which sequences[0].query reads: a "
+        "target cannot be a table the pipeline reads (write another table; append is allowed)"
+    ]
+    targets[0]["mode"] = "append"  # adding to what is read is what Spark allows
+    assert load_config(pipeline(targets, queries=reads)).sequences
+    config = pipeline([parquet("/out/a"), {"type": "table", "table": "lake.copy"}], queries=reads)
+    config["sequences"][1]["expectations"] = [{"name": "q", "condition": "id > 0", "on_fail": "quarantine"}]
+    config["sequences"][1]["quarantine"] = {"type": "table", "table": "`lake`.`Orders`"}
+    assert problems(config) == [
+        "sequences[1].quarantine.table: overwrites the catalog table `lake`.`Orders`, which sequences[0].query "
+        "reads: a target cannot be a table the pipeline reads (write another table; append is allowed)"
+    ]
+    # Other catalogs' tables compare by their full name too; a different table is fine.
+    other = pipeline(
+        [{"type": "table", "table": "ice.db.t"}], {"s": {"type": "table", "table": "ICE.DB.T"}}, ["SELECT * FROM s"]
+    )
+    assert "overwrites the catalog table ice.db.t, which sources.s reads" in problems(other)[0]
+    fine = pipeline(
+        [{"type": "table", "table": "ice.db.u"}], {"s": {"type": "table", "table": "ice.db.t"}}, ["SELECT * FROM s"]
+    )
+    assert load_config(fine).sequences
+
+
+def test_a_path_target_holding_the_files_of_a_table_a_source_reads_is_refused() -> None:
+    config = pipeline([parquet("/wh/lake.db")], {"s": {"type": "table", "table": "lake.orders"}}, ["SELECT * FROM s"])
+    config["spark_conf"] = {"spark.sql.warehouse.dir": "/wh"}
+    assert problems(config) == [
+        "sources.s.table: reads /wh/lake.db/orders, inside the target of sequences[0] (/wh/lake.db)"
+    ]
+
+
+@pytest.mark.spark
+def test_what_validation_refuses_spark_refuses_at_run_time(spark, tmp_path: Path) -> None:
+    """The refused case is the one Spark itself stops, only later (after the session and the sources)."""
+    spark.range(3).write.mode("overwrite").saveAsTable("identity_read_and_overwritten")
+    try:
+        with pytest.raises(Exception, match=r"(?i)overwrite.*read"):
+            spark.table("identity_read_and_overwritten").write.mode("overwrite").saveAsTable(
+                "spark_catalog.default.IDENTITY_READ_AND_OVERWRITTEN"
+            )
+        config = pipeline(
+            [{"type": "table", "table": "spark_catalog.default.IDENTITY_READ_AND_OVERWRITTEN"}],
+            {"s": {"type": "table", "table": "identity_read_and_overwritten"}},
+            ["SELECT * FROM s"],
+        )
+        assert "overwrites the catalog table" in problems(config)[0]
+        assert spark.table("identity_read_and_overwritten").count() == 3
+    finally:
+        spark.sql("DROP TABLE IF EXISTS identity_read_and_overwritten")
+
+
 def test_credentials_in_a_path_are_not_part_of_the_place_nor_of_any_message() -> None:
     """``s3a://KEY:SECRET@bucket`` is the bucket; an ADLS container in the user info is part of the place."""
     found = problems(
