@@ -218,3 +218,105 @@ def test_the_cli_reports_an_analysis_error_with_exit_1(tmp_path: Path) -> None:
     assert document["sequences"]["second"]["error"] == "reads first, whose schema could not be resolved"
     assert "sparkpipe: sequence first: [UNRESOLVED_COLUMN" in done.stderr
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+@pytest.mark.spark
+@pytest.mark.postgres
+def test_schemas_use_the_configs_spark_conf_and_print_no_secret(postgres, tmp_path: Path) -> None:
+    """``plan --schemas`` in a process of its own sets its session up as a run does: the JDBC driver comes
+    from ``spark.jars`` (nowhere else on the class path), case sensitivity and the other SQL settings are the
+    config's, Spark's own ``${...}`` substitution is off; a resolved secret shows as *** only."""
+    from tests.conftest import POSTGRES_JAR
+
+    with postgres.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS plan_orders")
+        conn.execute("CREATE TABLE plan_orders (order_id BIGINT, amount NUMERIC(10, 2), placed DATE)")
+    (tmp_path / "rows.json").write_text('{"k": 1, "v": "x"}\n')
+    secret = "plan-secret-" + os.urandom(6).hex()
+    config = {
+        "app_name": "plan_conf",
+        "spark_conf": {
+            "spark.jars": POSTGRES_JAR,
+            "spark.sql.caseSensitive": "true",
+            "spark.sql.session.timeZone": "Asia/Kathmandu",
+        },
+        "sources": {
+            "rows": {"type": "file", "format": "json", "path": str(tmp_path / "rows.json")},
+            "orders": {
+                "type": "jdbc",
+                "url": postgres.jdbc_url,
+                "table": "plan_orders",
+                "user": postgres.user,
+                "password": "${env:PLAN_PG_PASSWORD}",
+            },
+        },
+        "sequences": [
+            {"name": "from_db", "query": "SELECT order_id, amount FROM orders", "target": parquet_at(tmp_path, 1)},
+            {"name": "upper_case", "query": "SELECT K FROM rows", "target": parquet_at(tmp_path, 2)},
+            {
+                "name": "secret_name",
+                "query": "SELECT k AS `${env:PLAN_SECRET}` FROM rows",
+                "expectations": [{"name": "r", "condition": "v <> '${env:PLAN_SECRET}'"}],
+                "target": parquet_at(tmp_path, 3),
+            },
+            {
+                "name": "spark_substitution",
+                "query": "SELECT $${env:PLAN_NUMBER} AS n",
+                "target": parquet_at(tmp_path, 4),
+            },
+        ],
+    }
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(config))
+    env = {**os.environ, "PLAN_PG_PASSWORD": postgres.password, "PLAN_SECRET": secret, "PLAN_NUMBER": "7"}
+    done = subprocess.run(
+        [sys.executable, "-m", "spark_job", "plan", "--config", str(path), "--schemas", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    sequences = json.loads(done.stdout)["sequences"]
+    assert sequences["from_db"]["schema"] == "order_id BIGINT, amount DECIMAL(10,2)", done.stderr[-3000:]
+    assert "UNRESOLVED_COLUMN" in sequences["upper_case"]["error"]  # `K` is not `k` when case matters
+    assert sequences["secret_name"]["schema"] == "*** BIGINT"
+    assert sequences["secret_name"]["checks"] == ["expect r: v <> '***' (warn)"]
+    assert "PARSE_SYNTAX_ERROR" in sequences["spark_substitution"]["error"]  # not `SELECT 7`
+    assert secret not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "JVM stacktrace" not in done.stderr
+    assert "\tat org.apache" not in done.stderr  # one line per problem, no Java stack
+    assert not any((tmp_path / f"out{i}").exists() for i in range(1, 5))
+
+
+def parquet_at(tmp_path: Path, i: int) -> dict[str, str]:
+    return {"type": "parquet", "path": str(tmp_path / f"out{i}")}
+
+
+@pytest.mark.spark
+def test_schemas_on_a_session_already_running_leave_its_settings_as_they_were(
+    spark, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """In a process whose session someone else made, the plan applies the config's settings while it
+    resolves and puts them back; a static one it cannot change is said to be ignored."""
+    from spark_job.cli import plan_session
+
+    spark.range(3).selectExpr("id AS k").write.parquet(str(tmp_path / "src"))
+    raw = {
+        "app_name": "borrowed",
+        "spark_conf": {"spark.sql.caseSensitive": "true", "spark.sql.warehouse.dir": str(tmp_path / "elsewhere")},
+        "sources": {"raw": {"type": "file", "format": "parquet", "path": str(tmp_path / "src")}},
+        "sequences": [{"name": "s", "query": "SELECT K FROM raw", "target": parquet_at(tmp_path, 1)}],
+    }
+    config = load_config(raw)
+    before = {key: spark.conf.get(key, None) for key in config.spark_conf}
+    with plan_session(config, None) as session:
+        assert session is spark
+        assert spark.conf.get("spark.sql.caseSensitive") == "true"
+        plan = resolve_schemas(build_plan(config), config, spark)
+    assert "UNRESOLVED_COLUMN" in str(plan.sequences[0].error)
+    assert {key: spark.conf.get(key, None) for key in config.spark_conf} == before
+    assert (
+        "sparkpipe: spark.sql.warehouse.dir cannot change on the session already running here: ignored for --schemas"
+        in capsys.readouterr().err
+    )
