@@ -14,10 +14,8 @@ SPARKPIPE_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "extra": '{"runtime": "local", "master": "spark://spark-master:7077", "conf": {"spark.executor.memory": "1g"}}',
     },
 }
-"""The ``sparkpipe`` connection form: everything lives in the extras (runtime kind + its settings).
-
-Airflow 3's form shows only the standard fields' placeholders and labels; the settings are the
-fields below."""
+"""The ``sparkpipe`` connection form: everything lives in the extras (runtime kind + its settings);
+the standard fields are hidden."""
 
 BUILTIN_RUNTIME_KINDS = (
     "local",
@@ -40,100 +38,150 @@ def runtime_kinds_installed() -> list[str]:
     return [*BUILTIN_RUNTIME_KINDS, *plugins]
 
 
-def _field(label: str, description: str, kind: str = "string", **schema: Any) -> dict[str, Any]:
-    # No defaults: a field left empty is left out of the runtime (the runtime's own default applies),
-    # so the form never prefills the Extra box with values the user did not choose.
-    return {"label": label, "description": description, "schema": {"type": [kind, "null"], **schema}}
+RUNTIME_LABELS: dict[str, str] = {
+    "local": "Local or standalone Spark (spark-submit on the worker)",
+    "dataproc_cluster": "Dataproc cluster",
+    "dataproc_serverless": "Dataproc Serverless",
+    "emr_cluster": "EMR cluster",
+    "emr_serverless": "EMR Serverless",
+    "emr_on_eks": "EMR on EKS",
+    "kubernetes": "Kubernetes (Spark operator)",
+}
+"""What the connection form's *Runtime* choice shows for each built-in kind."""
+
+RUNTIME_SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "local": (
+        (),
+        (
+            "master",
+            "conf",
+            "master_ui_url",
+            "history_server_url",
+            "event_log_dir",
+            "work_dir",
+            "log_level",
+            "env",
+            "spark_home",
+            "kill_grace_s",
+        ),
+    ),
+    "dataproc_cluster": (
+        ("project_id", "region", "cluster_name", "staging_uri"),
+        ("properties", "gcp_conn_id", "image_version", "impersonation_chain", "labels", "api_endpoint"),
+    ),
+    "dataproc_serverless": (
+        ("project_id", "region", "staging_uri"),
+        (
+            "properties",
+            "runtime_version",
+            "gcp_conn_id",
+            "service_account",
+            "subnetwork_uri",
+            "network_tags",
+            "kms_key",
+            "impersonation_chain",
+            "labels",
+            "api_endpoint",
+        ),
+    ),
+    "emr_cluster": (
+        ("job_flow_id or job_flow_name",),
+        (
+            "staging_uri",
+            "spark_conf",
+            "region_name",
+            "aws_conn_id",
+            "release_label",
+            "python",
+            "deploy_mode",
+            "execution_role_arn",
+            "action_on_failure",
+        ),
+    ),
+    "emr_serverless": (
+        ("application_id", "execution_role_arn", "staging_uri"),
+        (
+            "spark_conf",
+            "region_name",
+            "aws_conn_id",
+            "release_label",
+            "python",
+            "log_uri",
+            "execution_timeout_minutes",
+            "tags",
+        ),
+    ),
+    "emr_on_eks": (
+        ("virtual_cluster_id", "execution_role_arn", "release_label", "staging_uri"),
+        ("spark_conf", "region_name", "aws_conn_id", "python", "log_uri", "tags"),
+    ),
+    "kubernetes": (
+        ("namespace", "image"),
+        (
+            "conf",
+            "kubernetes_conn_id",
+            "service_account",
+            "driver",
+            "executor",
+            "env",
+            "secret_env",
+            "env_from_secrets",
+            "staging_uri",
+            "staging_conn_id",
+            "spark_version",
+            "ui_url",
+            "labels",
+            "image_pull_policy",
+            "image_pull_secrets",
+            "main_application_file",
+            "py_files",
+            "time_to_live_s",
+            "delete_on_success",
+            "startup_timeout_s",
+        ),
+    ),
+}
+"""Each built-in runtime's settings, required ones first, as the connection form lists them."""
+
+
+def _settings_markdown() -> str:
+    lines = [
+        "Where pipelines run. Its settings go in **Extra Fields JSON** below, next to `runtime` "
+        "(required ones in bold):",
+        "",
+    ]
+    for kind, (required, optional) in RUNTIME_SETTINGS.items():
+        names = [" or ".join(f"**`{one}`**" for one in name.split(" or ")) for name in required]
+        names += [f"`{name}`" for name in optional]
+        lines.append(f"- `{kind}`: {', '.join(names)}")
+    lines += [
+        "",
+        'For example `{"runtime": "local", "master": "spark://spark-master:7077", '
+        '"master_ui_url": "http://localhost:8081", "history_server_url": "http://localhost:18080"}`. '
+        "Each setting is described in the provider's documentation (docs/provider.md); a key the runtime "
+        "does not know is an error naming the closest one.",
+    ]
+    return "\n".join(lines)
 
 
 SPARKPIPE_CONN_FIELDS: dict[str, Any] = {
-    "runtime": _field(
-        "Runtime",
-        "Where pipelines run: local (spark-submit on the worker, a local[*] or spark:// master), "
-        "dataproc_cluster, dataproc_serverless, emr_cluster, emr_serverless, emr_on_eks or kubernetes "
-        "(Kubeflow Spark operator). Empty: local. Fill in below only the fields of this runtime.",
-        enum=[None, *runtime_kinds_installed()],
-    ),
-    "master": _field(
-        "Spark master (local)",
-        "local: local[*] (the default), local[4] or spark://spark-master:7077 for a standalone cluster.",
-        examples=["local[*]", "spark://spark-master:7077"],
-    ),
-    "conf": _field(
-        "Spark conf (local, kubernetes)",
-        'Spark properties as a JSON object, e.g. {"spark.executor.memory": "1g", "spark.cores.max": "2"}.',
-        "object",
-    ),
-    "work_dir": _field(
-        "Work directory (local)",
-        "local: where each run stages its driver and config (a folder the worker can write). "
-        "Empty: a temporary folder.",
-    ),
-    "log_level": _field(
-        "Spark log level (local)",
-        "local: the lowest level of Spark's own lines in the task log. Empty: WARN; INFO or DEBUG show more.",
-        enum=[None, "ERROR", "WARN", "INFO", "DEBUG"],
-    ),
-    "staging_uri": _field(
-        "Staging URI (cloud runtimes)",
-        "Where the driver bundle and the config are uploaded, e.g. gs://my-bucket/sparkpipe (Dataproc), "
-        "s3://my-bucket/sparkpipe (EMR, kubernetes).",
-    ),
-    "project_id": _field("Google Cloud project (Dataproc)", "dataproc_cluster, dataproc_serverless: e.g. my-project."),
-    "region": _field("Google Cloud region (Dataproc)", "dataproc_cluster, dataproc_serverless: e.g. europe-west1."),
-    "cluster_name": _field("Dataproc cluster", "dataproc_cluster: the name of a running cluster, e.g. etl-cluster."),
-    "image_version": _field(
-        "Dataproc image (dataproc_cluster)",
-        "dataproc_cluster: the cluster's image, e.g. 2.3 (Spark 3.5) or 3.0 (Spark 4.0); 2.2 or later. "
-        "Empty: the cluster's image is checked when a run starts.",
-    ),
-    "runtime_version": _field(
-        "Serverless runtime (dataproc_serverless)",
-        "dataproc_serverless: 2.3 (Spark 3.5, the default), 2.2, 1.2 or 3.0 (Spark 4.0).",
-    ),
-    "properties": _field(
-        "Spark properties (Dataproc)",
-        'dataproc_cluster, dataproc_serverless: a JSON object, e.g. {"spark.executor.memory": "4g"}.',
-        "object",
-    ),
-    "gcp_conn_id": _field(
-        "Google Cloud connection (Dataproc)", "The connection with the credentials. Empty: google_cloud_default."
-    ),
-    "job_flow_id": _field("EMR cluster id (emr_cluster)", "emr_cluster: e.g. j-2AXXXXXXGAPLF (or job_flow_name)."),
-    "job_flow_name": _field("EMR cluster name (emr_cluster)", "emr_cluster: the cluster's name, when no id is given."),
-    "application_id": _field("EMR Serverless application (emr_serverless)", "emr_serverless: e.g. 00f1abcdexample."),
-    "virtual_cluster_id": _field("EMR on EKS virtual cluster (emr_on_eks)", "emr_on_eks: e.g. abcdefghijklmnop0123."),
-    "release_label": _field(
-        "EMR release (EMR)",
-        "emr_on_eks (required): e.g. emr-7.13.0-latest or emr-spark-8.0.0-latest; emr_cluster, emr_serverless: "
-        "the cluster's / application's release, e.g. emr-7.13.0. EMR 7 or later (Spark 3.5+).",
-    ),
-    "python": _field(
-        "Driver Python (EMR)",
-        "EMR runtimes: the Python the driver runs on, e.g. 3.11, or an interpreter's path. "
-        "Empty: 3.11 on EMR 7.1+ and emr-spark-8, 3.9 on EMR 7.0.",
-    ),
-    "execution_role_arn": _field(
-        "Execution role (EMR)",
-        "emr_serverless, emr_on_eks (and emr_cluster, optional): e.g. arn:aws:iam::123456789012:role/sparkpipe-job.",
-    ),
-    "region_name": _field("AWS region (EMR)", "EMR runtimes: e.g. eu-west-1. Empty: the AWS connection's region."),
-    "spark_conf": _field(
-        "Spark conf (EMR)", 'EMR runtimes: a JSON object, e.g. {"spark.executor.memory": "4g"}.', "object"
-    ),
-    "aws_conn_id": _field("AWS connection (EMR)", "The connection with the credentials. Empty: aws_default."),
-    "namespace": _field(
-        "Kubernetes namespace (kubernetes)", "kubernetes: where the SparkApplications go, e.g. spark-jobs."
-    ),
-    "image": _field(
-        "Driver image (kubernetes)",
-        "kubernetes: the image with Spark and sparkpipe, e.g. registry.example.com/sparkpipe:1.0.",
-    ),
-    "kubernetes_conn_id": _field(
-        "Kubernetes connection (kubernetes)", "The cluster's connection. Empty: kubernetes_default."
-    ),
+    "runtime": {
+        "label": "Runtime",
+        "schema": {
+            # Not nullable: the choice has no empty entry, and every saved connection names its runtime.
+            "type": "string",
+            "enum": runtime_kinds_installed(),
+            "default": "local",
+            "values_display": RUNTIME_LABELS,
+            "description_md": _settings_markdown(),
+        },
+    },
 }
-"""The connection form's fields (Airflow 3 reads ``conn-fields``): one per runtime setting, saying what to type."""
+"""The connection form's fields (Airflow 3 reads ``conn-fields``): the runtime, chosen from a list.
+
+The runtime's settings are typed in the form's Extra JSON: Airflow's form saves every field it shows,
+an empty one as ``null``, so a field per setting (some thirty, of seven runtimes) would fill the
+connection's Extra with nulls."""
 
 
 def get_provider_info() -> dict[str, Any]:

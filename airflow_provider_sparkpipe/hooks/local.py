@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ from urllib.parse import quote
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
-from airflow_provider_sparkpipe.hooks.driver_output import DriverOutput
+from airflow_provider_sparkpipe.hooks.driver_output import SPARK_LOGGER, DriverOutput
 from airflow_provider_sparkpipe.hooks.process_group import (
     REAPER_KILLED,
     group_alive,
@@ -33,7 +34,8 @@ from airflow_provider_sparkpipe.hooks.process_group import (
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes.local import LocalSpark
 from airflow_provider_sparkpipe.staging import LocalStore, Staging
-from spark_job.markers import APPLICATION_MARKER, parse_marker_line
+from spark_job.markers import APPLICATION_MARKER, LEVELLED_LOG_ENV, parse_marker_line
+from spark_job.pools import ALLOCATION_FILE_CONF, write_allocation_file
 
 _SENSITIVE = re.compile(r"pass|secret|token|credential|(^|[._])key($|[._])", re.IGNORECASE)
 _OUTPUT_TAIL_LINES = 40
@@ -50,6 +52,7 @@ class _Process:
     cancelled: bool = False
     app_id: str | None = None
     ui_url: str | None = None
+    event_log: bool = False
 
 
 class LocalSparkHook(SparkPipelineHook[LocalSpark]):
@@ -116,7 +119,8 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
         metrics_path = Path(staged.metrics_uri)
 
         command = [str(spark_submit), "--master", self.runtime.master, "--name", submission.app_name]
-        conf = {"spark.log.level": self.runtime.spark_log_level, **self.runtime.conf}
+        defaults = self._run_conf(submission, run_dir)
+        conf = {"spark.log.level": self.runtime.spark_log_level, **defaults, **self.runtime.conf}
         for key, value in conf.items():
             command += ["--conf", f"{key}={value}"]
         command += [
@@ -158,8 +162,38 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
                 "metrics_uri": str(metrics_path),
             },
         )
-        self._processes[run.run_id] = _Process(popen, DriverOutput(self.log, self.runtime.spark_log_level))
+        output = DriverOutput(self.log, self.runtime.spark_log_level, logging.getLogger(SPARK_LOGGER))
+        event_log = str(conf.get("spark.eventLog.enabled", "")).lower() == "true"
+        self._processes[run.run_id] = _Process(popen, output, event_log=event_log)
         return run
+
+    def _run_conf(self, submission: PipelineSubmission, run_dir: Path) -> dict[str, str]:
+        """Settings a run gets unless the runtime's ``conf`` or the config's ``spark_conf`` has its own: an
+        event log for a history server, and the FAIR pools of the sequences declared (Spark warns about
+        each pool it has to make up)."""
+        spark_conf = submission.document.get("spark_conf") or {}
+        given = {**self.runtime.conf, **{str(k): str(v) for k, v in spark_conf.items()}}
+        conf: dict[str, str] = {}
+        if given.get("spark.eventLog.enabled", "true").lower() == "true":
+            conf["spark.eventLog.enabled"] = "true"
+            if "spark.eventLog.dir" not in given:
+                conf["spark.eventLog.dir"] = self._event_log_dir()
+        # The driver runs each sequence in a FAIR pool of its own unless the config chose a scheduler mode.
+        if "spark.scheduler.mode" not in spark_conf and ALLOCATION_FILE_CONF not in given:
+            names = [str(seq.get("name")) for seq in submission.document.get("sequences") or []]
+            conf[ALLOCATION_FILE_CONF] = write_allocation_file(names, run_dir)
+        return conf
+
+    def _event_log_dir(self) -> str:
+        """The event log folder as a URI (made when it is a local path: Spark refuses a missing one)."""
+        folder = self.runtime.event_log_dir or str(self.work_dir / "spark-events")
+        if "://" in folder or folder.startswith("file:"):
+            if folder.startswith("file:"):
+                Path(folder.removeprefix("file://").removeprefix("file:")).mkdir(parents=True, exist_ok=True)
+            return folder
+        path = Path(folder).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path.as_uri()
 
     def wait(self, run: PipelineRun, poll_interval: float = 10.0) -> RunState:
         """Stream the run's output into the log until it exits; return its final state."""
@@ -286,13 +320,18 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
         return f"{what}; last output lines:\n{tail}" if tail else what
 
     def run_url(self, run: PipelineRun) -> str | None:
-        """On a standalone cluster the master's page of the application (it outlives the run);
-        with a ``local`` master the driver's Spark UI, while the run lives."""
+        """While the run lives, the driver's Spark UI (``local`` master) or the standalone master's page
+        of the application; once it ended, the run's page on the history server when one is configured,
+        else the master's page (a standalone master keeps it; a local driver's UI ended with it)."""
         process = self._processes.get(run.run_id)
         if process is None:
             return None
-        if process.popen.poll() is not None and not self.runtime.master.startswith("spark://"):
-            return None  # the Spark UI ended with the driver
+        if process.popen.poll() is not None:
+            history = self.runtime.history_server_url
+            if history and process.event_log and process.app_id:
+                return f"{history.rstrip('/')}/history/{quote(process.app_id)}/jobs/"
+            if not self.runtime.master.startswith("spark://"):
+                return None
         return self._application_url(process)
 
     def _application_url(self, process: _Process) -> str | None:
@@ -338,6 +377,7 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
         env.update(self.runtime.env)
         env.update(secrets or {})
         env["SPARK_HOME"] = str(self.spark_home)
+        env[LEVELLED_LOG_ENV] = "1"  # the driver's lines carry their level: each keeps it in the task log
         # The driver runs under the worker's interpreter (it has the provider's dependencies); executors
         # of a standalone cluster keep their own python, which a pure SQL pipeline does not even start.
         if "PYSPARK_DRIVER_PYTHON" not in env and "PYSPARK_PYTHON" not in env:

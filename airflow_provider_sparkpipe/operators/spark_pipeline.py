@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
 import tempfile
 import threading
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_sparkpipe.connections import ConnectionCredentials
@@ -114,6 +116,7 @@ class SparkPipelineOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
         self._pipeline: PipelineConfig | None = None
+        self._effective_config: str | None = None
         self._metrics: dict[str, Any] | None = None
         # At parse no connection is read: references are checked with a placeholder URL.
         self._credentials = ConnectionCredentials(None)
@@ -219,13 +222,36 @@ class SparkPipelineOperator(BaseOperator):
         jinja_env = jinja_env or self.get_template_env()
         for field in self.template_fields:
             value = getattr(self, field)
-            if not value:
+            if not value or (field == "config" and self._shows_effective_config()):
                 continue
             try:
                 rendered = self.render_template(value, context, jinja_env)
             except Exception as exc:
                 raise SparkPipelineConfigError(self._template_error(field, value, exc, context, jinja_env)) from None
             setattr(self, field, rendered)
+        self._show_effective_config()
+
+    def _show_effective_config(self) -> None:
+        """Put the config the driver gets in place of the rendered template, for Airflow's *Rendered
+        Templates* view: variables substituted (the config's and ``vars`` in one block), secrets masked.
+
+        The config is loaded and validated here, as :meth:`execute` would; when that fails the rendered
+        text stays, and :meth:`execute` reports the problem."""
+        from airflow_provider_sparkpipe.masking import get_connection
+
+        if self._shows_effective_config():
+            return
+        self._credentials = ConnectionCredentials(get_connection)
+        try:
+            pipeline = self.load_rendered_config()
+        except Exception:
+            self._pipeline = None
+            return
+        self._pipeline = pipeline
+        self.config = self._effective_config = effective_config_text(pipeline, self.config_file)
+
+    def _shows_effective_config(self) -> bool:
+        return self._effective_config is not None and self.config is self._effective_config
 
     def _template_error(self, field: str, value: Any, exc: Exception, context: Context, jinja_env: Any) -> str:
         """Where a template failed (the config file's line, or the key of ``vars``) and why, never the template."""
@@ -261,7 +287,10 @@ class SparkPipelineOperator(BaseOperator):
         if self.config_file is not None:
             text = self._config_text() or ""
             if _JINJA.search(text):
-                return None  # the file is a Jinja template: it is valid YAML only once rendered
+                # A Jinja template is valid YAML only once rendered: validated when the task runs. Its plan,
+                # with the template text as written, is the task's documentation.
+                self._plan_template(text)
+                return None
         templated = _has_jinja(self.config) or not isinstance(self.vars, (Mapping, type(None)))
         templated = templated or _has_jinja(self.vars)
         vars = self.vars if isinstance(self.vars, Mapping) else {}
@@ -274,6 +303,25 @@ class SparkPipelineOperator(BaseOperator):
                 self.log.warning("%s\n(config or vars hold templates: validated again at run time)", message)
                 return None
             raise SparkPipelineConfigError(message) from None
+
+    def _plan_template(self, text: str) -> None:
+        """The plan of a config file that is a Jinja template, read as written (statement lines and
+        comments left out, ``{{ ... }}`` kept as text), as the task's documentation; none when the
+        template is not YAML as written."""
+        from spark_job.plan import build_plan, render_markdown
+
+        if any(getattr(self, k, None) for k in _DOC_FIELDS) or self.config_file is None:
+            return
+        vars = self.vars if isinstance(self.vars, Mapping) else {}
+        try:
+            pipeline = self._load_rendered_text(_template_as_written(text), self.config_file, vars)
+        except Exception:
+            return
+        note = (
+            "\n*Planned from the template as written: `{{ ... }}` shows where values come from when the task "
+            "runs; the rendered config is validated then.*\n"
+        )
+        self.doc_md = render_markdown(build_plan(pipeline)) + note
 
     def _load(self, source: Any, vars: Mapping[str, Any]) -> PipelineConfig:
         from spark_job.config import load_config
@@ -291,6 +339,8 @@ class SparkPipelineOperator(BaseOperator):
         """The fully validated config after templates rendered (what :meth:`execute` submits)."""
         from spark_job.errors import ConfigError
 
+        if self._pipeline is not None and self._shows_effective_config():
+            return self._pipeline  # loaded when the templates were rendered
         vars = self.vars or {}
         if not isinstance(vars, Mapping):
             raise SparkPipelineConfigError(f"{self._where()}: vars must render to a mapping, not {vars!r}")
@@ -373,7 +423,8 @@ class SparkPipelineOperator(BaseOperator):
         from airflow_provider_sparkpipe.runs import PipelineSubmission
         from airflow_provider_sparkpipe.runtimes.registry import resolve_runtime
 
-        self._credentials = ConnectionCredentials(get_connection)
+        if not self._shows_effective_config():  # else loaded, with its connections, when templates rendered
+            self._credentials = ConnectionCredentials(get_connection)
         pipeline = self.load_rendered_config()
         runtime = resolve_runtime(self.runtime)
         environment = self._credentials.environment
@@ -388,12 +439,7 @@ class SparkPipelineOperator(BaseOperator):
                 "'password_secret' (aws:NAME[#key] or gcp:projects/P/secrets/S), or give url, user and "
                 "password as ${secret:...}, ${env:NAME} or ${file:PATH} references instead of 'connection'"
             )
-        self.log.info(
-            "Pipeline %r: %d sequence(s) on %s",
-            pipeline.app_name,
-            len(pipeline.sequences),
-            runtime.describe(),
-        )
+        self._log_plan(pipeline, runtime)
         hook = hook_class(runtime)
         self._pipeline = pipeline
         document = pipeline.to_document()
@@ -431,6 +477,15 @@ class SparkPipelineOperator(BaseOperator):
             self.log.info("%s runs in the worker: waiting here instead of deferring", type(runtime).__name__)
         state = self._wait(hook, run)
         return self._complete(context, hook, run, state)
+
+    def _log_plan(self, pipeline: PipelineConfig, runtime: SparkRuntime) -> None:
+        """The task log's first lines: where the pipeline runs and its plan (the rendered config's stages,
+        reads and targets), as ``sparkpipe plan`` prints it."""
+        from spark_job.plan import build_plan, render_text
+
+        heading, _, body = render_text(build_plan(pipeline)).partition("\n")
+        counts = heading.partition(": ")[2]
+        self.log.info("Pipeline %r on %s: %s\n%s", pipeline.app_name, runtime.describe(), counts, body.strip("\n"))
 
     def _stored_run(self, context: Context, task_key: str) -> PipelineRun | None:
         """The run the last try of this task instance submitted, from Airflow's task state store (3.3+).
@@ -554,12 +609,16 @@ class SparkPipelineOperator(BaseOperator):
                 metrics["runtime"]["usage"] = usage
             self._log_summary(metrics)
         runtime_block = (metrics or {}).get("runtime") or {}
-        self.application_url = hook.run_url(run) or runtime_block.get("url")
+        url = hook.run_url(run) or runtime_block.get("url")
+        if url and url != self.application_url:
+            self.log.info("Spark application: %s", url)
+        self.application_url = url
         hook.cleanup(run, state)
-        if state == RunState.SUCCEEDED and metrics is not None and metrics.get("status") == "succeeded":
-            return metrics
-        if metrics is not None:
-            context["ti"].xcom_push(key="metrics", value=metrics)
+        returned = task_metrics(metrics) if metrics is not None else None
+        if state == RunState.SUCCEEDED and returned is not None and returned.get("status") == "succeeded":
+            return returned
+        if returned is not None:
+            context["ti"].xcom_push(key="metrics", value=returned)
         raise SparkPipelineFailed(_failure_message(metrics, state, hook.describe_failure(run)), metrics)
 
     def _log_summary(self, metrics: Mapping[str, Any]) -> None:
@@ -586,6 +645,67 @@ class SparkPipelineOperator(BaseOperator):
                 self.log.info("%s", line)
 
 
+def _config_errors_raised_here(init: Callable[..., None]) -> Callable[..., None]:
+    """``__init__`` re-raising its config errors from this frame, their traceback dropped.
+
+    Airflow's DAG import error shows the last frames of the traceback: the DAG file's line that made the
+    task and this one, instead of three of Airflow's and the operator's own frames above the message,
+    which names the config file, line and problem itself."""
+
+    @functools.wraps(init)
+    def __init__(self: SparkPipelineOperator, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except SparkPipelineConfigError as error:
+            raise error.with_traceback(None) from None
+
+    # Airflow compares the class's __init__.__wrapped__ with the function it wrapped (XComArg dependencies).
+    __init__.__wrapped__ = init.__wrapped__  # type: ignore[attr-defined]
+    return __init__
+
+
+SparkPipelineOperator.__init__ = _config_errors_raised_here(SparkPipelineOperator.__init__)  # type: ignore[method-assign]
+
+
+def task_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics document as the task returns it (XCom ``return_value``, ``metrics`` on failure).
+
+    The short answer first: ``status``, then ``outcome``, one entry per sequence with its status, rows,
+    duration and target (and the first line of its error); then the whole document, whose sequences
+    keep every figure but their output schema, kept apart under ``output_schemas``. The keys are
+    chosen so that PostgreSQL's JSON type, which orders an object's keys by length, keeps that order.
+    """
+    sequences: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    for name, seq in (metrics.get("sequences") or {}).items():
+        seq = dict(seq) if isinstance(seq, Mapping) else {"status": None}
+        if seq.get("schema") is not None:
+            schemas[name] = seq["schema"]
+        seq.pop("schema", None)
+        sequences[name] = seq
+    out: dict[str, Any] = {}
+    if "error" in metrics:
+        out["error"] = metrics["error"]
+    out["status"] = metrics.get("status")
+    out["outcome"] = {name: sequence_view(seq) for name, seq in sequences.items()}
+    out.update((k, v) for k, v in metrics.items() if k not in ("error", "status", "sequences", "outcome"))
+    out["sequences"] = sequences
+    if schemas:
+        out["output_schemas"] = schemas
+    return out
+
+
+def sequence_view(seq: Mapping[str, Any]) -> dict[str, Any]:
+    """One sequence in a few keys: ``{"rows": 40, "status": "succeeded", "target": "csv /out/x",
+    "duration_s": 2.5}``, and ``error`` (its first line) for one that failed or was skipped."""
+    view: dict[str, Any] = {"rows": seq.get("rows_written"), "status": seq.get("status")}
+    if seq.get("error"):
+        view["error"] = _first_line(seq["error"])
+    view["target"] = describe_target(seq.get("target") or {})
+    view["duration_s"] = seq.get("duration_s")
+    return view
+
+
 def usage_summary(usage: Mapping[str, Any]) -> str:
     """``executor_core_seconds=12.4, tasks=40``: the figures of ``runtime.usage``, units in their names."""
     return ", ".join(f"{k}={v:,}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in usage.items())
@@ -594,12 +714,8 @@ def usage_summary(usage: Mapping[str, Any]) -> str:
 def sequence_outcome(seq: Mapping[str, Any]) -> str:
     """What happened to one sequence, in words: ``succeeded, 1,234 rows in 4.2 s -> parquet gs://b/x``,
     ``failed after 0.4 s: <error>``, ``skipped: reads x, which failed``; never ``None``."""
-    from spark_job.urls import strip_credentials
-
     status = seq.get("status") or "not run"
-    target = seq.get("target") or {}
-    shown = target.get("uri") or target.get("table")
-    where = " ".join(str(v) for v in (target.get("type"), strip_credentials(str(shown)) if shown else None) if v)
+    where = describe_target(seq.get("target") or {})
     error = seq.get("error")
     if status == "failed":
         after = f" after {_seconds(seq.get('duration_s'))}" if seq.get("duration_s") is not None else ""
@@ -617,6 +733,16 @@ def sequence_outcome(seq: Mapping[str, Any]) -> str:
         text += f" in {_seconds(seq.get('duration_s'))}"
     text = f"{text} -> {where}" if where else text
     return text + _rule_counts(seq)
+
+
+def describe_target(target: Mapping[str, Any]) -> str:
+    """``parquet /data/out/x``, ``jdbc jdbc:postgresql://db:5432/shop public.revenue``: the type, then
+    where (a JDBC target's database and table), without credentials."""
+    from spark_job.urls import strip_credentials
+
+    parts = [str(target["type"])] if target.get("type") else []
+    parts += [strip_credentials(str(target[k])) for k in ("uri", "table") if target.get(k)]
+    return " ".join(parts)
 
 
 def _rule_counts(seq: Mapping[str, Any]) -> str:
@@ -642,12 +768,22 @@ def _failure_message(metrics: Mapping[str, Any] | None, state: Any, detail: str 
     if metrics is None:
         return f"pipeline run {state.value}: {detail or 'the driver wrote no metrics'}"
     sequences = metrics.get("sequences") or {}
-    failed = [f"sequence {n!r} failed: {s.get('error')}" for n, s in sequences.items() if s.get("status") == "failed"]
+    # The first line of each error: the summary above gives it whole (Spark's end in a query plan).
+    failed = [f"sequence {n!r} failed: {_first_line(s.get('error'))}" for n, s in sequences.items() if _failed(s)]
     skipped = [n for n, s in sequences.items() if s.get("status") == "skipped"]
     parts = failed or [str(metrics.get("error") or detail or f"run {state.value}")]
     if skipped:
         parts.append(f"skipped: {', '.join(skipped)}")
     return f"pipeline {metrics.get('app_name')!r} failed: " + "; ".join(parts)
+
+
+def _failed(seq: Mapping[str, Any]) -> bool:
+    return seq.get("status") == "failed"
+
+
+def _first_line(text: Any) -> str:
+    lines = [line for line in str(text or "").splitlines() if line.strip()]
+    return lines[0].strip() if lines else "no error was reported"
 
 
 def _template_line(exc: BaseException) -> int | None:
@@ -665,6 +801,58 @@ def _template_line(exc: BaseException) -> int | None:
         elif frame.f_code.co_filename == "<template>":
             line = frame_line
     return line
+
+
+_JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
+_JINJA_STATEMENT_LINE = re.compile(r"^[ \t]*\{%.*?%\}[ \t]*$", re.MULTILINE)
+
+
+def _template_as_written(text: str) -> str:
+    """A Jinja config template read as YAML: comments and lines holding only a statement (``{% set %}``,
+    ``{% if %}``) blanked, line numbers kept; expressions stay as the text they are."""
+
+    def blank(match: re.Match[str]) -> str:
+        return "\n" * match.group(0).count("\n")
+
+    return _JINJA_STATEMENT_LINE.sub("", _JINJA_COMMENT.sub(blank, text))
+
+
+class _LiteralDumper(yaml.SafeDumper):
+    """YAML with multi-line strings (queries) as ``|`` blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value and not any(line != line.rstrip() for line in value.splitlines()) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_LiteralDumper.add_representer(str, _represent_str)
+
+
+def effective_config_text(pipeline: PipelineConfig, source: Path | None = None) -> str:
+    """The config the driver gets, as YAML for a person: variables substituted, the config's and the
+    operator's ``vars`` in one block, credentials masked (``password`` values, user info and password
+    parameters of URLs); ``${env:...}``, ``${secret:...}`` references stay, resolved only by the driver."""
+    document = _masked(pipeline.to_document())
+    where = f" of {source}" if source is not None else ""
+    header = f"# The effective config{where}: templates rendered, variables substituted, secrets masked.\n"
+    body = yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, allow_unicode=True, width=120)
+    return header + pipeline.mask(body)
+
+
+def _masked(value: Any, key: str = "") -> Any:
+    from spark_job.urls import is_credential_key, strip_credentials
+
+    if isinstance(value, Mapping):
+        return {k: _masked(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, key) for v in value]
+    if isinstance(value, str):
+        if is_credential_key(key) and not value.startswith("${"):
+            return "***"
+        if key not in ("query", "condition") and ("://" in value or value.startswith("jdbc:")):
+            return strip_credentials(value)
+    return value
 
 
 def _has_jinja(value: Any) -> bool:

@@ -38,9 +38,18 @@ class LocalSpark(SparkRuntime):
         log_level: the lowest level of Spark's own log lines that reach the task log (``WARN``
             by default; ``INFO`` or ``DEBUG`` to see what Spark does). Sets ``spark.log.level``
             unless ``conf`` does; a ``spark.log.level`` in ``conf`` sets both.
-        master_ui_url: a standalone master's web UI, whose application page is the task's
-            *Spark application* link; default ``http://<master host>:8080``. With a ``local`` master
-            the link is the driver's Spark UI while the run lives.
+        master_ui_url: a standalone master's web UI as the browser reaches it, whose application
+            page is the task's *Spark application* link while the run lives; default
+            ``http://<master host>:8080`` (under Docker Compose, the published port:
+            ``http://localhost:8081``). With a ``local`` master the link is the driver's Spark UI while
+            the run lives.
+        event_log_dir: where the driver writes Spark's event log (``spark.eventLog.dir``), which a
+            Spark history server reads to show a finished run's jobs, stages and SQL; default
+            ``<work_dir>/spark-events`` (made when missing). ``spark.eventLog.enabled: "false"`` in
+            ``conf`` turns it off.
+        history_server_url: a Spark history server reading ``event_log_dir``, as the browser reaches
+            it (``http://localhost:18080``): once a run has ended, the task's *Spark application* link
+            is the run's page there.
     """
 
     master: str = "local[*]"
@@ -51,6 +60,8 @@ class LocalSpark(SparkRuntime):
     kill_grace_s: float = 10.0
     log_level: str = "WARN"
     master_ui_url: str | None = None
+    event_log_dir: str | None = None
+    history_server_url: str | None = None
 
     kind = "local"
     hook_class = "airflow_provider_sparkpipe.hooks.local.LocalSparkHook"
@@ -77,6 +88,11 @@ class LocalSpark(SparkRuntime):
         elif self.master_ui_url is not None and not str(self.master_ui_url).startswith(("http://", "https://")):
             raise ValueError(
                 f"master_ui_url must be an http(s) URL such as 'http://spark-master:8080', not {self.master_ui_url!r}"
+            )
+        if self.history_server_url is not None and not str(self.history_server_url).startswith(("http://", "https://")):
+            raise ValueError(
+                "history_server_url must be an http(s) URL such as 'http://localhost:18080', "
+                f"not {self.history_server_url!r}"
             )
 
     @property

@@ -1,11 +1,16 @@
 """The ``sparkpipe`` connection form as Airflow 3's UI gets it: the ``/ui/connections/hook_meta`` answer
-of the real API app, built from the provider info's ``conn-fields`` and ``ui-field-behaviour``."""
+of the real API app, built from the provider info's ``conn-fields`` and ``ui-field-behaviour``.
+
+Airflow's form saves every field it shows, an empty one as ``null``: the form has one field, the
+runtime (a choice without an empty entry), and lists each runtime's settings for the Extra JSON.
+What the browser shows and saves is checked by the deployment test."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +19,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from airflow_provider_sparkpipe.get_provider_info import SPARKPIPE_CONN_FIELDS, get_provider_info
+from airflow_provider_sparkpipe.get_provider_info import RUNTIME_LABELS, RUNTIME_SETTINGS, get_provider_info
 from airflow_provider_sparkpipe.runtimes import runtime_kinds, runtimes
 
 SCRIPT = """
@@ -57,35 +62,35 @@ def test_the_form_hides_the_standard_fields_the_runtime_does_not_use(form: dict[
     }
 
 
-def test_every_setting_has_a_field_saying_what_to_type(form: dict[str, Any]) -> None:
-    fields = form["extra_fields"]
-    assert list(fields) == list(SPARKPIPE_CONN_FIELDS)
-    for name, field in fields.items():
-        assert field["schema"]["title"], name
-        assert len(field["description"] or "") > 20, name
-        # Nothing prefilled: the Extra box holds only what the user types.
-        assert field["value"] is None, name
-        assert "null" in field["schema"]["type"], name  # a field may be left empty
-    assert sorted(k for k in fields["runtime"]["schema"]["enum"] if k is not None) == runtime_kinds()
-    assert "spark://spark-master:7077" in fields["master"]["schema"]["examples"]
-    assert fields["conf"]["schema"]["type"] == ["object", "null"]
-    assert {"WARN", "INFO"} <= set(fields["log_level"]["schema"]["enum"])
-    assert "gs://" in fields["staging_uri"]["description"] and "s3://" in fields["staging_uri"]["description"]
+def test_the_one_field_is_the_runtime_chosen_by_name_without_an_empty_choice(form: dict[str, Any]) -> None:
+    (name, field), *others = form["extra_fields"].items()
+    assert (name, others) == ("runtime", [])
+    schema = field["schema"]
+    assert schema["title"] == "Runtime" and schema["type"] == "string"
+    assert schema["enum"] == runtime_kinds_in_form() and None not in schema["enum"]
+    assert field["value"] == "local"  # what a new connection saves unless another runtime is chosen
+    assert set(schema["values_display"]) == set(runtime_kinds())
+    # The help text (Markdown: Airflow shows it when the field has no plain description) lists the settings.
+    assert field["description"] is None and "Extra Fields JSON" in schema["description_md"]
 
 
-def test_the_fields_are_the_settings_of_the_runtimes() -> None:
-    """Each field is a setting of some runtime, and each setting a runtime requires has a field."""
-    runtime_fields = {kind: dataclasses.fields(cls) for kind, cls in runtimes.items()}  # type: ignore[arg-type]
-    assert sorted(runtime_fields) == runtime_kinds()
-    settings = {f.name for fields in runtime_fields.values() for f in fields}
-    assert set(SPARKPIPE_CONN_FIELDS) - {"runtime"} <= settings
-    required = {
-        f.name
-        for fields in runtime_fields.values()
-        for f in fields
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    }
-    assert required and required <= set(SPARKPIPE_CONN_FIELDS)
+def runtime_kinds_in_form() -> list[str]:
+    return list(RUNTIME_LABELS)  # the built-in ones, in the order of the form; no plugin is installed here
+
+
+def test_the_help_lists_every_setting_of_each_runtime_required_ones_in_bold(form: dict[str, Any]) -> None:
+    help_text = form["extra_fields"]["runtime"]["schema"]["description_md"]
+    bullets = dict(re.findall(r"^- `(\w+)`: (.*)$", help_text, re.MULTILINE))
+    assert sorted(bullets) == runtime_kinds() == sorted(RUNTIME_SETTINGS)
+    for kind, cls in runtimes.items():
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        listed = set(re.findall(r"`(\w+)`", bullets[kind]))
+        assert listed == {f.name for f in fields}, kind
+        bold = set(re.findall(r"\*\*`(\w+)`\*\*", bullets[kind]))
+        required = {
+            f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        assert required <= bold, kind
 
 
 def test_the_connection_type_follows_airflows_provider_schema() -> None:

@@ -4,6 +4,7 @@ against a real metadata database, each task submitting the bundled driver with t
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections import defaultdict
 from decimal import Decimal
@@ -24,8 +25,15 @@ from tests.provider.conftest import (
     revenue_by_customer,
     sparkpipe_connection,
 )
+from tests.provider.log_records import records
 
 LOGICAL_DATE = "2024-01-15"
+
+
+def _tasks(logger: str | None) -> bool:
+    return logger is not None and logger.startswith("airflow.task.")
+
+
 JDBC_SECRET = "pw-" + secrets.token_hex(12)
 
 
@@ -58,6 +66,8 @@ def runs(
         "SPARKPIPE_PG_PASSWORD": JDBC_SECRET,
         "SPARKPIPE_TEST_DATA": str(SHOP),
         "SPARKPIPE_TEST_OUTPUT": str(output / "tests"),
+        # This machine's name resolves to a loopback address, which Spark rightly warns about.
+        "SPARK_LOCAL_IP": "127.0.0.1",
     }
 
     def example(name: str) -> str:
@@ -128,6 +138,35 @@ def test_basic_example_writes_its_targets_and_hands_metrics_downstream(runs) -> 
     assert "sparkpipe: sequence customer_summary succeeded, 40 rows" in run.log  # the driver's own log line
 
 
+def test_a_clean_run_logs_its_plan_first_no_warning_and_one_summary(runs) -> None:
+    results, output, _ = runs
+    task = [r for r in records(results["sparkpipe_basic"].log) if r.logger == "spark" or _tasks(r.logger)]
+    # The plan, where the task log starts: the stages, what each sequence reads and writes.
+    first = task[0]
+    assert first.logger is not None and first.logger.endswith("SparkPipelineOperator"), task[:3]
+    assert first.message.startswith("Pipeline 'shop_summary' on LocalSpark(master='local[1]'"), first.message
+    assert "stage 1 (2 sequences may run at once)" in first.message
+    assert f"region_revenue    reads customer_summary -> json {output}/region_revenue" in first.message
+    # No warning: sparkpipe's FAIR pools are declared, JVM notices are left out.
+    assert [r for r in task if r.level not in ("info", "debug")] == []
+    # One summary, the task's (with targets); the driver's own is left at debug level.
+    assert len([r for r in task if r.message.startswith("Pipeline 'shop_summary' succeeded in")]) == 1
+    assert not [r for r in task if r.message.startswith("sparkpipe: shop_summary succeeded in")]
+
+
+def test_the_returned_metrics_start_with_each_sequences_outcome(runs) -> None:
+    results, output, _ = runs
+    metrics = results["sparkpipe_basic"].xcom("shop_summary")
+    assert list(metrics)[:2] == ["status", "outcome"]
+    outcome = metrics["outcome"]["customer_summary"]
+    shown = (outcome["status"], outcome["rows"], outcome["target"])
+    assert shown == ("succeeded", 40, f"csv {output}/customer_summary")
+    assert isinstance(outcome["duration_s"], float)
+    # The whole document follows, the output schemas kept apart from the per-sequence figures.
+    assert "schema" not in metrics["sequences"]["customer_summary"]
+    assert metrics["output_schemas"]["region_revenue"][0] == {"name": "region", "type": "string", "nullable": True}
+
+
 def test_asset_consumer_reads_what_the_producer_wrote(runs) -> None:
     results, output, _ = runs
     run = results["sparkpipe_region_report"]
@@ -190,6 +229,12 @@ def test_jdbc_example_writes_to_postgresql(runs, postgres: Postgres) -> None:
         rows = conn.execute("SELECT customer_id, revenue FROM public.customer_revenue").fetchall()
     assert {int(cid): Decimal(rev) for cid, rev in rows} == revenue_by_customer()
     assert run.xcom("customer_revenue_to_postgres")["sequences"]["customer_revenue"]["rows_written"] == len(rows)
+    # The summary names the table written, not only the database.
+    assert re.search(
+        rf"  customer_revenue: succeeded, 40 rows in \d+\.\d s -> jdbc {re.escape(postgres.jdbc_url)} "
+        r"public\.customer_revenue \[",
+        run.log,
+    ), run.log[-3000:]
 
 
 def test_jdbc_credentials_from_an_airflow_connection(runs, postgres: Postgres) -> None:
@@ -237,6 +282,7 @@ def test_a_failing_sequence_fails_the_task_with_its_error(runs) -> None:
         "order_count": "succeeded",
         "checked_revenue": "failed",
         "after_check": "skipped",
+        "misspelt_revenue": "failed",
     }
     assert "negative revenue found in orders" in metrics["sequences"]["checked_revenue"]["error"]
 
