@@ -201,3 +201,110 @@ def test_pytest_collects_the_test_files_through_the_plugin(tmp_path: Path) -> No
     assert "FAILED orders_test.yaml::revenue per country ignores refunds" in done.stdout
     assert "revenue: expected 10.5, got 10.0" in done.stdout
     assert "1 failed" in done.stdout
+
+
+STATIC_PIPELINE = """\
+app_name: static_settings
+spark_conf:
+  spark.sql.warehouse.dir: {out}/warehouse
+  spark.sql.extensions: org.example.NoSuchSessionExtensions
+  spark.sql.catalog.spark_catalog.defaultDatabase: fixtures_db
+  spark.sql.session.timeZone: UTC
+sources:
+  orders: {{type: file, format: csv, path: "{out}/real/orders.csv", schema: "order_id BIGINT, amount DOUBLE"}}
+sequences:
+  - name: where_it_ran
+    query: SELECT current_database() AS db, count(*) AS orders FROM orders
+    target: {{type: parquet, path: "{out}/where_it_ran"}}
+"""
+STATIC_TESTS = """\
+config: static.yaml
+tests:
+  - name: static settings are the session's
+    given: {orders: [{order_id: 1, amount: 2.0}]}
+    expect: {where_it_ran: [{db: fixtures_db, orders: 1}]}
+"""
+BAD_FIXTURES = """\
+config: pipeline.yaml
+tests:
+  - name: a csv value that is not a number
+    given: {orders: {file: fixtures/orders.csv}}
+    expect: {orders_clean: {rows: 2}}
+  - name: a json line of the wrong type
+    given: {orders: {file: fixtures/orders.json}}
+    expect: {orders_clean: {rows: 2}}
+  - name: a csv header that names other columns
+    given: {orders: {file: fixtures/renamed.csv}}
+    expect: {orders_clean: {rows: 1}}
+  - name: a good fixture
+    given: {orders: {file: fixtures/good.csv}}
+    expect: {orders_clean: {rows: 1}}
+"""
+
+
+def bad_fixtures(tmp_path: Path) -> Path:
+    fixtures = tmp_path / "fixtures"
+    fixtures.mkdir(exist_ok=True)
+    header = "order_id,country,amount,kind\n"
+    (fixtures / "orders.csv").write_text(header + "1,DE,10.0,sale\n2,FR,lots,sale\n3,DE,1.0,sale\n")
+    (fixtures / "orders.json").write_text(
+        '{"order_id": 1, "country": "DE", "amount": 1.0, "kind": "sale"}\n'
+        '{"order_id": "two", "country": "FR", "amount": 2.0, "kind": "sale"}\n'
+    )
+    (fixtures / "renamed.csv").write_text("id,land,amount,kind\n1,DE,10.0,sale\n")
+    (fixtures / "good.csv").write_text(header + "1,DE,10.0,sale\n")
+    return project(tmp_path, BAD_FIXTURES)
+
+
+@pytest.mark.spark
+def test_fixture_files_are_read_failfast_and_blamed_with_their_line(spark, tmp_path: Path) -> None:
+    results = [run_test(t, spark) for t in load_test_file(bad_fixtures(tmp_path))]
+    errors = [r.error for r in results]
+    schema = "(order_id BIGINT, country STRING, amount DOUBLE, kind STRING)"
+    where = f"fixture tests[0].given.orders: {tmp_path}/fixtures/orders.csv line 3"
+    assert errors[0] is not None and errors[0].startswith(f"{where} does not fit the source's schema {schema}"), errors[
+        0
+    ]
+    assert "MALFORMED_RECORD_IN_PARSING" in errors[0] and '"lots"' in errors[0]
+    assert errors[1] is not None and f"{tmp_path}/fixtures/orders.json line 2 does not fit" in errors[1], errors[1]
+    assert errors[2] is not None and f"{tmp_path}/fixtures/renamed.csv does not fit" in errors[2], errors[2]
+    assert "header" in errors[2].lower()
+    assert (results[3].passed, errors[3]) == (True, None)
+    assert all("\n" not in (e or "") and "\tat " not in (e or "") for e in errors)
+
+
+@pytest.mark.spark
+def test_static_settings_on_a_session_handed_over_are_noted_not_a_crash(spark, tmp_path: Path) -> None:
+    (tmp_path / "static.yaml").write_text(STATIC_PIPELINE.format(out=tmp_path))
+    (tmp_path / "static_test.yaml").write_text(STATIC_TESTS)
+    [test] = load_test_file(tmp_path / "static_test.yaml")
+    before = {key: spark.conf.get(key, None) for key in test.config.spark_conf}
+    result = run_test(test, spark)
+    assert any(note.startswith("spark.sql.warehouse.dir is fixed when a session is made") for note in result.notes)
+    assert any(note.startswith("spark.sql.extensions is fixed") for note in result.notes)
+    assert not result.passed and "fixtures_db" in "\n".join(result.differences)  # ran on the session's database
+    assert {key: spark.conf.get(key, None) for key in test.config.spark_conf} == before
+
+
+@pytest.mark.spark
+def test_the_cli_makes_sessions_with_static_settings_and_reports_bad_fixtures_on_one_line(tmp_path: Path) -> None:
+    """``sparkpipe test`` in a process of its own: a config's static ``spark.sql.*`` settings (warehouse,
+    extensions, default database) are the session's, without a traceback; fixtures that do not fit are
+    ERROR lines naming file and line, and stderr carries no Spark stack trace."""
+    bad_fixtures(tmp_path)
+    (tmp_path / "static.yaml").write_text(STATIC_PIPELINE.format(out=tmp_path))
+    (tmp_path / "static_test.yaml").write_text(STATIC_TESTS)
+    done = subprocess.run(
+        [sys.executable, "-m", "spark_job", "test", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2, done.stdout + done.stderr[-3000:]
+    out = done.stdout
+    assert f"PASS  {tmp_path}/static_test.yaml::static settings are the session's (" in out, out
+    assert f"PASS  {tmp_path}/orders_test.yaml::a good fixture (" in out
+    assert f"ERROR {tmp_path}/orders_test.yaml::a csv value that is not a number (" in out
+    assert f"{tmp_path}/fixtures/orders.csv line 3 does not fit the source's schema" in out
+    assert "note:" not in out
+    assert out.splitlines()[-1] == "sparkpipe test: 2 passed, 0 failed, 3 errors"
+    assert "Traceback" not in done.stderr and "\tat " not in done.stderr, done.stderr[-3000:]
+    assert "Exception" not in done.stderr and "ERROR" not in done.stderr, done.stderr[-3000:]
+    assert not (tmp_path / "warehouse").exists() or not any((tmp_path / "warehouse").iterdir())
