@@ -691,3 +691,12 @@ def test_fuzzed_var_values_and_rule_conditions_raise_only_config_errors(
         load_config(data, {"day": value}, environ={"HOME": "/root"}, vars_from="--var")
     except ConfigError as exc:
         assert exc.problems and all(str(p) for p in exc.problems)
+
+
+def test_max_parallel_takes_the_digits_0_to_9_only(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(dump(VALID))
+    for value in ("²", "\u0661\u0662", "1_0"):
+        proc = run_cli(["run", "--config", str(path), "--max-parallel", value])
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"argument --max-parallel: {value!r} is not a whole number (digits 0-9)" in proc.stderr
