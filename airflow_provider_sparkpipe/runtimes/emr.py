@@ -197,6 +197,12 @@ class EmrOnEks(SparkRuntime):
             raise ValueError(f"virtual_cluster_id must be an EMR virtual cluster id, not {self.virtual_cluster_id!r}")
         _check_role("execution_role_arn", self.execution_role_arn)
         check_release(self.release_label, self.python, required=True)
+        if not re.search(r"-(latest|\d{8})$", self.release_label):
+            # EMR on EKS names its container images emr-x.y.z-latest or emr-x.y.z-<yyyymmdd>.
+            raise ValueError(
+                f"release_label {self.release_label!r} names no EMR on EKS image: add '-latest' "
+                f"({self.release_label}-latest) or a release date (-20260421)"
+            )
         _check_staging_uri(self.staging_uri)
         if self.log_uri:
             _check_staging_uri(self.log_uri, "log_uri")

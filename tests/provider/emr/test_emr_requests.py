@@ -187,6 +187,7 @@ def test_runtimes_from_a_sparkpipe_connection_and_back() -> None:
         (lambda: EmrOnEks("vc1", ROLE, "emr-6.15.0-latest", "s3://stage"), "'emr-6.15.0-latest' runs Spark 3.4"),
         (lambda: EmrOnEks("vc1", ROLE, "emr-5.36.0-latest", "s3://stage"), "runs Spark 2.4, Python 3.7"),
         (lambda: EmrOnEks("vc1", ROLE, "emr-4.9.0-latest", "s3://stage"), "older than every EMR release"),
+        (lambda: EmrOnEks("vc1", ROLE, "emr-7.13.0", "s3://stage"), "add '-latest' \\(emr-7.13.0-latest\\)"),
         (lambda: EmrOnEks("vc1", ROLE, None, "s3://stage"), "release_label must be a string"),  # type: ignore[arg-type]
         (lambda: EmrCluster(job_flow_id="j-1", staging_uri="s3://stage", release_label="emr-6.10.0"), "Spark 3.4"),
         (lambda: EmrServerless("00abc", ROLE, "s3://stage", release_label="emr-6.9.0"), "release_label 'emr-6.9.0'"),
