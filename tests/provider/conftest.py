@@ -7,6 +7,7 @@ pytest loads this file and before any test imports Airflow; child processes inhe
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -250,6 +251,63 @@ def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkClu
     finally:
         _stop(worker)
         _stop(master)
+
+
+@dataclass(frozen=True)
+class HistoryServer:
+    """A Spark history server on 127.0.0.1 reading an event log folder."""
+
+    url: str
+    log_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def page(self, path: str, timeout_s: float = 120) -> str:
+        """The page at ``path`` once the server shows it (it scans the folder every second), as text."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
+                    return str(response.read().decode("utf-8", "replace"))
+            except OSError as exc:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"{self.url}{path}: {exc}") from exc
+            time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def history_server(log_dir: Path, log: Path) -> Iterator[HistoryServer]:
+    """The installed pyspark's history server (``spark-class ...HistoryServer``) on a free port of
+    127.0.0.1, picking up new event logs every second; stopped afterwards."""
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "spark.history.fs.logDirectory": log_dir.as_uri(),
+        "spark.history.ui.port": str(port),
+        "spark.history.fs.update.interval": "1s",
+    }
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(spark_home()),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_DAEMON_MEMORY": "512m",
+        "SPARK_HISTORY_OPTS": " ".join(f"-D{k}={v}" for k, v in settings.items()),
+    }
+    process = _start_spark(["org.apache.spark.deploy.history.HistoryServer"], log, env)
+    server = HistoryServer(f"http://127.0.0.1:{port}", log_dir, process)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{server.url}/api/v1/version", timeout=5):
+                    break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Spark history server did not start:\n{log.read_text()[-5000:]}")
+            time.sleep(0.5)
+        yield server
+    finally:
+        _stop(process)
 
 
 def live_group_members(pgid: int) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from airflow_provider_sparkpipe.get_provider_info import SPARKPIPE_CONN_FIELDS
 from spark_job.document import MAX_CONFIG_BYTES
-from tests.provider.conftest import EXAMPLES
+from tests.provider.conftest import EXAMPLES, REPO
 
 HERE = Path(__file__).resolve().parent
 HEAVY = ("pyspark", "py4j", "google.cloud", "googleapiclient", "grpc", "boto3", "botocore", "kubernetes")
@@ -168,6 +169,11 @@ def test_a_broken_config_is_an_import_error_naming_file_line_and_problem(parsed:
     assert f"SparkPipelineOperator 'broken': invalid sparkpipe config {yaml}:" in broken
     assert f"{yaml}:8: sequences[0].qeury: unknown key for a sequence (did you mean 'query'?)" in broken
     assert f"{yaml}:12: sequences[0].target.mode: 'upsert' is not one of overwrite, append, error, ignore" in broken
+    # Above the message, the traceback shows the DAG file's line that made the task and one frame of the
+    # operator that raised it, not Airflow's and the operator's inner frames.
+    frames = re.findall(r'^  File "([^"]+)", line \d+, in (\S+)$', broken, re.MULTILINE)
+    operator_file = str(REPO / "airflow_provider_sparkpipe" / "operators" / "spark_pipeline.py")
+    assert frames == [(str(HERE / "dags_broken" / "broken_config.py"), "<module>"), (operator_file, "__init__")]
     missing = next(v for k, v in errors.items() if k.endswith("missing_config.py"))
     assert f"config file not found: {HERE / 'dags_broken' / 'pipelines' / 'does_not_exist.yaml'}" in missing
 

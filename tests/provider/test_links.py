@@ -2,11 +2,13 @@
 
 The cloud runtimes' links are checked by their own tests (the XCom of a Dataproc DAG run, the
 console URLs of the EMR runs), the standalone master's page by the standalone cluster test; here the
-declaration and a ``local`` master's live Spark UI, through a real ``spark-submit``.
+declaration, a ``local`` master's live Spark UI and then the run's page on a real history server,
+through a real ``spark-submit``.
 """
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from airflow_provider_sparkpipe.links.spark import SparkApplicationLink
 from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
 from airflow_provider_sparkpipe.runs import PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes import LocalSpark
-from tests.provider.conftest import free_port
+from tests.provider.conftest import free_port, history_server
 
 
 def test_every_task_has_one_link_whatever_its_runtime() -> None:
@@ -37,36 +39,57 @@ def test_a_standalone_master_gets_its_web_ui_by_default_or_as_given() -> None:
         LocalSpark(master="spark://m:7077", master_ui_url="m:8080")
 
 
-def test_a_local_master_links_the_drivers_spark_ui_while_the_run_lives(tmp_path: Path) -> None:
+def test_a_local_run_links_its_live_spark_ui_then_its_history_server_page(tmp_path: Path) -> None:
+    """While the run lives the link is the driver's Spark UI; once it ended, the run's page on a real
+    history server (the installed pyspark's), which shows its jobs from the event log the run wrote."""
     port = free_port()
-    runtime = LocalSpark(
-        master="local[1]",
-        work_dir=str(tmp_path / "work"),
-        conf={
-            "spark.ui.enabled": "true",
-            "spark.ui.port": str(port),
-            "spark.port.maxRetries": "0",
-            "spark.driver.host": "127.0.0.1",
-            "spark.driver.bindAddress": "127.0.0.1",
-        },
-    )
-    document = {
-        "app_name": "live_ui",
-        "sequences": [
-            {"name": "one", "query": "SELECT 1 AS x", "target": {"type": "parquet", "path": str(tmp_path / "one")}}
-        ],
-    }
-    hook = hook_for(runtime)
-    pages: dict[str, int] = {}
+    events = tmp_path / "spark-events"
+    with history_server(events, tmp_path / "history.log") as history:
+        runtime = LocalSpark(
+            master="local[1]",
+            work_dir=str(tmp_path / "work"),
+            conf={
+                "spark.ui.enabled": "true",
+                "spark.ui.port": str(port),
+                "spark.port.maxRetries": "0",
+                "spark.driver.host": "127.0.0.1",
+                "spark.driver.bindAddress": "127.0.0.1",
+            },
+            event_log_dir=str(events),
+            history_server_url=history.url,
+        )
+        document = {
+            "app_name": "live_ui",
+            "sequences": [
+                {"name": "one", "query": "SELECT 1 AS x", "target": {"type": "parquet", "path": str(tmp_path / "one")}}
+            ],
+        }
+        hook = hook_for(runtime)
+        pages: dict[str, int] = {}
 
-    def open_live(url: str) -> None:  # called from the hook while it follows the driver's output
-        with urllib.request.urlopen(f"{url}/jobs/", timeout=30) as page:
-            pages[url] = page.status
+        def open_live(url: str) -> None:  # called from the hook while it follows the driver's output
+            with urllib.request.urlopen(f"{url}/jobs/", timeout=30) as page:
+                pages[url] = page.status
 
-    hook.on_run_url = open_live
-    run = hook.submit(PipelineSubmission(document, "live_ui", "links__live_ui__manual__1"))
-    assert hook.wait(run, poll_interval=0.1) == RunState.SUCCEEDED
-    assert pages == {f"http://127.0.0.1:{port}": 200}
-    assert hook.run_url(run) is None  # the Spark UI ended with the driver
-    metrics = hook.fetch_metrics(run)
-    assert metrics is not None and metrics["spark_app_id"].startswith("local-")
+        hook.on_run_url = open_live
+        run = hook.submit(PipelineSubmission(document, "live_ui", "links__live_ui__manual__1"))
+        assert hook.wait(run, poll_interval=0.1) == RunState.SUCCEEDED
+        assert pages == {f"http://127.0.0.1:{port}": 200}
+        metrics = hook.fetch_metrics(run)
+        assert metrics is not None and metrics["spark_app_id"].startswith("local-")
+        app_id = metrics["spark_app_id"]
+        # The live UI ended with the driver: the link is now the run's history page, which answers.
+        link = hook.run_url(run)
+        assert link == f"{history.url}/history/{app_id}/jobs/"
+        assert app_id in history.page(link.removeprefix(history.url))
+        jobs = json.loads(history.page(f"/api/v1/applications/{app_id}/jobs"))
+        assert jobs and {job["status"] for job in jobs} == {"SUCCEEDED"}
+        (written,) = events.iterdir()  # the event log of this run (Spark 4: a folder of rolled files)
+        assert app_id in written.name and not written.name.endswith(".inprogress")
+
+
+def test_without_a_history_server_a_finished_local_run_has_no_link(tmp_path: Path) -> None:
+    runtime = LocalSpark(master="local[1]", work_dir=str(tmp_path))
+    assert runtime.history_server_url is None
+    with pytest.raises(ValueError, match="history_server_url must be an http"):
+        LocalSpark(history_server_url="localhost:18080")

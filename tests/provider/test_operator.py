@@ -318,3 +318,50 @@ def test_the_task_documentation_is_the_pipelines_plan_unless_the_author_wrote_on
     # What the API (and so the UI) serves is the serialized task's doc_md.
     served = DagSerialization.from_dict(DagSerialization.to_dict(dag)).get_task("planned")
     assert served.doc_md == planned.doc_md
+
+
+def test_a_config_file_that_is_a_template_is_planned_as_written() -> None:
+    op = SparkPipelineOperator(
+        task_id="t", config=EXAMPLES / "pipelines" / "shop_daily.yaml", vars={"data_dir": "/data", "output_dir": "/o"}
+    )
+    assert op.doc_md is not None
+    assert "| 1 | `product_sales_7d` | `orders` | csv /o/product\\_sales\\_7d/run\\_date={{ run\\_date }}" in op.doc_md
+    assert "Planned from the template as written" in op.doc_md
+    assert op.outlets == []  # a path holding a template has no stable identity
+
+
+def test_rendered_templates_show_the_effective_config(tmp_path: Path) -> None:
+    """What Airflow stores as the rendered ``config`` (its Rendered Templates view): the config the driver
+    gets, variables substituted and the config's and the task's vars in one block, secrets masked."""
+    config = tmp_path / "daily.yaml"
+    config.write_text(
+        "app_name: daily\n"
+        "vars: {day: '2024-01-01', out: /tmp/out}\n"
+        "sources:\n"
+        "  orders: {type: jdbc, url: 'jdbc:postgresql://db:5432/shop?user=app&password=hunter2x', table: orders}\n"
+        "sequences:\n"
+        "  - name: daily\n"
+        "    query: |\n"
+        "      SELECT * FROM orders\n"
+        "      WHERE day = DATE '${day}'\n"
+        "    target:\n"
+        "      type: jdbc\n"
+        "      url: jdbc:postgresql://db:5432/shop\n"
+        "      table: public.daily\n"
+        "      user: app\n"
+        "      password: literal-secret-1\n"
+        "  - {name: copy, query: 'SELECT * FROM daily', target: {type: parquet, path: '${out}/copy/{{ ds }}'}}\n"
+    )
+    op = SparkPipelineOperator(task_id="t", config=config, vars={"day": "{{ ds }}"})
+    op.render_template_fields({"ds": "2024-01-15", "params": {}})  # type: ignore[arg-type]
+    shown = op.config
+    assert shown.startswith(f"# The effective config of {config}: templates rendered, variables substituted")
+    assert "WHERE day = DATE '2024-01-15'\n" in shown and "path: /tmp/out/copy/2024-01-15\n" in shown
+    assert "query: |\n" in shown  # multi-line SQL as a block, as written
+    assert shown.count("vars:") == 1 and "  day: '2024-01-15'\n" in shown
+    assert "hunter2x" not in shown and "literal-secret-1" not in shown and "password: '***'" in shown
+    # Rendering again (Airflow may) keeps it; the task runs the config loaded then, not the masked text.
+    op.render_template_fields({"ds": "2099-01-01", "params": {}})  # type: ignore[arg-type]
+    assert op.config is shown
+    target = op.load_rendered_config().to_document()["sequences"][0]["target"]
+    assert target["password"] == "literal-secret-1"
