@@ -20,6 +20,7 @@ CUSTOMER_SUMMARY = Asset(f"file://{OUTPUT_DIR}/customer_summary")
 
 @dag(
     dag_id="sparkpipe_region_report",
+    description="Runs when sparkpipe_basic updates the customer_summary Asset: the best customers per region.",
     schedule=[CUSTOMER_SUMMARY],
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,

@@ -21,6 +21,7 @@ OUTPUT_DIR = os.environ.get("SPARKPIPE_EXAMPLE_OUTPUT", "/tmp/sparkpipe-examples
 
 @dag(
     dag_id="sparkpipe_basic",
+    description="The shop summary pipeline on the sparkpipe_default runtime; a downstream task reads its metrics.",
     schedule=None,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,

@@ -79,6 +79,7 @@ SERVERLESS = DataprocServerless(
 
 with DAG(
     "sparkpipe_dataproc_cluster",
+    description="The orders pipeline on a running Dataproc cluster, daily (needs a Google Cloud project).",
     schedule="@daily",
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
@@ -95,6 +96,7 @@ with DAG(
 
 with DAG(
     "sparkpipe_dataproc_serverless",
+    description="The orders pipeline as a Dataproc Serverless batch, daily (needs a Google Cloud project).",
     schedule="@daily",
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,

@@ -27,6 +27,7 @@ VARS = {"data_dir": f"{LAKE}/raw/shop", "output_dir": f"{LAKE}/curated/shop"}
 
 @dag(
     dag_id="sparkpipe_emr",
+    description="The orders pipeline on EMR Serverless (needs an AWS account: set the runtime's ids first).",
     schedule=None,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,

@@ -21,6 +21,7 @@ JDBC_URL = os.environ.get("SPARKPIPE_EXAMPLE_JDBC_URL", "jdbc:postgresql://examp
 
 @dag(
     dag_id="sparkpipe_jdbc",
+    description="Writes the customer revenue to a PostgreSQL table over JDBC (credentials as ${env:...}).",
     schedule=None,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,

@@ -39,6 +39,7 @@ SPARK_ON_KUBERNETES = SparkKubernetes(
 
 @dag(
     dag_id="sparkpipe_kubernetes",
+    description="The orders pipeline as a SparkApplication of the Kubeflow Spark operator (needs a cluster).",
     schedule=None,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,

@@ -24,6 +24,7 @@ OUTPUT_DIR = os.environ.get("SPARKPIPE_EXAMPLE_OUTPUT", "/tmp/sparkpipe-examples
 
 @dag(
     dag_id="sparkpipe_templated",
+    description="A Jinja config file: the product sales of the 7 days up to the run_date param.",
     schedule=None,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,

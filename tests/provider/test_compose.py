@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
 
-from airflow_provider_sparkpipe.runtimes import LocalSpark, runtime_from_dict
+from airflow_provider_sparkpipe.runtimes import LocalSpark, runtime_from_connection, runtime_from_dict
 from tests.provider.conftest import REPO
 
 SCHEMA = REPO / "tests" / "provider" / "schemas" / "compose-spec.schema.json"
@@ -41,6 +42,7 @@ def test_the_stack_has_airflow_spark_and_postgres(compose: dict[str, Any]) -> No
         "airflow-triggerer",
         "spark-master",
         "spark-worker",
+        "spark-history",
         "example-postgres",
     }
     commands = {name: s.get("command") for name, s in services.items()}
@@ -52,7 +54,7 @@ def test_the_stack_has_airflow_spark_and_postgres(compose: dict[str, Any]) -> No
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
     assert services["airflow-apiserver"]["ports"] == ["8080:8080"]
-    for name in ("spark-master", "spark-worker"):
+    for name in ("spark-master", "spark-worker", "spark-history"):
         assert re.fullmatch(
             r"apache/spark:\$\{SPARK_VERSION:-[\d.]+\}-scala2\.13-java17-ubuntu", services[name]["image"]
         )
@@ -79,9 +81,41 @@ def test_every_referenced_file_exists(compose: dict[str, Any]) -> None:
                 assert source in compose["volumes"], f"{name}: undeclared volume {source}"
 
 
+def _mounted(service: dict[str, Any], target: str) -> str:
+    """The source of the volume a service mounts at ``target``."""
+    (source,) = [v.split(":")[0] for v in service["volumes"] if v.split(":")[1] == target]
+    return source
+
+
+def test_the_sparkpipe_connection_is_created_in_the_metadata_database(compose: dict[str, Any]) -> None:
+    """Not an AIRFLOW_CONN_ variable, which the UI does not show: airflow-init imports it."""
+    services = compose["services"]
+    for name, service in services.items():
+        assert not [k for k in service.get("environment") or {} if k.startswith("AIRFLOW_CONN_")], name
+    init = services["airflow-init"]
+    path = "/opt/airflow/sparkpipe-connections.json"
+    assert (REPO / _mounted(init, path)).resolve() == REPO / "docker" / "connections.json"
+    command = init["command"][-1]
+    # After the database is migrated (the entrypoint runs `airflow version` last), never overwriting.
+    assert command.index("/entrypoint airflow version") < command.index(f"airflow connections import {path}")
+    assert "--overwrite" not in command
+    # The file as Airflow's importer reads it makes the runtime the examples use.
+    from airflow.secrets.local_filesystem import load_connections_dict
+
+    connection = load_connections_dict(str(REPO / "docker" / "connections.json"))["sparkpipe_default"]
+    runtime = runtime_from_connection(connection)
+    assert isinstance(runtime, LocalSpark) and runtime.master == "spark://spark-master:7077"
+
+
+def _connection() -> dict[str, Any]:
+    connections = json.loads((REPO / "docker" / "connections.json").read_text())
+    assert list(connections) == ["sparkpipe_default"]
+    return dict(connections["sparkpipe_default"])
+
+
 def test_the_sparkpipe_connection_runs_on_the_cluster_and_sees_the_example_files(compose: dict[str, Any]) -> None:
     env = compose["services"]["airflow-scheduler"]["environment"]
-    connection = json.loads(env["AIRFLOW_CONN_SPARKPIPE_DEFAULT"])
+    connection = _connection()
     assert connection["conn_type"] == "sparkpipe"
     runtime = runtime_from_dict(connection["extra"])
     assert isinstance(runtime, LocalSpark)
@@ -94,6 +128,41 @@ def test_the_sparkpipe_connection_runs_on_the_cluster_and_sees_the_example_files
     worker_mounts = compose["services"]["spark-worker"]["volumes"]
     assert "./dags_examples:/opt/airflow/dags:ro" in worker_mounts
     assert f"sparkpipe-output:{env['SPARKPIPE_EXAMPLE_OUTPUT']}" in worker_mounts
+
+
+def test_the_links_open_from_the_browser_and_finished_runs_have_a_history(compose: dict[str, Any]) -> None:
+    """The UI addresses in the connection are the host's published ports, not names only the containers
+    resolve; the history server reads the event log folder the driver writes, on a volume they share."""
+    services = compose["services"]
+    runtime = runtime_from_dict(_connection()["extra"])
+    assert isinstance(runtime, LocalSpark)
+    published = {name: {p.split(":")[0]: p.split(":")[1] for p in s.get("ports", [])} for name, s in services.items()}
+    assert runtime.master_ui_url == "http://localhost:8081" and published["spark-master"]["8081"] == "8080"
+    assert runtime.history_server_url == "http://localhost:18080" and published["spark-history"]["18080"] == "18080"
+    history = services["spark-history"]
+    assert "org.apache.spark.deploy.history.HistoryServer" in history["command"]
+    options = dict(o.removeprefix("-D").split("=", 1) for o in history["environment"]["SPARK_HISTORY_OPTS"].split())
+    assert options["spark.history.fs.logDirectory"] == f"file://{runtime.event_log_dir}"
+    volume = _mounted(history, str(runtime.event_log_dir))
+    assert _mounted(services["airflow-scheduler"], str(runtime.event_log_dir)) == volume
+    assert volume in compose["volumes"]
+
+
+def test_the_cloud_examples_are_not_loaded(compose: dict[str, Any]) -> None:
+    """Unpaused, a cloud example would fail every day: the DAG folder's .airflowignore, as mounted, leaves
+    them out of the DagBag Airflow fills (the real one, on a copy of the folder)."""
+    import shutil
+    import tempfile
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    ignore = _mounted(compose["services"]["airflow-scheduler"], "/opt/airflow/dags/.airflowignore")
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copytree(REPO / "dags_examples", folder, dirs_exist_ok=True)
+        shutil.copy(REPO / ignore, Path(folder) / ".airflowignore")
+        bag = DagBag(dag_folder=folder)
+    assert bag.import_errors == {}
+    assert sorted(bag.dags) == ["sparkpipe_basic", "sparkpipe_jdbc", "sparkpipe_region_report", "sparkpipe_templated"]
 
 
 def test_cluster_and_driver_use_the_same_spark_version(compose: dict[str, Any]) -> None:
