@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from spark_job.fields import Field
 from spark_job.io.base import BaseReader, ReadPlan, Report, check_jdbc_url, check_one_of, check_scheme, readers
-from spark_job.io.swap import jdbc_driver
+from spark_job.io.swap import jdbc_driver, spark_jdbc_url
 from spark_job.targets import PathLocation, canonical_path, glob_prefix
 
 FILE_FORMATS = ("parquet", "csv", "json", "orc", "avro", "text")
@@ -105,7 +105,7 @@ class JdbcReader(BaseReader):
 
     def plan(self) -> ReadPlan:
         spec = self.spec
-        opts = {"url": str(spec["url"])}
+        opts = {"url": spark_jdbc_url(str(spec["url"]))}
         if "table" in spec:
             opts["dbtable"] = str(spec["table"])
         else:

@@ -17,7 +17,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from spark_job.io.filesystems import Files
-from spark_job.targets import PREVIOUS_SUFFIX, STAGING_SUFFIX, derived_table_name
+from spark_job.targets import PREVIOUS_SUFFIX, STAGING_SUFFIX, canonical_jdbc_url, derived_table_name
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -87,16 +87,34 @@ def jdbc_driver(url: str, driver: str | None) -> str | None:
     if driver:
         return driver
     sub = url.split(":", 2)[1] if url.count(":") >= 2 else ""
+    if sub == "mysql" and "permitmysqlscheme" in url.lower():  # a MariaDB Connector/J URL (spark_jdbc_url)
+        return _DRIVERS["mariadb"]
     return _DRIVERS.get(sub)
 
 
+def spark_jdbc_url(url: str) -> str:
+    """The URL handed to Spark for ``url``.
+
+    Spark has no dialect for ``jdbc:mariadb:`` URLs: its default one quotes names with double quotes,
+    which MariaDB reads as strings (a read returns the column names as values, a write fails). MariaDB
+    Connector/J takes the same URL as ``jdbc:mysql:`` with ``permitMysqlScheme``, for which Spark
+    uses its MySQL dialect (backticks, MySQL's types), as for MySQL itself.
+    """
+    if not url.lower().startswith("jdbc:mariadb:"):
+        return url
+    rest = url[len("jdbc:mariadb:") :]
+    return f"jdbc:mysql:{rest}{'&' if '?' in rest else '?'}permitMysqlScheme=true"
+
+
 def staging_table(table: str, url: str) -> str:
-    """The staging table of ``table``: beside it, within the database's identifier limit."""
-    return derived_table_name(table, url, "stage")
+    """The staging table of ``table``: beside it, within the database's identifier limit, and the same
+    for every spelling of the URL's server (``127.0.0.1``/``localhost``), so that the next write of the
+    target replaces one a killed run left."""
+    return derived_table_name(table, canonical_jdbc_url(url, fold_loopback=True), "stage")
 
 
 def previous_table(table: str, url: str) -> str:
-    return derived_table_name(table, url, "prev")
+    return derived_table_name(table, canonical_jdbc_url(url, fold_loopback=True), "prev")
 
 
 def plain_table_name(table: str) -> bool:
@@ -162,7 +180,10 @@ class JdbcSwap:
         conn.setAutoCommit(False)
         try:
             stmt = conn.createStatement()
-            if not exists:
+            if not exists and mysql:
+                # ALTER TABLE db.x RENAME TO y would move the table to the connection's database.
+                stmt.execute(f"RENAME TABLE {self.staging} TO {self.table}")
+            elif not exists:
                 stmt.execute(f"ALTER TABLE {self.staging} RENAME TO {name}")
             elif mode == "append" or keep_definition:
                 if mode == "overwrite":

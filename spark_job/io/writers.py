@@ -21,7 +21,7 @@ from spark_job.io.base import (
 )
 from spark_job.io.filesystems import Files, HadoopFiles, LocalFiles, is_connect_session, local_path
 from spark_job.io.leases import LEASE_TABLE, Lease, PathLease, PostgresLease, TableLease
-from spark_job.io.swap import JdbcSwap, PathSwap, jdbc_driver, plain_table_name
+from spark_job.io.swap import JdbcSwap, PathSwap, jdbc_driver, plain_table_name, spark_jdbc_url
 from spark_job.targets import (
     canonical_catalog_table,
     canonical_jdbc_table,
@@ -308,7 +308,7 @@ class JdbcWriter(BaseWriter):
 
     def plan(self) -> WritePlan:
         spec = self.spec
-        opts = {"url": str(spec["url"]), "dbtable": str(spec["table"])}
+        opts = {"url": spark_jdbc_url(str(spec["url"])), "dbtable": str(spec["table"])}
         for key in ("user", "password", "driver", "batchsize", "truncate"):
             if key in spec:
                 opts[key] = "true" if spec[key] is True else "false" if spec[key] is False else str(spec[key])
