@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sparkpipe needs on a Debian machine with Python 3.11 (root, or sudo-less root shell):
-# Java 17, the PostgreSQL server and its JDBC driver (Debian packages), uv, and the project's
-# environment in .venv (locked by uv.lock). Safe to run again: it installs only what is missing.
+# Java 17, the PostgreSQL server and its JDBC driver, the MariaDB server and Maven (Debian packages), uv,
+# the project's environment in .venv (locked by uv.lock) and the connector jars (scripts/connectors.sh).
+# Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,8 @@ packages=()
 command -v java >/dev/null 2>&1 || packages+=(openjdk-17-jre-headless)
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || packages+=(postgresql)
 [ -f /usr/share/java/postgresql.jar ] || packages+=(libpostgresql-jdbc-java)
+[ -x /usr/sbin/mariadbd ] || packages+=(mariadb-server)
+command -v mvn >/dev/null 2>&1 || packages+=(maven)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${packages[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -23,3 +26,5 @@ fi
 
 echo "bootstrap: syncing .venv from uv.lock"
 uv sync --locked --python 3.11 --all-extras --quiet
+
+bash scripts/connectors.sh
