@@ -153,10 +153,12 @@ def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:
     a local path is written by this (client) process, any other URI is uploaded to the server's
     filesystem with ``copyFromLocalToFs``. Without a session (it failed to start): local paths only.
     """
+    from spark_job.capabilities import capabilities_of
+
     parsed = urlparse(uri)
     local = parsed.scheme in ("", "file")
-    connect = spark is not None and type(spark).__module__.startswith("pyspark.sql.connect")
-    if connect and not local:
+    session = capabilities_of(spark) if spark is not None else None
+    if session is not None and session.connect and not local:
         import tempfile
 
         assert spark is not None
@@ -166,9 +168,9 @@ def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:
                 fh.write(text)
             spark.copyFromLocalToFs(path, uri)
         return
-    jvm = getattr(spark.sparkContext, "_jvm", None) if spark is not None and not connect else None
-    if jvm is not None and spark is not None:
-        conf = spark.sparkContext._jsc.hadoopConfiguration()
+    jvm = session.jvm() if session is not None else None
+    if jvm is not None and session is not None:
+        conf = session.hadoop_configuration()
         path = jvm.org.apache.hadoop.fs.Path(uri)
         fs = path.getFileSystem(conf)
         stream = fs.create(path, True)
@@ -195,13 +197,13 @@ def executor_usage(spark: SparkSession) -> dict[str, Any] | None:
     import urllib.request
     from urllib.parse import quote
 
-    if type(spark).__module__.startswith("pyspark.sql.connect"):
+    from spark_job.capabilities import capabilities_of
+
+    session = capabilities_of(spark)
+    base, app_id = session.ui_url(), session.application_id()
+    if session.connect or not base or not app_id:
         return None
-    sc = spark.sparkContext
-    base = sc.uiWebUrl
-    if not base:
-        return None
-    url = f"{base.rstrip('/')}/api/v1/applications/{quote(sc.applicationId)}/stages"
+    url = f"{base.rstrip('/')}/api/v1/applications/{quote(app_id)}/stages"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the driver's own UI: no proxy
     stages: list[dict[str, Any]] = []
     for _ in range(10):  # the listener bus may still be recording the last stage
@@ -216,7 +218,7 @@ def executor_usage(spark: SparkSession) -> dict[str, Any] | None:
     run_ms = sum(int(s.get("executorRunTime") or 0) for s in stages)
     cpu_ns = sum(int(s.get("executorCpuTime") or 0) for s in stages)
     tasks = sum(int(s.get("numCompleteTasks") or 0) + int(s.get("numFailedTasks") or 0) for s in stages)
-    cpus_per_task = int(sc.getConf().get("spark.task.cpus", "1") or 1)
+    cpus_per_task = int(session.spark_conf("spark.task.cpus", "1") or 1)
     return {
         "executor_core_seconds": round(run_ms * cpus_per_task / 1000, 3),
         "executor_cpu_seconds": round(cpu_ns / 1e9, 3),

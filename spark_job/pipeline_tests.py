@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spark_job.capabilities import capabilities_of
 from spark_job.config import PipelineConfig, SequenceSpec, load_config
 from spark_job.document import child_path, read_document
 from spark_job.errors import ConfigError, Problem
 from spark_job.fields import describe_value
 from spark_job.quality import SequenceRules
-from spark_job.runner import sql_functions
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -349,7 +349,7 @@ def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestRes
     for seq in needed:
         try:
             df = spark.sql(seq.query)
-            rules = SequenceRules(seq, sql_functions(spark))
+            rules = SequenceRules(seq, capabilities_of(spark).functions)
             if rules.active:
                 # The rules as the run applies them: counted on the result, drop/quarantine rows left out.
                 rules.check_types(df)
@@ -407,10 +407,7 @@ def _fixture_frame(spark: SparkSession, fixture: Fixture, schema: str | None) ->
         return spark.createDataFrame(df.collect(), df.schema)
     rows = fixture.rows or []
     if schema:
-        from pyspark.sql.types import StructType
-
-        struct = StructType.fromDDL(schema)
-        assert isinstance(struct, StructType)
+        struct = capabilities_of(spark).ddl_schema(schema)
         columns = [f.name for f in struct.fields]
         unknown = sorted({k for row in rows for k in row} - set(columns))
         if unknown:

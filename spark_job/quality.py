@@ -110,7 +110,7 @@ _AGGREGATES = frozenset(
 )
 _SUBQUERY_WORDS = frozenset({"SELECT", "FROM", "WITH", "VALUES", "TABLE", "EXISTS"})
 _STATEMENT_WORDS = frozenset({"INSERT", "DROP", "CREATE", "DELETE", "UPDATE", "MERGE", "ALTER", "SET", "USE"})
-_PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*\Z")
+_PERCENT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*\Z")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -257,7 +257,7 @@ def _tolerance(value: Any) -> tuple[int, float | None, str | None]:
         return value, None, None
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             return int(text), None, None
         match = _PERCENT.match(text)
         if match:
@@ -358,15 +358,27 @@ class SequenceRules:
             return df
         return df.filter(~self.removed())
 
-    def abort_on_failure(self, df: Any) -> Any:
-        """For a target that cannot stage: the job itself fails on the first row failing a ``fail`` rule
-        with no tolerance (``raise_error`` in a filter, which Spark cannot prune away)."""
+    def needing_counts(self) -> list[str]:
+        """What is decided on the write's counts rather than by the write itself: ``fail`` rules that
+        tolerate failures and the row bounds (a ``fail`` rule tolerating none can abort the job)."""
+        needs = [
+            f"expectation {r.name} (max_failed)"
+            for r in self.rules
+            if r.on_fail == "fail" and (r.max_failed != 0 or r.max_failed_share is not None)
+        ]
+        needs += [bound for bound in ("min_rows", "max_rows") if getattr(self.seq, bound) is not None]
+        return needs
+
+    def abort_on_failure(self, df: Any, why: str = "the target cannot stage its write") -> Any:
+        """For a target that cannot stage (or a session that receives no counts, ``why``): the job itself
+        fails on the first row failing a ``fail`` rule with no tolerance (``raise_error`` in a filter,
+        which Spark cannot prune away)."""
         F = self.F
         for rule in self.rules:
             if rule.on_fail == "fail" and rule.max_failed == 0 and rule.max_failed_share is None:
                 message = (
                     f"sequence {self.seq.name}: expectation {rule.name} ({rule.condition}) failed: "
-                    "a row failed it and the target cannot stage its write, so the write was aborted"
+                    f"a row failed it and {why}, so the write was aborted"
                 )
                 df = df.filter(F.when(~self.ok(rule), F.raise_error(F.lit(message))).otherwise(F.lit(True)))
         return df

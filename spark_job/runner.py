@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from spark_job.capabilities import SessionCapabilities, capabilities_of
+from spark_job.capabilities import is_connect as is_connect
 from spark_job.commit_log import CommitLog, log_uri
 from spark_job.config import PipelineConfig, SequenceSpec, load_config
 from spark_job.errors import PipelineFailed, exception_text
@@ -55,12 +57,11 @@ class SequenceCancelled(Exception):
     """A sequence's jobs were cancelled; its write was discarded."""
 
 
-def is_connect(spark: Any) -> bool:
-    """Whether ``spark`` is a Spark Connect session (no JVM in this process)."""
-    return type(spark).__module__.startswith("pyspark.sql.connect")
-
-
 _CAUSED_BY = re.compile(r"^Caused by: (.+)$", re.MULTILINE)
+# A failed task's message carries the task's Java stack trace (Spark 3.5 reports a write's failure that
+# way): its frames would crowd the causes, which say what went wrong, out of the first lines.
+_JAVA_FRAME = re.compile(r"^\s*(at [\w$.<>/]+\(.*\)|\.\.\. \d+ more)\s*$")
+_JOB_ABORTED = "Job aborted due to stage failure"
 
 
 def short_error(exc: BaseException, config: PipelineConfig) -> str:
@@ -72,7 +73,12 @@ def short_error(exc: BaseException, config: PipelineConfig) -> str:
     causes = [c.strip() for c in _CAUSED_BY.findall(trace) if c.strip() and c.strip() not in text]
     if causes:
         text += "\ncaused by: " + "\ncaused by: ".join(list(dict.fromkeys(causes))[-2:])
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.splitlines() if line.strip() and not _JAVA_FRAME.match(line)]
+    lines = [line for line in lines if line.strip() != "Driver stacktrace:"]
+    if len(lines) > 1 and _JOB_ABORTED in lines[0]:
+        # Spark 3.5 reports a failed task as its job's abort, the task's own exception last (Spark 4
+        # raises that one): lead with it, so the first line says why.
+        lines.insert(0, lines.pop())
     text = "\n".join(lines[:8])
     if len(text) > MAX_ERROR_CHARS:
         text = text[:MAX_ERROR_CHARS] + "..."
@@ -111,6 +117,8 @@ class BasePipeline:
     ) -> None:
         self.config = config
         self.spark = spark
+        self.capabilities: SessionCapabilities | None = None
+        """What differs on the run's session (classic or Connect, Spark 3.5 or 4.x), once it exists."""
         self.owns_session = False
         self.metrics_out = metrics_out
         self.master = master
@@ -192,6 +200,9 @@ class BasePipeline:
                 self.spark = self.create_session()
             else:
                 self.apply_runtime_conf(self.spark)
+            self.capabilities = capabilities_of(self.spark)
+            log.debug("sparkpipe: running on a %s", self.capabilities.describe())
+            self.capabilities.prepare_run()
             self.metrics.spark_app_id = self.application_id(self.spark)
             self.announce_application(self.spark)
             self.load_commit_log(self.spark)
@@ -235,13 +246,11 @@ class BasePipeline:
 
     @staticmethod
     def application_id(spark: SparkSession) -> str | None:
-        if is_connect(spark):
-            return spark.conf.get("spark.app.id", None)  # the server's application
-        return str(spark.sparkContext.applicationId)
+        return capabilities_of(spark).application_id()
 
     def announce_application(self, spark: SparkSession) -> None:
         """Print the application's id and live UI address for whoever follows the driver's output."""
-        ui_url = None if is_connect(spark) else spark.sparkContext.uiWebUrl
+        ui_url = capabilities_of(spark).ui_url()
         print(marker_line(APPLICATION_MARKER, {"app_id": self.metrics.spark_app_id, "ui_url": ui_url}), flush=True)
 
     def record_usage(self, spark: SparkSession) -> None:
@@ -319,7 +328,7 @@ class BasePipeline:
         """What a committed sequence wrote: read back from a columnar target it replaced, else its query
         again (an appended target holds earlier rows too; text formats would change the types)."""
         plan = seq.writer().plan()
-        query = SequenceRules(seq, sql_functions(spark)).kept(spark.sql(seq.query))
+        query = SequenceRules(seq, capabilities_of(spark).functions).kept(spark.sql(seq.query))
         if not self.can_read_back(spark, seq):
             return query
         if plan.table is not None and plan.method in ("saveAsTable", "insertInto"):
@@ -350,32 +359,19 @@ class BasePipeline:
 
     @contextlib.contextmanager
     def spark_jobs(self, spark: SparkSession, name: str, pool: bool = True) -> Iterator[None]:
-        """Put the Spark jobs this thread starts in ``name``'s job group, job tag and FAIR pool."""
-        tag = self.job_tag(name)
-        spark.addTag(tag)
-        if not is_connect(spark):
-            # PySpark pins each Python thread to a JVM thread: these local properties are this thread's.
-            sc = spark.sparkContext
-            sc.setJobGroup(tag, f"sparkpipe {self.config.app_name}: {name}", interruptOnCancel=True)
-            if pool and self.use_pools:
-                sc.setLocalProperty("spark.scheduler.pool", f"sparkpipe_{name}")
-        try:
+        """Put the Spark jobs this thread starts in ``name``'s job group, job tag and FAIR pool (where the
+        session has them: see ``spark_job.capabilities``)."""
+        description = f"sparkpipe {self.config.app_name}: {name}"
+        fair_pool = f"sparkpipe_{name}" if pool and self.use_pools else None
+        with capabilities_of(spark).jobs_of(self.job_tag(name), description, fair_pool):
             yield
-        finally:
-            spark.removeTag(tag)
-            if not is_connect(spark):
-                sc = spark.sparkContext
-                sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
-                sc.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
 
     def cancel_jobs(self, tag: str) -> None:
         spark = self.spark
         if spark is None:
             return
         try:
-            if not is_connect(spark):
-                spark.sparkContext.cancelJobGroup(tag)
-            spark.interruptTag(tag)
+            capabilities_of(spark).cancel(tag)
         except Exception as exc:  # the session may be going down already
             log.warning("sparkpipe: could not cancel the jobs of %s: %s", tag, exc)
 
@@ -481,18 +477,27 @@ class BasePipeline:
             CURRENT_SEQUENCE.reset(token)
         return metrics.status
 
-    def run_sequence(self, spark: SparkSession, seq: SequenceSpec, keep: bool) -> tuple[int, DataFrame]:
+    def run_sequence(self, spark: SparkSession, seq: SequenceSpec, keep: bool) -> tuple[int | None, DataFrame]:
         """Run one query, register its result as view ``seq.name`` and write it.
 
         Returns the rows written and the result (persisted when ``keep``: later sequences read it).
         """
-        F = sql_functions(spark)
+        session = capabilities_of(spark)
+        F = session.functions
         rules = SequenceRules(seq, F)
+        if rules.active and not session.counts_writes:
+            uncounted = rules.needing_counts()
+            if uncounted:
+                raise ExpectationFailed(
+                    f"sequence {seq.name}: {', '.join(uncounted)} need the counts of the write's observe(), "
+                    f"which a {session.describe()} does not receive (Spark Connect 3.5 drops them): "
+                    "run on a classic session (spark-submit) or on Spark Connect 4.x, or remove them"
+                )
         result = spark.sql(seq.query)
         if keep:
             # Later sequences read this result: keep it instead of recomputing the query for each.
             result = result.persist()
-        observation = new_observation(spark, f"sparkpipe_{self.run_id}_{seq.name}")
+        observation = session.new_observation(f"sparkpipe_{self.run_id}_{seq.name}")
         try:
             rules.check_types(result)  # Spark's analysis only: no job
             self.metrics.sequences[seq.name].schema = output_schema(rules.kept(result))
@@ -506,6 +511,8 @@ class BasePipeline:
                 written = rules.kept(observed)
                 if not staging:  # a fail rule must stop the job itself: nothing else stands between
                     written = rules.abort_on_failure(written)
+                elif not session.counts_writes:  # no counts to decide on between write and commit
+                    written = rules.abort_on_failure(written, f"a {session.describe()} receives no counts")
                 self.write(
                     seq,
                     written,
@@ -608,7 +615,8 @@ class BasePipeline:
         """Record each rule's counts; raise ``ExpectationFailed`` for a failed ``fail`` rule or row bound;
         write the quarantined rows (staged) and return their commit."""
         metrics = self.metrics.sequences[seq.name]
-        observed = self.observed_values(spark, seq, observation)
+        counted = self.observed_values(spark, seq, observation)
+        observed = counted or {}
         ran = bool(observed)
         outcomes = rules.outcomes(observed)
         metrics.expectations = {
@@ -616,8 +624,9 @@ class BasePipeline:
         }
         checked, rows = int(observed.get("rows_checked") or 0), int(observed.get("rows") or 0)
         quarantined = int(observed.get("rows_quarantined") or 0)
-        metrics.rows_quarantined = quarantined
-        metrics.rows_dropped = checked - rows - quarantined
+        if counted is not None:  # else unknown (Spark Connect 3.5)
+            metrics.rows_quarantined = quarantined
+            metrics.rows_dropped = checked - rows - quarantined
         failures = rules.failures(outcomes, observed) if ran else []
         for outcome in outcomes:
             if not outcome.passed or not outcome.failed_rows:
@@ -658,22 +667,16 @@ class BasePipeline:
             for r in rules.rules
         }
 
-    def observed_values(self, spark: SparkSession, seq: SequenceSpec, observation: Any) -> dict[str, Any]:
-        """What the write's observe() counted; empty when the write executed nothing."""
-        if not is_connect(spark) and not spark.sparkContext.statusTracker().getJobIdsForGroup(self.job_tag(seq.name)):
-            return {}
-        return dict(observation.get or {})
+    def observed_values(self, spark: SparkSession, seq: SequenceSpec, observation: Any) -> dict[str, Any] | None:
+        """What the write's observe() counted: empty when the write executed nothing, None when the
+        session does not hand the counts to the driver (Spark Connect 3.5)."""
+        return capabilities_of(spark).observed(observation, self.job_tag(seq.name))
 
-    def observed_rows(self, spark: SparkSession, seq: SequenceSpec, observation: Any) -> int:
-        """The rows the write counted, 0 when the write executed nothing (mode ignore, existing target)."""
-        if is_connect(spark):
-            # The connect client fills the observation from the write's response: empty if nothing ran.
-            return int(observation.get.get("rows") or 0)
-        # On a classic session Observation.get blocks until the observed plan ran: ask first whether
-        # the sequence ran any job at all (its job group is its own).
-        if not spark.sparkContext.statusTracker().getJobIdsForGroup(self.job_tag(seq.name)):
-            return 0
-        return int(observation.get.get("rows") or 0)
+    def observed_rows(self, spark: SparkSession, seq: SequenceSpec, observation: Any) -> int | None:
+        """The rows the write counted: 0 when the write executed nothing (mode ignore, existing target),
+        None when the session does not hand the counts to the driver."""
+        observed = self.observed_values(spark, seq, observation)
+        return None if observed is None else int(observed.get("rows") or 0)
 
     def log_summary(self) -> None:
         """The per-sequence outcome, one line each, after the run."""
@@ -712,30 +715,13 @@ def output_schema(df: DataFrame) -> list[dict[str, Any]]:
 
 
 def sql_functions(spark: SparkSession) -> Any:
-    """``pyspark.sql.functions`` of the session's kind: the generic module picks connect only from the
-    environment, not from the session at hand (a process may hold a classic and a connect session)."""
-    if is_connect(spark):
-        from pyspark.sql.connect import functions as connect_functions
-
-        return connect_functions
-    from pyspark.sql import functions
-
-    return functions
+    """``pyspark.sql.functions`` of the session's kind (``SessionCapabilities.functions``)."""
+    return capabilities_of(spark).functions
 
 
 def new_observation(spark: SparkSession, name: str) -> Any:
-    """An ``Observation`` of the session's kind (classic and connect have their own classes)."""
-    if is_connect(spark):
-        from pyspark.sql.connect.observation import Observation as ConnectObservation
-
-        return ConnectObservation(name)
-    from pyspark.sql.observation import Observation
-
-    # Observation() itself turns into a connect one whenever a connect session was created in this
-    # process: build the classic object explicitly.
-    observation = object.__new__(Observation)
-    observation.__init__(name)  # type: ignore[misc]
-    return observation
+    """What ``observe()`` takes on this session (``SessionCapabilities.new_observation``)."""
+    return capabilities_of(spark).new_observation(name)
 
 
 class PipelineRunner(BasePipeline):

@@ -9,6 +9,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,6 +30,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# grpcio (1.80, the last for Python 3.9, whose subprocess forks) aborts the forked child of a process
+# holding a Spark Connect channel unless its fork support is off; the tests fork servers and CLIs
+# after opening one. Read when grpc is imported, which no test module does before this.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
 # py4j logs its shutdown at INFO after pytest has closed the captured streams.
 logging.getLogger("py4j").setLevel(logging.WARNING)
 
@@ -38,6 +44,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from .spark_jvm import configure
 
     configure(spark_home())
+    # Spark's Python workers run on this interpreter (python3 on PATH may be another version, which
+    # pyspark refuses: the test matrix's cells run other Pythons).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
 @pytest.fixture(scope="session")
@@ -178,6 +187,31 @@ def spark_home() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def spark_version() -> str:
+    """The installed pyspark's version (its Spark's)."""
+    import pyspark
+
+    return str(pyspark.__version__)
+
+
+def jars_dir() -> Path:
+    """Where the setup script keeps the jars fetched for this Spark version (``.cache/jars/spark-<version>``)."""
+    return REPO / ".cache" / "jars" / f"spark-{spark_version()}"
+
+
+def spark_connect_jars() -> list[str]:
+    """The Spark Connect server's jar: in Spark's own jars from 4.0 on; fetched by the setup script for 3.5."""
+    if list((spark_home() / "jars").glob("spark-connect_*.jar")):
+        return []
+    fetched = sorted(str(p) for p in jars_dir().glob("spark-connect_*.jar"))
+    if not fetched:
+        raise RuntimeError(
+            f"pyspark {spark_version()} ships no Spark Connect server: expected "
+            f"{jars_dir()}/spark-connect_2.12-{spark_version()}.jar, which scripts/bootstrap.sh fetches"
+        )
+    return fetched
+
+
 @pytest.fixture(scope="session")
 def spark_connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConnectServer]:
     """A Spark Connect server (``local[2]``) started from the installed pyspark's jars on 127.0.0.1, once."""
@@ -200,7 +234,7 @@ def spark_connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         *("--conf", "spark.log.level=WARN"),
         *("--conf", f"spark.sql.warehouse.dir={root / 'warehouse'}"),
         *("--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={root} {LONG_LIVED}"),
-        *("--conf", f"spark.jars={POSTGRES_JAR}"),
+        *("--conf", f"spark.jars={','.join([POSTGRES_JAR, *spark_connect_jars()])}"),
     ]
     log = root / "server.log"
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_HOME": str(spark_home())}

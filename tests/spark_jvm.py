@@ -84,9 +84,11 @@ def configure(spark_home: Path) -> None:
     if os.environ.get("SPARKPIPE_TEST_JVM_TUNING", "1") == "0":
         return
     options = [*FAST_START]
-    archive = CACHE / f"{_archive_key(spark_home)}.jsa"
+    # One folder per Spark installation: the test matrix's environments keep their archives side by side.
+    folder = CACHE / hashlib.sha256(str(spark_home).encode()).hexdigest()[:12]
+    archive = folder / f"{_archive_key(spark_home)}.jsa"
     if not archive.exists():
-        for stale in CACHE.glob("*.jsa"):  # made for another JDK or Spark build
+        for stale in [*folder.glob("*.jsa"), *CACHE.glob("*.jsa")]:  # made for another JDK or Spark build
             stale.unlink(missing_ok=True)
     if archive.exists() or _make_archive(spark_home, archive):
         options += [*QUIET_CDS, f"-XX:SharedArchiveFile={archive}"]

@@ -29,7 +29,7 @@ def test_a_run_prints_spark_warnings_only_and_says_what_happened(tmp_path: Path)
                     },
                     {
                         "name": "broken",
-                        "query": "SELECT raise_error('boom in broken') AS x FROM range(3)",
+                        "query": "SELECT CAST(raise_error('boom in broken') AS STRING) AS x FROM range(3)",
                         "target": {"type": "parquet", "path": str(out / "broken")},
                     },
                     {

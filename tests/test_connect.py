@@ -13,10 +13,14 @@ from typing import Any
 import yaml
 
 from spark_job import METRICS_MARKER
+from spark_job.capabilities import pyspark_version
 from spark_job.config import load_config
 from spark_job.runner import PipelineRunner
 
 from .conftest import REPO, SparkConnectServer
+
+COUNTED = pyspark_version() >= (4, 0)
+"""Whether the client receives a write's observed counts (Spark Connect 3.5 drops them: rows_written null)."""
 
 
 def example_config(out: Path) -> Any:
@@ -44,7 +48,7 @@ def test_the_example_pipeline_on_a_connect_session(spark_connect: Any, tmp_path:
     for name in ("daily_event_counts", "country_revenue", "top_countries"):
         fmt = "json" if name == "top_countries" else "parquet"
         written = spark_connect.read.format(fmt).load(str(out / name)).count()
-        assert written > 0 and seqs[name]["rows_written"] == written, (name, seqs[name])
+        assert written > 0 and seqs[name]["rows_written"] == (written if COUNTED else None), (name, seqs[name])
     assert not spark_connect.catalog.isCached("country_revenue")
 
 
@@ -77,7 +81,7 @@ def test_cli_remote_and_spark_remote_report_a_failing_sequence(
                     },
                     {
                         "name": "broken",
-                        "query": "SELECT raise_error('remote boom') AS x FROM range(2)",
+                        "query": "SELECT CAST(raise_error('remote boom') AS STRING) AS x FROM range(2)",
                         "target": {"type": "parquet", "path": str(out / "broken"), "mode": "append"},
                     },
                     {
@@ -107,7 +111,7 @@ def test_cli_remote_and_spark_remote_report_a_failing_sequence(
         metrics = json.loads(metrics_file.read_text())
         assert json.loads(proc.stdout.strip().splitlines()[-1][len(METRICS_MARKER) :]) == metrics
         seqs = metrics["sequences"]
-        assert seqs["ok"]["status"] == "succeeded" and seqs["ok"]["rows_written"] == 42
+        assert seqs["ok"]["status"] == "succeeded" and seqs["ok"]["rows_written"] == (42 if COUNTED else None)
         assert seqs["broken"]["status"] == "failed" and "remote boom" in seqs["broken"]["error"]
         assert seqs["after"]["status"] == "skipped"
         assert re.search(r"^  after +skipped: reads broken, which failed$", proc.stderr, flags=re.M), proc.stderr

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spark_job.capabilities import capabilities_of
 from spark_job.cli import main
 from spark_job.config import load_config
 from spark_job.errors import ConfigError
@@ -564,7 +565,10 @@ def test_plan_shows_the_rules_without_running_anything() -> None:
 
 
 def test_rules_on_a_spark_connect_session(spark_connect: Any, tmp_path: Path) -> None:
-    """The same counts and the same gate without a JVM in the client."""
+    """The same counts and the same gate without a JVM in the client. A Spark Connect 3.5 client
+    receives no observed values: counts are null, a fail rule tolerating no failure aborts the staged
+    write itself, and what needs the counts (max_failed, min_rows, max_rows) fails the sequence first."""
+    counted = capabilities_of(spark_connect).counts_writes
     target = {"type": "parquet", "path": str(tmp_path / "o")}
     rules = [
         {"name": "positive", "condition": "amount > 0", "on_fail": "drop"},
@@ -574,10 +578,27 @@ def test_rules_on_a_spark_connect_session(spark_connect: Any, tmp_path: Path) ->
     metrics = run(spark_connect, sequence(target, rules, quarantine=quarantine))
     seq = metrics["sequences"]["orders"]
     assert metrics["status"] == "succeeded", metrics
-    assert seq["expectations"]["positive"] == {"failed_rows": 10, "action": "drop", "passed": False}
-    assert (seq["rows_written"], seq["rows_dropped"], seq["rows_quarantined"]) == (77, 9, 14)
-    assert len(ids(spark_connect, tmp_path / "q")) == 14
-    failing = [{"name": "small", "condition": "id < 50", "on_fail": "fail", "max_failed": 3}]
-    failed = run(spark_connect, sequence(target, failing))["sequences"]["orders"]
-    assert failed["status"] == "failed" and "51 of 100 rows failed it" in failed["error"]
+    assert len(ids(spark_connect, tmp_path / "o")) == 77 and len(ids(spark_connect, tmp_path / "q")) == 14
+    if counted:
+        assert seq["expectations"]["positive"] == {"failed_rows": 10, "action": "drop", "passed": False}
+        assert (seq["rows_written"], seq["rows_dropped"], seq["rows_quarantined"]) == (77, 9, 14)
+    else:
+        assert seq["expectations"]["positive"] == {"failed_rows": None, "action": "drop", "passed": True}
+        assert (seq["rows_written"], seq["rows_dropped"], seq["rows_quarantined"]) == (None, None, None)
+
+    strict = [{"name": "small", "condition": "id < 50", "on_fail": "fail"}]
+    failed = run(spark_connect, sequence(target, strict))["sequences"]["orders"]
+    assert failed["status"] == "failed" and "expectation small (id < 50) failed" in failed["error"]
+    assert len(ids(spark_connect, tmp_path / "o")) == 77  # the staged write was discarded
+
+    tolerant = [{"name": "small", "condition": "id < 50", "on_fail": "fail", "max_failed": 3}]
+    failed = run(spark_connect, sequence(target, tolerant, min_rows=1))["sequences"]["orders"]
+    assert failed["status"] == "failed"
+    if counted:
+        assert "51 of 100 rows failed it" in failed["error"]
+    else:
+        assert failed["error"].startswith(
+            "sequence orders: expectation small (max_failed), min_rows need the counts of the write's observe()"
+        )
+        assert "run on a classic session (spark-submit) or on Spark Connect 4.x" in failed["error"]
     assert len(ids(spark_connect, tmp_path / "o")) == 77

@@ -124,7 +124,9 @@ def check_connect_error(
     metrics = PipelineRunner(load_config(cfg, environ=environ), spark=spark).run()
     error = metrics["sequences"]["out"]["error"]
     assert metrics["status"] == "failed"
-    assert error.startswith("source 'orders' (sources.orders):") and "connect to the database" in error
+    # Spark's own "[FAILED_JDBC.CONNECTION] Couldn't connect to the database" heads it from some 4.x on;
+    # before, the JDBC driver's exception comes alone: either way the database's reason is there.
+    assert error.startswith("source 'orders' (sources.orders):")
     assert why in error, error
     assert "not-the-password" not in error
     assert not (tmp_path / "x").exists()

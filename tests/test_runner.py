@@ -106,7 +106,7 @@ def test_failed_sequence_skips_dependents_and_runs_the_rest(spark: Any, events: 
         [
             {
                 "name": "broken",
-                "query": "SELECT raise_error('boom from broken') AS x FROM events",
+                "query": "SELECT CAST(raise_error('boom from broken') AS STRING) AS x FROM events",
                 "target": {"type": "parquet", "path": str(out / "broken")},
             },
             {

@@ -81,7 +81,7 @@ def test_spark_submit_runs_the_example_and_reports_exit_codes(tmp_path: Path) ->
     schema = metrics["sequences"]["daily_event_counts"]["schema"]
     assert "event_date" in [c["name"] for c in schema] and all({"name", "type", "nullable"} == set(c) for c in schema)
 
-    doc["sequences"][0]["query"] = "SELECT event_date, raise_error('no luck') AS x FROM events"
+    doc["sequences"][0]["query"] = "SELECT event_date, CAST(raise_error('no luck') AS STRING) AS x FROM events"
     config.write_text(json.dumps(doc))
     failed = spark_submit(tmp_path / "bundle", "run", "--config", str(config), cwd=tmp_path)
     assert failed.returncode == 1

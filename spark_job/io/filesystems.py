@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
+
+from spark_job.capabilities import capabilities_of, is_connect
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -28,11 +29,10 @@ class Files(Protocol):
 
 
 def is_connect_session(spark: Any) -> bool:
-    """Whether ``spark`` is a Spark Connect client session (it has no JVM on this side)."""
-    # A connect session exists only once its module was imported: no need to import it (and pandas) here.
-    module = sys.modules.get("pyspark.sql.connect.session")
-    remote = getattr(module, "SparkSession", None)
-    return remote is not None and isinstance(spark, remote)
+    """Whether ``spark`` is a Spark Connect client session (it has no JVM on this side).
+
+    Whether this process reaches Hadoop's filesystems is ``capabilities_of(spark).reaches_hadoop``."""
+    return is_connect(spark)
 
 
 def local_path(uri: str) -> str:
@@ -102,10 +102,12 @@ class HadoopFiles:
     """Any filesystem Hadoop reaches (``hdfs://``, ``gs://``, ``s3a://`` ...), through the session's JVM."""
 
     def __init__(self, spark: SparkSession, uri: str) -> None:
-        jvm = spark.sparkContext._jvm
-        assert jvm is not None
+        session = capabilities_of(spark)
+        jvm = session.jvm()
+        if jvm is None:
+            raise RuntimeError(f"{uri}: a {session.describe()} does not reach Hadoop's filesystems from this process")
         self.jvm = jvm
-        self.conf = spark.sparkContext._jsc.hadoopConfiguration()
+        self.conf = session.hadoop_configuration()
         self.fs = self.path(uri).getFileSystem(self.conf)
 
     def path(self, uri: str) -> Any:

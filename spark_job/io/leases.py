@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from spark_job.capabilities import capabilities_of
 from spark_job.errors import exception_text
 from spark_job.io.filesystems import Files
 from spark_job.io.swap import table_exists
@@ -46,13 +47,12 @@ def run_id(spark: Any) -> str:
 
 
 def application_id(spark: Any) -> str:
+    if spark is None:
+        return "unknown"
     try:
-        return str(spark.sparkContext.applicationId)
-    except Exception:  # a Spark Connect session has no SparkContext on the client
-        try:
-            return str(spark.conf.get("spark.app.id"))
-        except Exception:
-            return "unknown"
+        return capabilities_of(spark).application_id() or "unknown"
+    except Exception:  # the session may be going down
+        return "unknown"
 
 
 @dataclass(frozen=True)

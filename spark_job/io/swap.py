@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from spark_job.capabilities import capabilities_of
 from spark_job.io.filesystems import Files
 from spark_job.targets import PREVIOUS_SUFFIX, STAGING_SUFFIX, canonical_jdbc_url, derived_table_name
 
@@ -138,8 +139,10 @@ class JdbcSwap:
     """The transactional end of a staged JDBC write, through the JVM's JDBC driver."""
 
     def __init__(self, spark: SparkSession, options: dict[str, str]) -> None:
-        jvm = spark.sparkContext._jvm
-        assert jvm is not None
+        session = capabilities_of(spark)
+        jvm = session.jvm()
+        if jvm is None:
+            raise RuntimeError(f"a {session.describe()} has no JDBC driver in this process to swap tables with")
         self.jvm = jvm
         self.url = options["url"]
         self.table = options["dbtable"]

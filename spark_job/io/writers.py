@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from spark_job.capabilities import capabilities_of
 from spark_job.fields import Field
 from spark_job.io.base import (
     ATOMIC_FIELD,
@@ -19,7 +20,7 @@ from spark_job.io.base import (
     check_scheme,
     writers,
 )
-from spark_job.io.filesystems import Files, HadoopFiles, LocalFiles, is_connect_session, local_path
+from spark_job.io.filesystems import Files, HadoopFiles, LocalFiles, local_path
 from spark_job.io.leases import LEASE_TABLE, Lease, PathLease, PostgresLease, TableLease
 from spark_job.io.swap import JdbcSwap, PathSwap, jdbc_driver, plain_table_name, spark_jdbc_url
 from spark_job.targets import (
@@ -47,7 +48,7 @@ def place_of(spark: SparkSession, uri: str) -> tuple[Files, str] | None:
     handles ``file:`` targets with the standard library. A Spark Connect client has no JVM: ``file:``
     and absolute scheme-less paths are taken to be on a filesystem client and server share.
     """
-    if is_connect_session(spark):
+    if not capabilities_of(spark).reaches_hadoop:
         location = canonical_path(uri)
         if location.scheme in ("", "file") and (uri.startswith("/") or uri.startswith("file:/")):
             return LocalFiles(), location.uri() if location.scheme else "file:" + location.uri()
@@ -365,7 +366,7 @@ class JdbcWriter(BaseWriter):
     def leases(self, spark: SparkSession) -> bool:
         """Whether a lease guards the write: a plain table name (its lease table's schema is known)
         written through this session's JVM (a Spark Connect client has none)."""
-        return plain_table_name(str(self.spec["table"])) and not is_connect_session(spark)
+        return plain_table_name(str(self.spec["table"])) and capabilities_of(spark).reaches_hadoop
 
     @staticmethod
     def _end(swap: JdbcSwap, conn: Any, lease: Lease | PostgresLease | None, drop: bool = True) -> None:
