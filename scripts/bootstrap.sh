@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sparkpipe needs on a Debian machine with Python 3.11 (root, or sudo-less root shell):
 # Java 17, the PostgreSQL server and its JDBC driver, the MariaDB server and Maven (Debian packages), uv,
-# the project's environment in .venv (locked by uv.lock) and the connector jars (scripts/connectors.sh).
+# the project's environment in .venv (locked by uv.lock), the test matrix's environments in .cache/matrix
+# (scripts/matrix.sh; SPARKPIPE_MATRIX=0 skips them) and the connector jars (scripts/connectors.sh).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +28,5 @@ fi
 echo "bootstrap: syncing .venv from uv.lock"
 uv sync --locked --python 3.11 --all-extras --quiet
 
+bash scripts/matrix.sh setup
 bash scripts/connectors.sh
