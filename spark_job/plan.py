@@ -211,21 +211,20 @@ def render_markdown(plan: Plan) -> str:
     if plan.sources:
         lines += ["", "| Source | Reads |", "| --- | --- |"]
         lines += [f"| `{_md_code(s.alias)}` | {_md(s.description)} |" for s in plan.sources]
-    if seqs:
-        # A Checks column only when a sequence has rules or a schema; "; " between them (Airflow's
-        # Markdown view leaves HTML such as <br> out).
-        with_checks = any(s.checks or s.schema is not None for s in seqs)
-        head, rule = ("| Stage | Sequence | Reads | Writes |", "| --- | --- | --- | --- |")
-        if with_checks:
-            head, rule = head + " Checks |", rule + " --- |"
-        lines += ["", head, rule]
-        for seq in seqs:
+    # One narrow table per stage (Airflow shows the documentation in a 500-pixel modal); a Checks column
+    # only when a sequence has rules or a schema, "; " between them (Airflow's Markdown view drops HTML).
+    with_checks = any(s.checks or s.schema is not None for s in seqs)
+    head, rule = ("| Sequence | Reads | Writes |", "| --- | --- | --- |")
+    if with_checks:
+        head, rule = head + " Checks |", rule + " --- |"
+    for number, names in enumerate(plan.stages, start=1):
+        lines += ["", f"**Stage {number}**", "", head, rule]
+        for seq in (s for s in seqs if s.name in names):
             reads = ", ".join(f"`{_md_code(r)}`" for r in (*seq.reads_sources, *seq.reads_sequences)) or "nothing"
             checks = [_md(c) for c in seq.checks]
             if seq.schema is not None:
                 checks.append(f"schema: {_md(seq.schema)}")
-            writes = _md(_describe_target(seq))
-            row = f"| {seq.stage} | `{_md_code(seq.name)}` | {reads} | {writes} |"
+            row = f"| `{_md_code(seq.name)}` | {reads} | {_md(_describe_target(seq))} |"
             lines.append(row + (f" {'; '.join(checks)} |" if with_checks else ""))
     return "\n".join(lines) + "\n"
 

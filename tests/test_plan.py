@@ -85,26 +85,29 @@ def test_markdown_is_one_table_row_per_sequence_whatever_the_names_hold(tmp_path
     rule = {"name": "k_set", "condition": "k IS NOT NULL | k > 1", "on_fail": "drop"}
     config["sequences"][1]["expectations"] = [rule]
     markdown = render(build_plan(load_config(config)), "markdown")
-    rows = [line for line in markdown.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert [row.split(" | ")[1] for row in rows] == ["`a`", "`e`", "`b`", "`c`", "`d`"]
-    assert all(row.replace("\\|", "").count("|") == 6 for row in rows)  # five cells, whatever the text
+    stages = markdown.split("**Stage 1**")[1]  # the sequences' tables follow the sources'
+    rows = [line for line in stages.splitlines() if line.startswith("| `")]
+    assert [row.split(" | ")[0].removeprefix("| ") for row in rows] == ["`a`", "`e`", "`b`", "`c`", "`d`"]
+    assert all(row.replace("\\|", "").count("|") == 5 for row in rows)  # four cells, whatever the text
     row_a = rows[0]
     assert "a\\|b/\\*x\\*\\_\\[y\\](z)&lt;br&gt;" in row_a and "<br>" not in row_a
     assert "expect k\\_set: k IS NOT NULL \\| k &gt; 1 (drop)" in row_a
-    assert "| 3 | `d` | `b`, `c` |" in markdown
+    assert "**Stage 3**\n\n| Sequence | Reads | Writes | Checks |\n| --- | --- | --- | --- |\n| `d` | `b`, `c` |" in (
+        markdown
+    )
 
 
 def test_markdown_has_a_checks_column_only_when_a_sequence_has_rules(tmp_path: Path) -> None:
     """Airflow's task documentation is a narrow modal: no empty column; and its Markdown view drops HTML."""
     config = diamond(tmp_path)
     plain = render(build_plan(load_config(config)), "markdown")
-    assert "| Stage | Sequence | Reads | Writes |\n" in plain and "Checks" not in plain
+    assert "**Stage 1**\n\n| Sequence | Reads | Writes |\n" in plain and "Checks" not in plain
     config["sequences"][0]["expectations"] = [
         {"name": "k_set", "condition": "k IS NOT NULL", "on_fail": "drop"},
         {"name": "k_small", "condition": "k < 10", "on_fail": "warn"},
     ]
     checked = render(build_plan(load_config(config)), "markdown")
-    assert "| Stage | Sequence | Reads | Writes | Checks |\n" in checked
+    assert "| Sequence | Reads | Writes | Checks |\n" in checked
     assert "expect k\\_set: k IS NOT NULL (drop); expect k\\_small: k &lt; 10 (warn) |" in checked
     assert "<br>" not in checked
 
