@@ -96,7 +96,10 @@ test_cell() {
   # package's entry point would register it (the tests' own pytest runs inherit it).
   env -u PYTHONPATH -u VIRTUAL_ENV -u SPARK_HOME -u SPARK_REMOTE -u PYSPARK_PYTHON -u PYSPARK_DRIVER_PYTHON \
     PYTEST_PLUGINS=sparkpipe_pytest.plugin \
-    "$env/bin/python" -m pytest -p no:cacheprovider -q "${files[@]}"
+    "$env/bin/python" -m pytest -p no:cacheprovider -q "${files[@]}" || {
+    echo "matrix: $cell failed after $((SECONDS - started)) s"
+    return 1
+  }
   echo "matrix: $cell passed in $((SECONDS - started)) s"
 }
 
@@ -111,7 +114,14 @@ case $command in
     for cell in $(cells_of "$@"); do setup_cell "$cell"; done
     ;;
   test)
-    for cell in $(cells_of "$@"); do test_cell "$cell"; done
+    failed=()
+    for cell in $(cells_of "$@"); do
+      test_cell "$cell" || failed+=("$cell")
+    done
+    if [ ${#failed[@]} -gt 0 ]; then
+      echo "matrix: failed: ${failed[*]}" >&2
+      exit 1
+    fi
     ;;
   compile)
     for cell in $(cells_of "$@"); do
