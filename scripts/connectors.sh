@@ -66,10 +66,14 @@ for version in "${versions[@]}"; do
   case "$seen" in *" $version "*) continue ;; esac
   seen+="$version "
   dir=.cache/jars/spark-$version
+  wanted=$(table files "$version")
   missing=0
   while read -r jar; do
     [ -f "$dir/$jar" ] || missing=$((missing + 1))
-  done < <(table files "$version")
+  done <<<"$wanted"
+  for cached in "$dir"/*.jar; do # jars the table no longer names (an earlier pin)
+    [ -f "$cached" ] && ! grep -qxF "$(basename "$cached")" <<<"$wanted" && rm -f "$cached"
+  done
   if [ "$missing" -eq 0 ]; then
     continue
   fi

@@ -57,8 +57,8 @@ class Connector:
         what: what the connector gives, for messages.
         artifacts: the jars, the connector's own first: ``spark.jars`` needs all of them (it resolves
             nothing), ``spark.jars.packages`` only the first (its dependencies come along).
-        settings: Spark properties the connector needs on this line whatever the pipeline (for the
-            GCS connector on Hadoop 3.5, whose own defaults name another ``gs`` filesystem).
+        settings: Spark properties the connector needs on this line whatever the pipeline (the GCS
+            connector's filesystem classes, and on Hadoop 3.5 sizes its defaults give with units).
     """
 
     name: str
@@ -113,11 +113,18 @@ def _connector(name: str, what: str, *coordinates: str, settings: Mapping[str, s
     return Connector(name, what, tuple(_jar(c) for c in coordinates), dict(settings or {}))
 
 
-HADOOP_35_GCS_SETTINGS = {
-    # Hadoop 3.5's core-default.xml maps gs:// to its own hadoop-gcp module and gives sizes with units
-    # ("64m") that the Cloud Storage connector reads as plain numbers: name the connector's class and
-    # give those sizes in bytes.
+GCS_SETTINGS = {
+    # A filesystem in a jar of spark.jars is not found by Hadoop's lookup of the gs scheme (that jar is
+    # not on the JVM's class path when Hadoop lists its filesystems): name the classes.
     "spark.hadoop.fs.gs.impl": "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFileSystem",
+    "spark.hadoop.fs.AbstractFileSystem.gs.impl": "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFS",
+}
+"""What the GCS connector needs given through ``spark.jars`` (Dataproc's images configure it themselves)."""
+
+HADOOP_35_GCS_SETTINGS = {
+    **GCS_SETTINGS,
+    # Hadoop 3.5's core-default.xml maps gs:// to its own hadoop-gcp module and gives sizes with units
+    # ("64m") that the Cloud Storage connector reads as plain numbers: give those in bytes.
     "spark.hadoop.fs.gs.block.size": str(64 << 20),
     "spark.hadoop.fs.gs.rewrite.max.chunk.size": str(512 << 20),
     "spark.hadoop.fs.gs.outputstream.buffer.size": str(8 << 20),
@@ -148,7 +155,7 @@ def _line(
     connect: bool = False,
     unpublished: Mapping[str, tuple[str, ...]] | None = None,
 ) -> SparkLine:
-    gcs_settings = HADOOP_35_GCS_SETTINGS if hadoop.startswith("3.5.") else None
+    gcs_settings = HADOOP_35_GCS_SETTINGS if hadoop.startswith("3.5.") else GCS_SETTINGS
     connectors: dict[str, Connector | None] = {
         "s3": _connector("s3", f"s3a:// paths (hadoop-aws {hadoop} and its AWS SDK)", *aws),
         "gcs": _connector("gcs", "gs:// paths (the Cloud Storage connector, shaded)", gcs, settings=gcs_settings),
@@ -175,7 +182,10 @@ SPARK_LINES: dict[str, SparkLine] = {
             "2.12",
             "3.3.4",
             aws=("org.apache.hadoop:hadoop-aws:3.3.4", "com.amazonaws:aws-java-sdk-bundle:1.12.262"),
-            gcs="com.google.cloud.bigdataoss:gcs-connector:3.1.3:shaded",
+            # The connector's 3.x releases read through Hadoop 3.3.5's openFile API (Options.OpenFileOptions),
+            # which pyspark 3.5's Hadoop 3.3.4 lacks; its 2.2 release takes fs.gs.auth.null.enable and
+            # fs.gs.auth.service.account.enable where 3.x takes fs.gs.auth.type.
+            gcs="com.google.cloud.bigdataoss:gcs-connector:hadoop3-2.2.26:shaded",
             delta=("io.delta:delta-spark_2.12:3.3.2", "io.delta:delta-storage:3.3.2"),
             iceberg="org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.10.0",
             openlineage="io.openlineage:openlineage-spark_2.12:1.53.0",

@@ -151,11 +151,14 @@ class GcsBucket:
         return f"gs://{self.name}"
 
     def spark_conf(self) -> dict[str, str]:
-        """The jars, the emulator as the connector's root URL, and no credentials."""
+        """The jars, the emulator as the connector's root URL, and no credentials (``auth.type`` for the
+        connector's 3.x releases, ``auth.null.enable`` for the 2.2 release of the Spark 3.5 line)."""
         return {
             **spark_conf("gcs"),
             "spark.hadoop.fs.gs.storage.root.url": self.endpoint,
             "spark.hadoop.fs.gs.auth.type": "UNAUTHENTICATED",
+            "spark.hadoop.fs.gs.auth.null.enable": "true",
+            "spark.hadoop.fs.gs.auth.service.account.enable": "false",
             "spark.hadoop.fs.gs.project.id": "sparkpipe-tests",
         }
 

@@ -1,13 +1,17 @@
-"""gcp-storage-emulator on 127.0.0.1, with the error bodies Cloud Storage sends:
+"""gcp-storage-emulator on 127.0.0.1, answering as Cloud Storage does where the GCS connector needs it:
 
     python -m tests.connectors.gcs_emulator PORT
 
-Cloud Storage answers a failed JSON API request with a JSON error (``{"error": {"code": 404, "errors":
-[{"reason": "notFound"}]}}``); the emulator sends most of its 404s with an empty body. The GCS
-connector decides "no such object" from that error's content (its ``ApiErrorExtractor``) and takes an
-empty one for a failure ("Error getting 'gs://bucket/out' object"), so every error the emulator sends
-without a body gets the one Cloud Storage would send. This is a fake of the cloud, completed where the
-connector needs it; the connector itself is the real one.
+- Cloud Storage answers a failed JSON API request with a JSON error (``{"error": {"code": 404,
+  "errors": [{"reason": "notFound"}]}}``); the emulator sends most of its 404s with an empty body. The
+  connector decides "no such object" from that error's content (its ``ApiErrorExtractor``) and takes
+  an empty one for a failure ("Error getting 'gs://bucket/out' object"), so every error the emulator
+  sends without a body gets the one Cloud Storage would send.
+- The JSON API gives an object's ``size`` (an int64) as a string; the emulator's ``compose`` (which the
+  connector uses to finish an output stream that was synced) gives a number, which the connector's
+  JSON parser refuses ("key size ... number type formatted as a JSON number cannot use @JsonString").
+
+This is a fake of the cloud, completed where the connector needs it; the connector is the real one.
 """
 
 from __future__ import annotations
@@ -44,11 +48,25 @@ def with_error_bodies(response_class: Any) -> None:
     response_class.close = close_with_error_body
 
 
+def with_sizes_as_strings(objects: Any) -> None:
+    """Make every object resource the handlers build carry its size as a string."""
+    make = objects._make_object_resource
+
+    def make_object_resource(*args: Any, **kwargs: Any) -> Any:
+        resource = make(*args, **kwargs)
+        resource["size"] = str(resource["size"])
+        return resource
+
+    objects._make_object_resource = make_object_resource
+
+
 def main(port: int) -> None:
     from gcp_storage_emulator import server
+    from gcp_storage_emulator.handlers import objects
 
     logging.basicConfig(level=logging.WARNING)
     with_error_bodies(server.Response)
+    with_sizes_as_strings(objects)
     emulator = server.create_server("127.0.0.1", port, in_memory=True)
     emulator.start()
     print("ready", flush=True)
