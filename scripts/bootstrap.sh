@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what sparkpipe needs on a Debian machine with Python 3.11 (root, or sudo-less root shell):
-# Java 17, the PostgreSQL server and its JDBC driver, the MariaDB server and Maven (Debian packages), uv,
+# Java 17, the PostgreSQL server and its JDBC driver, the MariaDB server, Maven, Chromium and npm (Debian
+# packages), playwright-core for the browser test (tests/provider/browser, locked by its package-lock.json), uv,
 # the project's environment in .venv (locked by uv.lock), the test matrix's environments in .cache/matrix
 # (scripts/matrix.sh; SPARKPIPE_MATRIX=0 skips them) and the connector jars (scripts/connectors.sh).
 # Safe to run again: it installs only what is missing.
@@ -13,6 +14,9 @@ compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || packages+=(postgre
 [ -f /usr/share/java/postgresql.jar ] || packages+=(libpostgresql-jdbc-java)
 [ -x /usr/sbin/mariadbd ] || packages+=(mariadb-server)
 command -v mvn >/dev/null 2>&1 || packages+=(maven)
+# The deployment test looks at Airflow's UI in Chromium, driven by playwright-core (tests/provider/browser).
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${packages[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -27,6 +31,14 @@ fi
 
 echo "bootstrap: syncing .venv from uv.lock"
 uv sync --locked --python 3.11 --all-extras --quiet
+
+browser=tests/provider/browser
+want=$(node -p "require('./$browser/package.json').dependencies['playwright-core']")
+have=$(node -p "require('./$browser/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+if [ "$want" != "$have" ]; then
+  echo "bootstrap: installing playwright-core $want in $browser (npm ci)"
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 bash scripts/matrix.sh setup
 bash scripts/connectors.sh

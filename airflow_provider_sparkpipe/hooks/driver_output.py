@@ -80,9 +80,10 @@ class DriverOutput:
     dropped below ``spark_level`` (lines printed before the Spark context applies
     ``spark.log.level``). A Java stack trace joins the record it belongs to, folded to the first
     ``FRAMES_KEPT`` frames of each exception (``Caused by:`` lines kept) plus ``... N more stack
-    lines``. Python tracebacks are one error record, Python warnings warnings; sparkpipe's lines go to
-    ``log`` at the level of what they report (a failed sequence: error, a skipped one: warning); the
-    driver's closing summary is left at debug level, the task logging its own.
+    lines``; a trace with the frames of the one before it (Spark logs a failed task from several
+    places) is said once. Python tracebacks are one error record, Python warnings warnings.
+    sparkpipe's lines go to ``log`` at the level the driver gave them (a failed sequence: error, a
+    skipped one: warning); the driver's closing summary is left at debug level, the task logging its own.
     """
 
     def __init__(self, log: LevelLogger, spark_level: str = "WARN", spark_log: LevelLogger | None = None) -> None:
@@ -92,6 +93,7 @@ class DriverOutput:
         self._level = logging.INFO  # the level of the last Spark record (a trace printed alone takes it)
         self._open: _Record | None = None
         self._in_summary = False
+        self._last_frames: tuple[str, ...] = ()  # the frames of the last trace written
 
     def feed(self, line: str) -> None:
         line = line.rstrip("\r")
@@ -106,8 +108,16 @@ class DriverOutput:
         if record is None or not record.shown:
             return
         lines = list(record.lines)
-        if record.folded:
-            lines.append(f"\t... {record.folded} more stack lines")
+        frames = tuple(line for line in lines[1:] if _STACK_FRAME.match(line))
+        if frames and frames == self._last_frames:
+            # Spark logs one failure from several places (the task, the executor, the scheduler, the
+            # writer), each with the same stack: said once, the later records point to it.
+            lines = [line for line in lines if not _STACK_FRAME.match(line)] + ["\t(the same stack trace as above)"]
+        else:
+            if frames:
+                self._last_frames = frames
+            if record.folded:
+                lines.append(f"\t... {record.folded} more stack lines")
         record.log.log(record.level, "%s", "\n".join(lines))
 
     def close(self) -> None:

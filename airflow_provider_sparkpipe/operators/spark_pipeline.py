@@ -783,7 +783,8 @@ def _failed(seq: Mapping[str, Any]) -> bool:
 
 def _first_line(text: Any) -> str:
     lines = [line for line in str(text or "").splitlines() if line.strip()]
-    return lines[0].strip() if lines else "no error was reported"
+    # Spark ends the line before its query plan with a ";": the message's own separators follow it.
+    return lines[0].strip().rstrip(";") if lines else "no error was reported"
 
 
 def _template_line(exc: BaseException) -> int | None:

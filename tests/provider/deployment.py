@@ -4,6 +4,7 @@ processes on 127.0.0.1 (LocalExecutor, metadata database on the test PostgreSQL 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -20,13 +21,14 @@ import httpx
 import pytest
 
 from tests.conftest import Postgres
-from tests.provider.conftest import EXAMPLES, QUIET_SPARK, free_port, sparkpipe_connection
+from tests.provider.conftest import EXAMPLES, QUIET_SPARK, HistoryServer, free_port, history_server
 from tests.provider.kubernetes.conftest import kubernetes_connection
 from tests.provider.kubernetes.fake_apiserver import FakeKubernetes, serve
 
 DEPLOYMENT_DAGS = Path(__file__).resolve().parent / "deployment_dags"
 AIRFLOW = Path(sys.executable).parent / "airflow"
 DATABASE = "airflow_deploy"
+USER = "admin"  # a user of the Simple auth manager, who logs in with a password
 K8S_CONN_ID = "sparkpipe_deployment_k8s"
 BUNDLES = {"examples": EXAMPLES, "deployment-dags": DEPLOYMENT_DAGS}
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -79,6 +81,9 @@ class AirflowDeployment:
     apiserver: HeldFakeKubernetes
     processes: dict[str, subprocess.Popen[bytes]]
     logs: dict[str, Path]
+    password: str
+    env: dict[str, str]
+    history: HistoryServer | None = None
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -99,8 +104,8 @@ class AirflowDeployment:
         return response.json()
 
     def login(self) -> None:
-        """Get a token from the Simple auth manager (every user is admin) and send it from now on."""
-        response = self.client.get("/auth/token")
+        """Log in to the Simple auth manager as ``USER`` and send its token from now on."""
+        response = self.client.post("/auth/token", json={"username": USER, "password": self.password})
         if response.status_code != 201:
             raise DeploymentError(f"GET /auth/token: {response.status_code} {response.text}\n{self.log_tails()}")
         self.client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
@@ -201,14 +206,13 @@ class AirflowDeployment:
 
 
 def _environment(
-    home: Path, postgres: Postgres, api_port: int, k8s_url: str, output_dir: Path, work_dir: Path
+    home: Path, postgres: Postgres, db_password: str, api_port: int, k8s_url: str, output_dir: Path
 ) -> dict[str, str]:
     """The processes' environment: the test session's without any Airflow setting, plus the deployment's."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SPARKPIPE_"))}
     api_url = f"http://127.0.0.1:{api_port}"
-    database_url = (
-        f"postgresql+psycopg://{postgres.user}:{postgres.password}@{postgres.host}:{postgres.port}/{DATABASE}"
-    )
+    # A role of its own: Airflow masks the database password in every log and rendered field.
+    database_url = f"postgresql+psycopg://{DATABASE}:{db_password}@{postgres.host}:{postgres.port}/{DATABASE}"
     return {
         **base,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}",
@@ -219,7 +223,10 @@ def _environment(
         "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLES),
         "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        # The connection form's Test button (off by default in Airflow).
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
         # Airflow derives an asyncpg URL for its async engine; psycopg 3 serves both.
@@ -249,11 +256,29 @@ def _environment(
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "3600",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "2",
-        "AIRFLOW_CONN_SPARKPIPE_DEFAULT": sparkpipe_connection(
-            runtime="local", master="local[1]", work_dir=str(work_dir), conf=QUIET_SPARK
-        ),
         f"AIRFLOW_CONN_{K8S_CONN_ID.upper()}": kubernetes_connection(k8s_url),
         "SPARKPIPE_EXAMPLE_OUTPUT": str(output_dir),
+        # This machine's name resolves to a loopback address, which Spark rightly warns about.
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+
+
+def sparkpipe_default(work_dir: Path, history: HistoryServer) -> dict[str, Any]:
+    """The examples' connection, created in the metadata database (as compose's airflow-init does), where
+    the UI shows it: local Spark, its runs' event logs read by the history server."""
+    extra = {
+        "runtime": "local",
+        "master": "local[1]",
+        "work_dir": str(work_dir),
+        "conf": {**QUIET_SPARK, "spark.ui.enabled": "false"},
+        "event_log_dir": str(history.log_dir),
+        "history_server_url": history.url,
+    }
+    return {
+        "connection_id": "sparkpipe_default",
+        "conn_type": "sparkpipe",
+        "description": "The examples' runtime: local Spark on the worker, runs shown by the history server.",
+        "extra": json.dumps(extra),
     }
 
 
@@ -330,15 +355,25 @@ def airflow_deployment(postgres: Postgres, tmp_path_factory: pytest.TempPathFact
     apiserver = HeldFakeKubernetes(validate=lambda manifest: [])
     k8s_server = serve(apiserver)
     apiserver.url = f"http://127.0.0.1:{k8s_server.server_address[1]}"
+    db_password, password = secrets.token_hex(16), secrets.token_hex(12)
     with postgres.connect() as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DATABASE}")
+        conn.execute(f"DROP ROLE IF EXISTS {DATABASE}")
+        conn.execute(f"CREATE ROLE {DATABASE} LOGIN PASSWORD '{db_password}'")
+        conn.execute(f"CREATE DATABASE {DATABASE} OWNER {DATABASE}")
+    (home / "passwords.json").write_text(json.dumps({USER: password}))
     api_port = free_port()
-    env = _environment(home, postgres, api_port, apiserver.url, output_dir, work_dir)
+    env = _environment(home, postgres, db_password, api_port, apiserver.url, output_dir)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     logs = {name: root / f"{name}.log" for name in ("db-migrate", *COMPONENTS)}
-    deployment = AirflowDeployment(f"http://127.0.0.1:{api_port}", home, output_dir, apiserver, processes, logs)
+    deployment = AirflowDeployment(
+        f"http://127.0.0.1:{api_port}", home, output_dir, apiserver, processes, logs, password, env
+    )
+    history = contextlib.ExitStack()
     try:
+        # Started first: it is ready by the time Airflow is.
+        events = history.enter_context(history_server(work_dir / "spark-events", root / "history.log"))
+        deployment.history = events
         with logs["db-migrate"].open("wb") as out:
             try:
                 migrate = subprocess.run(
@@ -366,14 +401,17 @@ def airflow_deployment(postgres: Postgres, tmp_path_factory: pytest.TempPathFact
                 )
         deployment.wait("a healthy deployment", lambda: _healthy(deployment), START_TIMEOUT_S, interval_s=1.0)
         deployment.login()
+        deployment.api("POST", "connections", sparkpipe_default(work_dir, events))
         yield deployment
     finally:
         deployment.client.close()
         left = stop_processes(processes)
+        history.close()
         k8s_server.shutdown()
         k8s_server.server_close()
         with postgres.connect() as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+            conn.execute(f"DROP ROLE IF EXISTS {DATABASE}")
     assert not left, f"processes of the deployment still running after SIGKILL: {left}"
 
 

@@ -97,9 +97,12 @@ def test_java_stack_traces_are_folded_into_their_record(text: list[Record]) -> N
         assert_folded(record)
     folded = [r for r in traced if re.search(r"\n\t\.\.\. \d+ more stack lines$", r.message)]
     assert folded, "no folded stack trace in the log"
-    # The exception itself is kept, with the first frames it came from.
-    executor = next(r for r in folded if r.message.startswith("Executor: Exception in task"))
+    assert f"[USER_RAISED_EXCEPTION] {RAISED}" in folded[0].message  # the exception, and where it came from
+    # Spark logs the failed task from several places: its stack is said once, the others point to it.
+    executor = next(r for r in spark_records(text) if r.message.startswith("Executor: Exception in task"))
     assert f"[USER_RAISED_EXCEPTION] {RAISED}" in executor.message
+    repeated = [r for r in spark_records(text) if r.message.endswith("\n\t(the same stack trace as above)")]
+    assert repeated and not [r for r in repeated if "\tat " in r.message]
 
 
 def test_each_fact_is_said_once_or_twice_at_one_level(text: list[Record]) -> None:
@@ -150,10 +153,11 @@ def test_json_log_lines_are_levelled_and_folded_like_log4j_lines(structured: lis
     # The JSON event's exception (class, message, a list of frames) as a folded trace in its record.
     executor = next(r for r in spark if r.message.startswith("Executor: Exception in task") and r.level == "error")
     assert "org.apache.spark.SparkRuntimeException: " in executor.message and RAISED in executor.message
-    assert "\n\tat " in executor.message and re.search(r"\n\t\.\.\. \d+ more stack lines$", executor.message)
+    traced = [r for r in spark if "\n\tat " in r.message]
+    assert traced and re.search(r"\n\t\.\.\. \d+ more stack lines$", traced[0].message)
     # A message carrying its own stack (``\n\tat`` in the JSON string), folded too.
     lost = next(r for r in spark if r.message.startswith("TaskSetManager: Lost task") and r.level == "warning")
-    for record in (executor, lost):
+    for record in (executor, lost, *traced):
         assert_folded(record)
     assert not [r for r in structured if "SQLQueryContextLogger" in r.message]
 
