@@ -54,7 +54,7 @@ else:  # a pom whose dependencies are exactly these jars: nothing transitive is 
         for a in jars.values()
     )
     print(
-        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+        '<project><modelVersion>4.0.0</modelVersion>'
         f"<groupId>sparkpipe</groupId><artifactId>connector-jars</artifactId><version>{escape(version)}</version>"
         f"<packaging>pom</packaging><dependencies>{deps}</dependencies></project>"
     )

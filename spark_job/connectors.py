@@ -215,6 +215,7 @@ SPARK_LINES: dict[str, SparkLine] = {
             delta=("io.delta:delta-spark_2.13:4.3.1", "io.delta:delta-storage:4.3.1"),
             iceberg="org.apache.iceberg:iceberg-spark-runtime-4.1_2.13:1.11.0",
             openlineage="io.openlineage:openlineage-spark_2.13:1.53.0",
+            unpublished={"avro": ("4.1.0", "4.1.2")},
         ),
         _line(
             "4.2",
