@@ -46,8 +46,8 @@ try {
   report.login = { landed: page.url() };
 
   // A task's log: each line as shown (with its level), the sources the filter offers.
-  const readLog = async (task, name) => {
-    await page.setViewportSize({ width: 1400, height: 2600 }); // the log list renders what is on screen
+  const readLog = async (task, name, sourcesShot) => {
+    await page.setViewportSize({ width: 1400, height: 2200 }); // the log list renders what is on screen
     await page.goto(taskPage(task));
     await page.getByTestId('virtualized-list').waitFor();
     await page.getByText('Post Execute').waitFor();
@@ -60,10 +60,18 @@ try {
     const sources = await page.getByRole('option').allInnerTexts();
     await page.keyboard.press('Escape');
     const file = await shot(name, { fullPage: true });
+    if (sourcesShot) {
+      // Each line's source (logger) shown: Spark's lines are "spark".
+      await page.getByTestId('log-settings-button').click();
+      await page.getByRole('menuitem', { name: /^Show Source/ }).click();
+      await shot(sourcesShot, { fullPage: true });
+      await page.getByTestId('log-settings-button').click();
+      await page.getByRole('menuitem', { name: /^Hide Source/ }).click();
+    }
     await page.setViewportSize({ width: 1400, height: 1000 });
     return { lines, sources, screenshot: file };
   };
-  report.failed_log = await readLog(spec.failed, '02-failed-task-log.png');
+  report.failed_log = await readLog(spec.failed, '02-failed-task-log.png', '02-failed-task-log-sources.png');
   report.succeeded_log = await readLog(spec.succeeded, '03-succeeded-task-log.png');
 
   // The "Spark application" link (the task instance's Details) and the page it opens.
