@@ -151,9 +151,8 @@ def _settings_markdown() -> str:
         "",
     ]
     for kind, (required, optional) in RUNTIME_SETTINGS.items():
-        names = [" or ".join(f"**`{one}`**" for one in name.split(" or ")) for name in required]
-        names += [f"`{name}`" for name in optional]
-        lines.append(f"- `{kind}`: {', '.join(names)}")
+        names = [" or ".join(f"**{one}**" for one in name.split(" or ")) for name in required]
+        lines.append(f"- {kind}: {', '.join([*names, *optional])}")
     lines += [
         "",
         'For example `{"runtime": "local", "master": "spark://spark-master:7077", '
