@@ -6,14 +6,15 @@
 #   bash scripts/matrix.sh compile [CELL...]  re-pin tests/matrix/<cell>.txt from tests/matrix/<cell>.in
 #
 # A cell is named py<python>-spark<spark> (py39-spark35: Python 3.9, pyspark 3.5.x). Its pinned
-# requirements are tests/matrix/<cell>.txt, the test files it runs tests/matrix/<cell>.tests, and its
+# requirements are tests/matrix/<cell>.txt, the test files it runs tests/matrix/<cell>.tests (pytest
+# arguments, one a line: files, node ids, --deselect=<node id>), and its
 # interpreter comes from pyenv ($(pyenv root)/versions/<x.y>.*) or PATH (python<x.y>): uv cannot
 # download interpreters here. SPARKPIPE_MATRIX=0 skips the matrix; SPARKPIPE_MATRIX=py39-spark35 runs
 # only that cell.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_CELLS=(py39-spark35 py310-spark40)
+ALL_CELLS=(py39-spark35 py310-spark40 py313-nospark)
 
 python_version() { # py39-spark35 -> 3.9, py310-spark40 -> 3.10
   local digits=${1%%-*}
@@ -90,7 +91,10 @@ test_cell() {
     exit 1
   fi
   mapfile -t files < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' "tests/matrix/$cell.tests" | grep -v '^$')
-  echo "matrix: $cell: $("$env/bin/python" -c 'import platform, pyspark; print("Python", platform.python_version(), "+ pyspark", pyspark.__version__)')"
+  echo "matrix: $cell: $("$env/bin/python" -c '
+import importlib.util, platform
+spark = importlib.util.find_spec("pyspark")
+print("Python", platform.python_version(), "+ pyspark", __import__("pyspark").__version__ if spark else "(none)")')"
   started=$SECONDS
   # Nothing of .venv: the cell's own pyspark and Spark. The pytest plugin is named here, where the
   # package's entry point would register it (the tests' own pytest runs inherit it).

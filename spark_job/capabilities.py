@@ -11,7 +11,8 @@ it instead of testing what kind of session they were given.
   finds none); on Spark Connect the session's tag (``addTag``, ``interruptTag``);
 - the write's ``observe()``: an ``Observation`` filled by the JVM (classic) or from the write's
   response (Connect 4.x); a Connect 3.5 client receives no observed values at all, and a Connect
-  4.0 server none for a DataFrame analysed before its write, unless its plan cache is off;
+  4.0 server sends none for a DataFrame analysed before its write while its plan cache is on, and
+  drops them when its listener bus is slow;
 - Hadoop's filesystems and JDBC drivers: through the JVM of a classic session; a Connect client has none.
 """
 
@@ -66,6 +67,13 @@ class SessionCapabilities(ABC):
 
     kind: ClassVar[str]
     counts_writes: ClassVar[bool] = True
+
+    @property
+    def counts_may_be_lost(self) -> bool:
+        """Whether a write's observed values may fail to arrive although the write ran (a Spark Connect
+        4.0 server drops them when its listener bus is slow, SPARK-54279): empty values then say
+        nothing, and ``observed`` gives None for them."""
+        return False
 
     def __init__(self, spark: Any, version: tuple[int, int]) -> None:
         self.spark = spark
@@ -275,10 +283,27 @@ class ConnectSpark4(ConnectSession):
 
     PLAN_CACHE = "spark.connect.session.planCache.enabled"
 
+    def __init__(self, spark: Any, version: tuple[int, int]) -> None:
+        super().__init__(spark, version)
+        self._server_4_0: bool | None = None
+
+    @property
+    def server_4_0(self) -> bool:
+        """Whether the server runs Spark 4.0.x (asked once)."""
+        if self._server_4_0 is None:
+            self._server_4_0 = str(self.spark.version).startswith("4.0.")
+        return self._server_4_0
+
+    @property
+    def counts_may_be_lost(self) -> bool:
+        # A 4.0 server waits 100 ms for the listener that collects a write's observed values, then
+        # sends the response without them (SPARK-54279, fixed in 4.1).
+        return self.server_4_0
+
     def prepare_run(self) -> None:
         # A 4.0 server reuses the plan it cached when the observed DataFrame was analysed (the writers
         # ask for its input files) and then sends no observed values with the write.
-        if str(self.spark.version).startswith("4.0."):
+        if self.server_4_0:
             self.spark.conf.set(self.PLAN_CACHE, "false")
 
     def new_observation(self, name: str) -> Any:
@@ -287,8 +312,10 @@ class ConnectSpark4(ConnectSession):
         return Observation(name)
 
     def observed(self, observation: Any, tag: str) -> dict[str, Any] | None:
-        # Filled from the write's response; empty when the write executed nothing.
-        return dict(observation.get or {})
+        # Filled from the write's response; empty when the write executed nothing, or (on a 4.0
+        # server) when the server dropped the values.
+        values = dict(observation.get or {})
+        return None if not values and self.counts_may_be_lost else values
 
 
 _CHOSEN: weakref.WeakKeyDictionary[Any, SessionCapabilities] = weakref.WeakKeyDictionary()

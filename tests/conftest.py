@@ -41,8 +41,12 @@ logging.getLogger("py4j").setLevel(logging.WARNING)
 
 def pytest_configure(config: pytest.Config) -> None:
     """Before any test starts a JVM: options that make the tests' short-lived Spark JVMs start fast."""
+    import importlib.util
+
     from .spark_jvm import configure
 
+    if importlib.util.find_spec("pyspark") is None:
+        return  # the test matrix's cell without Spark runs only tests that need none
     configure(spark_home())
     # Spark's Python workers run on this interpreter (python3 on PATH may be another version, which
     # pyspark refuses: the test matrix's cells run other Pythons).

@@ -568,7 +568,7 @@ def test_rules_on_a_spark_connect_session(spark_connect: Any, tmp_path: Path) ->
     """The same counts and the same gate without a JVM in the client. A Spark Connect 3.5 client
     receives no observed values: counts are null, a fail rule tolerating no failure aborts the staged
     write itself, and what needs the counts (max_failed, min_rows, max_rows) fails the sequence first."""
-    counted = capabilities_of(spark_connect).counts_writes
+    session = capabilities_of(spark_connect)
     target = {"type": "parquet", "path": str(tmp_path / "o")}
     rules = [
         {"name": "positive", "condition": "amount > 0", "on_fail": "drop"},
@@ -579,6 +579,8 @@ def test_rules_on_a_spark_connect_session(spark_connect: Any, tmp_path: Path) ->
     seq = metrics["sequences"]["orders"]
     assert metrics["status"] == "succeeded", metrics
     assert len(ids(spark_connect, tmp_path / "o")) == 77 and len(ids(spark_connect, tmp_path / "q")) == 14
+    # A Spark Connect 4.0 server drops the counts when it is slow: then null, as on 3.5.
+    counted = session.counts_writes and not (session.counts_may_be_lost and seq["rows_written"] is None)
     if counted:
         assert seq["expectations"]["positive"] == {"failed_rows": 10, "action": "drop", "passed": False}
         assert (seq["rows_written"], seq["rows_dropped"], seq["rows_quarantined"]) == (77, 9, 14)
@@ -594,7 +596,9 @@ def test_rules_on_a_spark_connect_session(spark_connect: Any, tmp_path: Path) ->
     tolerant = [{"name": "small", "condition": "id < 50", "on_fail": "fail", "max_failed": 3}]
     failed = run(spark_connect, sequence(target, tolerant, min_rows=1))["sequences"]["orders"]
     assert failed["status"] == "failed"
-    if counted:
+    if session.counts_writes and "the session sent no counts" in failed["error"]:
+        assert session.counts_may_be_lost and "the staged write was discarded" in failed["error"]
+    elif session.counts_writes:
         assert "51 of 100 rows failed it" in failed["error"]
     else:
         assert failed["error"].startswith(

@@ -38,6 +38,8 @@ def test_capabilities_are_chosen_once_per_session_by_kind_and_version(spark: Any
     assert remote.functions.__name__ == "pyspark.sql.connect.functions"
     assert classic.reaches_hadoop and not remote.reaches_hadoop
     assert classic.counts_writes and remote.counts_writes is SPARK_4
+    assert not classic.counts_may_be_lost
+    assert remote.counts_may_be_lost is str(spark_connect.version).startswith("4.0.")
     assert classic.application_id() == spark.sparkContext.applicationId
     assert str(remote.application_id()).startswith("local-")
     assert remote.ui_url() is None
