@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import re
+import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +27,7 @@ from spark_job.config import PipelineConfig, SequenceSpec, load_config
 from spark_job.errors import PipelineFailed, exception_text
 from spark_job.markers import APPLICATION_MARKER, METRICS_MARKER, marker_line
 from spark_job.metrics import RunMetrics, SequenceMetrics, executor_usage, runtime_from_env, write_metrics
+from spark_job.pools import ALLOCATION_FILE_CONF, pool_name, write_allocation_file
 from spark_job.quality import ExpectationFailed, SequenceRules
 from spark_job.scheduler import DEFAULT_MAX_PARALLEL, SchedulerCallbacks, SequenceScheduler
 
@@ -148,6 +151,7 @@ class BasePipeline:
         # Without a scheduler mode of the user's, each sequence gets a FAIR pool so a small one is
         # not queued behind a big one's tasks.
         self.use_pools = "spark.scheduler.mode" not in config.spark_conf
+        self._pools_dir: str | None = None
 
     # -- hooks -----------------------------------------------------------------------------------
     def session_defaults(self) -> dict[str, str]:
@@ -157,9 +161,18 @@ class BasePipeline:
         defaults = {"spark.ui.showConsoleProgress": "false", "spark.sql.pyspark.jvmStacktrace.enabled": "true"}
         if self.use_pools:
             defaults["spark.scheduler.mode"] = "FAIR"
+            if ALLOCATION_FILE_CONF not in self.config.spark_conf:
+                defaults[ALLOCATION_FILE_CONF] = self.pools_file()
         if self.log_level:
             defaults["spark.log.level"] = self.log_level
         return {k: v for k, v in defaults.items() if k not in self.config.spark_conf}
+
+    def pools_file(self) -> str:
+        """The allocation file declaring the sequences' FAIR pools (Spark warns once per pool it has to make
+        up), written once per run into a folder of its own that ``close`` removes."""
+        if self._pools_dir is None:
+            self._pools_dir = tempfile.mkdtemp(prefix="sparkpipe-pools-")
+        return write_allocation_file([s.name for s in self.config.sequences], self._pools_dir)
 
     def create_session(self) -> SparkSession:
         from pyspark.sql import SparkSession
@@ -243,6 +256,9 @@ class BasePipeline:
         if self.owns_session and self.spark is not None:
             self.spark.stop()
             self.owns_session = False
+        if self._pools_dir is not None and (self.spark is None or not self.owns_session):
+            shutil.rmtree(self._pools_dir, ignore_errors=True)
+            self._pools_dir = None
 
     @staticmethod
     def application_id(spark: SparkSession) -> str | None:
@@ -362,7 +378,7 @@ class BasePipeline:
         """Put the Spark jobs this thread starts in ``name``'s job group, job tag and FAIR pool (where the
         session has them: see ``spark_job.capabilities``)."""
         description = f"sparkpipe {self.config.app_name}: {name}"
-        fair_pool = f"sparkpipe_{name}" if pool and self.use_pools else None
+        fair_pool = pool_name(name) if pool and self.use_pools else None
         with capabilities_of(spark).jobs_of(self.job_tag(name), description, fair_pool):
             yield
 
