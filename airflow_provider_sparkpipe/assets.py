@@ -14,7 +14,7 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from airflow.sdk import Asset
 
-from spark_job.urls import strip_credentials
+from spark_job.config.urls import strip_credentials
 
 log = logging.getLogger(__name__)
 

@@ -87,7 +87,7 @@ class ConnectionCredentials:
 
 def secret_reference(value: Any, field: str) -> str:
     """``${secret:...}`` for a connection extra naming a secret (``aws:NAME[#key]``, ``gcp:projects/...``)."""
-    from spark_job.secret_managers import check_reference
+    from spark_job.config.secret_managers import check_reference
 
     text = str(value).strip()
     if text.startswith("${secret:") and text.endswith("}"):

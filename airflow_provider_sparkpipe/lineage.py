@@ -23,8 +23,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_sparkpipe.assets import _SCHEME_ALIASES
-from spark_job.targets import canonical_catalog_table, canonical_jdbc_table, canonical_jdbc_url, jdbc_subprotocol
-from spark_job.urls import strip_credentials
+from spark_job.config.targets import canonical_catalog_table, canonical_jdbc_table, canonical_jdbc_url, jdbc_subprotocol
+from spark_job.config.urls import strip_credentials
 
 _JDBC_NAMESPACES = {
     "postgresql": "postgres",
@@ -110,9 +110,9 @@ def _jdbc_name(url: str, table: str) -> tuple[str, str] | None:
 
 def dataset_names(config: Any) -> PipelineDatasets:
     """The inputs (sources, direct file reads in SQL) and outputs (targets, quarantine targets) of a
-    validated config (``spark_job.config.PipelineConfig``), each once."""
-    from spark_job.sql import analyse_query
-    from spark_job.targets import direct_read_path, glob_prefix
+    validated config (``spark_job.config.validation.PipelineConfig``), each once."""
+    from spark_job.config.sql import analyse_query
+    from spark_job.config.targets import direct_read_path, glob_prefix
 
     found = PipelineDatasets()
     seen: set[tuple[str, str, bool]] = set()

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from spark_job.urls import is_credential_key, url_credentials
+from spark_job.config.urls import is_credential_key, url_credentials
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
 
-from spark_job.config import load_config
+from spark_job.config.validation import load_config
 from spark_job.errors import ConfigError
 
 

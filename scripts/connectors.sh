@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Caches the connector jars pinned in spark_job/connectors.py (hadoop-aws and its AWS SDK, the GCS
+# Caches the connector jars pinned in spark_job/config/connectors.py (hadoop-aws and its AWS SDK, the GCS
 # connector, spark-avro, JDBC drivers, Delta, Iceberg, openlineage-spark, ...) under
 # .cache/jars/spark-<version>/, fetched from Maven Central with Maven, for the pyspark of .venv and of
 # each test-matrix cell (tests/matrix/*.txt), or for the Spark versions given. The tests then need no
@@ -35,7 +35,7 @@ table() { PYTHONPATH=. python3 - "$@" <<'EOF'
 import sys
 from xml.sax.saxutils import escape
 
-from spark_job.connectors import connectors
+from spark_job.config.connectors import connectors
 
 what, version = sys.argv[1], sys.argv[2]
 jars = {}

@@ -1,7 +1,10 @@
 """sparkpipe's generic PySpark driver: run a declarative pipeline of Spark SQL sequences.
 
-Importing this package (and its ``config``, ``validation``, ``errors`` and ``bundle`` modules) never
-imports pyspark, so the Airflow provider can validate configs without a Spark installation.
+Layout: the commands at the top (``cli``, ``plan``, ``pipeline_tests``, ``bundle``) with the small
+shared modules (``errors``, ``markers``, ``registry``); ``config`` reads and validates a config and
+never imports pyspark, so the Airflow provider validates configs without a Spark installation;
+``engine`` runs a validated pipeline on a session; ``quality`` holds the data-quality checks of a
+write; ``io`` the readers and writers. See docs/architecture.md.
 """
 
 from spark_job.markers import APPLICATION_MARKER, METRICS_MARKER

@@ -18,14 +18,14 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from spark_job.engine.session import LOG_LEVELS, STDERR_LOCK
 from spark_job.errors import ConfigError
-from spark_job.session import LOG_LEVELS, STDERR_LOCK
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from spark_job.config import PipelineConfig
-    from spark_job.runner import BasePipeline
+    from spark_job.config.validation import PipelineConfig
+    from spark_job.engine.runner import BasePipeline
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -68,7 +68,7 @@ def configure_logging() -> None:
 
     Lines logged for a sequence (sequences run at once) start with ``[name]``.
     """
-    from spark_job.runner import SequenceLogFilter
+    from spark_job.engine.runner import SequenceLogFilter
 
     logger = logging.getLogger("sparkpipe")
     if not any(isinstance(h, StderrHandler) for h in logger.handlers):
@@ -84,7 +84,7 @@ def configure_logging() -> None:
 
 
 def positive_int(text: str) -> int:
-    from spark_job.fields import parse_int
+    from spark_job.config.fields import parse_int
 
     value = parse_int(text.strip())
     if value is None:
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     if args.command == "schema":
-        from spark_job.schema import config_schema
+        from spark_job.config.schema import config_schema
 
         print(json.dumps(config_schema(), indent=2))
         return EXIT_OK
@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_test_files(args.paths)
 
-    from spark_job.config import load_config
+    from spark_job.config.validation import load_config
 
     try:
         # A plan without schemas reads no data: secret references stay unresolved.
@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.config}: valid ({len(config.sources)} sources; sequences in order: {order})")
         return EXIT_OK
 
-    from spark_job.runner import PipelineRunner
+    from spark_job.engine.runner import PipelineRunner
 
     if args.run_key is not None and not (args.run_key.strip() and (args.metrics_out or args.state_dir)):
         why = "is empty" if not args.run_key.strip() else "needs --metrics-out or --state-dir for its commit log"
@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sparkpipe: {misplaced}; nothing was run", file=sys.stderr)
         return EXIT_CONFIG
     if args.run_key:
-        from spark_job.commit_log import RUN_KEY_ENV
+        from spark_job.engine.commit_log import RUN_KEY_ENV
 
         os.environ[RUN_KEY_ENV] = args.run_key  # the writers' leases name the run with it
     quiet_python_warnings()
@@ -269,8 +269,8 @@ def outputs_inside_targets(config: PipelineConfig, outputs: dict[str, str | None
     """Why a file the run writes besides its targets (the metrics, the commit log) cannot be where it
     is: inside a target, which an overwrite replaces (the metrics would be lost, the commit log with
     them, so that a retry would write everything again)."""
-    from spark_job.targets import canonical_path, links_remembered, target_places
-    from spark_job.urls import strip_credentials
+    from spark_job.config.targets import canonical_path, links_remembered, target_places
+    from spark_job.config.urls import strip_credentials
 
     with links_remembered():
         targets = target_places(config.sequences, config.spark_conf.get("spark.sql.warehouse.dir"))
@@ -316,7 +316,7 @@ def plan_session(config: PipelineConfig, master: str | None) -> Iterator[SparkSe
 
     from pyspark.sql import SparkSession
 
-    from spark_job.runner import BasePipeline
+    from spark_job.engine.runner import BasePipeline
 
     active = SparkSession.getActiveSession()
     if active is None:

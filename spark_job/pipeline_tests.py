@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spark_job.capabilities import capabilities_of
-from spark_job.config import PipelineConfig, SequenceSpec, load_config
-from spark_job.document import child_path, read_document
+from spark_job.config.document import child_path, read_document
+from spark_job.config.fields import describe_value
+from spark_job.config.validation import PipelineConfig, SequenceSpec, load_config
+from spark_job.engine.capabilities import capabilities_of
 from spark_job.errors import ConfigError, Problem
-from spark_job.fields import describe_value
 from spark_job.quality import SequenceRules
 
 if TYPE_CHECKING:
@@ -694,7 +694,7 @@ def local_session(settings: Mapping[str, str] | None = None, console: bool = Fal
         **(settings or {}),
     }
     if console:
-        from spark_job.session import LOG4J_CONFIG, can_start_console_session, start_console_session
+        from spark_job.engine.session import LOG4J_CONFIG, can_start_console_session, start_console_session
 
         if can_start_console_session():
             fd, log4j = tempfile.mkstemp(prefix="sparkpipe-test-log4j2-", suffix=".properties")

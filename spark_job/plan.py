@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from spark_job.config import PipelineConfig
+from spark_job.config.validation import PipelineConfig
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -16,8 +16,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spark_job.config import load_config
-from spark_job.document import parse_document
+from spark_job.config.document import parse_document
+from spark_job.config.validation import load_config
 from spark_job.errors import ConfigError
 
 from .test_validation import BASE, CASES

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from spark_job.config import load_config
+from spark_job.config.validation import load_config
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 PAIRS = [

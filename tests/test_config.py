@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spark_job.config import load_config
+from spark_job.config.validation import load_config
 from spark_job.errors import ConfigError
 
 from .conftest import REPO
@@ -233,7 +233,7 @@ def yaml_load(text: str) -> dict:
 def test_yaml_documents_read_as_pyyaml_reads_them(text: str) -> None:
     import yaml
 
-    from spark_job.document import parse_document
+    from spark_job.config.document import parse_document
 
     assert parse_document(text, "c.yaml").data == yaml.safe_load(text)
 
@@ -243,7 +243,7 @@ def test_loading_a_config_pauses_the_garbage_collector_and_gives_it_back_as_it_w
     time in it) and is on again afterwards, after an error too; a caller's own pause is kept."""
     import gc
 
-    from spark_job.document import collection_paused
+    from spark_job.config.document import collection_paused
 
     seen: list[bool] = []
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"

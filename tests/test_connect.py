@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from spark_job import METRICS_MARKER
-from spark_job.capabilities import capabilities_of
-from spark_job.config import load_config
-from spark_job.runner import PipelineRunner
+from spark_job.config.validation import load_config
+from spark_job.engine.capabilities import capabilities_of
+from spark_job.engine.runner import PipelineRunner
 
 from .conftest import REPO, SparkConnectServer
 

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spark_job.capabilities import capabilities_of
 from spark_job.cli import main
-from spark_job.config import load_config
+from spark_job.config.schema import config_schema
+from spark_job.config.validation import load_config
+from spark_job.engine.capabilities import capabilities_of
+from spark_job.engine.runner import PipelineRunner
 from spark_job.errors import ConfigError
-from spark_job.runner import PipelineRunner
-from spark_job.schema import config_schema
 
 from .conftest import Postgres
 from .test_bad_input import values

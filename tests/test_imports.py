@@ -5,6 +5,7 @@ running the parse in ``tests/provider/test_dag_parsing.py``."""
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,3 +32,23 @@ def test_the_driver_imports_only_the_standard_library_pyspark_and_yaml() -> None
         if name not in allowed
     }
     assert not bad
+
+
+def test_nothing_in_the_config_package_imports_pyspark() -> None:
+    """The provider validates configs with ``spark_job.config`` where no Spark is installed: no module of
+    the folder imports pyspark (lazily neither), and importing all of them loads none."""
+    folder = REPO / "spark_job" / "config"
+    bad = {
+        f"{path.relative_to(REPO)}: {name}"
+        for path in sorted(folder.rglob("*.py"))
+        for name in imports(path)
+        if name in ("pyspark", "py4j")
+    }
+    assert not bad
+    modules = sorted(f"spark_job.config.{p.stem}" for p in folder.glob("*.py") if p.stem != "__init__")
+    code = (
+        f"import sys\nfor m in {modules!r}: __import__(m)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

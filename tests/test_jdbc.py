@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from spark_job.config import load_config
-from spark_job.runner import PipelineRunner
+from spark_job.config.validation import load_config
+from spark_job.engine.runner import PipelineRunner
 
 from .conftest import POSTGRES_JAR, Postgres
 

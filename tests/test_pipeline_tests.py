@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from spark_job.capabilities import pyspark_version
+from spark_job.engine.capabilities import pyspark_version
 from spark_job.errors import ConfigError
 from spark_job.pipeline_tests import Expected, compare, load_test_file, run_test
 

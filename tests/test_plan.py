@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from spark_job.cli import main
-from spark_job.config import load_config
+from spark_job.config.validation import load_config
 from spark_job.plan import build_plan, render, resolve_schemas
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,11 +11,11 @@ import jsonschema
 import pytest
 import yaml
 
-from spark_job.config import load_config
+from spark_job.config.schema import config_schema
+from spark_job.config.validation import load_config
+from spark_job.engine.runner import PipelineRunner
 from spark_job.errors import ConfigError
 from spark_job.io import BaseReader, BaseWriter, ReadPlan, WritePlan, readers, writers
-from spark_job.runner import PipelineRunner
-from spark_job.schema import config_schema
 
 from .conftest import REPO
 
@@ -143,7 +143,7 @@ def test_schema_command_prints_the_schema(capsys: pytest.CaptureFixture[str]) ->
 PLUGIN = '''
 """A third-party reader and writer living outside spark_job."""
 from spark_job.io import BaseReader, BaseWriter, ReadPlan, WritePlan
-from spark_job.fields import Field
+from spark_job.config.fields import Field
 
 
 class NumbersReader(BaseReader):

@@ -10,8 +10,8 @@ import pytest
 
 from spark_job import METRICS_MARKER
 from spark_job.cli import main
-from spark_job.config import load_config
-from spark_job.runner import PipelineRunner
+from spark_job.config.validation import load_config
+from spark_job.engine.runner import PipelineRunner
 
 from .conftest import REPO
 

@@ -79,8 +79,8 @@ def descendants(pid: int) -> list[int]:
 
 def rerun(spark: Any, config: dict, env: dict[str, str] | None = None) -> None:
     """The run after the kill, on the test session: what it must cope with is on disk, not in a process."""
-    from spark_job.config import load_config
-    from spark_job.runner import PipelineRunner
+    from spark_job.config.validation import load_config
+    from spark_job.engine.runner import PipelineRunner
 
     saved = {k: os.environ.get(k) for k in env or {}}
     os.environ.update(env or {})
@@ -209,8 +209,8 @@ def test_killed_jdbc_overwrite_leaves_the_old_table_then_a_rerun_swaps(
 
 
 def test_jdbc_append_is_all_or_nothing(spark: Any, postgres: Postgres, tmp_path: Path) -> None:
-    from spark_job.config import load_config
-    from spark_job.runner import PipelineRunner
+    from spark_job.config.validation import load_config
+    from spark_job.engine.runner import PipelineRunner
 
     with postgres.connect() as conn:
         conn.execute("DROP TABLE IF EXISTS events_log")
@@ -307,8 +307,8 @@ def test_overwriting_a_path_the_query_reads_is_refused(spark: Any, tmp_path: Pat
 
 
 def test_dynamic_mode_from_the_session_replaces_only_the_partitions_written(spark: Any, tmp_path: Path) -> None:
-    from spark_job.config import load_config
-    from spark_job.runner import PipelineRunner
+    from spark_job.config.validation import load_config
+    from spark_job.engine.runner import PipelineRunner
 
     target = tmp_path / "by_day"
     spark.range(40).selectExpr("id", "CAST(id % 4 AS INT) AS day").write.partitionBy("day").parquet(str(target))

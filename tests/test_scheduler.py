@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from spark_job.config import SequenceSpec, load_config
-from spark_job.metrics import SequenceMetrics
-from spark_job.runner import PipelineRunner
+from spark_job.config.validation import SequenceSpec, load_config
+from spark_job.engine.metrics import SequenceMetrics
+from spark_job.engine.runner import PipelineRunner
 
 # A few seconds of CPU on local[2]; the cancelled one would take hours.
 BUSY = "SELECT count(*) AS n FROM range(12000) a CROSS JOIN range(12000) b WHERE (a.id + b.id) % 7 = {k}"
@@ -236,8 +236,8 @@ def test_a_stop_from_a_signal_handler_cancels_a_sequence_whose_job_had_not_start
     import sys
     import time
 
-    from spark_job.graph import SequenceGraph
-    from spark_job.scheduler import SchedulerCallbacks, SequenceScheduler
+    from spark_job.config.graph import SequenceGraph
+    from spark_job.engine.scheduler import SchedulerCallbacks, SequenceScheduler
 
     started, cancels, ended = threading.Event(), [], threading.Event()
 

@@ -22,9 +22,9 @@ from moto.core.authorization import ActionAuthenticatorMixin
 from moto.server import ThreadedMotoServer
 
 from spark_job.cli import main
-from spark_job.config import load_config
+from spark_job.config.secret_managers import SecretUnavailable, crc32c, read_secret
+from spark_job.config.validation import load_config
 from spark_job.errors import ConfigError
-from spark_job.secret_managers import SecretUnavailable, crc32c, read_secret
 
 from .conftest import Postgres
 from .secret_manager_fakes import (

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from spark_job.config import load_config
+from spark_job.config.validation import load_config
 
 from .conftest import POSTGRES_JAR, Postgres
 

@@ -44,7 +44,7 @@ def test_bundle_is_reproducible_and_self_contained(tmp_path: Path) -> None:
     assert first.digest == second.digest and first.py_files.read_bytes() == second.py_files.read_bytes()
     assert first.py_files.name == f"sparkpipe-{first.digest}.zip"
     names = zipfile.ZipFile(first.py_files).namelist()
-    assert {"spark_job/cli.py", "spark_job/sql.py", "yaml/__init__.py"} <= set(names)
+    assert {"spark_job/cli.py", "spark_job/config/sql.py", "yaml/__init__.py"} <= set(names)
     assert not any("airflow" in n or n.endswith(".so") for n in names)
 
 

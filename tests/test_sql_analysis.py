@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from spark_job.sql import QueryAnalysis, analyse_query
+from spark_job.config.sql import QueryAnalysis, analyse_query
 
 
 def reference(query: str) -> QueryAnalysis:
@@ -320,7 +320,7 @@ def test_view_names_follow_sparks_parser(spark: Any, name: str) -> None:
     """The validator's rule for alias and sequence names is the rule of Spark's own parser."""
     from pyspark.errors import AnalysisException, ParseException
 
-    from spark_job.config import _is_identifier
+    from spark_job.config.validation import _is_identifier
 
     try:
         spark.sql(f"SELECT * FROM {name}").collect()

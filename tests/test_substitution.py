@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spark_job.cli import main
-from spark_job.config import SPARK_REDACTION_DEFAULT, load_config
+from spark_job.config.validation import SPARK_REDACTION_DEFAULT, load_config
 from spark_job.errors import ConfigError
 
 LABEL = "label=${env:SOME_SECRET}"

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from spark_job.config import load_config
+from spark_job.config.targets import canonical_jdbc_url, derived_table_name, jdbc_identifier_limit
+from spark_job.config.validation import load_config
 from spark_job.errors import ConfigError
-from spark_job.targets import canonical_jdbc_url, derived_table_name, jdbc_identifier_limit
 
 
 def pipeline(targets: list[dict[str, Any]], sources: dict[str, Any] | None = None, queries: list[str] | None = None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spark_job.urls import is_credential_key, strip_credentials, url_credentials
+from spark_job.config.urls import is_credential_key, strip_credentials, url_credentials
 
 # (url, what may be shown, the secret values inside it)
 CASES = [

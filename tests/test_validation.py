@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spark_job.config import load_config
+from spark_job.config.validation import load_config
 from spark_job.errors import ConfigError
 
 from .conftest import REPO

@@ -21,7 +21,13 @@ import pytest
 import yaml
 
 from spark_job import METRICS_MARKER
-from spark_job.capabilities import ClassicSession, ConnectSpark4, ConnectSpark35, capabilities_of, pyspark_version
+from spark_job.engine.capabilities import (
+    ClassicSession,
+    ConnectSpark4,
+    ConnectSpark35,
+    capabilities_of,
+    pyspark_version,
+)
 
 from .conftest import REPO, spark_home
 

@@ -34,8 +34,8 @@ from airflow_provider_sparkpipe.hooks.process_group import (
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes.local import LocalSpark
 from airflow_provider_sparkpipe.staging import LocalStore, Staging
+from spark_job.engine.pools import ALLOCATION_FILE_CONF, write_allocation_file
 from spark_job.markers import APPLICATION_MARKER, LEVELLED_LOG_ENV, parse_marker_line
-from spark_job.pools import ALLOCATION_FILE_CONF, write_allocation_file
 
 _SENSITIVE = re.compile(r"pass|secret|token|credential|(^|[._])key($|[._])", re.IGNORECASE)
 _OUTPUT_TAIL_LINES = 40

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
     from airflow_provider_sparkpipe.runs import PipelineRun, RunState
     from airflow_provider_sparkpipe.runtimes.base import SparkRuntime
-    from spark_job.config import PipelineConfig
+    from spark_job.config.validation import PipelineConfig
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 _JINJA = re.compile(r"\{\{|\{%|\{#")
@@ -179,7 +179,7 @@ class SparkPipelineOperator(BaseOperator):
     def _check_nesting(self, value: Any, what: str) -> None:
         # Before anything walks the value recursively (the Jinja check here, Airflow's template
         # rendering and DAG serialization): a 3,000-deep dict would end in a RecursionError.
-        from spark_job.document import check_depth
+        from spark_job.config.document import check_depth
         from spark_job.errors import ConfigError
 
         if isinstance(value, (Mapping, list, tuple)):
@@ -191,7 +191,7 @@ class SparkPipelineOperator(BaseOperator):
     def _config_text(self) -> str | None:
         """The config file's text, read without blocking and bounded in size; None when it is not UTF-8
         (loading it then reports the file, line and byte)."""
-        from spark_job.document import UnreadableFile, read_text_file
+        from spark_job.config.document import UnreadableFile, read_text_file
 
         assert self.config_file is not None
         try:
@@ -324,7 +324,7 @@ class SparkPipelineOperator(BaseOperator):
         self.doc_md = render_markdown(build_plan(pipeline)) + note
 
     def _load(self, source: Any, vars: Mapping[str, Any]) -> PipelineConfig:
-        from spark_job.config import load_config
+        from spark_job.config.validation import load_config
 
         return load_config(
             source,
@@ -357,7 +357,7 @@ class SparkPipelineOperator(BaseOperator):
 
     def _load_rendered_text(self, text: str, config_file: Path, vars: Mapping[str, Any]) -> PipelineConfig:
         """Load Jinja's output as if it were the config file, so problems keep its name and line numbers."""
-        from spark_job.config import load_config
+        from spark_job.config.validation import load_config
         from spark_job.errors import ConfigError, Problem
 
         with tempfile.TemporaryDirectory(prefix="sparkpipe-rendered-") as tmp:
@@ -738,7 +738,7 @@ def sequence_outcome(seq: Mapping[str, Any]) -> str:
 def describe_target(target: Mapping[str, Any]) -> str:
     """``parquet /data/out/x``, ``jdbc jdbc:postgresql://db:5432/shop public.revenue``: the type, then
     where (a JDBC target's database and table), without credentials."""
-    from spark_job.urls import strip_credentials
+    from spark_job.config.urls import strip_credentials
 
     parts = [str(target["type"])] if target.get("type") else []
     parts += [strip_credentials(str(target[k])) for k in ("uri", "table") if target.get(k)]
@@ -842,7 +842,7 @@ def effective_config_text(pipeline: PipelineConfig, source: Path | None = None) 
 
 
 def _masked(value: Any, key: str = "") -> Any:
-    from spark_job.urls import is_credential_key, strip_credentials
+    from spark_job.config.urls import is_credential_key, strip_credentials
 
     if isinstance(value, Mapping):
         return {k: _masked(v, str(k)) for k, v in value.items()}

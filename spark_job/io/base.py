@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlparse
 
-from spark_job.fields import Field
+from spark_job.config.fields import Field
+from spark_job.config.targets import PathLocation, canonical_path
+from spark_job.config.urls import strip_credentials
 from spark_job.registry import Registry
-from spark_job.targets import PathLocation, canonical_path
-from spark_job.urls import strip_credentials
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -9,7 +9,7 @@ import shutil
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
-from spark_job.capabilities import capabilities_of, is_connect
+from spark_job.engine.capabilities import capabilities_of, is_connect
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from spark_job.capabilities import capabilities_of
+from spark_job.config.targets import LEASE_SUFFIX
+from spark_job.engine.capabilities import capabilities_of
 from spark_job.errors import exception_text
 from spark_job.io.filesystems import Files
 from spark_job.io.swap import table_exists
-from spark_job.targets import LEASE_SUFFIX
 
 LEASE_TTL_S = 120.0
 """How long a lease lives without a refresh; the holder refreshes it every third of that."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from spark_job.fields import Field
+from spark_job.config.fields import Field
+from spark_job.config.targets import PathLocation, canonical_path, glob_prefix
 from spark_job.io.base import BaseReader, ReadPlan, Report, check_jdbc_url, check_one_of, check_scheme, readers
 from spark_job.io.swap import jdbc_driver, spark_jdbc_url
-from spark_job.targets import PathLocation, canonical_path, glob_prefix
 
 FILE_FORMATS = ("parquet", "csv", "json", "orc", "avro", "text")
 """Formats named in the docs; any other Spark format name (delta, iceberg, ...) passes through."""
@@ -128,7 +128,7 @@ class JdbcReader(BaseReader):
         return ReadPlan(format="jdbc", options=opts, schema=None)
 
     def describe(self) -> dict[str, Any]:
-        from spark_job.urls import strip_credentials
+        from spark_job.config.urls import strip_credentials
 
         # The URL may carry credentials (user info, ;password=, ?password=): what is shown has none.
         return {

@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from spark_job.capabilities import capabilities_of
+from spark_job.config.targets import PREVIOUS_SUFFIX, STAGING_SUFFIX, canonical_jdbc_url, derived_table_name
+from spark_job.engine.capabilities import capabilities_of
 from spark_job.io.filesystems import Files
-from spark_job.targets import PREVIOUS_SUFFIX, STAGING_SUFFIX, canonical_jdbc_url, derived_table_name
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

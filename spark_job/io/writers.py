@@ -8,8 +8,17 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from spark_job.capabilities import capabilities_of
-from spark_job.fields import Field
+from spark_job.config.fields import Field
+from spark_job.config.targets import (
+    canonical_catalog_table,
+    canonical_jdbc_table,
+    canonical_path,
+    jdbc_subprotocol,
+    jdbc_table_identity,
+    links_remembered,
+    split_identifier,
+)
+from spark_job.engine.capabilities import capabilities_of
 from spark_job.io.base import (
     ATOMIC_FIELD,
     BaseWriter,
@@ -23,15 +32,6 @@ from spark_job.io.base import (
 from spark_job.io.filesystems import Files, HadoopFiles, LocalFiles, local_path
 from spark_job.io.leases import LEASE_TABLE, Lease, PathLease, PostgresLease, TableLease
 from spark_job.io.swap import JdbcSwap, PathSwap, jdbc_driver, plain_table_name, spark_jdbc_url
-from spark_job.targets import (
-    canonical_catalog_table,
-    canonical_jdbc_table,
-    canonical_path,
-    jdbc_subprotocol,
-    jdbc_table_identity,
-    links_remembered,
-    split_identifier,
-)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -391,7 +391,7 @@ class JdbcWriter(BaseWriter):
         return f"jdbc:connection:{self.spec.get('connection')}/{table}"
 
     def describe(self) -> dict[str, Any]:
-        from spark_job.urls import strip_credentials
+        from spark_job.config.urls import strip_credentials
 
         # The URL may carry credentials (user info, ;password=, ?password=): what is shown has none.
         return {"type": "jdbc", "uri": strip_credentials(str(self.spec["url"])), "table": self.spec["table"]}

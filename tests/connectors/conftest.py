@@ -4,7 +4,7 @@ MariaDB server (MariaDB Connector/J).
 
 Python 3.9, and only pytest, pyspark and PyYAML at import (the server libraries are imported by the
 fixtures): the matrix cells collect this folder's Avro tests. A connector the table
-(``spark_job/connectors.py``) has no release of for the running Spark is not collected here: the
+(``spark_job/config/connectors.py``) has no release of for the running Spark is not collected here: the
 cells whose Spark has it run it.
 """
 

@@ -1,12 +1,12 @@
 """The connector jars of the running pyspark, as ``scripts/connectors.sh`` caches them from the table in
-``spark_job/connectors.py``. Python 3.9 and the standard library only: the matrix cells import it."""
+``spark_job/config/connectors.py``. Python 3.9 and the standard library only: the matrix cells import it."""
 
 from __future__ import annotations
 
 from importlib.metadata import version
 from pathlib import Path
 
-from spark_job.connectors import Connector, connector
+from spark_job.config.connectors import Connector, connector
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,7 @@ def available(name: str) -> bool:
 def _connector(name: str) -> Connector:
     found = connector(name, spark_version())
     if found is None:
-        raise RuntimeError(f"no {name} connector exists for Spark {spark_version()} (spark_job/connectors.py)")
+        raise RuntimeError(f"no {name} connector exists for Spark {spark_version()} (spark_job/config/connectors.py)")
     return found
 
 

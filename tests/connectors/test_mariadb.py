@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from spark_job.config.targets import derived_table_name
 from spark_job.errors import ConfigError
-from spark_job.targets import derived_table_name
 
 from .conftest import MariaDB
 from .jars import spark_conf
@@ -105,7 +105,7 @@ def test_mariadb_names_follow_its_identifier_rules(mariadb: MariaDB) -> None:
     without case (``lower_case_table_names`` decides on the server; 1 and 2 fold them), the URL's
     database for an unqualified name, one server however the loopback host is spelt; staging
     names fit the 64-character limit."""
-    from spark_job.config import load_config
+    from spark_job.config.validation import load_config
 
     def two_targets(first: dict[str, object], second: dict[str, object]) -> dict[str, object]:
         return {

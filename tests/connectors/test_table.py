@@ -1,4 +1,4 @@
-"""The connector table (``spark_job/connectors.py``): its pins agree with the pyspark that runs (the Hadoop
+"""The connector table (``spark_job/config/connectors.py``): its pins agree with the pyspark that runs (the Hadoop
 and Scala of its own jars), its messages name what to add, and the setup script cached every jar of
 the running Spark. No JVM; Python 3.9 (the matrix cells can run it on their Spark)."""
 
@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from spark_job.connectors import SPARK_LINES, connector, connectors, how_to_add, minor_of, spark_line
+from spark_job.config.connectors import SPARK_LINES, connector, connectors, how_to_add, minor_of, spark_line
 
 from ..conftest import spark_home
 from .jars import jar_dir, spark_version

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_sparkpipe.get_provider_info import SPARKPIPE_CONN_FIELDS
-from spark_job.document import MAX_CONFIG_BYTES
+from spark_job.config.document import MAX_CONFIG_BYTES
 from tests.provider.conftest import EXAMPLES, REPO
 
 HERE = Path(__file__).resolve().parent

@@ -104,7 +104,7 @@ def test_a_retry_stops_the_run_an_earlier_attempt_left_running(tmp_path: Path) -
     """A worker that died hard could not cancel its spark-submit; the next attempt stops it."""
     from airflow_provider_sparkpipe.runs import PipelineSubmission
     from airflow_provider_sparkpipe.runtimes import LocalSpark
-    from spark_job.config import load_config
+    from spark_job.config.validation import load_config
 
     runtime = LocalSpark(master="local[1]", work_dir=str(tmp_path / "work"), conf=QUIET_SPARK, kill_grace_s=20)
     pipeline = load_config(TEST_DAGS / "pipelines" / "slow.yaml", {"output_dir": str(tmp_path / "out")})

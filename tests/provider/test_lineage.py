@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_sparkpipe.lineage import dataset_name, dataset_names, names_of, operator_lineage, path_name
-from spark_job.config import load_config
+from spark_job.config.validation import load_config
 from tests.conftest import POSTGRES_JAR, Postgres
 from tests.provider.conftest import SHOP, DagRunner, DagRunResult, sparkpipe_connection
 

@@ -1,6 +1,6 @@
 """Substitution in config strings: ``${name}`` (a variable), ``${env:NAME}`` (an environment variable),
 ``${file:PATH}`` (a secret mounted as a file) and ``${secret:MANAGER:NAME[#key]}`` (a secret manager's secret,
-see :mod:`spark_job.secret_managers`); ``$${`` writes a literal ``${``.
+see :mod:`spark_job.config.secret_managers`); ``$${`` writes a literal ``${``.
 
 Environment, file and secret references are resolved on the driver only; their values are secrets.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from spark_job.document import child_path
+from spark_job.config.document import child_path
 
 REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
@@ -228,7 +228,7 @@ class Substitution:
 
     def secret_file(self, name: str, reference: str, path: str) -> tuple[str, str | None]:
         """``${file:/run/secrets/db-password}``: a secret mounted as a file (Kubernetes, Docker secrets)."""
-        from spark_job.document import UnreadableFile, read_text_file
+        from spark_job.config.document import UnreadableFile, read_text_file
 
         if not name:
             self.report(path, f"{reference} names no file: write ${{file:/path/to/secret}}")
@@ -245,7 +245,7 @@ class Substitution:
 
     def secret_manager(self, name: str, reference: str, path: str) -> tuple[str, str | None]:
         """``${secret:aws:prod/db#password}``: read from a secret manager by the driver, at load time."""
-        from spark_job.secret_managers import SecretUnavailable, check_reference, read_secret
+        from spark_job.config.secret_managers import SecretUnavailable, check_reference, read_secret
 
         if problem := check_reference(name):
             self.report(path, f"{reference}: {problem}")
@@ -344,7 +344,7 @@ def _as_text(value: Any) -> str:
 def sql_places(body: Mapping[str, Any], fields_of: Callable[[str, str], Mapping[str, Any]]) -> dict[str, str]:
     """The config paths whose text is SQL, each with its dialect (``spark`` or ``database``): sequence
     queries and query files, expectation conditions, source schemas, and the keys and options of sources
-    and targets that hold SQL (:data:`spark_job.fields.SQL_KEYS`, ``Field(sql=...)`` of other types).
+    and targets that hold SQL (:data:`spark_job.config.fields.SQL_KEYS`, ``Field(sql=...)`` of other types).
     ``fields_of(role, type)`` gives a reader's (role ``source``) or writer's (``target``) fields."""
     places: dict[str, str] = {}
     sources = body.get("sources")
@@ -370,7 +370,7 @@ def sql_places(body: Mapping[str, Any], fields_of: Callable[[str, str], Mapping[
 def _entry_sql_places(
     spec: Mapping[str, Any], path: str, role: str, fields_of: Callable[[str, str], Mapping[str, Any]]
 ) -> dict[str, str]:
-    from spark_job.fields import SQL_KEYS, SQL_OPTIONS
+    from spark_job.config.fields import SQL_KEYS, SQL_OPTIONS
 
     kind = spec.get("type")
     if not isinstance(kind, str):
@@ -399,8 +399,8 @@ def check_values_in_sql(
 ) -> None:
     """Report each value of a var passed in that would change the SQL it landed in (a config error naming
     the var, where it came from and where it is used): such values are data, standing for one literal or
-    name (see :func:`spark_job.sql.placed_value_problems`)."""
-    from spark_job.sql import placed_value_problems
+    name (see :func:`spark_job.config.sql.placed_value_problems`)."""
+    from spark_job.config.sql import placed_value_problems
 
     for path, placed in substitution.placed.items():
         dialect = places.get(path)

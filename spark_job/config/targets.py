@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from spark_job.urls import CONTAINER_SCHEMES, strip_credentials
+from spark_job.config.urls import CONTAINER_SCHEMES, strip_credentials
 
 # Hadoop resolves a path without a scheme against the cluster's default filesystem (fs.defaultFS):
 # file: on a laptop, usually hdfs: on a cluster. Unknown at validation, so such a path is taken to be
@@ -691,7 +691,7 @@ def source_places(sources: Iterable[Any], warehouse: str | None = None) -> list[
 
 def query_places(sequences: Iterable[Any]) -> list[Place]:
     """Direct file reads in SQL (``parquet.`/path```) of sequences (``SequenceSpec``s)."""
-    from spark_job.sql import analyse_query
+    from spark_job.config.sql import analyse_query
 
     out: list[Place] = []
     for seq in sequences:
@@ -736,7 +736,7 @@ def _check_table_reads(sources: list[Any], sequences: list[Any], report: Any) ->
     query): Spark refuses such an overwrite when it reads the table in the same query, and otherwise the
     readers see old, partial or new rows depending on the order sequences run in. Names compare as Spark
     resolves them (``t``, ``default.t``, ``spark_catalog.default.t``, backquotes, any case)."""
-    from spark_job.sql import analyse_query
+    from spark_job.config.sql import analyse_query
 
     read: dict[str, str] = {}
     for source in sources:

@@ -14,12 +14,12 @@ import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from spark_job.metrics import write_metrics
+from spark_job.engine.metrics import write_metrics
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from spark_job.config import SequenceSpec
+    from spark_job.config.validation import SequenceSpec
 
 RUN_KEY_ENV = "SPARKPIPE_RUN_KEY"
 """The environment variable naming the run (the writers' leases carry it)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spark_job.document import (
+from spark_job.config.document import (
     Document,
     UnreadableFile,
     check_depth,
@@ -24,15 +24,13 @@ from spark_job.document import (
     read_document,
     read_text_file,
 )
-from spark_job.errors import ConfigError, Problem
-from spark_job.fields import Field, describe_value
-from spark_job.graph import SequenceGraph
-from spark_job.io import BaseReader, BaseWriter, readers, writers
-from spark_job.quality import Expectation, parse_expectations
-from spark_job.sql import analyse_query
-from spark_job.targets import check_overlaps, default_filesystem, links_remembered
-from spark_job.urls import is_credential_key, port_problem, strip_credentials, url_credentials
-from spark_job.variables import (
+from spark_job.config.expectations import Expectation, parse_expectations
+from spark_job.config.fields import Field, describe_value
+from spark_job.config.graph import SequenceGraph
+from spark_job.config.sql import analyse_query
+from spark_job.config.targets import check_overlaps, default_filesystem, links_remembered
+from spark_job.config.urls import is_credential_key, port_problem, strip_credentials, url_credentials
+from spark_job.config.variables import (
     ExpansionLimit,
     Substitution,
     check_values_in_sql,
@@ -41,6 +39,8 @@ from spark_job.variables import (
     sql_places,
     suggest,
 )
+from spark_job.errors import ConfigError, Problem
+from spark_job.io import BaseReader, BaseWriter, readers, writers
 
 # Spark's own default for ``spark.redaction.regex``: kept in what the driver sets, then extended.
 SPARK_REDACTION_DEFAULT = "(?i)secret|password|token|access[.]?key"

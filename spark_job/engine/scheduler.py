@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from spark_job.graph import SequenceGraph
+from spark_job.config.graph import SequenceGraph
 
 DEFAULT_MAX_PARALLEL = 4
 """Sequences running at once by default: enough to keep a laptop's cores busy while one sequence

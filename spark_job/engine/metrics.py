@@ -153,7 +153,7 @@ def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:
     a local path is written by this (client) process, any other URI is uploaded to the server's
     filesystem with ``copyFromLocalToFs``. Without a session (it failed to start): local paths only.
     """
-    from spark_job.capabilities import capabilities_of
+    from spark_job.engine.capabilities import capabilities_of
 
     parsed = urlparse(uri)
     local = parsed.scheme in ("", "file")
@@ -197,7 +197,7 @@ def executor_usage(spark: SparkSession) -> dict[str, Any] | None:
     import urllib.request
     from urllib.parse import quote
 
-    from spark_job.capabilities import capabilities_of
+    from spark_job.engine.capabilities import capabilities_of
 
     session = capabilities_of(spark)
     base, app_id = session.ui_url(), session.application_id()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from spark_job.config import SEQUENCE_FIELDS, TOP_FIELDS
-from spark_job.fields import Field
+from spark_job.config.expectations import EXPECTATION_FIELDS
+from spark_job.config.fields import Field
+from spark_job.config.validation import SEQUENCE_FIELDS, TOP_FIELDS
 from spark_job.io import readers, writers
-from spark_job.quality import EXPECTATION_FIELDS
 
 
 def _object(fields: dict[str, Field], extra: dict[str, Any] | None = None) -> dict[str, Any]:
