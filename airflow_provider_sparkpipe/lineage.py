@@ -123,7 +123,7 @@ def dataset_names(config: Any) -> PipelineDatasets:
             (found.outputs if output else found.inputs).append(DatasetName(named[0], named[1], sequence))
 
     for source in config.sources:
-        described = dict(source.reader().describe())
+        described = dict(source.reader.describe())
         if isinstance(described.get("uri"), str):
             described["uri"] = glob_prefix(described["uri"]) or described["uri"]
         add(dataset_name(described), False)
@@ -135,7 +135,7 @@ def dataset_names(config: Any) -> PipelineDatasets:
             elif not qualified.startswith("global_temp."):  # a catalog table read in the SQL
                 add(dataset_name({"type": "table", "table": qualified}), False)
     for seq in config.sequences:
-        add(dataset_name(seq.writer().describe()), True, seq.name)
+        add(dataset_name(seq.writer.describe()), True, seq.name)
         quarantine = getattr(seq, "quarantine_writer", lambda: None)()
         if quarantine is not None:
             add(dataset_name(quarantine.describe()), True, f"{seq.name}.quarantine")

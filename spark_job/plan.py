@@ -97,14 +97,14 @@ def build_plan(config: PipelineConfig) -> Plan:
                 stage=stage[seq.name],
                 reads_sources=tuple(aliases.get(a, a) for a in seq.reads_sources),
                 reads_sequences=tuple(seq.depends_on),
-                target=seq.writer().describe(),
+                target=seq.writer.describe(),
                 mode=str(target.get("mode", "overwrite")),
                 options=shown,
                 checks=_checks(seq),
             )
         )
     sources = tuple(
-        PlannedSource(s.id, s.alias, _describe_source(s.spec, s.reader().describe())) for s in config.sources
+        PlannedSource(s.id, s.alias, _describe_source(s.spec, s.reader.describe())) for s in config.sources
     )
     return Plan(config.app_name, sources, tuple(sorted(sequences, key=lambda s: s.stage)))
 
@@ -119,7 +119,7 @@ def resolve_schemas(plan: Plan, config: PipelineConfig, spark: SparkSession) -> 
     broken: dict[str, str] = {}
     for source in config.sources:
         try:
-            source.reader().read(spark).createOrReplaceTempView(source.alias)
+            source.reader.read(spark).createOrReplaceTempView(source.alias)
         except Exception as exc:
             broken[source.alias.lower()] = f"source {source.id!r} cannot be read: {_first_lines(exc, config)}"
     resolved: dict[str, PlannedSequence] = {}
@@ -300,7 +300,7 @@ def _checks(seq: Any) -> tuple[str, ...]:
     for key in ("min_rows", "max_rows"):
         if getattr(seq, key) is not None:
             lines.append(f"{key} {getattr(seq, key):,}")
-    writer = seq.quarantine_writer()
+    writer = seq.quarantine_writer
     if writer is not None:
         described = writer.describe()
         lines.append(f"quarantine -> {described.get('type')} {described.get('uri') or described.get('table')}")

@@ -54,7 +54,7 @@ def test_partitioned_read_and_overwrite_then_append(spark: Any, postgres: Postgr
         "SELECT customer, sum(amount) AS total, count(*) AS n FROM orders GROUP BY customer",
     )
     loaded = load_config(cfg, environ=ENV)
-    assert loaded.sources[0].reader().read(spark).rdd.getNumPartitions() == 4
+    assert loaded.sources[0].reader.read(spark).rdd.getNumPartitions() == 4
     metrics = PipelineRunner(loaded, spark=spark).run()
     assert metrics["status"] == "succeeded", metrics
     assert metrics["sequences"]["out"]["rows_written"] == 5

@@ -121,7 +121,7 @@ def test_literal_credentials_and_url_credentials_are_secrets() -> None:
         assert secret in config.secrets
         assert config.mask(f"failed with {secret}!") == "failed with ***!"
     assert "4" not in config.secrets
-    described = json.dumps([s.reader().describe() for s in config.sources] + config.targets())
+    described = json.dumps([s.reader.describe() for s in config.sources] + config.targets())
     for secret in ("pw;in-url", "mysql-pw", "tiger-pw"):
         assert secret not in described
     assert "jdbc:sqlserver://h;databaseName=d" in described

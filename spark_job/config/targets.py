@@ -649,7 +649,7 @@ def target_places(sequences: Iterable[Any], warehouse: str | None = None) -> lis
     out: list[Place] = []
     for seq in sequences:
         try:
-            writer = seq.writer()
+            writer = seq.writer
             location = writer.target_location()
             table = str(writer.spec["table"]) if location is None and writer.type_name == "table" else ""
             if table:
@@ -658,9 +658,8 @@ def target_places(sequences: Iterable[Any], warehouse: str | None = None) -> lis
             continue
         if location is not None:
             out.append(Place(f"{seq.path}.target.{'table' if table else 'path'}", location, True, seq.path, table))
-        quarantine = getattr(seq, "quarantine_writer", lambda: None)
         try:
-            writer = quarantine()
+            writer = seq.quarantine_writer
             location = writer.target_location() if writer is not None else None
         except (AssertionError, KeyError, TypeError, ValueError):
             continue
@@ -675,7 +674,7 @@ def source_places(sources: Iterable[Any], warehouse: str | None = None) -> list[
     out: list[Place] = []
     for source in sources:
         try:
-            location = source.reader().source_location()
+            location = source.reader.source_location()
         except (AssertionError, KeyError, TypeError, ValueError):  # an invalid source, already reported
             continue
         if location is not None:
@@ -720,7 +719,7 @@ def _check_jdbc_reads(sources: list[Any], sequences: list[Any], report: Any) -> 
             if target.get("type") != "jdbc" or target.get("mode", "overwrite") != "overwrite":
                 continue
             try:
-                key = writer().target_key()
+                key = writer.target_key()
             except (AssertionError, KeyError, TypeError, ValueError):
                 continue
             if key in read:

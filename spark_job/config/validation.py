@@ -92,14 +92,17 @@ class SourceSpec:
     spec: dict[str, Any]
     path: str
 
+    reader: BaseReader = field(init=False, repr=False, compare=False)
+    """The source's reader, built once from ``spec``."""
+
+    def __post_init__(self) -> None:
+        cls = readers.get(self.type)
+        assert cls is not None, f"no reader type {self.type!r}: the config was not validated"
+        object.__setattr__(self, "reader", cls(self.spec))
+
     @property
     def type(self) -> str:
         return str(self.spec["type"])
-
-    def reader(self) -> BaseReader:
-        cls = readers.get(self.type)
-        assert cls is not None
-        return cls(self.spec)
 
 
 @dataclass(frozen=True)
@@ -132,17 +135,20 @@ class SequenceSpec:
     max_rows: int | None = None
     quarantine: dict[str, Any] | None = None
 
-    def writer(self) -> BaseWriter:
-        cls = writers.get(str(self.target["type"]))
-        assert cls is not None
-        return cls(self.target)
+    writer: BaseWriter = field(init=False, repr=False, compare=False)
+    """The target's writer, built once from ``target``."""
+    quarantine_writer: BaseWriter | None = field(init=False, repr=False, compare=False)
+    """The quarantine's writer, built once from ``quarantine`` (None without one)."""
 
-    def quarantine_writer(self) -> BaseWriter | None:
-        if self.quarantine is None:
-            return None
-        cls = writers.get(str(self.quarantine["type"]))
-        assert cls is not None
-        return cls(self.quarantine)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "writer", _writer(self.target))
+        object.__setattr__(self, "quarantine_writer", None if self.quarantine is None else _writer(self.quarantine))
+
+
+def _writer(target: Mapping[str, Any]) -> BaseWriter:
+    cls = writers.get(str(target["type"]))
+    assert cls is not None, f"no writer type {target['type']!r}: the config was not validated"
+    return cls(target)
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,7 @@ class PipelineConfig:
         return SequenceGraph([s.name for s in self.sequences], {s.name: s.depends_on for s in self.sequences})
 
     def targets(self) -> list[dict[str, Any]]:
-        return [seq.writer().describe() for seq in self.sequences]
+        return [seq.writer.describe() for seq in self.sequences]
 
     def mask(self, text: str) -> str:
         """``text`` with every secret value replaced by ``***``."""
@@ -637,7 +643,9 @@ class Validator:
             elif isinstance(target, Mapping):
                 target = item["target"] = self.build_target(target, f"{path}.target", path, targets)
             quality = self.build_quality(item, path, targets)
-            if isinstance(name, str) and query is not None and isinstance(target, Mapping) and quality is not None:
+            # A sequence is built only with writers of known types (an unknown one is reported already).
+            known = isinstance(target, Mapping) and writers.get(str(target.get("type"))) is not None
+            if isinstance(name, str) and query is not None and isinstance(target, Mapping) and known and quality:
                 quality["cache"] = item.get("cache") if isinstance(item.get("cache"), bool) else None
                 pending.append((name, path, query, dict(target), quality))
         sequences: list[SequenceSpec] = []

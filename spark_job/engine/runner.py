@@ -137,7 +137,7 @@ class BasePipeline:
         self.run_id = uuid.uuid4().hex[:12]
         self.metrics = RunMetrics(
             app_name=config.app_name,
-            sequences={s.name: SequenceMetrics(target=s.writer().describe()) for s in config.sequences},
+            sequences={s.name: SequenceMetrics(target=s.writer.describe()) for s in config.sequences},
             runtime=runtime_from_env(),
             max_parallel=self.max_parallel,
         )
@@ -296,7 +296,7 @@ class BasePipeline:
                 if self.terminated:
                     break
                 try:
-                    source.reader().read(spark).createOrReplaceTempView(source.alias)
+                    source.reader.read(spark).createOrReplaceTempView(source.alias)
                 except Exception as exc:
                     error = f"source {source.id!r} ({source.path}): {short_error(exc, self.config)}"
                     log.error("sparkpipe: %s", error)
@@ -343,7 +343,7 @@ class BasePipeline:
     def committed_result(self, spark: SparkSession, seq: SequenceSpec) -> DataFrame:
         """What a committed sequence wrote: read back from a columnar target it replaced, else its query
         again (an appended target holds earlier rows too; text formats would change the types)."""
-        plan = seq.writer().plan()
+        plan = seq.writer.plan()
         query = SequenceRules(seq, capabilities_of(spark).functions).kept(spark.sql(seq.query))
         if not self.can_read_back(spark, seq):
             return query
@@ -523,7 +523,7 @@ class BasePipeline:
             else:
                 # One observe() counts the rows written and every rule's failures, in the write's own job.
                 observed = result.observe(observation, *rules.observed_columns())
-                staging = seq.writer().stages(spark)
+                staging = seq.writer.stages(spark)
                 written = rules.kept(observed)
                 if not staging:  # a fail rule must stop the job itself: nothing else stands between
                     written = rules.abort_on_failure(written)
@@ -561,7 +561,7 @@ class BasePipeline:
 
     def can_read_back(self, spark: SparkSession, seq: SequenceSpec) -> bool:
         """Whether the target holds exactly the sequence's result once written, in a typed format."""
-        plan = seq.writer().plan()
+        plan = seq.writer.plan()
         if plan.mode != "overwrite":
             return False  # append keeps earlier rows; error/ignore may leave someone else's data
         if plan.partition_by:
@@ -595,7 +595,7 @@ class BasePipeline:
         its commit when ``staging`` (raising discards the staging), else after the write. It returns what
         to commit with the target (the quarantine), if anything.
         """
-        writer = seq.writer()
+        writer = seq.writer
         stage = getattr(writer, "stage", None)
         if not callable(stage):
             writer.write(df)
@@ -635,7 +635,7 @@ class BasePipeline:
         counted = self.observed_values(spark, seq, observation)
         uncounted = rules.needing_counts() if counted is None else []
         if uncounted:  # the write ran, but its counts did not come (a Spark Connect 4.0 server)
-            staged_target = seq.writer().stages(spark)
+            staged_target = seq.writer.stages(spark)
             raise ExpectationFailed(
                 f"sequence {seq.name}: the session sent no counts for the write, so {', '.join(uncounted)} "
                 "could not be checked ("
@@ -672,14 +672,14 @@ class BasePipeline:
                 {"warn": "written", "drop": "dropped", "quarantine": "quarantined"}.get(rule.on_fail, "tolerated"),
             )
         if failures:
-            staged_target = seq.writer().stages(spark)
+            staged_target = seq.writer.stages(spark)
             after = (
                 "the staged write was discarded: the target keeps its old data"
                 if staged_target
                 else "the target cannot stage its write: the rows were written (see the docs)"
             )
             raise ExpectationFailed("; ".join(failures) + f" ({after})")
-        writer = seq.quarantine_writer()
+        writer = seq.quarantine_writer
         if writer is None:
             return None
         staged = writer.stage(rules.with_failed_rules(result))
