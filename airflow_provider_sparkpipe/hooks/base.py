@@ -1,13 +1,16 @@
-"""``SparkPipelineHook``: the interface every runtime's hook implements (submit, poll, cancel, metrics),
-and ``hook_for``, which finds the hook a runtime names."""
+"""``SparkPipelineHook``: the interface every runtime's hook implements (submit, poll, cancel, metrics);
+``hook_for``, which finds the hook a runtime names; and ``Attempts``, the re-attach rule of the runtimes
+whose runs live outside the worker."""
 
 from __future__ import annotations
 
 import importlib
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from airflow.sdk import BaseHook
 
@@ -19,6 +22,8 @@ from airflow_provider_sparkpipe.runtimes.registry import runtime_from_connection
 from airflow_provider_sparkpipe.staging import Staging
 
 RuntimeT = TypeVar("RuntimeT", bound=SparkRuntime)
+StateT = TypeVar("StateT")
+StateT_co = TypeVar("StateT_co", covariant=True)
 
 
 class SparkPipelineHook(BaseHook, Generic[RuntimeT]):
@@ -175,3 +180,127 @@ def hook_class_of(runtime: SparkRuntime | type[SparkRuntime]) -> type[SparkPipel
 def hook_for(runtime: SparkRuntime) -> SparkPipelineHook[Any]:
     """The hook that runs pipelines on ``runtime``: its ``hook_class``, built for it."""
     return hook_class_of(runtime)(runtime)
+
+
+# The re-attach rule. -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteAttempt(Generic[StateT]):
+    """One remote run of a task instance: its attempt number (it is named ``<stem>-<number>``), the id
+    the runtime gave it and its state in the runtime's own words (None: it no longer exists)."""
+
+    number: int
+    remote_id: str
+    state: StateT | None
+
+
+class AttemptSource(Protocol[StateT_co]):
+    """What a runtime's hook tells :class:`Attempts`: its runs of a task instance and a run's state."""
+
+    REATTACH_STATES: ClassVar[frozenset[Any]]
+    """The states of the latest attempt a retry re-attaches to: pending, running and succeeded ones."""
+
+    def list_attempts(self, stem: str) -> Iterable[tuple[str, str, StateT_co]]:
+        """(name, remote id, state) of the runs that may be attempts of ``stem``, from one list request."""
+        ...
+
+    def stored_attempt_number(self, run: PipelineRun, stem: str) -> int | None:
+        """The attempt number of the run an earlier try kept in Airflow's task state store, None when it
+        is no attempt of ``stem`` (a cleared task, another runtime)."""
+        ...
+
+    def attempt_state(self, run: PipelineRun) -> StateT_co | None:
+        """The state of that stored run, from one request (None: it no longer exists)."""
+        ...
+
+
+@dataclass(frozen=True)
+class AttemptChoice(Generic[StateT]):
+    """What ``submit`` does: follow the latest attempt again (``reattach_to``), or submit ``name``.
+
+    Parameters:
+        number: the attempt the run is: the latest one's when re-attaching, else the next one.
+        name: ``<stem>-<number>``, the id or name of the run to submit.
+        reattach_to: the latest attempt when a retry follows it instead of submitting, else None.
+    """
+
+    number: int
+    name: str
+    reattach_to: RemoteAttempt[StateT] | None = None
+
+
+@dataclass(frozen=True)
+class Attempts(Generic[StateT]):
+    """The re-attach rule of the runtimes whose runs live outside the worker (Dataproc, EMR).
+
+    A task instance names its remote runs ``<stem>-1``, ``<stem>-2``, ... (a name may go on after a
+    space). Only the latest attempt's state decides: while it is pending or running, or once it
+    succeeded, a retry re-attaches to it (a lost worker never starts a second run, a recorded success
+    never runs the pipeline again); after it failed, was cancelled or vanished, attempt ``n + 1`` is
+    submitted. The latest is the run an earlier try kept in the task state store (one request for its
+    state), else the highest number the runtime lists (one list request). The hook supplies the listing
+    and the state (:class:`AttemptSource`) and what a run is made of.
+
+    Parameters:
+        stem: the task instance's name stem, unique per task key.
+        source: the hook.
+        log: where the choice is logged.
+        noun: what a run is called in the log (``Dataproc job``, ``EMR step``).
+    """
+
+    stem: str
+    source: AttemptSource[StateT]
+    log: Any
+    noun: str = "run"
+
+    def name(self, number: int) -> str:
+        """The name of attempt ``number``."""
+        return f"{self.stem}-{number}"
+
+    def latest(self, previous: PipelineRun | None) -> RemoteAttempt[StateT] | None:
+        """The attempt of the highest number: ``previous`` when it is one of this stem, else the listed one."""
+        if previous is not None and (number := self.source.stored_attempt_number(previous, self.stem)) is not None:
+            return RemoteAttempt(number, previous.run_id, self.source.attempt_state(previous))
+        found = [
+            RemoteAttempt(number, remote_id, state)
+            for name, remote_id, state in self.source.list_attempts(self.stem)
+            if (number := attempt_number(name, self.stem)) is not None
+        ]
+        return max(found, key=lambda attempt: attempt.number, default=None)
+
+    def choose(self, previous: PipelineRun | None) -> AttemptChoice[StateT]:
+        """Re-attach to the latest attempt or submit the next one, as the rule says; logs the choice."""
+        latest = self.latest(previous)
+        if latest is not None and latest.state is not None and latest.state in self.source.REATTACH_STATES:
+            self.log.info(
+                "%s %s (attempt %d of this task) is %s: re-attaching instead of submitting again",
+                self.noun,
+                latest.remote_id,
+                latest.number,
+                _state_text(latest.state),
+            )
+            return AttemptChoice(latest.number, self.name(latest.number), reattach_to=latest)
+        number = latest.number + 1 if latest is not None else 1
+        if latest is not None:
+            ended = _state_text(latest.state) if latest.state is not None else "deleted"
+            self.log.info(
+                "%s %s (attempt %d of this task) ended %s: submitting attempt %d",
+                self.noun,
+                latest.remote_id,
+                latest.number,
+                ended,
+                number,
+            )
+        return AttemptChoice(number, self.name(number))
+
+
+def attempt_number(name: str, stem: str) -> int | None:
+    """``n`` of a run named ``<stem>-<n>`` (or ``<stem>-<n> <more>``), None for a name of another stem."""
+    match = re.match(rf"{re.escape(stem)}-([0-9]+)(?:\s|$)", name or "")
+    return int(match.group(1)) if match else None
+
+
+def _state_text(state: object) -> str:
+    """A state as the log says it: a RunState's value, a runtime's raw state as it is."""
+    return str(getattr(state, "value", state))

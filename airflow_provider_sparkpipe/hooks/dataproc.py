@@ -7,8 +7,9 @@ import contextlib
 import hashlib
 import re
 from abc import abstractmethod
+from collections.abc import Iterable
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from airflow.providers.google.cloud.hooks.dataproc import DataprocHook
 from airflow.providers.google.cloud.hooks.gcs import GCSHook
@@ -16,7 +17,7 @@ from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFou
 from google.cloud.dataproc_v1 import Batch, Job, JobStatus
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
-from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
+from airflow_provider_sparkpipe.hooks.base import Attempts, SparkPipelineHook, attempt_number
 from airflow_provider_sparkpipe.links.dataproc import dataproc_batch_url, dataproc_job_url
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes.base import spark_str
@@ -53,7 +54,6 @@ _BATCH_STATES = {
     Batch.State.FAILED: RunState.FAILED,
     Batch.State.CANCELLED: RunState.CANCELLED,
 }
-_REATTACHABLE = (RunState.PENDING, RunState.RUNNING, RunState.SUCCEEDED)
 
 
 class EndpointDataprocHook(DataprocHook):
@@ -99,14 +99,16 @@ DataprocRuntimeT = TypeVar("DataprocRuntimeT", bound=_DataprocRuntime)
 class DataprocPipelineHook(SparkPipelineHook[DataprocRuntimeT]):
     """What the Dataproc job and batch hooks share: staging on GCS, attempt ids, metrics, driver output.
 
-    Each task instance gets the ids ``<stem>-1``, ``<stem>-2``, ... (:func:`remote_id_base`).
-    ``submit`` looks them up in order: when the latest is pending, running or succeeded, it is
-    re-attached (a retry after a lost worker never starts a second job); otherwise the next id is
-    submitted. A run's files live under ``<staging_uri>/runs/<id>/`` (:mod:`~airflow_provider_sparkpipe.staging`).
+    Each task instance gets the ids ``<stem>-1``, ``<stem>-2``, ... (:func:`remote_id_base`), found
+    again by the ``sparkpipe-run`` label; ``submit`` follows the re-attach rule of
+    :class:`~airflow_provider_sparkpipe.hooks.base.Attempts` on them. A run's files live under
+    ``<staging_uri>/runs/<id>/`` (:mod:`~airflow_provider_sparkpipe.staging`).
     """
 
     remote_noun = "job"
     supports_deferral = True
+    REATTACH_STATES: ClassVar[frozenset[RunState]] = frozenset({RunState.PENDING, RunState.RUNNING, RunState.SUCCEEDED})
+    """The states of an earlier attempt a retry re-attaches to (a job being cancelled counts as running)."""
 
     @cached_property
     def dataproc(self) -> EndpointDataprocHook:
@@ -142,28 +144,15 @@ class DataprocPipelineHook(SparkPipelineHook[DataprocRuntimeT]):
         The latest is ``previous`` (the run an earlier try stored in Airflow's task state store): one
         request for its state; without it, one list request by the ``sparkpipe-run`` label.
         """
-        stem = remote_id_base(submission.task_key)
-        if previous is not None and _attempt_number(previous.run_id, stem) is not None:
-            latest: tuple[str, RunState | None] | None = (previous.run_id, self._remote_state(previous.run_id))
-        else:
-            latest = self._latest_attempt(stem)
-        if latest is not None and latest[1] is not None and latest[1] in _REATTACHABLE:
-            self.log.info(
-                "Dataproc %s %s of an earlier attempt is %s: re-attaching instead of submitting again",
-                self.remote_noun,
-                latest[0],
-                latest[1].value,
-            )
-            return self._run(latest[0])
-        attempt = (_attempt_number(latest[0], stem) or 0) + 1 if latest is not None else 1
-        remote_id = f"{stem}-{attempt}"
-        if latest is not None:
-            ended = latest[1].value if latest[1] is not None else "deleted"
-            self.log.info("Dataproc %s %s ended %s: submitting %s", self.remote_noun, latest[0], ended, remote_id)
+        attempts = Attempts(remote_id_base(submission.task_key), self, self.log, f"Dataproc {self.remote_noun}")
+        choice = attempts.choose(previous)
+        if choice.reattach_to is not None:
+            return self._run(choice.reattach_to.remote_id)
+        remote_id = choice.name
         self.check_version()
         staged = self.staging.stage(remote_id, submission.document)
         body = self.render(submission, remote_id, staged)
-        body["labels"][RUN_LABEL] = stem
+        body["labels"][RUN_LABEL] = attempts.stem
         try:
             self._create(remote_id, body)
         except AlreadyExists:
@@ -241,15 +230,17 @@ class DataprocPipelineHook(SparkPipelineHook[DataprocRuntimeT]):
     @abstractmethod
     def _usage(self, remote_id: str) -> dict[str, Any] | None: ...
 
-    def _latest_attempt(self, stem: str) -> tuple[str, RunState | None] | None:
-        """The job / batch of the highest attempt of ``stem`` and its state, from one list request."""
-        found = [
-            (n, remote_id, state) for remote_id, state in self._list(stem) if (n := _attempt_number(remote_id, stem))
-        ]
-        if not found:
-            return None
-        _, remote_id, state = max(found)
-        return remote_id, state
+    # What the re-attach rule asks (hooks.base.AttemptSource). ---------------------------------------
+
+    def list_attempts(self, stem: str) -> Iterable[tuple[str, str, RunState]]:
+        """The jobs / batches labelled with ``stem``: their ids are their attempts' names."""
+        return [(remote_id, remote_id, state) for remote_id, state in self._list(stem)]
+
+    def stored_attempt_number(self, run: PipelineRun, stem: str) -> int | None:
+        return attempt_number(run.run_id, stem)
+
+    def attempt_state(self, run: PipelineRun) -> RunState | None:
+        return self._remote_state(run.run_id)
 
     def _run(self, remote_id: str) -> PipelineRun:
         rt = self.runtime
@@ -482,9 +473,3 @@ class DataprocServerlessHook(DataprocPipelineHook[DataprocServerless]):
 def _epoch(moment: Any) -> float:
     """Seconds since the epoch of a time the Dataproc client returns (a ``DatetimeWithNanoseconds``)."""
     return float(moment.timestamp())
-
-
-def _attempt_number(remote_id: str, stem: str) -> int | None:
-    """``n`` of a job / batch id ``<stem>-<n>``, None for an id of another stem."""
-    head, _, number = remote_id.rpartition("-")
-    return int(number) if head == stem and number.isdigit() else None

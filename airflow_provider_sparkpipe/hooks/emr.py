@@ -20,7 +20,6 @@ import hashlib
 import re
 import shlex
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 
@@ -28,7 +27,7 @@ from airflow.providers.amazon.aws.hooks.emr import EmrContainerHook, EmrHook, Em
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
-from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook
+from airflow_provider_sparkpipe.hooks.base import Attempts, SparkPipelineHook
 from airflow_provider_sparkpipe.links.emr import emr_cluster_url, emr_on_eks_job_run_url, emr_serverless_job_run_url
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes.base import spark_str
@@ -40,29 +39,20 @@ CONFIG_ALIAS = "sparkpipe-config"
 """The folder the config archive is unpacked to in the driver's working directory."""
 DRIVER_CONFIG_PATH = f"{CONFIG_ALIAS}/config.json"
 REATTACH_LOOKBACK = datetime.timedelta(days=7)
-"""How far back EMR Serverless / EMR on EKS job runs are listed to find an earlier attempt's run."""
+"""How far back EMR Serverless / EMR on EKS job runs are listed to find an earlier attempt."""
 _TAIL_LINES = 40
 _LIST_VALUED_CONF = ("spark.submit.pyFiles", "spark.archives")
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9 /_.:=+@-]")
 
 
-@dataclass(frozen=True)
-class RemoteRun:
-    """A step or job run found for a task: its generation (``<run name>-<n>``), id and raw EMR state."""
-
-    generation: int
-    remote_id: str
-    state: str
-
-
 def run_name_base(task_key: str) -> str:
-    """A short name identifying a task instance (all its tries), valid in every EMR name and token."""
+    """The name stem of a task instance's runs (all its tries), valid in every EMR name and token."""
     return "sparkpipe-" + hashlib.sha256(task_key.encode()).hexdigest()[:16]
 
 
-def run_path(task_key: str, generation: int) -> str:
-    """The run's folder under ``<staging_uri>/runs/``: one per task instance and generation."""
-    return f"{task_key}/{generation}"
+def run_path(task_key: str, attempt: int) -> str:
+    """The run's folder under ``<staging_uri>/runs/``: one per task instance and attempt."""
+    return f"{task_key}/{attempt}"
 
 
 EmrRuntimeT = TypeVar("EmrRuntimeT", EmrCluster, EmrServerless, EmrOnEks)
@@ -71,19 +61,22 @@ EmrRuntimeT = TypeVar("EmrRuntimeT", EmrCluster, EmrServerless, EmrOnEks)
 class EmrPipelineHook(SparkPipelineHook[EmrRuntimeT]):
     """What the three EMR hooks share: staging, re-attaching, metrics and the driver's log tail.
 
-    Idempotence: every remote run of a task instance is named ``sparkpipe-<hash of the task key>-<n>``.
-    ``submit`` first looks for the latest such run: while it is pending or running, or once it has
-    succeeded, a retry re-attaches to it (its files sit under ``runs/<task key>/<n>/``); after it
-    failed or was cancelled, a new run ``n + 1`` starts, with the client token ``<name>-<n+1>`` where
-    the service takes one.
+    Idempotence: every remote run of a task instance is named ``sparkpipe-<hash of the task key>-<n>``
+    (:func:`run_name_base`), and ``submit`` follows the re-attach rule of
+    :class:`~airflow_provider_sparkpipe.hooks.base.Attempts` on them: attempt ``n``'s files sit under
+    ``runs/<task key>/<n>/``, its client token is its name where the service takes one, and its
+    handle keeps ``n`` as ``details["generation"]``.
     """
 
-    ATTACH_STATES: ClassVar[frozenset[str]]
-    """Raw EMR states of an earlier run that a new attempt re-attaches to instead of submitting."""
+    REATTACH_STATES: ClassVar[frozenset[str]]
+    """Raw EMR states of an earlier attempt a retry re-attaches to instead of submitting (not the
+    states of a run being cancelled)."""
     STATES: ClassVar[Mapping[str, RunState]]
     """Raw EMR state -> RunState; a state being cancelled maps to RUNNING (not finished yet)."""
     PYTHON_CONF: ClassVar[tuple[str, ...]] = ("spark.pyspark.python", "spark.pyspark.driver.python")
     """The Spark properties that choose the driver's (and the executors') Python on this service."""
+    remote_noun: ClassVar[str] = "EMR run"
+    """What a step / job run is called in the log."""
     supports_deferral = True
     actual_release: str | None = None
     """The release the cluster / application runs, read before the last submission (``None`` before)."""
@@ -103,32 +96,20 @@ class EmrPipelineHook(SparkPipelineHook[EmrRuntimeT]):
     # The runtime interface. ------------------------------------------------------------------------
 
     def submit(self, submission: PipelineSubmission, previous: PipelineRun | None = None) -> PipelineRun:
-        base = run_name_base(submission.task_key)
-        if previous is not None and previous.runtime_kind == self.runtime.kind and "generation" in previous.details:
-            # The run an earlier try stored in Airflow's task state store: one request for its state.
-            latest: RemoteRun | None = RemoteRun(
-                int(previous.details["generation"]), previous.run_id, self.remote_state(previous)
-            )
-        else:
-            latest = self.find_latest_run(base)
-        if latest is not None and latest.state in self.ATTACH_STATES:
-            self.log.info(
-                "Re-attaching to %s (run %d of this task, state %s) instead of submitting again",
-                latest.remote_id,
-                latest.generation,
-                latest.state,
-            )
-            return self._handle(submission.task_key, latest.generation, latest.remote_id, reattached=True)
-        generation = latest.generation + 1 if latest is not None else 1
-        if latest is not None:
-            self.log.info(
-                "The last run of this task, %s, ended %s: starting run %d", latest.remote_id, latest.state, generation
-            )
+        """Re-attach to the latest run of this task instance while it is pending or running or once it
+        succeeded, else start the next attempt.
+
+        The latest is ``previous`` (the run an earlier try stored in Airflow's task state store): one
+        request for its state; without it, one list request.
+        """
+        choice = Attempts(run_name_base(submission.task_key), self, self.log, self.remote_noun).choose(previous)
+        if (latest := choice.reattach_to) is not None:
+            return self._handle(submission.task_key, latest.number, latest.remote_id, reattached=True)
         self.check_release()
-        staged = self.stage(submission, generation)
-        remote_id = self.start(submission, staged, f"{base}-{generation}")
-        self.log.info("Started %s (run %d of this task)", remote_id, generation)
-        return self._handle(submission.task_key, generation, remote_id, reattached=False)
+        staged = self.stage(submission, choice.number)
+        remote_id = self.start(submission, staged, choice.name)
+        self.log.info("Started %s %s (attempt %d of this task)", self.remote_noun, remote_id, choice.number)
+        return self._handle(submission.task_key, choice.number, remote_id, reattached=False)
 
     def poll(self, run: PipelineRun) -> RunState:
         raw = self.remote_state(run)
@@ -173,9 +154,9 @@ class EmrPipelineHook(SparkPipelineHook[EmrRuntimeT]):
 
     # Staging. --------------------------------------------------------------------------------------
 
-    def stage(self, submission: PipelineSubmission, generation: int) -> StagedRun:
+    def stage(self, submission: PipelineSubmission, attempt: int) -> StagedRun:
         """Upload the driver bundle (once per version) and this run's config and its archive."""
-        return self.staging.stage(run_path(submission.task_key, generation), submission.document, archive=True)
+        return self.staging.stage(run_path(submission.task_key, attempt), submission.document, archive=True)
 
     def spark_conf(self, submission: PipelineSubmission) -> dict[str, str]:
         """The driver's Python, then the runtime's Spark properties, then the pipeline's own ``spark_conf``
@@ -261,10 +242,21 @@ class EmrPipelineHook(SparkPipelineHook[EmrRuntimeT]):
         tags = {**getattr(self.runtime, "tags", {}), **ids, "sparkpipe:run": name}
         return {_TAG_UNSAFE.sub("_", k)[:128]: _TAG_UNSAFE.sub("_", v)[:256] or "-" for k, v in tags.items()}
 
+    # What the re-attach rule asks (hooks.base.AttemptSource). ---------------------------------------
+
+    def stored_attempt_number(self, run: PipelineRun, stem: str) -> int | None:
+        """The attempt its handle keeps (``generation``), for a run of this runtime."""
+        if run.runtime_kind == self.runtime.kind and "generation" in run.details:
+            return int(run.details["generation"])
+        return None
+
+    def attempt_state(self, run: PipelineRun) -> str:
+        return self.remote_state(run)
+
     # Runtime-specific parts. -----------------------------------------------------------------------
 
-    def find_latest_run(self, base: str) -> RemoteRun | None:
-        """The remote run of the highest generation named after ``base``, if any."""
+    def list_attempts(self, stem: str) -> Iterable[tuple[str, str, str]]:
+        """(name, id, raw state) of the steps / job runs that may be attempts of ``stem``, from one listing."""
         raise NotImplementedError
 
     def start(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> str:
@@ -289,27 +281,17 @@ class EmrPipelineHook(SparkPipelineHook[EmrRuntimeT]):
 
     # Internals. ------------------------------------------------------------------------------------
 
-    def _handle(self, task_key: str, generation: int, remote_id: str, *, reattached: bool) -> PipelineRun:
-        path = run_path(task_key, generation)
+    def _handle(self, task_key: str, attempt: int, remote_id: str, *, reattached: bool) -> PipelineRun:
+        path = run_path(task_key, attempt)
         details = {
             "region": self.region,
-            "generation": generation,
+            "generation": attempt,
             "run_prefix": self.staging.run_uri(path),
             "metrics_uri": self.staging.metrics_uri(path),
             "reattached": reattached,
             **self.run_details(remote_id),
         }
         return PipelineRun(runtime_kind=self.runtime.kind, run_id=remote_id, details=details)
-
-    def _latest(self, base: str, found: Iterable[tuple[str, str, str]]) -> RemoteRun | None:
-        """The highest generation among (name, id, state) whose name is ``<base>-<n>``."""
-        pattern = re.compile(rf"^{re.escape(base)}-(\d+)(?:\s|$)")
-        runs = [
-            RemoteRun(int(match.group(1)), remote_id, state)
-            for name, remote_id, state in found
-            if (match := pattern.match(name or ""))
-        ]
-        return max(runs, key=lambda r: r.generation, default=None)
 
     def _log_tail(self, uri: str | None) -> str | None:
         if not uri:
@@ -337,7 +319,8 @@ class EmrClusterPipelineHook(EmrPipelineHook[EmrCluster]):
     """
 
     hook_name = "Spark pipeline on EMR on EC2"
-    ATTACH_STATES = frozenset({"PENDING", "RUNNING", "COMPLETED"})
+    remote_noun = "EMR step"
+    REATTACH_STATES = frozenset({"PENDING", "RUNNING", "COMPLETED"})
     STATES = {
         "PENDING": RunState.PENDING,
         "RUNNING": RunState.RUNNING,
@@ -415,10 +398,9 @@ class EmrClusterPipelineHook(EmrPipelineHook[EmrCluster]):
             request["ExecutionRoleArn"] = self.runtime.execution_role_arn
         return request
 
-    def find_latest_run(self, base: str) -> RemoteRun | None:
+    def list_attempts(self, stem: str) -> Iterable[tuple[str, str, str]]:
         pages = self.emr.conn.get_paginator("list_steps").paginate(ClusterId=self.job_flow_id)
-        steps = (step for page in pages for step in page["Steps"])
-        return self._latest(base, ((s["Name"], s["Id"], s["Status"]["State"]) for s in steps))
+        return [(step["Name"], step["Id"], step["Status"]["State"]) for page in pages for step in page["Steps"]]
 
     def start(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> str:
         request = self.render_request(submission, staged, name)
@@ -489,7 +471,8 @@ class EmrServerlessPipelineHook(EmrPipelineHook[EmrServerless]):
     """Run pipelines as EMR Serverless job runs (``EmrServerlessHook``): ``StartJobRun`` with ``sparkSubmit``."""
 
     hook_name = "Spark pipeline on EMR Serverless"
-    ATTACH_STATES = frozenset({"SUBMITTED", "PENDING", "SCHEDULED", "QUEUED", "RUNNING", "SUCCESS"})
+    remote_noun = "EMR Serverless job run"
+    REATTACH_STATES = frozenset({"SUBMITTED", "PENDING", "SCHEDULED", "QUEUED", "RUNNING", "SUCCESS"})
     STATES = {
         "SUBMITTED": RunState.PENDING,
         "PENDING": RunState.PENDING,
@@ -547,13 +530,12 @@ class EmrServerlessPipelineHook(EmrPipelineHook[EmrServerless]):
             request["executionTimeoutMinutes"] = self.runtime.execution_timeout_minutes
         return request
 
-    def find_latest_run(self, base: str) -> RemoteRun | None:
+    def list_attempts(self, stem: str) -> Iterable[tuple[str, str, str]]:
         after = datetime.datetime.now(datetime.UTC) - REATTACH_LOOKBACK
         pages = self.serverless.conn.get_paginator("list_job_runs").paginate(
             applicationId=self.runtime.application_id, createdAtAfter=after
         )
-        runs = (r for page in pages for r in page["jobRuns"])
-        return self._latest(base, ((r.get("name", ""), r["id"], r["state"]) for r in runs))
+        return [(r.get("name", ""), r["id"], r["state"]) for page in pages for r in page["jobRuns"]]
 
     def start(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> str:
         response = self.serverless.conn.start_job_run(**self.render_request(submission, staged, name))
@@ -613,7 +595,8 @@ class EmrOnEksPipelineHook(EmrPipelineHook[EmrOnEks]):
     """Run pipelines as EMR on EKS job runs (``EmrContainerHook``): ``StartJobRun`` with ``sparkSubmitJobDriver``."""
 
     hook_name = "Spark pipeline on EMR on EKS"
-    ATTACH_STATES = frozenset({"PENDING", "SUBMITTED", "RUNNING", "COMPLETED"})
+    remote_noun = "EMR on EKS job run"
+    REATTACH_STATES = frozenset({"PENDING", "SUBMITTED", "RUNNING", "COMPLETED"})
     STATES = {
         "PENDING": RunState.PENDING,
         "SUBMITTED": RunState.PENDING,
@@ -656,13 +639,12 @@ class EmrOnEksPipelineHook(EmrPipelineHook[EmrOnEks]):
             "tags": self.tags(submission, name),
         }
 
-    def find_latest_run(self, base: str) -> RemoteRun | None:
+    def list_attempts(self, stem: str) -> Iterable[tuple[str, str, str]]:
         after = datetime.datetime.now(datetime.UTC) - REATTACH_LOOKBACK
         pages = self.containers.conn.get_paginator("list_job_runs").paginate(
             virtualClusterId=self.runtime.virtual_cluster_id, createdAfter=after
         )
-        runs = (r for page in pages for r in page["jobRuns"])
-        return self._latest(base, ((r.get("name", ""), r["id"], r["state"]) for r in runs))
+        return [(r.get("name", ""), r["id"], r["state"]) for page in pages for r in page["jobRuns"]]
 
     def start(self, submission: PipelineSubmission, staged: StagedRun, name: str) -> str:
         request = self.render_request(submission, staged, name)
