@@ -1,24 +1,24 @@
-"""``SparkPipelineOperator``: validate a sparkpipe config at parse time, run it on a runtime, return its metrics."""
+"""``SparkPipelineOperator``: validate a sparkpipe config at parse time, run it on a runtime, return its metrics.
+
+Reading, validating and rendering the config is ``TemplatedConfig``'s (``operators/templated_config.py``); the
+operator does what Airflow asks of it: template fields, documentation, outlets, running, links, XCom.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
 import re
-import stat
-import tempfile
 import threading
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from airflow.sdk import BaseOperator, conf
 
-from airflow_provider_sparkpipe.connections import ConnectionCredentials
 from airflow_provider_sparkpipe.exceptions import SparkPipelineConfigError, SparkPipelineFailed
 from airflow_provider_sparkpipe.links.spark import SparkApplicationLink
+from airflow_provider_sparkpipe.operators.templated_config import CONFIG_SUFFIXES, TemplatedConfig
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -28,26 +28,8 @@ if TYPE_CHECKING:
     from airflow_provider_sparkpipe.runtimes.base import SparkRuntime
     from spark_job.config.validation import PipelineConfig
 
-CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
-_JINJA = re.compile(r"\{\{|\{%|\{#")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _DOC_FIELDS = ("doc", "doc_md", "doc_rst", "doc_json", "doc_yaml")
-_UNDEFINED_NAME = re.compile(r"^'(\w+)' is undefined")
-# Context keys Airflow sets only when a run has a logical date.
-_LOGICAL_DATE_KEYS = frozenset(
-    (
-        "ds",
-        "ds_nodash",
-        "ts",
-        "ts_nodash",
-        "ts_nodash_with_tz",
-        "logical_date",
-        "data_interval_start",
-        "data_interval_end",
-        "prev_data_interval_start_success",
-        "prev_data_interval_end_success",
-    )
-)
 
 
 RUN_STATE_KEY = "sparkpipe_run"
@@ -104,282 +86,80 @@ class SparkPipelineOperator(BaseOperator):
     ) -> None:
         outlets_given = kwargs.get("outlets") is not None
         super().__init__(**kwargs)
-        self.config_file: Path | None = None
-        self._config_raw: str | None = None
-        self.config: Any = self._locate_config(config)
+        self.templated_config = TemplatedConfig(config, vars, where=self._where(), folder=self._dag_folder)
+        self.config: Any = self.templated_config.value
         self.vars: Any = dict(vars) if isinstance(vars, Mapping) else vars
-        self._check_nesting(self.config, "config")
-        self._check_nesting(self.vars, "vars")
         self.runtime = runtime
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
         self.poll_interval = poll_interval
         self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
-        self._pipeline: PipelineConfig | None = None
-        self._effective_config: str | None = None
         self._metrics: dict[str, Any] | None = None
-        # At parse no connection is read: references are checked with a placeholder URL.
-        self._credentials = ConnectionCredentials(None)
         self._hook: SparkPipelineHook[Any] | None = None
         self._run: PipelineRun | None = None
         self._cancelling: threading.Thread | None = None
         self._waiting = False
         self.application_url: str | None = None
         if validate_at_parse:
-            pipeline = self._validate_at_parse()
-            if pipeline is not None and not outlets_given:
+            documented = any(getattr(self, k, None) for k in _DOC_FIELDS)
+            check = self.templated_config.check_at_parse(self.vars, plan=not documented)
+            if check.warning is not None:
+                self.log.warning("%s", check.warning)
+            if check.pipeline is not None and not outlets_given:
                 from airflow_provider_sparkpipe.assets import assets_for_targets
 
-                self.outlets = assets_for_targets(pipeline.targets(), self._where())
-            if pipeline is not None and not any(getattr(self, k, None) for k in _DOC_FIELDS):
-                from spark_job.plan import build_plan, render_markdown
-
+                self.outlets = assets_for_targets(check.pipeline.targets(), self._where())
+            if check.plan is not None:
                 # The task's documentation in the UI: the pipeline's stages, reads, targets and rules.
-                self.doc_md = render_markdown(build_plan(pipeline))
+                self.doc_md = check.plan
 
-    # The config: where it is, how it is read and validated. -----------------------------------------
+    # The config (read, validated and rendered by TemplatedConfig). ----------------------------------
+
+    @property
+    def config_file(self) -> Path | None:
+        """The config file, resolved; None for a dict config."""
+        return self.templated_config.config_file
 
     @property
     def base_dir(self) -> Path:
         """The folder ``query_file`` paths are relative to: the config file's, else the DAG file's."""
-        if self.config_file is not None:
-            return self.config_file.parent
+        return self.templated_config.base_dir
+
+    def _dag_folder(self) -> Path:
         dag = self.dag if self.has_dag() else None
         return Path(dag.folder) if dag is not None else Path.cwd()
-
-    def _locate_config(self, config: Any) -> Any:
-        if isinstance(config, Mapping):
-            return dict(config)
-        if not isinstance(config, (str, os.PathLike)):
-            raise SparkPipelineConfigError(
-                f"{self._where()}: config must be a path to a .yaml/.yml/.json file or a dict, "
-                f"not {type(config).__name__}"
-            )
-        path = Path(os.fspath(config)).expanduser()
-        if path.suffix.lower() not in CONFIG_SUFFIXES:
-            raise SparkPipelineConfigError(f"{self._where()}: config {str(config)!r} must end in .yaml, .yml or .json")
-        if not path.is_absolute():
-            path = self.base_dir / path
-        try:
-            mode = path.stat().st_mode  # stat, not open: opening a FIFO would wait for a writer
-        except FileNotFoundError:
-            raise SparkPipelineConfigError(
-                f"{self._where()}: config file not found: {path} (a relative path is relative to the DAG file's folder)"
-            ) from None
-        except OSError as exc:
-            raise SparkPipelineConfigError(f"{self._where()}: config {path}: {exc.strerror or exc}") from None
-        if not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-            raise SparkPipelineConfigError(
-                f"{self._where()}: config {path} is {kind}, not a regular file: give a .yaml, .yml or .json file"
-            )
-        self.config_file = path.resolve()
-        return str(self.config_file)
-
-    def _check_nesting(self, value: Any, what: str) -> None:
-        # Before anything walks the value recursively (the Jinja check here, Airflow's template
-        # rendering and DAG serialization): a 3,000-deep dict would end in a RecursionError.
-        from spark_job.config.document import check_depth
-        from spark_job.errors import ConfigError
-
-        if isinstance(value, (Mapping, list, tuple)):
-            try:
-                check_depth(value)
-            except ConfigError as exc:
-                raise SparkPipelineConfigError(f"{self._where()}: {what}: {exc}") from None
-
-    def _config_text(self) -> str | None:
-        """The config file's text, read without blocking and bounded in size; None when it is not UTF-8
-        (loading it then reports the file, line and byte)."""
-        from spark_job.config.document import UnreadableFile, read_text_file
-
-        assert self.config_file is not None
-        try:
-            return read_text_file(self.config_file, "a config")
-        except UnreadableFile as exc:
-            if exc.line is not None:
-                return None
-            raise SparkPipelineConfigError(f"{self._where()}: config {exc}") from None
-
-    def _read_config_file(self) -> None:
-        """Replace the config path by the file's text (what Airflow does for ``template_ext`` fields)."""
-        if self.config_file is not None and self.config == str(self.config_file):
-            text = self._config_text()
-            if text is None:
-                return  # left as a path: loading it reports the file, line and byte
-            self._config_raw = self.config = text
 
     def resolve_template_files(self) -> None:
         # Airflow's own loader only finds files under the DAG folder and template_searchpath; the
         # config may live anywhere, so it is read from its resolved path.
-        self._read_config_file()
+        self._replace("config", self.templated_config.read(self.config))
         super().resolve_template_files()
 
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
         # Each field is rendered here rather than by Airflow's loop, which logs the whole template
         # (the config file) on an error: a template error names its file, line and undefined name.
-        self._read_config_file()
+        # Then Rendered Templates shows the effective config in place of the rendered template.
+        self._replace("config", self.templated_config.read(self.config))
         jinja_env = jinja_env or self.get_template_env()
         for field in self.template_fields:
-            value = getattr(self, field)
-            if not value or (field == "config" and self._shows_effective_config()):
-                continue
-            try:
-                rendered = self.render_template(value, context, jinja_env)
-            except Exception as exc:
-                raise SparkPipelineConfigError(self._template_error(field, value, exc, context, jinja_env)) from None
-            setattr(self, field, rendered)
-        self._show_effective_config()
-
-    def _show_effective_config(self) -> None:
-        """Put the config the driver gets in place of the rendered template, for Airflow's *Rendered
-        Templates* view: variables substituted (the config's and ``vars`` in one block), secrets masked.
-
-        The config is loaded and validated here, as :meth:`execute` would; when that fails the rendered
-        text stays, and :meth:`execute` reports the problem."""
-        from airflow_provider_sparkpipe.masking import get_connection
-
-        if self._shows_effective_config():
-            return
-        self._credentials = ConnectionCredentials(get_connection)
-        try:
-            pipeline = self.load_rendered_config()
-        except Exception:
-            self._pipeline = None
-            return
-        self._pipeline = pipeline
-        self.config = self._effective_config = effective_config_text(pipeline, self.config_file)
-
-    def _shows_effective_config(self) -> bool:
-        return self._effective_config is not None and self.config is self._effective_config
-
-    def _template_error(self, field: str, value: Any, exc: Exception, context: Context, jinja_env: Any) -> str:
-        """Where a template failed (the config file's line, or the key of ``vars``) and why, never the template."""
-        where = field
-        if field == "config" and self.config_file is not None and value is self._config_raw:
-            where = str(self.config_file)
-        elif isinstance(value, Mapping):
-            for key, item in value.items():  # find the key whose value failed, to name it
-                try:
-                    self.render_template(item, context, jinja_env)
-                except Exception as item_exc:
-                    where, exc = f"{field}[{key!r}]", item_exc
-                    break
-        line = _template_line(exc)
-        if line is not None:
-            where = f"{where}:{line}"
-        message = str(getattr(exc, "message", None) or exc)
-        if type(exc).__name__ not in ("UndefinedError", "TemplateSyntaxError"):
-            message = f"{type(exc).__name__}: {message}"
-        text = f"{self._where()}: template error in {where}: {message}"
-        undefined = _UNDEFINED_NAME.search(message)
-        if undefined and undefined.group(1) in _LOGICAL_DATE_KEYS and "logical_date" not in context:
-            text += (
-                "\nThis run has no logical date, and so no ds, ts, logical_date or data_interval_*: use a param, "
-                "or the day the run was triggered: {{ (dag_run.logical_date or dag_run.run_after) | ds }}"
+            rendered = self.templated_config.render(
+                field,
+                getattr(self, field),
+                lambda value: self.render_template(value, context, jinja_env),
+                logical_date="logical_date" in context,
             )
-        return text
+            self._replace(field, rendered)
+        self._replace("config", self.templated_config.effective(self.config, self.vars))
 
-    def _validate_at_parse(self) -> PipelineConfig | None:
-        """Validate what does not depend on templates; raise on a config that cannot run."""
-        from spark_job.errors import ConfigError
-
-        if self.config_file is not None:
-            text = self._config_text() or ""
-            if _JINJA.search(text):
-                # A Jinja template is valid YAML only once rendered: validated when the task runs. Its plan,
-                # with the template text as written, is the task's documentation.
-                self._plan_template(text)
-                return None
-        templated = _has_jinja(self.config) or not isinstance(self.vars, (Mapping, type(None)))
-        templated = templated or _has_jinja(self.vars)
-        vars = self.vars if isinstance(self.vars, Mapping) else {}
-        try:
-            return self._load(self.config_file if self.config_file else self.config, vars)
-        except ConfigError as exc:
-            message = self._invalid_message(exc)
-            if templated:
-                # The problem may come from template text standing in for a value: check again at run time.
-                self.log.warning("%s\n(config or vars hold templates: validated again at run time)", message)
-                return None
-            raise SparkPipelineConfigError(message) from None
-
-    def _plan_template(self, text: str) -> None:
-        """The plan of a config file that is a Jinja template, read as written (statement lines and
-        comments left out, ``{{ ... }}`` kept as text), as the task's documentation; none when the
-        template is not YAML as written."""
-        from spark_job.plan import build_plan, render_markdown
-
-        if any(getattr(self, k, None) for k in _DOC_FIELDS) or self.config_file is None:
-            return
-        vars = self.vars if isinstance(self.vars, Mapping) else {}
-        try:
-            pipeline = self._load_rendered_text(_template_as_written(text), self.config_file, vars)
-        except Exception:
-            return
-        note = (
-            "\n*Planned from the template as written: `{{ ... }}` shows where values come from when the task "
-            "runs; the rendered config is validated then.*\n"
-        )
-        self.doc_md = render_markdown(build_plan(pipeline)) + note
-
-    def _load(self, source: Any, vars: Mapping[str, Any]) -> PipelineConfig:
-        from spark_job.config.validation import load_config
-
-        return load_config(
-            source,
-            {str(k): _var_value(v) for k, v in vars.items()},
-            base_dir=None if isinstance(source, Path) else self.base_dir,
-            resolve_env=False,  # ${env:NAME} secrets resolve on the driver, never in Airflow
-            connections=self._credentials,
-            unknown_vars=True,  # one vars dict may serve several pipelines
-        )
+    def _replace(self, field: str, value: Any) -> None:
+        """Set a template field when its value changed (Airflow records a field set outside execution
+        as the operator's argument)."""
+        if value is not getattr(self, field):
+            setattr(self, field, value)
 
     def load_rendered_config(self) -> PipelineConfig:
         """The fully validated config after templates rendered (what :meth:`execute` submits)."""
-        from spark_job.errors import ConfigError
-
-        if self._pipeline is not None and self._shows_effective_config():
-            return self._pipeline  # loaded when the templates were rendered
-        vars = self.vars or {}
-        if not isinstance(vars, Mapping):
-            raise SparkPipelineConfigError(f"{self._where()}: vars must render to a mapping, not {vars!r}")
-        try:
-            if isinstance(self.config, Mapping):
-                return self._load(dict(self.config), vars)
-            if self.config_file is None or not isinstance(self.config, str):
-                raise SparkPipelineConfigError(f"{self._where()}: config rendered to {type(self.config).__name__}")
-            if self.config in (str(self.config_file), self._config_raw):
-                return self._load(self.config_file, vars)  # unchanged by Jinja
-            return self._load_rendered_text(self.config, self.config_file, vars)
-        except ConfigError as exc:
-            raise SparkPipelineConfigError(self._invalid_message(exc)) from None
-
-    def _load_rendered_text(self, text: str, config_file: Path, vars: Mapping[str, Any]) -> PipelineConfig:
-        """Load Jinja's output as if it were the config file, so problems keep its name and line numbers."""
-        from spark_job.config.validation import load_config
-        from spark_job.errors import ConfigError, Problem
-
-        with tempfile.TemporaryDirectory(prefix="sparkpipe-rendered-") as tmp:
-            rendered = Path(tmp) / config_file.name
-            rendered.write_text(text, encoding="utf-8")
-            try:
-                return load_config(
-                    rendered,
-                    {str(k): _var_value(v) for k, v in vars.items()},
-                    base_dir=config_file.parent,
-                    resolve_env=False,
-                    connections=self._credentials,
-                    unknown_vars=True,
-                )
-            except ConfigError as exc:
-                raise ConfigError(
-                    Problem(p.path, p.message, str(config_file) if p.file else None, p.line) for p in exc.problems
-                ) from None
-
-    def _invalid_message(self, exc: Exception) -> str:
-        what = str(self.config_file) if self.config_file else "(dict config)"
-        return f"{self._where()}: invalid sparkpipe config {what}:\n{exc}"
+        return self.templated_config.load(self.config, self.vars)
 
     def _where(self) -> str:
         return f"SparkPipelineOperator {self.task_id!r}"
@@ -401,13 +181,10 @@ class SparkPipelineOperator(BaseOperator):
     def _operator_lineage(self, metrics: Mapping[str, Any] | None) -> Any:
         from airflow_provider_sparkpipe.lineage import operator_lineage
 
-        pipeline = self._pipeline
+        pipeline = self.templated_config.pipeline
         if pipeline is None:
-            from airflow_provider_sparkpipe.masking import get_connection
-
             try:
-                self._credentials = ConnectionCredentials(get_connection)
-                pipeline = self._pipeline = self.load_rendered_config()
+                pipeline = self.templated_config.load_for_run(self.config, self.vars)
             except Exception as exc:  # lineage never fails the task
                 self.log.warning("No OpenLineage datasets: the config cannot be read here: %s", exc)
                 from airflow.providers.openlineage.extractors import OperatorLineage
@@ -419,15 +196,13 @@ class SparkPipelineOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_sparkpipe.hooks.base import hook_class_of
-        from airflow_provider_sparkpipe.masking import get_connection, mask_values
+        from airflow_provider_sparkpipe.masking import mask_values
         from airflow_provider_sparkpipe.runs import PipelineSubmission
         from airflow_provider_sparkpipe.runtimes.registry import resolve_runtime
 
-        if not self._shows_effective_config():  # else loaded, with its connections, when templates rendered
-            self._credentials = ConnectionCredentials(get_connection)
-        pipeline = self.load_rendered_config()
+        pipeline = self.templated_config.load_for_run(self.config, self.vars)
         runtime = resolve_runtime(self.runtime)
-        environment = self._credentials.environment
+        environment = self.templated_config.credentials.environment
         # Logins are not secret (and often too short to mask): only passwords and the runtime's secrets.
         passwords = [v for k, v in environment.items() if not k.endswith("_USER")]
         mask_values([*runtime.secret_values(), *(v for v in passwords if v)])
@@ -441,7 +216,6 @@ class SparkPipelineOperator(BaseOperator):
             )
         self._log_plan(pipeline, runtime)
         hook = hook_class(runtime)
-        self._pipeline = pipeline
         document = pipeline.to_document()
         if self.openlineage_inject_parent_job_info:
             from airflow_provider_sparkpipe.lineage import parent_job_properties
@@ -785,89 +559,6 @@ def _first_line(text: Any) -> str:
     lines = [line for line in str(text or "").splitlines() if line.strip()]
     # Spark ends the line before its query plan with a ";": the message's own separators follow it.
     return lines[0].strip().rstrip(";") if lines else "no error was reported"
-
-
-def _template_line(exc: BaseException) -> int | None:
-    """The template line an error was raised at: Jinja's own for a syntax error, else that of the innermost
-    frame of template code in the traceback (Airflow runs the compiled template without Jinja's traceback
-    rewriting, so the frame's line is mapped back through the template's debug info)."""
-    lineno = getattr(exc, "lineno", None)
-    if isinstance(lineno, int):
-        return lineno
-    line = None
-    for frame, frame_line in traceback.walk_tb(exc.__traceback__):
-        template = frame.f_globals.get("__jinja_template__")
-        if template is not None:
-            line = template.get_corresponding_lineno(frame_line)
-        elif frame.f_code.co_filename == "<template>":
-            line = frame_line
-    return line
-
-
-_JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
-_JINJA_STATEMENT_LINE = re.compile(r"^[ \t]*\{%.*?%\}[ \t]*$", re.MULTILINE)
-
-
-def _template_as_written(text: str) -> str:
-    """A Jinja config template read as YAML: comments and lines holding only a statement (``{% set %}``,
-    ``{% if %}``) blanked, line numbers kept; expressions stay as the text they are."""
-
-    def blank(match: re.Match[str]) -> str:
-        return "\n" * match.group(0).count("\n")
-
-    return _JINJA_STATEMENT_LINE.sub("", _JINJA_COMMENT.sub(blank, text))
-
-
-class _LiteralDumper(yaml.SafeDumper):
-    """YAML with multi-line strings (queries) as ``|`` blocks."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value and not any(line != line.rstrip() for line in value.splitlines()) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_LiteralDumper.add_representer(str, _represent_str)
-
-
-def effective_config_text(pipeline: PipelineConfig, source: Path | None = None) -> str:
-    """The config the driver gets, as YAML for a person: variables substituted, the config's and the
-    operator's ``vars`` in one block, credentials masked (``password`` values, user info and password
-    parameters of URLs); ``${env:...}``, ``${secret:...}`` references stay, resolved only by the driver."""
-    document = _masked(pipeline.to_document())
-    where = f" of {source}" if source is not None else ""
-    header = f"# The effective config{where}: templates rendered, variables substituted, secrets masked.\n"
-    body = yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, allow_unicode=True, width=120)
-    return header + pipeline.mask(body)
-
-
-def _masked(value: Any, key: str = "") -> Any:
-    from spark_job.config.urls import is_credential_key, strip_credentials
-
-    if isinstance(value, Mapping):
-        return {k: _masked(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(v, key) for v in value]
-    if isinstance(value, str):
-        if is_credential_key(key) and not value.startswith("${"):
-            return "***"
-        if key not in ("query", "condition") and ("://" in value or value.startswith("jdbc:")):
-            return strip_credentials(value)
-    return value
-
-
-def _has_jinja(value: Any) -> bool:
-    if isinstance(value, str):
-        return bool(_JINJA.search(value))
-    if isinstance(value, Mapping):
-        return any(_has_jinja(k) or _has_jinja(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_has_jinja(v) for v in value)
-    return False
-
-
-def _var_value(value: Any) -> Any:
-    return value if isinstance(value, str) else str(value)
 
 
 def _task_key(context: Context) -> str:

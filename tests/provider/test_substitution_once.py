@@ -72,7 +72,7 @@ def test_a_param_that_would_change_the_sql_fails_the_task_before_spark(runs: dic
     assert result.tasks == {"labelled": "failed"}
     log = result.log
     assert "invalid sparkpipe config" in log and "sequences[0].query: the value" in log, log[-4000:]
-    assert "of label (vars passed in) would end the string literal it is placed in" in log, log[-4000:]
+    assert "of label (the operator's vars) would end the string literal it is placed in" in log, log[-4000:]
     assert "a value passed in is data" in log
     # Nothing ran: no driver output, no target, and the secret is nowhere.
     assert not Path(runs["outputs"]["hostile"]).exists()
