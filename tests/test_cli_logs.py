@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from .conftest import REPO
+from .support import REPO
 
 SPARK_LINE = re.compile(r"^\d\d:\d\d:\d\d (ERROR|WARN|INFO|DEBUG) ")
 

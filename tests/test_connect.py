@@ -17,7 +17,7 @@ from spark_job.config.validation import load_config
 from spark_job.engine.capabilities import capabilities_of
 from spark_job.engine.runner import PipelineRunner
 
-from .conftest import REPO, SparkConnectServer
+from .support import REPO, SparkConnectServer
 
 
 def counts(spark_connect: Any, rows: int) -> set[int | None]:

@@ -17,7 +17,7 @@ from spark_job.engine.capabilities import capabilities_of
 from spark_job.engine.runner import PipelineRunner
 from spark_job.errors import ConfigError
 
-from .conftest import Postgres
+from .support import Postgres
 from .test_bad_input import values
 
 ENV = {"PG_USER": "sparkpipe", "PG_PASSWORD": "sparkpipe"}

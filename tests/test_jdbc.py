@@ -10,7 +10,7 @@ import pytest
 from spark_job.config.validation import load_config
 from spark_job.engine.runner import PipelineRunner
 
-from .conftest import POSTGRES_JAR, Postgres
+from .support import POSTGRES_JAR, Postgres
 
 ENV = {"PG_USER": "sparkpipe", "PG_PASSWORD": "sparkpipe"}
 

@@ -10,7 +10,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-from .conftest import REPO
+from .support import REPO
 
 MATRIX = REPO / "tests" / "matrix"
 

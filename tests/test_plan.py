@@ -229,7 +229,7 @@ def test_schemas_use_the_configs_spark_conf_and_print_no_secret(postgres, tmp_pa
     """``plan --schemas`` in a process of its own sets its session up as a run does: the JDBC driver comes
     from ``spark.jars`` (nowhere else on the class path), case sensitivity and the other SQL settings are the
     config's, Spark's own ``${...}`` substitution is off; a resolved secret shows as *** only."""
-    from tests.conftest import POSTGRES_JAR
+    from tests.support import POSTGRES_JAR
 
     with postgres.connect() as conn:
         conn.execute("DROP TABLE IF EXISTS plan_orders")

@@ -17,7 +17,7 @@ from spark_job.engine.runner import PipelineRunner
 from spark_job.errors import ConfigError
 from spark_job.io import BaseReader, BaseWriter, ReadPlan, WritePlan, readers, writers
 
-from .conftest import REPO
+from .support import REPO
 
 
 def read_plan(spec: dict) -> ReadPlan:

@@ -13,7 +13,7 @@ from spark_job.cli import main
 from spark_job.config.validation import load_config
 from spark_job.engine.runner import PipelineRunner
 
-from .conftest import REPO
+from .support import REPO
 
 
 def run(spark: Any, config: dict | Path, **kwargs: Any) -> dict:

@@ -26,7 +26,6 @@ from spark_job.config.secret_managers import SecretUnavailable, crc32c, read_sec
 from spark_job.config.validation import load_config
 from spark_job.errors import ConfigError
 
-from .conftest import Postgres
 from .secret_manager_fakes import (
     CONTAINER_TOKEN,
     GOOGLE_TOKEN,
@@ -34,6 +33,7 @@ from .secret_manager_fakes import (
     SecretEndpoints,
     serve,
 )
+from .support import Postgres
 
 REGION = "eu-west-1"
 DB_SECRET = "sparkpipe/orders-db"

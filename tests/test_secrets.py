@@ -11,7 +11,7 @@ from pathlib import Path
 
 from spark_job.config.validation import load_config
 
-from .conftest import POSTGRES_JAR, Postgres
+from .support import POSTGRES_JAR, Postgres
 
 
 def test_file_references_are_secrets(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import yaml
 from spark_job import METRICS_MARKER
 from spark_job.bundle import build_bundle
 
-from .conftest import REPO
+from .support import REPO
 
 
 def spark_submit(bundle_dir: Path, *args: str, cwd: Path, ui: bool = False) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ import pytest
 from spark_job.config.validation import load_config
 from spark_job.errors import ConfigError
 
-from .conftest import REPO
+from .support import REPO
 
 BASE = """
 app_name: v

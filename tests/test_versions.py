@@ -29,7 +29,7 @@ from spark_job.engine.capabilities import (
     pyspark_version,
 )
 
-from .conftest import REPO, spark_home
+from .support import REPO, spark_home
 
 SPARK_4 = pyspark_version() >= (4, 0)
 ENDLESS = "SELECT count(*) AS n FROM range(3000000) a CROSS JOIN range(3000000) b WHERE a.id + b.id = -1"

@@ -10,7 +10,7 @@ import pytest
 
 from spark_job.config.connectors import SPARK_LINES, connector, connectors, how_to_add, minor_of, spark_line
 
-from ..conftest import spark_home
+from ..support import spark_home
 from .jars import jar_dir, spark_version
 
 
