@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.conftest import Postgres
-from tests.provider.conftest import EXAMPLES, QUIET_SPARK, HistoryServer, free_port, history_server
 from tests.provider.kubernetes.conftest import kubernetes_connection
 from tests.provider.kubernetes.fake_apiserver import FakeKubernetes, serve
+from tests.provider.support import EXAMPLES, QUIET_SPARK, HistoryServer, history_server
+from tests.support import Postgres, free_port
 
 DEPLOYMENT_DAGS = Path(__file__).resolve().parent / "deployment_dags"
 AIRFLOW = Path(sys.executable).parent / "airflow"

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from airflow_provider_sparkpipe.runtimes import LocalSpark, runtime_from_connection, runtime_from_dict
-from tests.provider.conftest import REPO
+from tests.support import REPO
 
 SCHEMA = REPO / "tests" / "provider" / "schemas" / "compose-spec.schema.json"
 COMPOSE = REPO / "docker-compose.yaml"

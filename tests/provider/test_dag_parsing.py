@@ -15,7 +15,8 @@ import pytest
 
 from airflow_provider_sparkpipe.get_provider_info import SPARKPIPE_CONN_FIELDS
 from spark_job.config.document import MAX_CONFIG_BYTES
-from tests.provider.conftest import EXAMPLES, REPO
+from tests.provider.support import EXAMPLES
+from tests.support import REPO
 
 HERE = Path(__file__).resolve().parent
 HEAVY = ("pyspark", "py4j", "google.cloud", "googleapiclient", "grpc", "boto3", "botocore", "kubernetes")

@@ -17,8 +17,9 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from tests.provider.conftest import EXAMPLES, REPO, read_output, revenue_by_customer
 from tests.provider.deployment import AIRFLOW, USER, AirflowDeployment, airflow_deployment
+from tests.provider.support import EXAMPLES, read_output, revenue_by_customer
+from tests.support import REPO
 
 __all__ = ["airflow_deployment"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import runpy
 from pathlib import Path
 
-from tests.provider.conftest import EXAMPLES
+from tests.provider.support import EXAMPLES
 
 
 def test_generator_reproduces_the_shipped_files(tmp_path: Path) -> None:

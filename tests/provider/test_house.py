@@ -22,7 +22,7 @@ from airflow_provider_sparkpipe.get_provider_info import (
 from airflow_provider_sparkpipe.hooks.base import SparkPipelineHook, hook_class_of, hook_for
 from airflow_provider_sparkpipe.runs import PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes import runtime_from_dict, runtime_kinds, runtimes
-from tests.conftest import REPO, SparkConnectServer
+from tests.support import REPO, SparkConnectServer
 
 PACKAGE = REPO / "airflow_provider_sparkpipe"
 

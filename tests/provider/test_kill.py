@@ -17,14 +17,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_sparkpipe.hooks.base import hook_for
-from tests.provider.conftest import (
-    QUIET_SPARK,
-    RUNNER,
-    TEST_DAGS,
-    live_group_members,
-    sparkpipe_connection,
-    split_logs,
-)
+from tests.provider.support import QUIET_SPARK, RUNNER, TEST_DAGS, live_group_members, sparkpipe_connection, split_logs
 
 
 def test_sigterm_to_the_task_kills_the_spark_submit_process_group(airflow_home: Path, tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ import pytest
 
 from airflow_provider_sparkpipe.lineage import dataset_name, dataset_names, names_of, operator_lineage, path_name
 from spark_job.config.validation import load_config
-from tests.conftest import POSTGRES_JAR, Postgres
-from tests.provider.conftest import SHOP, DagRunner, DagRunResult, sparkpipe_connection
+from tests.provider.support import SHOP, DagRunner, DagRunResult, sparkpipe_connection
+from tests.support import POSTGRES_JAR, Postgres
 
 LINEAGE_DAGS = Path(__file__).resolve().parent / "lineage_dags"
 PG_SECRET = "pw-" + secrets.token_hex(12)

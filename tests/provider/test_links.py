@@ -20,7 +20,8 @@ from airflow_provider_sparkpipe.links.spark import SparkApplicationLink
 from airflow_provider_sparkpipe.operators.spark_pipeline import SparkPipelineOperator
 from airflow_provider_sparkpipe.runs import PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes import LocalSpark
-from tests.provider.conftest import free_port, history_server
+from tests.provider.support import history_server
+from tests.support import free_port
 
 
 def test_every_task_has_one_link_whatever_its_runtime() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import POSTGRES_JAR, Postgres
-from tests.provider.conftest import (
+from tests.provider.log_records import records
+from tests.provider.support import (
     EXAMPLES,
     QUIET_SPARK,
     SHOP,
@@ -25,7 +25,7 @@ from tests.provider.conftest import (
     revenue_by_customer,
     sparkpipe_connection,
 )
-from tests.provider.log_records import records
+from tests.support import POSTGRES_JAR, Postgres
 
 LOGICAL_DATE = "2024-01-15"
 

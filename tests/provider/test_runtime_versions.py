@@ -40,7 +40,7 @@ from airflow_provider_sparkpipe.runtimes.versions import (
     check_spark_version,
     python_supported,
 )
-from tests.provider.conftest import REPO
+from tests.support import REPO
 
 TABLES = {"dataproc image": DATAPROC_IMAGES, "serverless runtime": DATAPROC_SERVERLESS_RUNTIMES, "emr": EMR_RELEASES}
 ROLE = "arn:aws:iam::123456789012:role/sparkpipe-job"

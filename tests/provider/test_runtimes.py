@@ -17,7 +17,7 @@ from airflow_provider_sparkpipe.runtimes import (
     runtime_from_dict,
     runtime_kinds,
 )
-from tests.provider.conftest import sparkpipe_connection
+from tests.provider.support import sparkpipe_connection
 
 
 def connection(extra: dict | str, conn_type: str = "sparkpipe") -> Connection:

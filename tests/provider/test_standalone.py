@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from tests.provider.conftest import (
+from tests.provider.support import (
     EXAMPLES,
     QUIET_SPARK,
     SHOP,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.provider.conftest import (
+from tests.provider.support import (
     QUIET_SPARK,
     SHOP,
     TEST_DAGS,

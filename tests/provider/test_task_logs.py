@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from tests.provider.conftest import SHOP, TEST_DAGS, DagRunner, DagRunResult, sparkpipe_connection
 from tests.provider.log_records import Record, records
+from tests.provider.support import SHOP, TEST_DAGS, DagRunner, DagRunResult, sparkpipe_connection
 
 LOG4J_DATE = re.compile(r"\d{2}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} ")
 MISSPELT = "`amout` cannot be resolved"

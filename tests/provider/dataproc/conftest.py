@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.provider.conftest import free_port
 from tests.provider.dataproc.fake_dataproc import DRIVER_OUTPUT_BUCKET, FakeDataproc
+from tests.support import free_port
 
 STAGING_BUCKET = "sparkpipe-staging"
 PROJECT = "sparkpipe-test"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.provider.conftest import DagRunner, DagRunResult
 from tests.provider.dataproc.conftest import DATAPROC_DAGS, DataprocFakes
+from tests.provider.support import DagRunner, DagRunResult
 
 DAG_IDS = [
     "sparkpipe_dataproc_succeeds",

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.provider.conftest import EXAMPLES, TEST_DAGS, DagRunner, DagRunResult
 from tests.provider.kubernetes.conftest import kubernetes_connection
 from tests.provider.kubernetes.fake_apiserver import FakeKubernetes
+from tests.provider.support import EXAMPLES, TEST_DAGS, DagRunner, DagRunResult
 
 KUBERNETES_DAGS = Path(__file__).resolve().parent / "dags"
 DB_USER, DB_PASSWORD = "k8s_loader_3Vb", "k8s-pw/Hq7$Lm2!x"
