@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.provider.conftest import (  # the provider tests' Airflow: a migrated metadata database, dag.test()
-    SHOP,
-    DagRunner,
     _remove_airflow_home,  # noqa: F401 - fixture
     airflow_home,  # noqa: F401 - fixture
     dag_runner,  # noqa: F401 - fixture
-    sparkpipe_connection,
 )
+from tests.provider.support import SHOP, DagRunner, sparkpipe_connection
 
 from .jars import spark_conf
 
