@@ -1,4 +1,4 @@
-"""The ``sparkpipe`` command: run, validate, schema, bundle.
+"""The ``sparkpipe`` command: run, validate, plan, test, schema, bundle, class-data.
 
 Exit codes: 0 ok, 1 pipeline failed, 2 config, 128 + the signal's number when terminated (143: SIGTERM).
 """
@@ -168,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--state-dir", help="where the run key's commit log is kept (default: the --metrics-out folder)")
     run.add_argument("--verbose", "-v", action="store_true", help="Spark's INFO lines too (--log-level INFO)")
+    run.add_argument(
+        "--no-class-data",
+        action="store_true",
+        help="start the JVM without its class-data archive and make none (as SPARKPIPE_CLASS_DATA=off)",
+    )
     validate = sub.add_parser("validate", help="check a config without starting Spark")
     config_args(validate)
     plan = sub.add_parser("plan", help="show the sequence graph (stages, reads, targets) without running it")
@@ -182,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the config's JSON Schema")
     bundle = sub.add_parser("bundle", help="build the spark-submit entry file and --py-files zip")
     bundle.add_argument("--out", required=True, help="output folder")
+    archive = sub.add_parser(
+        "class-data",
+        help="make a class-data archive for driver JVMs started by this Spark's spark-submit (images, cluster init)",
+    )
+    archive.add_argument("--out", required=True, help="the archive file to write")
+    archive.add_argument("--spark-home", help="the Spark installation (default: $SPARK_HOME, else pyspark's)")
+    archive.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark property of the drivers (repeatable)"
+    )
     return parser
 
 
@@ -206,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from spark_job.pipeline_tests import main as run_test_files
 
         return run_test_files(args.paths)
+    if args.command == "class-data":
+        return make_class_data(args.out, args.spark_home, args.conf)
 
     from spark_job.config.validation import load_config
 
@@ -236,6 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if misplaced := outputs_inside_targets(config, outputs):
         print(f"sparkpipe: {misplaced}; nothing was run", file=sys.stderr)
         return EXIT_CONFIG
+    if args.no_class_data:
+        from spark_job.engine.class_data import SWITCH_ENV
+
+        os.environ[SWITCH_ENV] = "off"  # read where the JVM is started
     if args.run_key:
         from spark_job.engine.commit_log import RUN_KEY_ENV
 
@@ -263,6 +283,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if received:
         return 128 + received[0]
     return EXIT_OK if metrics["status"] == "succeeded" else EXIT_FAILED
+
+
+def make_class_data(out: str, spark_home: str | None, conf: Sequence[str]) -> int:
+    """``sparkpipe class-data``: make the archive at ``out`` now (a Docker build, a cluster's init action)."""
+    import importlib.util
+
+    from spark_job.engine.class_data import make_archive
+
+    settings = {}
+    for pair in conf:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            print(f"sparkpipe: --conf {pair!r} is not KEY=VALUE; nothing was made", file=sys.stderr)
+            return EXIT_CONFIG
+        settings[key.strip()] = value
+    if spark_home is None:
+        spark_home = os.environ.get("SPARK_HOME")
+    if spark_home is None:
+        spec = importlib.util.find_spec("pyspark")  # found, not imported: the archive needs no Python Spark
+        if spec is None or not spec.submodule_search_locations:
+            print("sparkpipe: no Spark found: set SPARK_HOME or give --spark-home; nothing was made", file=sys.stderr)
+            return EXIT_CONFIG
+        spark_home = next(iter(spec.submodule_search_locations))
+    if not os.path.isfile(os.path.join(spark_home, "bin", "spark-submit")):
+        print(f"sparkpipe: no bin/spark-submit in {spark_home}: check --spark-home; nothing was made", file=sys.stderr)
+        return EXIT_CONFIG
+    extra_class_path = settings.pop("spark.driver.extraClassPath", "")
+    why = make_archive(spark_home, out, os.environ, extra_class_path, settings)
+    if why is not None:
+        print(f"sparkpipe: no class-data archive: {why}", file=sys.stderr)
+        return EXIT_FAILED
+    print(out)
+    return EXIT_OK
 
 
 def outputs_inside_targets(config: PipelineConfig, outputs: dict[str, str | None]) -> str | None:

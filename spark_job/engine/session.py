@@ -11,6 +11,8 @@ import threading
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
+from spark_job.engine import class_data
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -91,15 +93,25 @@ def start_console_session(app_name: str, master: str | None, settings: Mapping[s
     flag = f"-Dlog4j2.configurationFile=file:{config_file}"
     java_options = options.get("spark.driver.extraJavaOptions", "")
     if "log4j2.configurationFile" not in java_options:
-        options["spark.driver.extraJavaOptions"] = f"{java_options} {flag}".strip()
+        java_options = f"{java_options} {flag}".strip()
+    archive = class_data.for_driver(
+        spark_home(), os.environ, options.get("spark.driver.extraClassPath", ""), java_options
+    )
+    options["spark.driver.extraJavaOptions"] = " ".join([java_options, *archive.options]).strip()
     for key, value in options.items():
         conf.set(key, value)
     # popen_kwargs is pyspark's documented way to capture the JVM's output.
     # A session of its own: a SIGTERM sent to the whole process group (Airflow, a terminal's job
     # control) reaches only this process, which cancels the jobs and stops the JVM itself.
     popen: dict[str, Any] = {"stderr": subprocess.PIPE, "start_new_session": True}
-    gateway = launch_gateway(conf, popen_kwargs=popen)
+    try:
+        gateway = launch_gateway(conf, popen_kwargs=popen)
+    except BaseException:
+        archive.close()  # the JVM did not start: nobody makes the archive now
+        raise
     proc = getattr(gateway, "proc", None)
+    # Made once this JVM has exited, by a process of its own (see spark_job.engine.class_data).
+    archive.make_in_background(getattr(proc, "pid", None))
     if proc is not None and proc.stderr is not None:
         threading.Thread(target=forward_stderr, args=(proc.stderr,), name="sparkpipe-jvm-stderr", daemon=True).start()
     try:
@@ -107,6 +119,15 @@ def start_console_session(app_name: str, master: str | None, settings: Mapping[s
     finally:
         os.unlink(config_file)  # read once, when the JVM configured its logging
     return SparkSession.builder.getOrCreate()
+
+
+def spark_home() -> str:
+    """The Spark installation a JVM started here runs: ``$SPARK_HOME``, else the pyspark package's own."""
+    if os.environ.get("SPARK_HOME"):
+        return os.environ["SPARK_HOME"]
+    import pyspark
+
+    return os.path.dirname(os.path.abspath(pyspark.__file__))
 
 
 def can_start_console_session() -> bool:
