@@ -63,6 +63,7 @@ RUNTIME_SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "env",
             "spark_home",
             "kill_grace_s",
+            "class_data",
         ),
     ),
     "dataproc_cluster": (
@@ -138,6 +139,7 @@ RUNTIME_SETTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "time_to_live_s",
             "delete_on_success",
             "startup_timeout_s",
+            "class_data",
         ),
     ),
 }

@@ -18,7 +18,8 @@ from typing import Any
 from airflow_provider_sparkpipe.exceptions import SparkRuntimeError
 from airflow_provider_sparkpipe.runs import PipelineSubmission
 from airflow_provider_sparkpipe.runtimes.base import spark_str
-from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
+from airflow_provider_sparkpipe.runtimes.kubernetes import CLASS_DATA_ARCHIVE, CLASS_DATA_CLASS_PATH, SparkKubernetes
+from spark_job.engine import class_data
 
 GROUP = "sparkoperator.k8s.io"
 VERSION = "v1beta2"
@@ -113,6 +114,8 @@ def render_application(
         "driver": driver,
         "executor": _pod_spec(runtime.executor, labels, env, env_from),
     }
+    if runtime.class_data:
+        _use_class_data(spec)
     if runtime.py_files:
         spec["deps"] = {"pyFiles": list(runtime.py_files)}
     if runtime.image_pull_policy:
@@ -127,6 +130,27 @@ def render_application(
         "metadata": {"name": name, "namespace": runtime.namespace, "labels": labels, "annotations": annotations},
         "spec": spec,
     }
+
+
+def _use_class_data(spec: dict[str, Any]) -> None:
+    """Start the driver and executor JVMs with the image's class-data archive (``runtimes.kubernetes.
+    CLASS_DATA_ARCHIVE``), unless their options already choose class-data sharing.
+
+    The archive was made with Spark's jars first on the class path; in the pods the operator mounts
+    Spark's configuration folder, which the JVM refuses to share classes past when it comes first: the
+    driver's ``spark.driver.extraClassPath`` puts the jars ahead of it (nothing in Spark's jars shadows a
+    file of that folder). Executors start from the image's entry point with that folder first: their JVM
+    uses the archive when the folder is absent (``spark.kubernetes.executor.disableConfigMap``)."""
+    conf = spec["sparkConf"]
+    options = " ".join(class_data.use_options(CLASS_DATA_ARCHIVE))
+    for role in ("driver", "executor"):
+        given = str(spec[role].get("javaOptions") or "")
+        if class_data.names_an_archive(f"{given} {conf.get(f'spark.{role}.extraJavaOptions', '')}"):
+            continue
+        spec[role]["javaOptions"] = f"{options} {given}".strip()
+        if role == "driver":
+            path = conf.get("spark.driver.extraClassPath")
+            conf["spark.driver.extraClassPath"] = f"{CLASS_DATA_CLASS_PATH}:{path}" if path else CLASS_DATA_CLASS_PATH
 
 
 def render_config_map(

@@ -34,6 +34,7 @@ from airflow_provider_sparkpipe.hooks.process_group import (
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes.local import LocalSpark
 from airflow_provider_sparkpipe.staging import LocalStore, Staging
+from spark_job.engine import class_data
 from spark_job.engine.pools import ALLOCATION_FILE_CONF, write_allocation_file
 from spark_job.markers import APPLICATION_MARKER, LEVELLED_LOG_ENV, parse_marker_line
 
@@ -135,13 +136,18 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
         ]
         self.log.info("Driver bundle %s", staged.bundle.py_files_uri)
         self.log.info("Running: %s", " ".join(_redact_command(command)))
+        env = self._environment(submission.environment)
+        archive = self._class_data(conf)
+        if archive.options:  # spark-submit gives SPARK_SUBMIT_OPTS to the driver JVM
+            env["SPARK_SUBMIT_OPTS"] = " ".join([env.get("SPARK_SUBMIT_OPTS", ""), *archive.options]).strip()
+            self.log.info("Driver JVM class-data archive %s", archive.archive)
         popen = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=run_dir,
-            env=self._environment(submission.environment),
+            env=env,
             text=True,
             errors="replace",
             bufsize=1,
@@ -150,6 +156,9 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
             start_new_session=True,
         )
         self.log.info("spark-submit started: pid %d, process group %d", popen.pid, popen.pid)
+        # Without secrets: the maker's spark-submit runs a built-in pipeline with this environment.
+        if archive.make_in_background(popen.pid, self._environment()):
+            self.log.info("No class-data archive for this JDK and Spark yet: one is made once this run has ended")
         # The group and its leader's start time: a later attempt stops this group, and only this one.
         (run_dir / _PGID_FILE).write_text(f"{popen.pid} {start_time(popen.pid) or ''}".rstrip() + "\n")
         run = PipelineRun(
@@ -166,6 +175,17 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
         event_log = str(conf.get("spark.eventLog.enabled", "")).lower() == "true"
         self._processes[run.run_id] = _Process(popen, output, event_log=event_log)
         return run
+
+    def _class_data(self, conf: Mapping[str, str]) -> class_data.DriverArchive:
+        """The driver JVM's class-data archive: options to use it, or the right to make it (``class_data``)."""
+        if not self.runtime.class_data:
+            return class_data.DriverArchive()
+        return class_data.for_driver(
+            self.spark_home,
+            self._environment(),
+            conf.get("spark.driver.extraClassPath", ""),
+            conf.get("spark.driver.extraJavaOptions", ""),
+        )
 
     def _run_conf(self, submission: PipelineSubmission, run_dir: Path) -> dict[str, str]:
         """Settings a run gets unless the runtime's ``conf`` or the config's ``spark_conf`` has its own: an

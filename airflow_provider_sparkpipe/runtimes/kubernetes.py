@@ -17,6 +17,10 @@ DEFAULT_SPARK_VERSION = "4.1.2"
 
 DRIVER_MAIN_FILE = "local:///opt/sparkpipe/sparkpipe_main.py"
 DRIVER_PY_FILES = "local:///opt/sparkpipe/sparkpipe.zip"
+CLASS_DATA_ARCHIVE = "/opt/sparkpipe/class-data/spark.jsa"
+"""The class-data archive the project's image carries (``Dockerfile``), made for this class path:"""
+CLASS_DATA_CLASS_PATH = "/opt/spark/jars/*"
+"""Spark's jars, ahead of the configuration folder the operator mounts (``spark.driver.extraClassPath``)."""
 
 _SECRET_REF = re.compile(r"^(?P<secret>[a-z0-9]([-a-z0-9.]*[a-z0-9])?)/(?P<key>[-._a-zA-Z0-9]+)$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -76,6 +80,12 @@ class SparkKubernetes(SparkRuntime):
             (``https://spark.example.com/{namespace}/{name}/``); shown as the task's extra link.
         startup_timeout_s: how long a retry waits for a failed application of an earlier attempt to
             be deleted before it submits again.
+        class_data: start the driver and executor JVMs with the class-data archive of Spark's classes
+            the project's image carries (``/opt/sparkpipe/class-data/spark.jsa``): the driver's
+            ``javaOptions`` and ``spark.driver.extraClassPath`` (Spark's jars first, as when the
+            archive was made), the executors' ``javaOptions``. A JVM for which the archive does not
+            fit (another image, another class path) starts as usual, silently. ``False`` leaves the
+            JVMs' options alone.
     """
 
     namespace: str
@@ -100,6 +110,7 @@ class SparkKubernetes(SparkRuntime):
     delete_on_success: bool = False
     ui_url: str | None = None
     startup_timeout_s: float = 120.0
+    class_data: bool = True
 
     kind = "kubernetes"
     hook_class = "airflow_provider_sparkpipe.hooks.kubernetes.SparkKubernetesHook"
@@ -149,8 +160,9 @@ class SparkKubernetes(SparkRuntime):
         for name, convert in (("time_to_live_s", int), ("startup_timeout_s", float)):
             if isinstance(extras.get(name), str):
                 extras[name] = convert(extras[name])
-        if isinstance(extras.get("delete_on_success"), str):
-            extras["delete_on_success"] = extras["delete_on_success"].strip().lower() in ("true", "1", "yes")
+        for name in ("delete_on_success", "class_data"):
+            if isinstance(extras.get(name), str):
+                extras[name] = extras[name].strip().lower() in ("true", "1", "yes")
         return extras
 
 

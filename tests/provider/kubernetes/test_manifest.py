@@ -84,8 +84,13 @@ def test_the_application_runs_the_image_driver_on_the_mounted_config() -> None:
         "volumeMounts"
     ]
     assert spec["restartPolicy"] == {"type": "Never"}
-    # The runtime's Spark properties, then the config's own spark_conf over them.
-    assert spec["sparkConf"] == {"spark.eventLog.enabled": "true", "spark.sql.shuffle.partitions": "4"}
+    # The runtime's Spark properties, then the config's own spark_conf over them (and the class path the
+    # image's class-data archive was made for).
+    assert spec["sparkConf"] == {
+        "spark.eventLog.enabled": "true",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.driver.extraClassPath": "/opt/spark/jars/*",
+    }
     assert (spec["driver"]["cores"], spec["executor"]["instances"], spec["executor"]["memory"]) == (2, 4, "4g")
 
 
