@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from spark_job.engine.startup import startup_seconds
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -123,6 +125,8 @@ class RunMetrics:
             "status": self.status,
             "started_at": self.started_at,
             "duration_s": self.duration_s,
+            # from the process's start to the first sequence's: JVM, session, sources
+            "startup_s": startup_seconds(seq.started_at for seq in self.sequences.values()),
             "spark_app_id": self.spark_app_id,
             "runtime": self.runtime,
             "max_parallel": self.max_parallel,
