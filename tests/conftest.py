@@ -1,4 +1,5 @@
-"""Shared fixtures: one local SparkSession per test session and a real PostgreSQL server."""
+"""Shared fixtures: one local SparkSession per test session, a real PostgreSQL server and a Spark Connect
+server. What tests import (the repository's root, free ports, the servers' handles) is in ``support.py``."""
 
 from __future__ import annotations
 
@@ -13,22 +14,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from .spark_jvm import LONG_LIVED
-
-REPO = Path(__file__).resolve().parent.parent
-POSTGRES_JAR = os.environ.get("SPARKPIPE_POSTGRES_JAR", "/usr/share/java/postgresql.jar")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
+from .support import POSTGRES_JAR, Postgres, SparkConnectServer, free_port, spark_connect_jars, spark_home
 
 # grpcio (1.80, the last for Python 3.9, whose subprocess forks) aborts the forked child of a process
 # holding a Spark Connect channel unless its fork support is off; the tests fork servers and CLIs
@@ -72,31 +63,6 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
-
-
-@dataclass(frozen=True)
-class Postgres:
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-
-    @property
-    def jdbc_url(self) -> str:
-        return f"jdbc:postgresql://{self.host}:{self.port}/{self.database}"
-
-    def connect(self):
-        import psycopg
-
-        return psycopg.connect(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            dbname=self.database,
-            autocommit=True,
-        )
 
 
 def _postgres_bin() -> Path:
@@ -171,49 +137,6 @@ def postgres() -> Iterator[Postgres]:
         server.wait(timeout=30)
         log.close()
         shutil.rmtree(root, ignore_errors=True)
-
-
-@dataclass(frozen=True)
-class SparkConnectServer:
-    """A Spark Connect server: ``url`` is what ``SparkSession.builder.remote()`` and ``--remote`` take."""
-
-    url: str
-    port: int
-    log: Path
-
-
-def spark_home() -> Path:
-    """The installed pyspark package, which is a whole Spark distribution (bin/, jars/, sbin/)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("pyspark")
-    assert spec is not None and spec.submodule_search_locations, "pyspark is not installed"
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def spark_version() -> str:
-    """The installed pyspark's version (its Spark's)."""
-    import pyspark
-
-    return str(pyspark.__version__)
-
-
-def jars_dir() -> Path:
-    """Where the setup script keeps the jars fetched for this Spark version (``.cache/jars/spark-<version>``)."""
-    return REPO / ".cache" / "jars" / f"spark-{spark_version()}"
-
-
-def spark_connect_jars() -> list[str]:
-    """The Spark Connect server's jar: in Spark's own jars from 4.0 on; fetched by the setup script for 3.5."""
-    if list((spark_home() / "jars").glob("spark-connect_*.jar")):
-        return []
-    fetched = sorted(str(p) for p in jars_dir().glob("spark-connect_*.jar"))
-    if not fetched:
-        raise RuntimeError(
-            f"pyspark {spark_version()} ships no Spark Connect server: expected "
-            f"{jars_dir()}/spark-connect_2.12-{spark_version()}.jar, which scripts/bootstrap.sh fetches"
-        )
-    return fetched
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ from spark_job.cli import main
 from spark_job.config.validation import load_config
 from spark_job.plan import build_plan, render, resolve_schemas
 
-REPO = Path(__file__).resolve().parent.parent
+from .support import REPO
+
 PLANS = Path(__file__).resolve().parent / "plans"
 EXAMPLES = [
     "examples/pipeline.yaml",

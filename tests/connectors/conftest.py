@@ -26,15 +26,10 @@ from typing import Any
 
 import pytest
 
+from ..support import free_port
 from .jars import REPO, available, spark_conf
 
 collect_ignore = [] if available("avro") else ["test_avro.py"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, process: subprocess.Popen[Any], what: str, log: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from spark_job.config.connectors import Connector, connector
 
-REPO = Path(__file__).resolve().parents[2]
+from ..support import REPO
 
 
 def spark_version() -> str:

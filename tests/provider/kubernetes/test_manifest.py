@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -24,8 +23,8 @@ from airflow_provider_sparkpipe.hooks.kubernetes_manifest import (
 from airflow_provider_sparkpipe.runtimes import runtime_from_dict
 from airflow_provider_sparkpipe.runtimes.kubernetes import SparkKubernetes
 from tests.provider.kubernetes.conftest import runtime, schema_problems, submission
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[3]
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 RUNTIMES = {
