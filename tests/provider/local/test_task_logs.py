@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.provider.log_records import Record, records
+from tests.provider.local.log_records import Record, records
 from tests.provider.support import SHOP, TEST_DAGS, DagRunner, DagRunResult, sparkpipe_connection
 
 LOG4J_DATE = re.compile(r"\d{2}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} ")

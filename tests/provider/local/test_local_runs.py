@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.provider.log_records import records
+from tests.provider.local.log_records import records
 from tests.provider.support import (
     EXAMPLES,
     QUIET_SPARK,
