@@ -322,21 +322,22 @@ def outputs_inside_targets(config: PipelineConfig, outputs: dict[str, str | None
     """Why a file the run writes besides its targets (the metrics, the commit log) cannot be where it
     is: inside a target, which an overwrite replaces (the metrics would be lost, the commit log with
     them, so that a retry would write everything again)."""
-    from spark_job.config.targets import canonical_path, links_remembered, target_places
+    from spark_job.config.overlaps import target_places
+    from spark_job.config.paths import PathResolver
     from spark_job.config.urls import strip_credentials
 
-    with links_remembered():
-        targets = target_places(config.sequences, config.spark_conf.get("spark.sql.warehouse.dir"))
-        for option, value in outputs.items():
-            if not value:
-                continue
-            where = canonical_path(value)
-            for place in targets:
-                if place.location.contains(where):
-                    return (
-                        f"{option} {strip_credentials(value)} lies inside the target of {place.sequence} "
-                        f"({place.location.uri()}), which its write replaces: write it elsewhere"
-                    )
+    paths = PathResolver(remember_links=True)
+    targets = target_places(config.sequences, paths, config.spark_conf.get("spark.sql.warehouse.dir"))
+    for option, value in outputs.items():
+        if not value:
+            continue
+        where = paths.canonical(value)
+        for place in targets:
+            if place.location.contains(where):
+                return (
+                    f"{option} {strip_credentials(value)} lies inside the target of {place.sequence} "
+                    f"({place.location.uri()}), which its write replaces: write it elsewhere"
+                )
     return None
 
 

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-from spark_job.config.secret_managers import crc32c
+from spark_job.config.secret_manager_gcp import crc32c
 
 GOOGLE_TOKEN = "ya29.sparkpipe-fake-token"
 REFRESHED_TOKEN = "ya29.sparkpipe-refreshed-token"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from spark_job.config.masking import SPARK_REDACTION_DEFAULT
 from spark_job.config.validation import load_config
 from spark_job.errors import ConfigError
 
@@ -48,8 +49,14 @@ def write(tmp_path: Path, text: str, name: str = "pipeline.yaml") -> Path:
 def test_seed_format_loads_unchanged(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, SEED), environ={"DB_USER": "etl", "DB_PASSWORD": "s3cr3t-pw"})
     assert config.app_name == "seed_example"
-    # The driver adds one setting of its own: Spark never substitutes ${...} in the SQL a second time.
-    assert config.spark_conf == {"spark.sql.shuffle.partitions": "4", "spark.sql.variable.substitute": "false"}
+    # The driver adds settings of its own: Spark never substitutes ${...} in the SQL a second time, and it
+    # redacts the secret wherever it shows SQL text, and the setting that names it.
+    assert config.spark_conf == {
+        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.variable.substitute": "false",
+        "spark.sql.redaction.string.regex": r"s3cr3t\-pw",
+        "spark.redaction.regex": SPARK_REDACTION_DEFAULT + r"|spark\.sql\.redaction\.string\.regex",
+    }
     assert [s.alias for s in config.sources] == ["orders", "customers"]
     assert config.sources[1].spec["password"] == "s3cr3t-pw"
     assert config.secrets == {"s3cr3t-pw"}

@@ -22,7 +22,8 @@ from moto.core.authorization import ActionAuthenticatorMixin
 from moto.server import ThreadedMotoServer
 
 from spark_job.cli import main
-from spark_job.config.secret_managers import SecretUnavailable, crc32c, read_secret
+from spark_job.config.secret_manager_gcp import crc32c
+from spark_job.config.secret_managers import SecretUnavailable, read_secret
 from spark_job.config.validation import load_config
 from spark_job.errors import ConfigError
 

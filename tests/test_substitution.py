@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spark_job.cli import main
-from spark_job.config.validation import SPARK_REDACTION_DEFAULT, load_config
+from spark_job.config.masking import SPARK_REDACTION_DEFAULT, STRING_REDACTION
+from spark_job.config.validation import load_config
 from spark_job.errors import ConfigError
 
 LABEL = "label=${env:SOME_SECRET}"
@@ -150,7 +151,7 @@ def test_spark_redacts_every_conf_key_holding_a_secret() -> None:
         pipeline("SELECT * FROM events", spark_conf={"spark.redaction.regex": "(?i)mine", "x.y": "${env:E}"}),
         environ=ENV,
     )
-    assert own.spark_conf["spark.redaction.regex"] == r"(?i)mine|x\.y"
+    assert own.spark_conf["spark.redaction.regex"] == r"(?i)mine|x\.y|spark\.sql\.redaction\.string\.regex"
 
 
 def test_a_var_the_config_does_not_know_is_an_error(tmp_path: Path, capsys: Any) -> None:
@@ -226,6 +227,72 @@ def test_the_driver_keeps_vars_literal_and_the_event_log_redacts_secrets(tmp_pat
     assert "spark.sparkpipe.custom.credential.holder" in text
     assert ENV["SOME_SECRET"] not in text and ENV["E"] not in text, log_dir
     assert ENV["SOME_SECRET"] not in proc.stdout + proc.stderr
+
+
+def test_spark_redacts_a_resolved_secret_in_the_sql_it_shows(spark: Any, tmp_path: Path, capsys: Any) -> None:
+    """A value resolved from ${env:} inside a query: the driver tells Spark to redact it
+    (``spark.sql.redaction.string.regex``), so ``explain()`` and the plan descriptions of the event log show
+    ``*********(redacted)``, and the setting naming it is shown redacted too."""
+    events = tmp_path / "events.csv"
+    events.write_text("id\n1\n2\n")
+    log_dir = tmp_path / "eventlog"
+    log_dir.mkdir()
+    config = {
+        "app_name": "redacted-sql",
+        "spark_conf": {
+            "spark.eventLog.enabled": "true",
+            "spark.eventLog.dir": log_dir.as_uri(),
+            "spark.eventLog.compress": "false",  # the test reads the JSON lines
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "1",
+        },
+        "vars": {"token": "${env:SOME_SECRET}"},
+        "sources": {"events": {"type": "file", "format": "csv", "path": str(events), "options": {"header": True}}},
+        "sequences": [
+            {
+                "name": "t",
+                "query": "SELECT id FROM events WHERE id <> '${token}'",
+                "target": {"type": "json", "path": str(tmp_path / "out")},
+            }
+        ],
+    }
+    loaded = load_config(config, environ=ENV)
+    query = loaded.sequences[0].query
+    assert ENV["SOME_SECRET"] in query  # the SQL Spark runs holds the value
+    spark.read.option("header", True).csv(str(events)).createOrReplaceTempView("events")
+    spark.sql(query).explain(True)
+    assert ENV["SOME_SECRET"] in capsys.readouterr().out  # shown, unless Spark is told otherwise
+    spark.conf.set(STRING_REDACTION, loaded.spark_conf[STRING_REDACTION])
+    try:
+        spark.sql(query).explain(True)
+        shown = capsys.readouterr().out
+    finally:
+        spark.conf.unset(STRING_REDACTION)
+    assert "*********(redacted)" in shown and ENV["SOME_SECRET"] not in shown, shown
+
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(config))
+    proc = subprocess.run(
+        [sys.executable, "-m", "spark_job", "run", "--config", str(path), "--master", "local[1]"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **ENV},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ENV["SOME_SECRET"] not in proc.stdout + proc.stderr
+    logged = [
+        json.loads(line)
+        for f in sorted(log_dir.rglob("events_*"))  # the rolling log's event files (not its status marker)
+        for line in f.read_text().splitlines()
+        if line.strip()
+    ]
+    plans = [e["physicalPlanDescription"] for e in logged if "physicalPlanDescription" in e]
+    assert plans and not [p for p in plans if ENV["SOME_SECRET"] in p]
+    assert any("Filter" in p and "*********(redacted)" in p for p in plans), plans
+    [environment] = [e for e in logged if e["Event"] == "SparkListenerEnvironmentUpdate"]
+    assert ENV["SOME_SECRET"] not in json.dumps(environment)
+    assert dict(environment["Spark Properties"])[STRING_REDACTION] == "*********(redacted)"
 
 
 # -- a value passed in never changes the SQL ------------------------------------------------------

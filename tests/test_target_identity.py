@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from spark_job.config.targets import canonical_jdbc_url, derived_table_name, jdbc_identifier_limit
+from spark_job.config.tables import canonical_jdbc_url, derived_table_name, jdbc_identifier_limit
 from spark_job.config.validation import load_config
 from spark_job.errors import ConfigError
 

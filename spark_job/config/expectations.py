@@ -150,13 +150,13 @@ class Expectation:
 def condition_problem(text: str) -> str | None:
     """Why ``text`` is not one row-level boolean expression, or None (a conservative lexical check;
     Spark's analysis checks names and the boolean type before the sequence's job starts)."""
-    from spark_job.config.sql import _GiveUp, _tokens
+    from spark_job.config.sql_lexer import GiveUp, query_tokens
 
     if not text.strip():
         return "is empty: write a Spark SQL boolean expression such as 'amount > 0'"
     try:
-        tokens = _tokens(text)
-    except _GiveUp:
+        tokens = query_tokens(text)
+    except GiveUp:
         return "cannot be read: an unterminated string, quoted name or comment"
     if not tokens:
         return "holds only comments: write a Spark SQL boolean expression such as 'amount > 0'"
@@ -195,23 +195,30 @@ def condition_problem(text: str) -> str | None:
 
 
 def parse_expectations(
-    raw: Any, path: str, report: Callable[[str, str], None], check_fields: Callable[..., None]
-) -> tuple[Expectation, ...]:
-    """The rules of ``expectations`` at ``path``; problems are reported (``report(path, message)``)."""
+    raw: Any,
+    path: str,
+    report: Callable[[str, str], None],
+    typed: Callable[[Mapping[str, Any], Mapping[str, Field], str, str], dict[str, Any]],
+) -> tuple[tuple[Expectation, ...], list[Any] | None]:
+    """The rules of ``expectations`` at ``path``, and the list as written with each rule's keys typed
+    (``typed(rule, fields, path, what)`` checks them and returns a typed copy; ``raw`` is not changed).
+    Problems are reported (``report(path, message)``)."""
     if raw is None:
-        return ()
+        return (), None
     if not isinstance(raw, list):
         report(path, f"must be a list of rules ({{name, condition, on_fail}}), got {describe_value(raw)}")
-        return ()
+        return (), None
     rules: list[Expectation] = []
+    listed: list[Any] = []
     names: dict[str, str] = {}
     for i, item in enumerate(raw):
         where = f"{path}[{i}]"
         if not isinstance(item, Mapping):
             report(where, f"a rule must be a mapping with name and condition, got {describe_value(item)}")
+            listed.append(item)
             continue
-        item = raw[i] = dict(item)
-        check_fields(item, EXPECTATION_FIELDS, where, "an expectation")
+        item = typed(item, EXPECTATION_FIELDS, where, "an expectation")
+        listed.append(item)
         name, condition = item.get("name"), item.get("condition")
         ok = isinstance(name, str) and isinstance(condition, str)
         if isinstance(name, str) and name.strip():
@@ -243,7 +250,7 @@ def parse_expectations(
                 ok = False
         if ok:
             rules.append(Expectation(str(name), str(condition), str(action), count, share, where))
-    return tuple(rules)
+    return tuple(rules), listed
 
 
 def _tolerance(value: Any) -> tuple[int, float | None, str | None]:

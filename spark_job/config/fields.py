@@ -7,9 +7,11 @@ so adding a type never means touching the validator.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+from spark_job.config.urls import port_problem, strip_credentials
 
 SCALAR = (str, int, float, bool)
 
@@ -26,6 +28,8 @@ class Field:
         doc: one line for the JSON Schema description.
         sql: ``spark`` when the text is Spark SQL, ``database`` when it is the SQL of the database read or
             written (JDBC, BigQuery): a value passed in (``--var``) may only be a literal or name there.
+        rule: a check of the value once its type is right, returning what is wrong or None
+            (:func:`at_least`, :func:`url_port`).
     """
 
     kind: str = "str"
@@ -33,6 +37,7 @@ class Field:
     choices: tuple[str, ...] | None = None
     doc: str = ""
     sql: str | None = None
+    rule: Callable[[Any], str | None] | None = field(default=None, compare=False)
 
     def coerce(self, value: Any) -> Any:
         """Integers and booleans written as text (``coalesce: ${n}`` after substitution) become typed;
@@ -84,7 +89,7 @@ class Field:
             return f"must not be negative, got {value}"
         if self.required and self.kind == "str" and not value.strip():
             return f"is empty: give {self.doc or 'a value'}"
-        return None
+        return self.rule(value) if self.rule is not None else None
 
     def json_schema(self) -> dict[str, Any]:
         schema: dict[str, Any]
@@ -112,6 +117,25 @@ class Field:
         if self.doc:
             schema["description"] = self.doc
         return schema
+
+
+def at_least(minimum: int, advice: str) -> Callable[[Any], str | None]:
+    """A rule: an integer below ``minimum`` is refused (``advice`` says what to do instead), for keys whose
+    0 would silently mean "not set" at run time."""
+
+    def rule(value: Any) -> str | None:
+        if isinstance(value, int) and value < minimum:
+            return f"must be at least {minimum}, got {value} ({advice})"
+        return None
+
+    return rule
+
+
+def url_port(value: Any) -> str | None:
+    """A rule: a URL whose port is not a number from 1 to 65535 (shown without its credentials)."""
+    if isinstance(value, str) and (problem := port_problem(value)):
+        return f"{problem}: {strip_credentials(value)}"
+    return None
 
 
 _INTEGER = re.compile(r"-?[0-9]{1,1000}\Z")  # longer texts stay text (int() refuses 4,300 digits and more)

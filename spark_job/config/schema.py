@@ -6,7 +6,7 @@ from typing import Any
 
 from spark_job.config.expectations import EXPECTATION_FIELDS
 from spark_job.config.fields import Field
-from spark_job.config.validation import SEQUENCE_FIELDS, TOP_FIELDS
+from spark_job.config.model import LISTED_SOURCE_ID, SEQUENCE_FIELDS, TOP_FIELDS
 from spark_job.io import readers, writers
 
 
@@ -33,7 +33,7 @@ def _variants(registry: Any, defs_prefix: str, list_alias: bool = False) -> tupl
     for name, cls in registry.items():
         fields = cls.all_fields()
         if list_alias:
-            fields = {**fields, "id": Field("str", doc="identifier (default: the alias)")}
+            fields = {**fields, "id": LISTED_SOURCE_ID}
         obj = _object(fields)
         obj["properties"]["type"] = {"const": name, "description": _first_line(cls.__doc__, name)}
         key = f"{defs_prefix}_{name}"

@@ -105,6 +105,12 @@ class Substitution:
         self.expanded = 0
         self.suggestions = [MAX_SUGGESTIONS]
 
+    def staged_text(self, path: str, value: str) -> str:
+        """What to stage for ``value``, the substituted text at ``path``: the text the driver's substitution
+        turns into ``value`` again (literal ``${`` escaped, the references kept for the driver live)."""
+        staged = self.staged.get(path)
+        return staged if staged is not None and self.resolved.get(path) == value else escape(value)
+
     def grow(self, size: int, path: str) -> None:
         self.expanded += size
         if self.expanded > MAX_EXPANDED_CHARS:
@@ -399,8 +405,8 @@ def check_values_in_sql(
 ) -> None:
     """Report each value of a var passed in that would change the SQL it landed in (a config error naming
     the var, where it came from and where it is used): such values are data, standing for one literal or
-    name (see :func:`spark_job.config.sql.placed_value_problems`)."""
-    from spark_job.config.sql import placed_value_problems
+    name (see :func:`spark_job.config.sql_values.placed_value_problems`)."""
+    from spark_job.config.sql_values import placed_value_problems
 
     for path, placed in substitution.placed.items():
         dialect = places.get(path)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlparse
 
-from spark_job.config.fields import Field
+from spark_job.config.fields import Field, at_least
 from spark_job.config.targets import PathLocation, canonical_path
 from spark_job.config.urls import strip_credentials
 from spark_job.registry import Registry
@@ -38,7 +38,11 @@ COMMON_TARGET_FIELDS: dict[str, Field] = {
     "mode": Field("str", choices=SAVE_MODES, doc="save mode (default overwrite)"),
     "options": Field("map", doc="options passed unchanged to the Spark writer"),
     "partition_by": Field("str_list", doc="columns to partition the output by"),
-    "coalesce": Field("int", doc="coalesce the result to this many partitions before writing"),
+    "coalesce": Field(
+        "int",
+        doc="coalesce the result to this many partitions before writing",
+        rule=at_least(1, "leave it out to keep Spark's"),
+    ),
     "repartition": Field("int_or_str_list", doc="repartition by a number of partitions or by columns"),
     "dynamic_partition_overwrite": Field(
         "bool", doc="with mode overwrite and partition_by, replace only the partitions written"

@@ -24,12 +24,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from spark_job.config.targets import LEASE_SUFFIX
 from spark_job.engine.capabilities import capabilities_of
 from spark_job.errors import exception_text
 from spark_job.io.filesystems import Files
 from spark_job.io.swap import table_exists
 
+LEASE_SUFFIX = ".sparkpipe-lease"
+"""A path target's lease is held by claim files ``.<name><suffix>.*.claim`` beside it."""
 LEASE_TTL_S = 120.0
 """How long a lease lives without a refresh; the holder refreshes it every third of that."""
 

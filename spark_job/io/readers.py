@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from spark_job.config.fields import Field
-from spark_job.config.targets import PathLocation, canonical_path, glob_prefix
+from spark_job.config.fields import Field, url_port
+from spark_job.config.paths import PathLocation, PathResolver, glob_prefix
 from spark_job.io.base import BaseReader, ReadPlan, Report, check_jdbc_url, check_one_of, check_scheme, readers
 from spark_job.io.swap import jdbc_driver, spark_jdbc_url
 
@@ -38,11 +38,13 @@ class FileReader(BaseReader):
             schema=self.spec.get("schema"),
         )
 
-    def source_location(self) -> PathLocation | None:
+    def source_location(self, paths: PathResolver | None = None) -> PathLocation | None:
+        """The location read (a glob's fixed prefix), read by ``paths`` (default: no default filesystem
+        known); None while the path holds a reference kept for the driver."""
         path = self.spec.get("path")
         if not isinstance(path, str) or not path or "${" in path:
             return None
-        return canonical_path(glob_prefix(path) or ".")
+        return (paths or PathResolver()).canonical(glob_prefix(path) or ".")
 
 
 @readers.register
@@ -78,7 +80,7 @@ class JdbcReader(BaseReader):
 
     type_name = "jdbc"
     fields: ClassVar[dict[str, Field]] = {
-        "url": Field("str", doc="JDBC URL, e.g. jdbc:postgresql://host:5432/db (or give 'connection')"),
+        "url": Field("str", doc="JDBC URL, e.g. jdbc:postgresql://host:5432/db (or give 'connection')", rule=url_port),
         "connection": Field("str", doc="an Airflow connection id; SparkPipelineOperator fills url, user, password"),
         "table": Field("str", doc="table to read"),
         "query": Field("str", doc="query to read instead of a table"),

@@ -16,13 +16,17 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from spark_job.config.targets import PREVIOUS_SUFFIX, STAGING_SUFFIX, canonical_jdbc_url, derived_table_name
+from spark_job.config.tables import canonical_jdbc_url, derived_table_name
 from spark_job.engine.capabilities import capabilities_of
 from spark_job.io.filesystems import Files
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+STAGING_SUFFIX = ".sparkpipe-staging"
+"""A path target's new data is written to ``.<name><suffix>`` beside it."""
+PREVIOUS_SUFFIX = ".sparkpipe-previous"
+"""A path target's old data is moved to ``.<name><suffix>`` beside it while the new data takes its place."""
 SPARK_STAGING_PREFIX = ".spark-staging-"
 """Where Spark's dynamic partition overwrite stages a job's files, inside the target."""
 

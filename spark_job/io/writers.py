@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from spark_job.config.fields import Field
+from spark_job.config.fields import Field, url_port
 from spark_job.config.targets import (
     canonical_catalog_table,
     canonical_jdbc_table,
@@ -277,7 +277,7 @@ class JdbcWriter(BaseWriter):
 
     type_name = "jdbc"
     fields: ClassVar[dict[str, Field]] = {
-        "url": Field("str", doc="JDBC URL (or give 'connection')"),
+        "url": Field("str", doc="JDBC URL (or give 'connection')", rule=url_port),
         "connection": Field("str", doc="an Airflow connection id; SparkPipelineOperator fills url, user, password"),
         "table": Field("str", required=True, doc="table to write"),
         "user": Field("str", doc="user name (use ${env:NAME})"),

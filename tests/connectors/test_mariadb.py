@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from spark_job.config.targets import derived_table_name
+from spark_job.config.tables import derived_table_name
 from spark_job.errors import ConfigError
 
 from .conftest import MariaDB

@@ -1,0 +1,480 @@
+"""JDBC dialects: what differs between databases, one frozen object per database in a registry.
+
+Each :class:`Dialect` says how a database is reached (subprotocols, driver class, default port, how
+its URL names the database and schema), how it reads names (quotes, length limit, case folding,
+default schema) and how sparkpipe writes to it (the statements that rename a staging table into
+place, the lease, the upsert form of ``mode: merge``). Code asks the dialect instead of comparing
+subprotocols. Standard library only: the config package (no pyspark) reads identities with it.
+
+Other databases are added with :func:`register` or an entry point of the group
+``sparkpipe.jdbc_dialects`` whose object is a :class:`Dialect`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from spark_job.registry import group_entry_points
+
+FOLDINGS = ("lower", "upper", "insensitive")
+RENAMES = ("alter_table", "rename_table", "sp_rename")
+LEASES = ("advisory", "table")
+UPSERTS = ("on_conflict", "on_duplicate_key", "update_insert")
+
+_LOOPBACK = frozenset({"127.0.0.1", "[::1]", "::1", "localhost.localdomain"})
+"""Names of this machine's loopback interface: one server, however a URL spells it."""
+
+
+def subprotocol(url: str) -> str:
+    """``postgresql`` for ``jdbc:postgresql://...``; empty when ``url`` is not a JDBC URL."""
+    if not url.lower().startswith("jdbc:"):
+        return ""
+    return url[5:].split(":", 1)[0].lower()
+
+
+def url_body(url: str) -> str:
+    """What follows ``jdbc:<subprotocol>:`` (the whole text when ``url`` is not a JDBC URL)."""
+    sub = subprotocol(url)
+    return url[5 + len(sub) + 1 :] if sub else url
+
+
+def host_port(text: str, default: int | None, fold_loopback: bool = False) -> str:
+    """``host[:port]`` lower-cased with the default port filled in; IPv6 brackets kept; with
+    ``fold_loopback``, every name of the loopback interface is ``localhost``."""
+    text = text.rsplit("@", 1)[-1].strip().lower()  # user:password@host
+    if text.startswith("["):
+        host, _, rest = text.partition("]")
+        host += "]"
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = text.partition(":")
+    if not port and default is not None:
+        port = str(default)
+    if fold_loopback and host in _LOOPBACK:
+        host = "localhost"
+    return f"{host}:{port}" if port else host
+
+
+# -- how URLs name the server and the database ----------------------------------------------------
+# Each reads the body of a URL (after ``jdbc:<sub>:``) into the canonical ``//hosts/database`` form, or
+# returns None when the body names no host (``jdbc:postgresql:shop``, ``jdbc:h2:mem:x``).
+
+
+def _slash_url(dialect: Dialect, body: str, fold: bool) -> str | None:
+    """``//host[:port][,host...]/database[?k=v][;k=v]`` (PostgreSQL, MySQL, MariaDB, DB2, H2 over TCP ...)."""
+    if not body.startswith("//"):
+        return None
+    rest = body[2:]
+    for cut in "?;":  # parameters (MySQL/PostgreSQL ?k=v, DB2 :k=v;)
+        rest = rest.split(cut, 1)[0]
+    hosts, _, database = rest.partition("/")
+    if dialect.parameters_after_database and ":" in database:
+        database = database.split(":", 1)[0]
+    hosts = ",".join(host_port(h, dialect.default_port, fold) for h in hosts.split(","))
+    if dialect.database_case_insensitive:
+        database = database.lower()
+    return f"//{hosts}/{database.rstrip('/')}"
+
+
+def _oracle_url(dialect: Dialect, body: str, fold: bool) -> str | None:
+    """``thin:[user/pw]@host:port:SID``, ``@//host:port/service`` or ``@(DESCRIPTION=...)``."""
+    at = body.split("@", 1)[-1].strip()
+    if at.startswith("("):
+        return re.sub(r"\s+", "", at).lower()  # a descriptor: compared as written, spaces and case aside
+    at = at.lstrip("/").split("?", 1)[0]
+    if "/" in at:
+        hostport, _, database = at.partition("/")
+    else:
+        pieces = at.split(":")
+        if len(pieces) >= 3:
+            hostport, database = ":".join(pieces[:2]), pieces[2]
+        elif len(pieces) == 2 and not (pieces[1].isascii() and pieces[1].isdigit()):
+            hostport, database = pieces[0], pieces[1]
+        else:
+            hostport, database = at, ""
+    return f"//{host_port(hostport, dialect.default_port, fold)}/{database.lower()}"
+
+
+def _sqlserver_url(dialect: Dialect, body: str, fold: bool) -> str | None:
+    """``//host[\\instance][:port][;property=value...]`` with ``databaseName`` among the properties."""
+    parts = body.lstrip("/").split(";")
+    props = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in parts[1:]) if k.strip()}
+    hostport = parts[0] or props.get("servername", "")
+    database = props.get("databasename") or props.get("database") or ""
+    return f"//{host_port(hostport, dialect.default_port, fold)}/{database.lower()}"
+
+
+_URL_FORMS: dict[str, Callable[[Dialect, str, bool], str | None]] = {
+    "slash": _slash_url,
+    "oracle": _oracle_url,
+    "sqlserver": _sqlserver_url,
+}
+
+
+# -- which schema the connection names -------------------------------------------------------------
+
+
+def _search_path_schema(params: Mapping[str, str]) -> str | None:
+    """PostgreSQL: ``currentSchema``, else the first schema of ``options=-c search_path=...``."""
+    value = params.get("currentSchema")
+    if value is None:
+        lowered = {k.lower(): v for k, v in params.items()}
+        found = re.search(r"search_path\s*=\s*([^\s]+)", lowered.get("options", ""))
+        value = found.group(1) if found else None
+    if not value:
+        return None
+    first = value.split(",")[0].strip()
+    return first[1:-1] if first.startswith('"') and first.endswith('"') else first.lower()
+
+
+def _current_schema(params: Mapping[str, str]) -> str | None:
+    """DB2: ``currentSchema``, upper-cased as DB2 folds it."""
+    value = params.get("currentSchema")
+    return value.strip().upper() if value else None
+
+
+def _schema_setting(params: Mapping[str, str]) -> str | None:
+    """H2: ``SCHEMA`` (any case), upper-cased as H2 folds it."""
+    value = {k.lower(): v for k, v in params.items()}.get("schema")
+    return value.strip().upper() if value else None
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One database as sparkpipe speaks to it through JDBC.
+
+    Attributes:
+        name: the database's name, as messages say it.
+        subprotocols: the JDBC subprotocols that name it (``jdbc:<subprotocol>:...``).
+        driver: the JDBC driver class loaded when the config names none (a jar given through
+            ``spark.jars`` is invisible to ``DriverManager``'s lookup by URL); None: that lookup.
+        default_port: the port a URL without one reaches; None for databases that are not network
+            servers (H2 in memory, SQLite files) or unknown ones.
+        url_form: how its URLs name the server and the database: ``slash``
+            (``//host:port/database``), ``oracle`` (``@host:port:SID``, ``@//host/service``) or
+            ``sqlserver`` (``//host;databaseName=...``).
+        parameters_after_database: connection parameters follow the database after a ``:`` and end
+            with ``;`` (DB2: ``//h/db:currentSchema=S;``); otherwise ``?k=v&k=v`` or ``;k=v``.
+        database_case_insensitive: a URL's database compares case-insensitively.
+        quotes: the opening and closing quote of a quoted identifier.
+        identifier_limit: the longest identifier the database accepts, in bytes (30 where unknown:
+            every database accepts that much).
+        folding: how unquoted names compare: ``lower`` or ``upper`` (folded, quoted names exact),
+            ``insensitive`` (every name, quoted too).
+        default_schema: the schema of an unqualified table when the connection names none.
+        user_schema: an unqualified table is in the schema of the connecting user (Oracle, DB2).
+        database_is_schema: a schema is a database of the server, an unqualified table is in the
+            URL's database, and a qualified one may name another database (MySQL, MariaDB).
+        three_part_names: ``database.schema.table`` names a table of another database of the
+            server (SQL Server).
+        schema_parameter: reads the schema an unqualified table goes to from the connection's
+            parameters (the URL's and the options'), when the database has such a parameter.
+        rename: how a table is renamed within its schema: ``alter_table`` (``ALTER TABLE t RENAME TO
+            n``), ``rename_table`` (``RENAME TABLE``; MySQL's renames several tables atomically) or
+            ``sp_rename`` (SQL Server).
+        atomic_swap: one ``RENAME TABLE`` statement swaps the target and the staging table (MySQL
+            commits DDL at once, so two statements would not be atomic there).
+        lease: how a staged write keeps other runs out by default: ``advisory`` (a session
+            advisory lock: PostgreSQL) or ``table`` (a row of the ``sparkpipe_leases`` table).
+        upsert: the statement form ``mode: merge`` writes the staged rows into the target with:
+            ``on_conflict`` (``INSERT ... ON CONFLICT (keys) DO UPDATE``), ``on_duplicate_key``
+            (``INSERT ... ON DUPLICATE KEY UPDATE``) or ``update_insert`` (a portable ``UPDATE`` of
+            the matching rows, then ``INSERT`` of the others, in one transaction). The statements
+            themselves belong to the merge mode; this says which form each database takes.
+        spark_subprotocol: the subprotocol of the URL handed to Spark, when Spark has no dialect of
+            its own for this one (MariaDB goes as ``jdbc:mysql:``, for which Spark uses its MySQL dialect).
+        spark_parameter: the parameter added to that URL (``permitMysqlScheme=true``: MariaDB
+            Connector/J then takes the ``jdbc:mysql:`` URL); it tells such a URL apart.
+    """
+
+    name: str
+    subprotocols: tuple[str, ...]
+    driver: str | None = None
+    default_port: int | None = None
+    url_form: str = "slash"
+    parameters_after_database: bool = False
+    database_case_insensitive: bool = False
+    quotes: tuple[str, str] = ('"', '"')
+    identifier_limit: int = 30
+    folding: str = "insensitive"
+    default_schema: str | None = None
+    user_schema: bool = False
+    database_is_schema: bool = False
+    three_part_names: bool = False
+    schema_parameter: Callable[[Mapping[str, str]], str | None] | None = field(default=None, compare=False)
+    rename: str = "alter_table"
+    atomic_swap: bool = False
+    lease: str = "table"
+    upsert: str = "update_insert"
+    spark_subprotocol: str | None = None
+    spark_parameter: str = ""
+
+    def __post_init__(self) -> None:
+        for attr, allowed in (("folding", FOLDINGS), ("rename", RENAMES), ("lease", LEASES), ("upsert", UPSERTS)):
+            if getattr(self, attr) not in allowed:
+                raise ValueError(f"dialect {self.name}: {attr} must be one of {', '.join(allowed)}")
+        if self.url_form not in _URL_FORMS:
+            raise ValueError(f"dialect {self.name}: url_form must be one of {', '.join(_URL_FORMS)}")
+
+    # -- names ---------------------------------------------------------------------------------
+    def quote(self, name: str) -> str:
+        """``name`` as a quoted identifier (a closing quote inside it doubled)."""
+        opening, closing = self.quotes
+        return opening + name.replace(closing, closing * 2) + closing
+
+    def fold(self, part: str, quoted: bool) -> str:
+        """One part of a name as the database compares it."""
+        if self.folding == "insensitive" or (not quoted and self.folding == "lower"):
+            return part.lower()
+        if not quoted and self.folding == "upper":
+            return part.upper()
+        return part
+
+    # -- URLs ----------------------------------------------------------------------------------
+    def canonical_url(self, url: str, fold_loopback: bool = False) -> str:
+        """The database ``url`` reaches: subprotocol, hosts and ports (defaults filled in), database;
+        credentials and connection parameters left out."""
+        sub = subprotocol(url)
+        body = url_body(url)
+        located = _URL_FORMS[self.url_form](self, body, fold_loopback)
+        if located is not None:
+            return f"jdbc:{sub}:{located}"
+        # jdbc:postgresql:database (the local server), jdbc:h2:mem:x, jdbc:sqlite:file: no host part
+        rest = body.split("?", 1)[0].split(";", 1)[0]
+        if self.default_port is not None:
+            return f"jdbc:{sub}://{host_port('localhost', self.default_port, fold_loopback)}/{rest}"
+        return f"jdbc:{sub}:{rest}"
+
+    def parameters(self, url: str) -> dict[str, str]:
+        """The connection parameters of ``url``: ``?k=v&k=v`` (PostgreSQL, MySQL), ``;k=v`` (SQL
+        Server, H2), ``:k=v;`` after the database (DB2)."""
+        body = url_body(url)
+        if self.parameters_after_database:
+            tail = body.split("/", 3)[-1].partition(":")[2] if body.startswith("//") else ""
+            pairs = tail.split(";")
+        elif "?" in body:
+            pairs = body.split("?", 1)[1].split("&")
+        else:
+            pairs = body.split(";")[1:]
+        params: dict[str, str] = {}
+        for pair in pairs:
+            key, eq, value = pair.partition("=")
+            if eq and key.strip():
+                params[key.strip()] = unquote(value.strip())
+        return params
+
+    def spark_url(self, url: str) -> str:
+        """The URL handed to Spark for ``url`` (the same, unless Spark needs another subprotocol)."""
+        if self.spark_subprotocol is None or subprotocol(url) not in self.subprotocols:
+            return url
+        rest = url_body(url)
+        if self.spark_parameter:
+            rest = f"{rest}{'&' if '?' in rest else '?'}{self.spark_parameter}"
+        return f"jdbc:{self.spark_subprotocol}:{rest}"
+
+    # -- writes --------------------------------------------------------------------------------
+    def rename_sql(self, table: str, new_name: str) -> str:
+        """The statement renaming ``table`` (qualified as written) to ``new_name`` (unqualified) in
+        the same schema."""
+        if self.rename == "rename_table" and self.database_is_schema:
+            # MySQL: RENAME TABLE takes a qualified new name (unqualified, it goes to the connection's database)
+            prefix = table.rsplit(".", 1)[0] + "." if "." in table else ""
+            return f"RENAME TABLE {table} TO {prefix}{new_name}"
+        if self.rename == "rename_table":
+            return f"RENAME TABLE {table} TO {new_name}"
+        if self.rename == "sp_rename":
+            return f"EXEC sp_rename '{table.replace(chr(39), chr(39) * 2)}', '{new_name.replace(chr(39), chr(39) * 2)}'"
+        return f"ALTER TABLE {table} RENAME TO {new_name}"
+
+    def swap_sql(self, table: str, staging: str, previous: str) -> tuple[str, ...]:
+        """The statements, run in one transaction, that put ``staging`` in place of the existing
+        ``table`` and drop the old rows (``previous`` is the name the old table passes through)."""
+        unqualified = table.rsplit(".", 1)[-1]
+        if self.atomic_swap:
+            return (
+                f"DROP TABLE IF EXISTS {previous}",
+                f"RENAME TABLE {table} TO {previous}, {staging} TO {table}",
+                f"DROP TABLE {previous}",
+            )
+        return (
+            f"DROP TABLE IF EXISTS {previous}",
+            self.rename_sql(table, previous.rsplit(".", 1)[-1]),
+            self.rename_sql(staging, unqualified),
+            f"DROP TABLE {previous}",
+        )
+
+    @property
+    def advisory_locks(self) -> bool:
+        """Whether the database has session advisory locks (``lease: advisory``)."""
+        return self.lease == "advisory"
+
+
+GENERIC = Dialect("a database", subprotocols=("",))
+"""Any database without a dialect of its own: conservative (names compare case-insensitively,
+identifiers of at most 30 bytes, no default schema, a lease table, a portable upsert)."""
+
+BUILT_IN = (
+    Dialect(
+        "PostgreSQL",
+        ("postgresql",),
+        driver="org.postgresql.Driver",
+        default_port=5432,
+        identifier_limit=63,
+        folding="lower",
+        default_schema="public",
+        schema_parameter=_search_path_schema,
+        lease="advisory",
+        upsert="on_conflict",
+    ),
+    Dialect(
+        "Amazon Redshift",
+        ("redshift",),
+        default_port=5439,
+        identifier_limit=127,
+        folding="lower",
+        default_schema="public",
+        schema_parameter=_search_path_schema,
+    ),
+    Dialect(
+        "MySQL",
+        ("mysql",),
+        driver="com.mysql.cj.jdbc.Driver",
+        default_port=3306,
+        database_case_insensitive=True,
+        quotes=("`", "`"),
+        identifier_limit=64,
+        database_is_schema=True,
+        rename="rename_table",
+        atomic_swap=True,
+        upsert="on_duplicate_key",
+    ),
+    Dialect(
+        "MariaDB",
+        ("mariadb",),
+        driver="org.mariadb.jdbc.Driver",
+        default_port=3306,
+        database_case_insensitive=True,
+        quotes=("`", "`"),
+        identifier_limit=64,
+        database_is_schema=True,
+        rename="rename_table",
+        atomic_swap=True,
+        upsert="on_duplicate_key",
+        spark_subprotocol="mysql",
+        spark_parameter="permitMysqlScheme=true",
+    ),
+    Dialect(
+        "SQL Server",
+        ("sqlserver",),
+        driver="com.microsoft.sqlserver.jdbc.SQLServerDriver",
+        default_port=1433,
+        url_form="sqlserver",
+        database_case_insensitive=True,
+        quotes=("[", "]"),
+        identifier_limit=128,
+        default_schema="dbo",
+        three_part_names=True,
+        rename="sp_rename",
+    ),
+    Dialect(
+        "Oracle",
+        ("oracle",),
+        driver="oracle.jdbc.OracleDriver",
+        default_port=1521,
+        url_form="oracle",
+        database_case_insensitive=True,
+        identifier_limit=30,  # 128 since 12.2; 30 fits every version
+        folding="upper",
+        user_schema=True,
+    ),
+    Dialect(
+        "DB2",
+        ("db2",),
+        driver="com.ibm.db2.jcc.DB2Driver",
+        default_port=50000,
+        parameters_after_database=True,
+        identifier_limit=128,
+        folding="upper",
+        user_schema=True,
+        schema_parameter=_current_schema,
+        rename="rename_table",
+    ),
+    Dialect(
+        "H2",
+        ("h2",),
+        driver="org.h2.Driver",
+        folding="upper",
+        default_schema="PUBLIC",
+        schema_parameter=_schema_setting,
+    ),
+    Dialect("SQLite", ("sqlite",), driver="org.sqlite.JDBC", upsert="on_conflict"),
+)
+
+
+class Dialects:
+    """Subprotocol → dialect; the built-ins, then the ``sparkpipe.jdbc_dialects`` entry points (loaded on
+    first lookup); an unknown subprotocol gets :data:`GENERIC`."""
+
+    group = "sparkpipe.jdbc_dialects"
+
+    def __init__(self, dialects: tuple[Dialect, ...] = ()) -> None:
+        self._by_subprotocol: dict[str, Dialect] = {}
+        self._plugins_loaded = False
+        for dialect in dialects:
+            self.register(dialect)
+
+    def register(self, dialect: Dialect) -> Dialect:
+        for sub in dialect.subprotocols:
+            self._by_subprotocol[sub.lower()] = dialect
+        return dialect
+
+    def _load_plugins(self) -> None:
+        self._plugins_loaded = True
+        for ep in group_entry_points(self.group):
+            dialect = ep.load()
+            if not isinstance(dialect, Dialect):
+                raise TypeError(f"entry point {ep.name} of {self.group} is not a Dialect: {dialect!r}")
+            self.register(dialect)
+
+    def get(self, sub: str) -> Dialect:
+        """The dialect of the subprotocol ``sub`` (:data:`GENERIC` when none has it)."""
+        dialect = self._by_subprotocol.get(sub)
+        if dialect is None and not self._plugins_loaded:
+            self._load_plugins()
+            dialect = self._by_subprotocol.get(sub)
+        return dialect or GENERIC
+
+    def of_url(self, url: str) -> Dialect:
+        """The dialect of a JDBC URL as the config writes it."""
+        return self.get(subprotocol(url))
+
+    def of_spark_url(self, url: str) -> Dialect:
+        """The dialect of a URL as handed to Spark (see :meth:`Dialect.spark_url`): a MariaDB URL goes as
+        ``jdbc:mysql:...permitMysqlScheme=true``."""
+        sub = subprotocol(url)
+        for other in self._by_subprotocol.values():
+            marker = other.spark_parameter.lower()
+            if other.spark_subprotocol == sub and marker and marker.split("=", 1)[0] in url.lower():
+                return other
+        return self.get(sub)
+
+    def all(self) -> list[Dialect]:
+        if not self._plugins_loaded:
+            self._load_plugins()
+        return list(dict.fromkeys(self._by_subprotocol.values()))
+
+
+dialects = Dialects(BUILT_IN)
+
+
+def register(dialect: Dialect) -> Dialect:
+    """Add (or replace) the dialect of ``dialect.subprotocols``."""
+    return dialects.register(dialect)
+
+
+def dialect_of(url: str) -> Dialect:
+    """The dialect of a JDBC URL (:data:`GENERIC` for a database without one)."""
+    return dialects.of_url(url)
