@@ -103,9 +103,7 @@ def build_plan(config: PipelineConfig) -> Plan:
                 checks=_checks(seq),
             )
         )
-    sources = tuple(
-        PlannedSource(s.id, s.alias, _describe_source(s.spec, s.reader.describe())) for s in config.sources
-    )
+    sources = tuple(PlannedSource(s.id, s.alias, _describe_source(s.spec, s.reader.describe())) for s in config.sources)
     return Plan(config.app_name, sources, tuple(sorted(sequences, key=lambda s: s.stage)))
 
 
