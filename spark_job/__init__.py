@@ -1,7 +1,8 @@
 """sparkpipe's generic PySpark driver: run a declarative pipeline of Spark SQL sequences.
 
 Layout: the commands at the top (``cli``, ``plan``, ``pipeline_tests``, ``bundle``) with the small
-shared modules (``errors``, ``markers``, ``registry``); ``config`` reads and validates a config and
+shared modules (``errors``, ``markers``, ``registry``, ``outcomes``); ``testing`` holds the parts of
+``sparkpipe test``; ``config`` reads and validates a config and
 never imports pyspark, so the Airflow provider validates configs without a Spark installation;
 ``engine`` runs a validated pipeline on a session; ``quality`` holds the data-quality checks of a
 write; ``io`` the readers and writers. See docs/architecture.md.

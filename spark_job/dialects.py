@@ -188,6 +188,8 @@ class Dialect:
             its own for this one (MariaDB goes as ``jdbc:mysql:``, for which Spark uses its MySQL dialect).
         spark_parameter: the parameter added to that URL (``permitMysqlScheme=true``: MariaDB
             Connector/J then takes the ``jdbc:mysql:`` URL); it tells such a URL apart.
+        lineage_namespace: the scheme of its datasets' namespace in OpenLineage's naming
+            (``postgres://host:port``); None: the subprotocol.
     """
 
     name: str
@@ -211,6 +213,7 @@ class Dialect:
     upsert: str = "update_insert"
     spark_subprotocol: str | None = None
     spark_parameter: str = ""
+    lineage_namespace: str | None = None
 
     def __post_init__(self) -> None:
         for attr, allowed in (("folding", FOLDINGS), ("rename", RENAMES), ("lease", LEASES), ("upsert", UPSERTS)):
@@ -328,6 +331,7 @@ BUILT_IN = (
         schema_parameter=_search_path_schema,
         lease="advisory",
         upsert="on_conflict",
+        lineage_namespace="postgres",
     ),
     Dialect(
         "Amazon Redshift",
@@ -337,6 +341,7 @@ BUILT_IN = (
         folding="lower",
         default_schema="public",
         schema_parameter=_search_path_schema,
+        lineage_namespace="redshift",
     ),
     Dialect(
         "MySQL",
@@ -350,6 +355,7 @@ BUILT_IN = (
         rename="rename_table",
         atomic_swap=True,
         upsert="on_duplicate_key",
+        lineage_namespace="mysql",
     ),
     Dialect(
         "MariaDB",
@@ -365,6 +371,7 @@ BUILT_IN = (
         upsert="on_duplicate_key",
         spark_subprotocol="mysql",
         spark_parameter="permitMysqlScheme=true",
+        lineage_namespace="mysql",
     ),
     Dialect(
         "SQL Server",
@@ -378,6 +385,7 @@ BUILT_IN = (
         default_schema="dbo",
         three_part_names=True,
         rename="sp_rename",
+        lineage_namespace="mssql",
     ),
     Dialect(
         "Oracle",
@@ -389,6 +397,7 @@ BUILT_IN = (
         identifier_limit=30,  # 128 since 12.2; 30 fits every version
         folding="upper",
         user_schema=True,
+        lineage_namespace="oracle",
     ),
     Dialect(
         "DB2",
@@ -401,6 +410,7 @@ BUILT_IN = (
         user_schema=True,
         schema_parameter=_current_schema,
         rename="rename_table",
+        lineage_namespace="db2",
     ),
     Dialect(
         "H2",

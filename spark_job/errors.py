@@ -1,8 +1,10 @@
-"""The user-facing error type of the driver: config problems reported all at once."""
+"""The user-facing errors of the driver: config problems reported all at once, a failed run, and the short
+text a Spark failure is reported in."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 
@@ -61,3 +63,33 @@ def exception_text(exc: BaseException, max_causes: int = 5) -> str:
         messages.append(str(java.toString()))
         java = java.getCause()
     return "\n".join(dict.fromkeys(messages))
+
+
+MAX_ERROR_CHARS = 4000
+
+_CAUSED_BY = re.compile(r"^Caused by: (.+)$", re.MULTILINE)
+# A failed task's message carries the task's Java stack trace (Spark 3.5 reports a write's failure that
+# way): its frames would crowd the causes, which say what went wrong, out of the first lines.
+_JAVA_FRAME = re.compile(r"^\s*(at [\w$.<>/]+\(.*\)|\.\.\. \d+ more)\s*$")
+_JOB_ABORTED = "Job aborted due to stage failure"
+
+
+def short_error(exc: BaseException, mask: Callable[[str], str]) -> str:
+    """The first lines of an exception (Spark's messages end in long plans), secrets hidden by ``mask``."""
+    text = exception_text(exc)
+    # With spark.sql.pyspark.jvmStacktrace.enabled the message ends in the JVM's stack trace: its
+    # "Caused by:" lines say why (the database's "password authentication failed", "Connection refused").
+    text, _, trace = text.partition("\n\nJVM stacktrace:\n")
+    causes = [c.strip() for c in _CAUSED_BY.findall(trace) if c.strip() and c.strip() not in text]
+    if causes:
+        text += "\ncaused by: " + "\ncaused by: ".join(list(dict.fromkeys(causes))[-2:])
+    lines = [line for line in text.splitlines() if line.strip() and not _JAVA_FRAME.match(line)]
+    lines = [line for line in lines if line.strip() != "Driver stacktrace:"]
+    if len(lines) > 1 and _JOB_ABORTED in lines[0]:
+        # Spark 3.5 reports a failed task as its job's abort, the task's own exception last (Spark 4
+        # raises that one): lead with it, so the first line says why.
+        lines.insert(0, lines.pop())
+    text = "\n".join(lines[:8])
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS] + "..."
+    return mask(f"{type(exc).__name__}: {text}" if ":" not in lines[0] else text)

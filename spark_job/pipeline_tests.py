@@ -7,12 +7,7 @@ those fixtures as temporary views; nothing is written anywhere.
 
 from __future__ import annotations
 
-import datetime
-import decimal
-import math
 import os
-import re
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +20,9 @@ from spark_job.config.validation import PipelineConfig, SequenceSpec, load_confi
 from spark_job.engine.capabilities import capabilities_of
 from spark_job.errors import ConfigError, Problem
 from spark_job.quality import SequenceRules
+from spark_job.testing.expected import Expected, compare
+from spark_job.testing.fixtures import FIXTURE_FORMATS, MAX_FIXTURE_ROWS, Fixture, fixture_error, fixture_frame, reason
+from spark_job.testing.sessions import local_session, sql_settings, static_settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -32,35 +30,6 @@ if TYPE_CHECKING:
 TEST_FILE_KEYS = ("config", "vars", "tests", "description")
 TEST_KEYS = ("name", "vars", "given", "expect", "description")
 EXPECT_KEYS = ("rows", "ordered", "columns", "expect_failed")
-FIXTURE_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-MAX_FIXTURE_ROWS = 100_000
-REL_TOL = 1e-9
-ABS_TOL = 1e-9
-MAX_DIFF_ROWS = 20
-
-
-@dataclass(frozen=True)
-class Expected:
-    """What one sequence must produce: ``rows`` (a list, compared as a multiset unless ``ordered``) or a ``count``,
-    and ``failed``: rule name -> the rows that must fail that data-quality rule (``expect_failed``)."""
-
-    sequence: str
-    path: str
-    rows: list[dict[str, Any]] | None = None
-    count: int | None = None
-    ordered: bool = False
-    failed: dict[str, int] | None = None
-
-
-@dataclass(frozen=True)
-class Fixture:
-    """Rows standing in for one source: inline ``rows`` or a ``file`` (csv with a header, json lines, parquet)."""
-
-    source_id: str
-    path: str
-    rows: list[dict[str, Any]] | None = None
-    file: Path | None = None
-    format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -295,34 +264,6 @@ def run_test(test: PipelineTest, spark: SparkSession, made_with: Mapping[str, st
     return result
 
 
-def sql_settings(config: PipelineConfig) -> dict[str, str]:
-    """The ``spark.sql.*`` settings of a config, the ones its tests run with (``spark.sql.variable.substitute``
-    included: the driver keeps it off)."""
-    return {k: v for k, v in config.spark_conf.items() if k.startswith("spark.sql.")}
-
-
-def static_settings(config: PipelineConfig, spark: SparkSession) -> dict[str, str]:
-    """The config's ``spark.sql.*`` settings ``spark`` does not have and cannot take once made (static ones,
-    such as ``spark.sql.warehouse.dir`` and ``spark.sql.extensions``)."""
-    static: dict[str, str] = {}
-    for key, value in sql_settings(config).items():
-        if spark.conf.isModifiable(key):
-            continue
-        before = spark.conf.get(key, None)
-        if before == value:
-            continue
-        try:  # not modifiable: either static, or a key Spark does not list (spark.sql.catalog.x), settable
-            spark.conf.set(key, value)
-        except Exception:
-            static[key] = value
-            continue
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
-    return static
-
-
 def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestResult:
     config = test.config
     needed = _needed_sequences(config, [e.sequence for e in test.expect])
@@ -338,9 +279,9 @@ def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestRes
         fixture = by_id[source.id]
         schema = source.spec.get("schema")
         try:
-            _fixture_frame(spark, fixture, schema).createOrReplaceTempView(source.alias)
+            fixture_frame(spark, fixture, schema).createOrReplaceTempView(source.alias)
         except Exception as exc:
-            return TestResult(test, False, error=_fixture_error(spark, fixture, schema, exc))
+            return TestResult(test, False, error=fixture_error(spark, fixture, schema, exc))
         created.append(source.alias)
     results: dict[str, DataFrame] = {}
     failed_rows: dict[str, dict[str, int]] = {}
@@ -397,179 +338,6 @@ def _needed_sequences(config: PipelineConfig, names: Sequence[str]) -> list[Sequ
             wanted.add(name)
             stack.extend(by_name[name].depends_on)
     return [s for s in config.sequences if s.name in wanted]  # config.sequences is in graph order
-
-
-def _fixture_frame(spark: SparkSession, fixture: Fixture, schema: str | None) -> DataFrame:
-    if fixture.file is not None:
-        # Read now and FAILFAST: a line that does not fit the declared schema is the fixture's problem,
-        # never rows of NULLs for the SQL to run on.
-        df = _file_reader(spark, fixture, schema, "FAILFAST").load(str(fixture.file))
-        return spark.createDataFrame(df.collect(), df.schema)
-    rows = fixture.rows or []
-    if schema:
-        struct = capabilities_of(spark).ddl_schema(schema)
-        columns = [f.name for f in struct.fields]
-        unknown = sorted({k for row in rows for k in row} - set(columns))
-        if unknown:
-            raise ValueError(f"column {', '.join(unknown)} is not in the source's schema ({schema})")
-        return spark.createDataFrame([tuple(row.get(c) for c in columns) for row in rows], struct)
-    if not rows:
-        raise ValueError("no rows and no declared schema: give at least one row, or a 'schema' on the source")
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    return spark.createDataFrame([tuple(row.get(c) for c in columns) for row in rows], columns)
-
-
-def _file_reader(spark: SparkSession, fixture: Fixture, schema: str | None, mode: str) -> Any:
-    reader = spark.read.format(str(fixture.format))
-    if fixture.format == "csv":
-        # With a schema, the header must name its columns (not only count them).
-        reader = reader.option("header", "true").option("enforceSchema", "false" if schema else "true")
-        if not schema:
-            reader = reader.option("inferSchema", "true")
-    if fixture.format in ("csv", "json"):
-        reader = reader.option("mode", mode)
-    return reader.schema(schema) if schema else reader
-
-
-def _fixture_error(spark: SparkSession, fixture: Fixture, schema: str | None, exc: BaseException) -> str:
-    """One line blaming the fixture: its place in the test file, its file and the line that does not fit."""
-    reason = _reason(exc)
-    if fixture.file is None:
-        return f"fixture {fixture.path}: {reason}"
-    where = f"{fixture.file}"
-    line = _bad_line(spark, fixture, schema) if schema else None
-    if line is not None:
-        where += f" line {line}"
-    fits = f" does not fit the source's schema ({schema})" if schema else " cannot be read"
-    return f"fixture {fixture.path}: {where}{fits}: {reason}"
-
-
-def _bad_line(spark: SparkSession, fixture: Fixture, schema: str) -> int | None:
-    """The line of a csv or json fixture file holding the first record that does not fit ``schema``."""
-    if fixture.format not in ("csv", "json") or fixture.file is None or "_corrupt_record" in schema:
-        return None
-    try:
-        reader = _file_reader(spark, fixture, f"{schema}, _corrupt_record STRING", "PERMISSIVE")
-        rows = reader.option("columnNameOfCorruptRecord", "_corrupt_record").load(str(fixture.file)).collect()
-        bad = next((r["_corrupt_record"] for r in rows if r["_corrupt_record"] is not None), None)
-        if bad is None:
-            return None
-        lines = fixture.file.read_text(encoding="utf-8", errors="replace").splitlines()
-        return next((i for i, text in enumerate(lines, start=1) if text == bad), None)
-    except Exception:  # the line is a help, the error is reported without it
-        return None
-
-
-def _reason(exc: BaseException) -> str:
-    """Spark's message without its stack, on one line: the innermost two of the JVM's chain of causes
-    (``[MALFORMED_RECORD_IN_PARSING...] ... <- NumberFormatException: For input string: "abc"``)."""
-    text = str(exc).split("JVM stacktrace:", 1)[0]
-    chain = [_short_cause(c) for c in _CAUSE.findall(text)]
-    if chain:
-        return " <- ".join(dict.fromkeys(chain[-2:]))
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
-_CAUSE = re.compile(r"^(?:: |Caused by: )(.+)$", re.MULTILINE)
-
-
-def _short_cause(cause: str) -> str:
-    """``org.apache.spark.SparkException: [X] ...`` → ``[X] ...``; ``java.lang.Y: ...`` → ``Y: ...``."""
-    name, sep, message = cause.strip().partition(": ")
-    if not sep or " " in name:
-        return cause.strip()
-    return message if message.startswith("[") else f"{name.rsplit('.', 1)[-1]}: {message}"
-
-
-def compare(expected: Expected, actual: list[dict[str, Any]]) -> list[str]:
-    """Human-readable differences between expected and actual rows (empty when they match)."""
-    name = expected.sequence
-    if expected.count is not None:
-        if len(actual) != expected.count:
-            return [f"{name}: expected {expected.count:,} rows, got {len(actual):,}"]
-        return []
-    rows = expected.rows or []
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    present = set(actual[0]) if actual else set()
-    absent = [c for c in columns if actual and c not in present]
-    if absent:
-        return [f"{name}: column {', '.join(absent)} not in the result (it has {', '.join(sorted(present))})"]
-    projected = [{c: row.get(c) for c in columns} for row in actual]
-    if expected.ordered:
-        return _compare_ordered(name, rows, projected)
-    unmatched = list(range(len(projected)))
-    missing: list[dict[str, Any]] = []
-    for row in rows:
-        hit = next((i for i in unmatched if _rows_equal(row, projected[i])), None)
-        if hit is None:
-            missing.append(row)
-        else:
-            unmatched.remove(hit)
-    extra = [projected[i] for i in unmatched]
-    if not missing and not extra:
-        return []
-    lines = [f"{name}: {len(missing)} expected row(s) missing, {len(extra)} unexpected row(s)"]
-    unpaired = list(extra)
-    for row in missing[:MAX_DIFF_ROWS]:
-        # A missing row and an unexpected one that agree on some columns are shown as one row that differs.
-        closest = max(unpaired, key=lambda other: _same_columns(row, other), default=None)
-        if closest is not None and _same_columns(row, closest) > 0:
-            unpaired.remove(closest)
-            diffs = [
-                f"{c}: expected {_show(row.get(c))}, got {_show(closest.get(c))}"
-                for c in columns
-                if not _values_equal(row.get(c), closest.get(c))
-            ]
-            lines.append(f"  ~ {_show_row(row)}: {'; '.join(diffs)}")
-        else:
-            lines.append(f"  - {_show_row(row)}")
-    lines += [f"  + {_show_row(row)}" for row in unpaired[:MAX_DIFF_ROWS]]
-    return lines
-
-
-def _compare_ordered(name: str, rows: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[str]:
-    lines = []
-    for i, (want, got) in enumerate(zip(rows, actual)):
-        if not _rows_equal(want, got):
-            lines.append(f"  row {i}: expected {_show_row(want)}, got {_show_row(got)}")
-    if len(rows) != len(actual):
-        lines.append(f"  expected {len(rows)} rows, got {len(actual)}")
-    return [f"{name}: the rows differ (in order)", *lines[:MAX_DIFF_ROWS]] if lines else []
-
-
-def _rows_equal(want: Mapping[str, Any], got: Mapping[str, Any]) -> bool:
-    return all(_values_equal(want.get(c), got.get(c)) for c in want)
-
-
-def _same_columns(want: Mapping[str, Any], got: Mapping[str, Any]) -> int:
-    return sum(1 for c in want if _values_equal(want.get(c), got.get(c)))
-
-
-def _values_equal(want: Any, got: Any) -> bool:
-    if want is None or got is None:
-        return want is None and got is None
-    if isinstance(want, bool) or isinstance(got, bool):
-        return want == got
-    if isinstance(want, (int, float, decimal.Decimal)) and isinstance(got, (int, float, decimal.Decimal)):
-        if isinstance(want, int) and isinstance(got, int):
-            return want == got
-        return math.isclose(float(want), float(got), rel_tol=REL_TOL, abs_tol=ABS_TOL)
-    if isinstance(got, (datetime.date, datetime.datetime)) and isinstance(want, str):
-        return want in (got.isoformat(), str(got))
-    if isinstance(want, Mapping) and isinstance(got, Mapping):
-        return set(want) == set(got) and all(_values_equal(want[k], got[k]) for k in want)
-    if isinstance(want, list) and isinstance(got, list):
-        return len(want) == len(got) and all(_values_equal(a, b) for a, b in zip(want, got))
-    return bool(want == got)
-
-
-def _show(value: Any) -> str:
-    return "null" if value is None else repr(value) if isinstance(value, str) else str(value)
-
-
-def _show_row(row: Mapping[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in row.items()) + "}"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -672,49 +440,10 @@ def run_in_sessions(
             except Exception as exc:
                 keys = ", ".join(key for key, _ in static)
                 for i in indexes:
-                    why = f"no session could be made with the config's {keys}: {_reason(exc)}"
+                    why = f"no session could be made with the config's {keys}: {reason(exc)}"
                     results[i] = TestResult(tests[i], False, error=why)
                 spark = local_session()
                 continue
         for i in indexes:
             results[i] = run_test(tests[i], spark, dict(static))
     return [r for r in results if r is not None], spark
-
-
-def local_session(settings: Mapping[str, str] | None = None, console: bool = False) -> SparkSession:
-    """A small local session for tests: one core, one shuffle partition, no UI, and ``settings`` (static
-    ones of a config). With ``console`` and no JVM running yet, the JVM this starts logs only Spark's
-    errors, without stack traces or failed tasks' lines: a test's problem is its own line of the report."""
-    from pyspark.sql import SparkSession
-
-    conf = {
-        "spark.ui.enabled": "false",
-        "spark.sql.shuffle.partitions": "1",
-        "spark.ui.showConsoleProgress": "false",
-        **(settings or {}),
-    }
-    if console:
-        from spark_job.engine.session import LOG4J_CONFIG, can_start_console_session, start_console_session
-
-        if can_start_console_session():
-            fd, log4j = tempfile.mkstemp(prefix="sparkpipe-test-log4j2-", suffix=".properties")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                quiet = LOG4J_CONFIG.replace("logger.lost_task.level = error", "logger.lost_task.level = off")
-                fh.write(quiet.format(level="error", trace_lines="none") + _QUIET_LOGGERS)
-            conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
-            try:
-                return start_console_session("sparkpipe test", "local[1]", conf, "ERROR")
-            finally:
-                os.unlink(log4j)
-    builder = SparkSession.builder.master("local[1]").appName("sparkpipe test")
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
-
-
-# A failed task's lines (the executor's exception, and the task set's "aborting job" above) repeat the
-# error the test's report line gives.
-_QUIET_LOGGERS = """\
-logger.executor.name = org.apache.spark.executor.Executor
-logger.executor.level = off
-"""

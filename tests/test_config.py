@@ -281,3 +281,37 @@ def test_loading_a_config_pauses_the_garbage_collector_and_gives_it_back_as_it_w
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_the_config_given_is_never_changed(tmp_path: Path) -> None:
+    """Validation reads the data it is given into drafts of its own: typed values ("4" -> 4), expanded
+    connections, inlined query files and the staged document are new objects."""
+    (tmp_path / "q.sql").write_text("SELECT * FROM events")
+    given = {
+        "app_name": "untouched",
+        "max_parallel": "2",
+        "vars": {"day": "2024-01-01"},
+        "sources": [{"type": "file", "format": "csv", "path": "/in/${day}", "alias": "events"}],
+        "sequences": [
+            {
+                "name": "s",
+                "query_file": "q.sql",
+                "target": {"type": "parquet", "path": "/out/s", "coalesce": "2"},
+                "expectations": [
+                    {"name": "r", "condition": "id > 0", "on_fail": "quarantine"},
+                    {"name": "f", "condition": "id < 9", "on_fail": "fail", "max_failed": "3"},
+                ],
+                "quarantine": {"type": "jdbc", "connection": "db", "table": "bad"},
+            },
+            {"name": "t", "query": "SELECT * FROM s", "target": {"type": "csv", "path": "/out/t"}, "cache": "true"},
+        ],
+    }
+    before = json.loads(json.dumps(given))
+    config = load_config(given, base_dir=tmp_path, connections=lambda _: {"url": "jdbc:postgresql://h/db"})
+    assert given == before
+    document = config.to_document()
+    assert document["max_parallel"] == 2 and document["sequences"][0]["target"]["coalesce"] == 2
+    assert document["sequences"][0]["query"] == "SELECT * FROM events" and "query_file" not in document["sequences"][0]
+    assert document["sequences"][0]["quarantine"]["url"] == "jdbc:postgresql://h/db"
+    assert document["sequences"][1]["cache"] is True and document["sources"][0]["path"] == "/in/2024-01-01"
+    assert [r.allowed(100) for r in config.sequences[0].expectations] == [0, 3]

@@ -38,7 +38,7 @@ def test_overwrite_on_connect_keeps_old_data_on_failure_and_swaps_on_success(
 def test_a_staged_write_on_connect_is_invisible_until_committed(spark_connect: Any, tmp_path: Path) -> None:
     target = tmp_path / "staged"
     spark_connect.range(2).write.parquet(str(target))
-    staged = parquet_writer(target).stage(spark_connect.range(9))
+    staged = parquet_writer(target).begin_write(spark_connect.range(9))
     assert spark_connect.read.parquet(str(target)).count() == 2
     assert len(list(tmp_path.glob(".staged.sparkpipe-lease.*.claim"))) == 1
     staged.commit()

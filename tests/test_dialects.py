@@ -88,6 +88,19 @@ def test_the_writers_use_what_the_dialects_say() -> None:
     assert dialect_of(URLS["SQL Server"]).rename_sql("dbo.t__s", "t") == "EXEC sp_rename 'dbo.t__s', 't'"
 
 
+def test_each_database_names_its_lineage_namespace() -> None:
+    namespaces = {d.name: d.lineage_namespace for d in BUILT_IN if d.lineage_namespace}
+    assert namespaces == {
+        "PostgreSQL": "postgres",
+        "Amazon Redshift": "redshift",
+        "MySQL": "mysql",
+        "MariaDB": "mysql",
+        "SQL Server": "mssql",
+        "Oracle": "oracle",
+        "DB2": "db2",
+    }
+
+
 def test_each_database_has_an_upsert_form() -> None:
     forms = {d.name: d.upsert for d in BUILT_IN}
     assert forms["PostgreSQL"] == forms["SQLite"] == "on_conflict"

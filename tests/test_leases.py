@@ -519,17 +519,17 @@ def test_a_jdbc_write_without_staging_holds_the_lease_too(
     writer_class = writers.get("jdbc")
     assert writer_class is not None
     monkeypatch.setenv("SPARKPIPE_RUN_KEY", "run-a")
-    first = writer_class(dict(spec)).stage(spark.range(3))
+    first = writer_class(dict(spec)).begin_write(spark.range(3))
     monkeypatch.setenv("SPARKPIPE_RUN_KEY", "run-b")
     with pytest.raises(TargetBusy, match=r"public.direct_t is being written by .*run-a"):
-        writer_class(dict(spec)).stage(spark.range(5))
+        writer_class(dict(spec)).begin_write(spark.range(5))
     first.commit()
     with postgres.connect() as conn:
         assert conn.execute("SELECT count(*) FROM public.direct_t").fetchone() == (3,)
         if lease_kind == "table":
             assert conn.execute("SELECT count(*) FROM public.sparkpipe_leases").fetchone() == (0,)
         conn.execute("DROP TABLE public.direct_t")
-    second = writer_class(dict(spec)).stage(spark.range(5))  # free again
+    second = writer_class(dict(spec)).begin_write(spark.range(5))  # free again
     second.commit()
     with postgres.connect() as conn:
         assert conn.execute("SELECT count(*) FROM public.direct_t").fetchone() == (5,)

@@ -270,14 +270,14 @@ def test_a_staged_write_discarded_leaves_the_old_data_and_no_staging(spark: Any,
     spark.range(3).write.parquet(str(target))
     writer = writer_for({"type": "parquet", "path": str(target)})
 
-    staged = writer.stage(spark.range(10))
+    staged = writer.begin_write(spark.range(10))
     [claim, staging, name] = beside(target)
     assert re.fullmatch(r"\.t\.sparkpipe-lease\.[0-9a-f]{32}\.2\.claim", claim), claim  # the holder's claim
     assert (staging, name) == (".t.sparkpipe-staging", "t")
     staged.discard()
     assert spark.read.parquet(str(target)).count() == 3 and beside(target) == ["t"]
 
-    staged = writer.stage(spark.range(10))
+    staged = writer.begin_write(spark.range(10))
     staged.commit()
     assert spark.read.parquet(str(target)).count() == 10 and beside(target) == ["t"]
 
@@ -397,7 +397,7 @@ def test_a_second_run_on_a_busy_catalog_table_fails_naming_the_first(
     warehouse = str(spark.conf.get("spark.sql.warehouse.dir"))
     name = f"busy_{time.monotonic_ns()}"
     monkeypatch.setenv("SPARKPIPE_RUN_KEY", "backfill-01")
-    held = writer_for({"type": "table", "table": f"spark_catalog.default.{name}"}).stage(spark.range(3))
+    held = writer_for({"type": "table", "table": f"spark_catalog.default.{name}"}).begin_write(spark.range(3))
     config = big_write({"type": "table", "table": f"`{name.upper()}`"}, "SELECT id FROM range(2)")
     config["spark_conf"]["spark.sql.warehouse.dir"] = warehouse
     try:

@@ -397,26 +397,10 @@ class SparkPipelineOperator(BaseOperator):
 
     def _log_summary(self, metrics: Mapping[str, Any]) -> None:
         """The run's last lines: the pipeline's outcome, then one line per sequence (errors as errors)."""
-        app_id = metrics.get("spark_app_id")
-        self.log.info(
-            "Pipeline %r %s in %s%s",
-            metrics.get("app_name"),
-            metrics.get("status") or "ended",
-            _seconds(metrics.get("duration_s")),
-            f" (Spark application {app_id})" if app_id else "",
-        )
-        usage = (metrics.get("runtime") or {}).get("usage")
-        if usage:
-            self.log.info("Usage: %s", usage_summary(usage))
-        for name, seq in (metrics.get("sequences") or {}).items():
-            line = f"  {name}: {sequence_outcome(seq)}"
-            status = seq.get("status")
-            if status == "failed":
-                self.log.error("%s", line)
-            elif status == "skipped":
-                self.log.warning("%s", line)
-            else:
-                self.log.info("%s", line)
+        from spark_job.outcomes import run_summary
+
+        for level, line in run_summary(metrics, in_task=True):
+            self.log.log(level, "%s", line)
 
 
 def _config_errors_raised_here(init: Callable[..., None]) -> Callable[..., None]:
@@ -472,70 +456,14 @@ def task_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
 def sequence_view(seq: Mapping[str, Any]) -> dict[str, Any]:
     """One sequence in a few keys: ``{"rows": 40, "status": "succeeded", "target": "csv /out/x",
     "duration_s": 2.5}``, and ``error`` (its first line) for one that failed or was skipped."""
+    from spark_job.outcomes import describe_target
+
     view: dict[str, Any] = {"rows": seq.get("rows_written"), "status": seq.get("status")}
     if seq.get("error"):
         view["error"] = _first_line(seq["error"])
     view["target"] = describe_target(seq.get("target") or {})
     view["duration_s"] = seq.get("duration_s")
     return view
-
-
-def usage_summary(usage: Mapping[str, Any]) -> str:
-    """``executor_core_seconds=12.4, tasks=40``: the figures of ``runtime.usage``, units in their names."""
-    return ", ".join(f"{k}={v:,}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in usage.items())
-
-
-def sequence_outcome(seq: Mapping[str, Any]) -> str:
-    """What happened to one sequence, in words: ``succeeded, 1,234 rows in 4.2 s -> parquet gs://b/x``,
-    ``failed after 0.4 s: <error>``, ``skipped: reads x, which failed``; never ``None``."""
-    status = seq.get("status") or "not run"
-    where = describe_target(seq.get("target") or {})
-    error = seq.get("error")
-    if status == "failed":
-        after = f" after {_seconds(seq.get('duration_s'))}" if seq.get("duration_s") is not None else ""
-        return f"failed{after}: {error or 'no error was reported'}{_rule_counts(seq)}"
-    if status == "skipped":
-        reason = str(error or "a sequence it reads did not succeed")
-        reason = reason.removeprefix("not run: ").removeprefix("it ")
-        return f"skipped: {reason}"
-    rows = seq.get("rows_written")
-    parts = [status]
-    if isinstance(rows, int):
-        parts.append(f"{rows:,} row{'' if rows == 1 else 's'}")
-    text = ", ".join(parts)
-    if seq.get("duration_s") is not None:
-        text += f" in {_seconds(seq.get('duration_s'))}"
-    text = f"{text} -> {where}" if where else text
-    return text + _rule_counts(seq)
-
-
-def describe_target(target: Mapping[str, Any]) -> str:
-    """``parquet /data/out/x``, ``jdbc jdbc:postgresql://db:5432/shop public.revenue``: the type, then
-    where (a JDBC target's database and table), without credentials."""
-    from spark_job.config.urls import strip_credentials
-
-    parts = [str(target["type"])] if target.get("type") else []
-    parts += [strip_credentials(str(target[k])) for k in ("uri", "table") if target.get(k)]
-    return " ".join(parts)
-
-
-def _rule_counts(seq: Mapping[str, Any]) -> str:
-    """``; rules: positive_amount 3 failed (drop), has_customer 0 failed (fail)`` for a sequence with rules."""
-    rules = seq.get("expectations")
-    if not isinstance(rules, Mapping) or not rules:
-        return ""
-    parts = []
-    for name, rule in rules.items():
-        rule = rule if isinstance(rule, Mapping) else {}
-        failed = rule.get("failed_rows")
-        count = f"{failed:,}" if isinstance(failed, int) else "?"
-        verdict = "" if rule.get("passed") is not False or rule.get("action") != "fail" else ", FAILED"
-        parts.append(f"{name} {count} failed ({rule.get('action')}{verdict})")
-    return "; rules: " + ", ".join(parts)
-
-
-def _seconds(value: Any) -> str:
-    return f"{value:.1f} s" if isinstance(value, (int, float)) else "an unknown time"
 
 
 def _failure_message(metrics: Mapping[str, Any] | None, state: Any, detail: str | None) -> str:

@@ -131,7 +131,7 @@ class SessionCapabilities(ABC):
     # -- the application ------------------------------------------------------------------------
     @abstractmethod
     def application_id(self) -> str | None:
-        """The Spark application's id (on Spark Connect, the server's)."""
+        """The Spark application's id (on Spark Connect, the server's); None once the session is gone."""
 
     def ui_url(self) -> str | None:
         """The live UI of the application, when this process runs it."""
@@ -225,7 +225,10 @@ class ClassicSession(SessionCapabilities):
         self.sc.cancelJobsWithTag(tag)
 
     def application_id(self) -> str | None:
-        return str(self.sc.applicationId)
+        try:
+            return str(self.sc.applicationId)
+        except Exception:  # the session is going down
+            return None
 
     def ui_url(self) -> str | None:
         url = self.sc.uiWebUrl

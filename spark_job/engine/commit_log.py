@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from spark_job.engine.metrics import write_metrics
+from spark_job.errors import short_error
+from spark_job.outcomes import SequenceState
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from spark_job.config.validation import SequenceSpec
+    from spark_job.config.validation import PipelineConfig, SequenceSpec
+    from spark_job.engine.metrics import SequenceMetrics
+    from spark_job.engine.results import Setting
+
+logger = logging.getLogger("sparkpipe")
 
 RUN_KEY_ENV = "SPARKPIPE_RUN_KEY"
 """The environment variable naming the run (the writers' leases carry it)."""
@@ -72,6 +80,14 @@ class CommitLog:
         self.entries: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def of_run(
+        cls, run_key: str, state_dir: str | None, metrics_out: str | None, spark: SparkSession | None
+    ) -> CommitLog:
+        """The log of ``run_key`` in ``state_dir``, else in the folder of the metrics ``metrics_out``."""
+        folder = state_dir or (metrics_out or "").rsplit("/", 1)[0] or "."
+        return cls(log_uri(folder, run_key), run_key, spark)
+
     def load(self) -> None:
         text = read_text(self.uri, self.spark)
         if not text:
@@ -91,6 +107,23 @@ class CommitLog:
             return metrics if isinstance(metrics, dict) else None
         return None
 
+    def mark_reused(self, sequences: Iterable[SequenceSpec], metrics: Mapping[str, SequenceMetrics]) -> list[str]:
+        """Mark ``reused`` in ``metrics`` the sequences an earlier try committed, with that try's figures;
+        return their names."""
+        reused = []
+        for seq in sequences:
+            earlier = self.committed(seq)
+            if earlier is None:
+                continue
+            figures = metrics[seq.name]
+            figures.status, figures.error = SequenceState.REUSED, None
+            figures.rows_written = earlier.get("rows_written")
+            figures.duration_s = earlier.get("duration_s")
+            figures.started_at, figures.ended_at = earlier.get("started_at"), earlier.get("ended_at")
+            figures.schema = earlier.get("schema")
+            reused.append(seq.name)
+        return reused
+
     def record(self, seq: SequenceSpec, metrics: dict[str, Any]) -> None:
         """Note that ``seq`` committed, and rewrite the log."""
         with self._lock:
@@ -106,3 +139,48 @@ class CommitLog:
             with open(f"{path}.tmp", "w", encoding="utf-8") as fh:
                 fh.write(text)
             os.replace(f"{path}.tmp", path)
+
+
+class ResumedRun:
+    """A try of a run key: the sequences an earlier try committed are reused (marked so in the metrics,
+    their views registered from what was committed), and each commit of this try is recorded.
+
+    Args:
+        log: the run key's commit log.
+        config: the pipeline.
+        metrics: the run's metrics, by sequence.
+    """
+
+    def __init__(self, log: CommitLog, config: PipelineConfig, metrics: Mapping[str, SequenceMetrics]) -> None:
+        self.log = log
+        self.config = config
+        self.metrics = metrics
+
+    def load(self) -> None:
+        """Read the log and mark ``reused`` what an earlier try committed (same query and target)."""
+        self.log.load()
+        reused = self.log.mark_reused(self.config.sequences, self.metrics)
+        if reused:
+            names = ", ".join(reused)
+            logger.info("sparkpipe: committed by an earlier try of run %s, not run again: %s", self.log.run_key, names)
+
+    def register_views(self, spark: SparkSession, setting: Setting) -> None:
+        """Views for the reused sequences, in graph order (one recomputed may read another)."""
+        from spark_job.engine.results import committed_result
+
+        for seq in self.config.sequences:
+            if self.metrics[seq.name].status is not SequenceState.REUSED:
+                continue
+            try:
+                committed_result(spark, seq, setting).createOrReplaceTempView(seq.name)
+            except Exception as exc:  # its readers then fail on the missing view, each with its own error
+                error = short_error(exc, self.config.mask)
+                logger.error("sparkpipe: sequence %s: cannot read its committed result: %s", seq.name, error)
+
+    def record(self, seq: SequenceSpec) -> None:
+        """Note that ``seq`` committed (a log that cannot be written is a warning: the data is committed)."""
+        try:
+            self.log.record(seq, self.metrics[seq.name].to_dict())
+        except Exception as exc:  # only a retry would write it again
+            error = short_error(exc, self.config.mask)
+            logger.warning("sparkpipe: could not record %s in the commit log %s: %s", seq.name, self.log.uri, error)

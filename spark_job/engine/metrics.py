@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -11,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from spark_job.engine.startup import startup_seconds
+from spark_job.outcomes import SequenceState, sequence_outcome
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+log = logging.getLogger("sparkpipe")
 
 
 def now_iso() -> str:
@@ -22,15 +26,11 @@ def now_iso() -> str:
 
 @dataclass
 class SequenceMetrics:
-    """What one sequence did.
-
-    ``status`` is pending, succeeded, failed, skipped (not run: what it reads failed, or the run
-    stopped), cancelled (its Spark jobs were cancelled: ``fail_fast`` or a terminated driver) or
-    reused (committed by an earlier try of the same run key; the figures are that try's).
-    """
+    """What one sequence did; ``status`` is a :class:`~spark_job.outcomes.SequenceState`, its text in ``to_dict``.
+    ``outcome()`` says it in words (``spark_job.outcomes.sequence_outcome``)."""
 
     target: dict[str, Any]
-    status: str = "pending"
+    status: SequenceState = SequenceState.PENDING
     rows_written: int | None = None
     duration_s: float | None = None
     started_at: str | None = None
@@ -46,41 +46,18 @@ class SequenceMetrics:
     def start(self) -> None:
         self.started_at, self._t0 = now_iso(), time.monotonic()
 
-    def finish(self, status: str, rows: int | None = None, error: str | None = None) -> None:
+    def finish(self, status: SequenceState, rows: int | None = None, error: str | None = None) -> None:
         self.status, self.rows_written, self.error = status, rows, error
         self.ended_at = now_iso()
         self.duration_s = round(time.monotonic() - self._t0, 3)
 
-    def summary(self) -> str:
+    def outcome(self) -> str:
         """What happened, in words: ``succeeded, 1,234 rows in 2.1 s``, ``failed after 0.4 s: ...``."""
-        error = (self.error or "").splitlines()[0] if self.error else ""
-        took = f"{self.duration_s or 0.0:.1f} s"
-        count = self.rows_written
-        rows = f"{count:,} row{'s' if count != 1 else ''}" if count is not None else ""
-        if self.status == "succeeded":
-            return f"succeeded, {rows or 'no rows counted'} in {took}{self.rules_summary()}"
-        if self.status == "reused":
-            return f"reused: committed by an earlier try of this run{f', {rows}' if rows else ''}"
-        if self.status in ("failed", "cancelled"):
-            return f"{self.status} after {took}: {error}" if error else f"{self.status} after {took}"
-        if self.status == "skipped":
-            reason = error.removeprefix("not run: ").removeprefix("it ")
-            return f"skipped: {reason}" if reason else "skipped"
-        return self.status
-
-    def rules_summary(self) -> str:
-        """``; rules: positive_amount 3 failed (drop), has_customer 0 failed (fail)``, or empty."""
-        if not self.expectations:
-            return ""
-        parts = [
-            f"{name} {'?' if r['failed_rows'] is None else format(r['failed_rows'], ',')} failed ({r['action']})"
-            for name, r in self.expectations.items()
-        ]
-        return "; rules: " + ", ".join(parts)
+        return sequence_outcome(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "status": self.status,
+            "status": str(self.status),
             "rows_written": self.rows_written,
             "duration_s": self.duration_s,
             "started_at": self.started_at,
@@ -115,9 +92,26 @@ class RunMetrics:
 
     def finish(self, error: str | None = None) -> None:
         self.error = error
-        failed = error is not None or any(s.status in ("failed", "cancelled") for s in self.sequences.values())
+        failed = error is not None or any(SequenceState(s.status).fails_the_run for s in self.sequences.values())
         self.status = "failed" if failed else "succeeded"
         self.duration_s = round(time.monotonic() - self._t0, 3)
+
+    def skip_pending(self, reason: str) -> None:
+        """Mark ``skipped`` (``reason`` as the error) every sequence that has not run."""
+        for name, seq in self.sequences.items():
+            if not seq.status.finished:
+                seq.status, seq.error = SequenceState.SKIPPED, reason
+                log.warning("sparkpipe: sequence %s skipped: %s", name, reason.removeprefix("not run: "))
+
+    def record_usage(self, spark: SparkSession) -> None:
+        """``runtime.usage``: what the run's tasks consumed (best effort, never fails the run)."""
+        try:
+            usage = executor_usage(spark)
+        except Exception as exc:
+            log.debug("sparkpipe: no usage figures: %s", exc)
+            return
+        if usage is not None:
+            self.runtime["usage"] = usage
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

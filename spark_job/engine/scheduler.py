@@ -13,13 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from spark_job.config.graph import SequenceGraph
+from spark_job.outcomes import SequenceState
 
 DEFAULT_MAX_PARALLEL = 4
 """Sequences running at once by default: enough to keep a laptop's cores busy while one sequence
 waits on a shuffle or a file commit, few enough that their shuffles fit a small driver's memory."""
-
-SATISFIED = frozenset({"succeeded", "reused"})
-"""States of a sequence whose result its readers can use."""
 
 RECANCEL_INTERVAL_S = 0.5
 """How often cancellation is repeated while a cancelled sequence still runs (it may have been
@@ -37,9 +35,9 @@ class SchedulerCallbacks:
         cancel: cancel a running sequence's Spark jobs (called again until it ends).
     """
 
-    execute: Callable[[str], str]
+    execute: Callable[[str], SequenceState]
     blocked: Callable[[str, str], None]
-    finished: Callable[[str, str], None]
+    finished: Callable[[str, SequenceState], None]
     cancel: Callable[[str], None]
 
 
@@ -60,14 +58,14 @@ class SequenceScheduler:
     graph: SequenceGraph
     max_parallel: int
     callbacks: SchedulerCallbacks
-    states: dict[str, str] = field(default_factory=dict)
+    states: dict[str, SequenceState] = field(default_factory=dict)
     max_concurrency: int = 0
     _stopped: threading.Event = field(default_factory=threading.Event)
     _cancelled: set[str] = field(default_factory=set)
     _running: set[str] = field(default_factory=set)
     # Completions from the worker threads, and the wake-up ``stop`` sends. A SimpleQueue because its
     # ``put`` is re-entrant: a signal handler may call ``stop`` while this thread waits in ``get``.
-    _done: queue.SimpleQueue[tuple[str, str] | None] = field(default_factory=queue.SimpleQueue)
+    _done: queue.SimpleQueue[tuple[str, SequenceState] | None] = field(default_factory=queue.SimpleQueue)
     # Re-entrant: ``stop`` may run in a signal handler on the scheduling thread while it holds the lock.
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -92,9 +90,9 @@ class SequenceScheduler:
         return name in self._cancelled
 
     def pending(self) -> list[str]:
-        return [n for n in self.graph.order() if self.states.get(n, "pending") == "pending"]
+        return [n for n in self.graph.order() if self.states.get(n, SequenceState.PENDING) is SequenceState.PENDING]
 
-    def run(self, given: Mapping[str, str] | None = None) -> None:
+    def run(self, given: Mapping[str, SequenceState] | None = None) -> None:
         """Run until every sequence is final or, once stopped, until what runs has ended.
 
         Each completion costs the number of its readers: a graph of many sequences is scheduled in
@@ -104,14 +102,15 @@ class SequenceScheduler:
         self._index = {name: i for i, name in enumerate(order)}
         self._readers: dict[str, list[str]] = {name: [] for name in order}
         for name in order:
-            self.states.setdefault(name, "pending")
+            self.states.setdefault(name, SequenceState.PENDING)
             for dep in self.graph.depends_on[name]:
                 self._readers[dep].append(name)
-        self.states.update(given or {})
+        self.states.update({name: SequenceState(state) for name, state in (given or {}).items()})
+        pending = SequenceState.PENDING
         self._waiting = {
-            name: sum(1 for d in self.graph.depends_on[name] if self.states[d] == "pending") for name in order
+            name: sum(1 for d in self.graph.depends_on[name] if self.states[d] is pending) for name in order
         }
-        self._ready = [self._index[n] for n in order if self.states[n] == "pending" and self._waiting[n] == 0]
+        self._ready = [self._index[n] for n in order if self.states[n] is pending and self._waiting[n] == 0]
         heapq.heapify(self._ready)
         self._order = order
         while True:
@@ -133,12 +132,12 @@ class SequenceScheduler:
                 self._running.discard(name)
             self._final(name, state)
 
-    def _final(self, name: str, state: str) -> None:
+    def _final(self, name: str, state: SequenceState) -> None:
         self.states[name] = state
         self.callbacks.finished(name, state)
         for reader in self._readers[name]:
             self._waiting[reader] -= 1
-            if self._waiting[reader] == 0 and self.states[reader] == "pending":
+            if self._waiting[reader] == 0 and self.states[reader] is SequenceState.PENDING:
                 heapq.heappush(self._ready, self._index[reader])
 
     def _start_ready(self) -> None:
@@ -147,15 +146,15 @@ class SequenceScheduler:
                 if len(self._running) >= self.max_parallel:
                     return
             name = self._order[heapq.heappop(self._ready)]
-            if self.states[name] != "pending":
+            if self.states[name] is not SequenceState.PENDING:
                 continue
-            unmet = next((d for d in self.graph.depends_on[name] if self.states[d] not in SATISFIED), None)
+            unmet = next((d for d in self.graph.depends_on[name] if not self.states[d].usable), None)
             if unmet is not None:
-                self.states[name] = "skipped"
+                self.states[name] = SequenceState.SKIPPED
                 self.callbacks.blocked(name, unmet)
-                self._final(name, "skipped")
+                self._final(name, SequenceState.SKIPPED)
                 continue
-            self.states[name] = "running"
+            self.states[name] = SequenceState.RUNNING
             with self._lock:
                 self._running.add(name)
                 self.max_concurrency = max(self.max_concurrency, len(self._running))
@@ -165,9 +164,9 @@ class SequenceScheduler:
 
     def _work(self, name: str) -> None:
         try:
-            state = self.callbacks.execute(name)
+            state = SequenceState(self.callbacks.execute(name))
         except BaseException:  # execute records its own errors; this only keeps the scheduler alive
-            state = "failed"
+            state = SequenceState.FAILED
         self._done.put((name, state))
 
     def _recancel(self) -> None:

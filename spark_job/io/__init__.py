@@ -2,6 +2,6 @@
 
 from spark_job.io import readers as _builtin_readers  # noqa: F401  (registers the built-in types)
 from spark_job.io import writers as _builtin_writers  # noqa: F401
-from spark_job.io.base import BaseReader, BaseWriter, ReadPlan, WritePlan, readers, writers
+from spark_job.io.base import BaseReader, BaseWriter, ReadPlan, StagedWrite, StagingWriter, WritePlan, readers, writers
 
-__all__ = ["BaseReader", "BaseWriter", "ReadPlan", "WritePlan", "readers", "writers"]
+__all__ = ["BaseReader", "BaseWriter", "ReadPlan", "StagedWrite", "StagingWriter", "WritePlan", "readers", "writers"]

@@ -166,11 +166,12 @@ class BaseReader:
 
 
 class StagedWrite:
-    """A write whose new data is staged but not yet visible: ``commit()`` puts it in place,
-    ``discard()`` drops it and leaves the target's old data untouched. One of the two is called once.
+    """A write begun by :meth:`BaseWriter.begin_write`: where the writer stages, its new data is written
+    aside and not yet visible. ``commit()`` puts it in place, ``discard()`` drops it and leaves the
+    target's old data untouched. One of the two is called once.
 
     Args:
-        commit: makes the staged data the target's (for a writer without staging, writes it).
+        commit: makes the staged data the target's (for a writer that stages nothing: writes it).
         discard: removes the staging.
     """
 
@@ -266,23 +267,28 @@ class BaseWriter:
             df = df.coalesce(int(self.spec["coalesce"]))
         return df
 
-    def stage(self, df: DataFrame) -> StagedWrite:
-        """Prepare the write of ``df``; this default has no staging: ``commit()`` writes the target.
+    def begin_write(self, df: DataFrame) -> StagedWrite:
+        """Begin writing ``df``; the returned :class:`StagedWrite` commits or discards it.
 
-        A writer of another package that overrides only :meth:`write` keeps its own write: it is the commit.
-        """
-        if type(self).write is not BaseWriter.write:
-            return StagedWrite(lambda: self.write(df))
-        return StagedWrite(lambda: self.save(df, self.plan()))
+        A writer that stages (:meth:`can_stage`) writes the data aside here; one that holds the target's
+        lease (:meth:`holds_lease`) takes it here. This default does neither: its commit is :meth:`write`,
+        so a writer of another package that overrides only ``write`` keeps its own write."""
+        return StagedWrite(lambda: self.write(df))
 
-    def stages(self, spark: SparkSession) -> bool:
-        """Whether ``stage`` writes the data before ``commit`` (so a discard leaves the old data): a
-        data-quality ``fail`` rule is then decided between the two; otherwise it aborts the job itself."""
+    def can_stage(self, spark: SparkSession) -> bool:
+        """Whether :meth:`begin_write` writes the data aside on ``spark``'s session, so that a discard
+        leaves the old data: a data-quality ``fail`` rule is then decided between the two; otherwise it
+        aborts the write's job itself."""
+        return False
+
+    def holds_lease(self, spark: SparkSession) -> bool:
+        """Whether one run at a time writes the target: a lease is taken by :meth:`begin_write` and held
+        until the commit or discard (``spark_job.io.leases``)."""
         return False
 
     def write(self, df: DataFrame) -> None:
-        """Write ``df`` to the target: ``stage`` then ``commit``."""
-        self.stage(df).commit()
+        """Write ``df`` to the target as :meth:`plan` says, with Spark's own semantics."""
+        self.save(df, self.plan())
 
     def save(self, df: DataFrame, plan: WritePlan) -> None:
         """Hand ``df`` to Spark's writer as ``plan`` says."""
@@ -302,6 +308,19 @@ class BaseWriter:
             writer.save(plan.path)
         else:
             writer.save()
+
+
+class StagingWriter(BaseWriter):
+    """A writer whose :meth:`begin_write` does the work (stages aside, takes a lease): its ``write`` is a
+    begun write committed at once. Subclasses implement ``begin_write``."""
+
+    def begin_write(self, df: DataFrame) -> StagedWrite:
+        plan = self.plan()
+        return StagedWrite(lambda: self.save(df, plan))
+
+    def write(self, df: DataFrame) -> None:
+        """Write ``df`` to the target: :meth:`begin_write`, then commit."""
+        self.begin_write(df).commit()
 
 
 readers: Registry[BaseReader] = Registry("reader", "sparkpipe.readers")

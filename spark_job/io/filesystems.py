@@ -9,7 +9,7 @@ import shutil
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
-from spark_job.engine.capabilities import capabilities_of, is_connect
+from spark_job.engine.capabilities import capabilities_of
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -26,13 +26,6 @@ class Files(Protocol):
     def replace_text(self, uri: str, text: str) -> None: ...
     def read_text(self, uri: str) -> str | None: ...
     def list_names(self, uri: str) -> list[str]: ...
-
-
-def is_connect_session(spark: Any) -> bool:
-    """Whether ``spark`` is a Spark Connect client session (it has no JVM on this side).
-
-    Whether this process reaches Hadoop's filesystems is ``capabilities_of(spark).reaches_hadoop``."""
-    return is_connect(spark)
 
 
 def local_path(uri: str) -> str:

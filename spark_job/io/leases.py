@@ -41,19 +41,12 @@ class TargetBusy(RuntimeError):
 
 def run_id(spark: Any) -> str:
     """The owner's run: ``SPARKPIPE_RUN_KEY`` (the CLI's ``--run-key``), else the Spark application id."""
-    key = os.environ.get("SPARKPIPE_RUN_KEY")
-    if key:
-        return key
-    return application_id(spark)
+    return os.environ.get("SPARKPIPE_RUN_KEY") or app_label(spark)
 
 
-def application_id(spark: Any) -> str:
-    if spark is None:
-        return "unknown"
-    try:
-        return capabilities_of(spark).application_id() or "unknown"
-    except Exception:  # the session may be going down
-        return "unknown"
+def app_label(spark: Any) -> str:
+    """The Spark application a holder names (``unknown`` without a session)."""
+    return (capabilities_of(spark).application_id() if spark is not None else None) or "unknown"
 
 
 @dataclass(frozen=True)
@@ -263,7 +256,7 @@ class Lease:
         self.holder = LeaseHolder(
             token=uuid.uuid4().hex,
             run_id=run_id(spark)[:MAX_RUN_ID],
-            app_id=application_id(spark),
+            app_id=app_label(spark),
             host=socket.gethostname(),
             pid=os.getpid(),
             started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -454,7 +447,7 @@ class PostgresLease:
         self.key = advisory_key(identity)
         self.target = target
         # PostgreSQL keeps 63 bytes of application_name: the run id first, it is what the message names.
-        self.label = f"run {run_id(spark)} app {application_id(spark)} pid {os.getpid()}"[:63]
+        self.label = f"run {run_id(spark)} app {app_label(spark)} pid {os.getpid()}"[:63]
 
     def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         stmt = self.conn.prepareStatement(sql)

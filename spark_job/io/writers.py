@@ -24,9 +24,11 @@ from spark_job.io.base import (
     BaseWriter,
     Report,
     StagedWrite,
+    StagingWriter,
     WritePlan,
     check_jdbc_url,
     check_scheme,
+    stringify,
     writers,
 )
 from spark_job.io.filesystems import Files, HadoopFiles, LocalFiles, local_path
@@ -96,12 +98,12 @@ def dynamic_overwrite(spark: SparkSession, plan: WritePlan) -> bool:
     return str(mode).strip().lower() == "dynamic" and bool(plan.partition_by) and plan.mode == "overwrite"
 
 
-class PathWriter(BaseWriter):
+class PathWriter(StagingWriter):
     """Files in one format under a path; the format is the type name.
 
     ``overwrite`` writes beside the target and swaps the folders when the write committed (see
     ``spark_job.io.swap``); dynamic partition overwrite relies on Spark's own staging. Every write
-    holds the target's lease (``spark_job.io.leases``) from ``stage`` to ``commit``/``discard``.
+    holds the target's lease (``spark_job.io.leases``) from ``begin_write`` to ``commit``/``discard``.
     """
 
     fields: ClassVar[dict[str, Field]] = {"path": PATH_FIELD, "atomic": ATOMIC_FIELD}
@@ -128,11 +130,14 @@ class PathWriter(BaseWriter):
     def _swaps(self, spark: SparkSession, plan: WritePlan) -> bool:
         return plan.mode == "overwrite" and self.spec.get("atomic") is not False and not dynamic_overwrite(spark, plan)
 
-    def stages(self, spark: SparkSession) -> bool:
+    def can_stage(self, spark: SparkSession) -> bool:
         plan = self.plan()
         return place_of(spark, str(plan.path)) is not None and self._swaps(spark, plan)
 
-    def stage(self, df: DataFrame) -> StagedWrite:
+    def holds_lease(self, spark: SparkSession) -> bool:
+        return place_of(spark, str(self.plan().path)) is not None
+
+    def begin_write(self, df: DataFrame) -> StagedWrite:
         plan = self.plan()
         spark = df.sparkSession
         place = place_of(spark, str(plan.path))
@@ -272,7 +277,7 @@ class BigQueryWriter(BaseWriter):
 
 
 @writers.register
-class JdbcWriter(BaseWriter):
+class JdbcWriter(StagingWriter):
     """A database table through JDBC."""
 
     type_name = "jdbc"
@@ -312,14 +317,14 @@ class JdbcWriter(BaseWriter):
         opts = {"url": spark_jdbc_url(str(spec["url"])), "dbtable": str(spec["table"])}
         for key in ("user", "password", "driver", "batchsize", "truncate"):
             if key in spec:
-                opts[key] = "true" if spec[key] is True else "false" if spec[key] is False else str(spec[key])
+                opts[key] = stringify(spec[key])
         driver = jdbc_driver(opts["url"], opts.get("driver"))
         if driver:  # a driver jar given through spark.jars is invisible to DriverManager's lookup by URL
             opts["driver"] = driver
         opts.update(self.options())
         return WritePlan(format="jdbc", mode=self.mode, options=opts, table=str(spec["table"]))
 
-    def stage(self, df: DataFrame) -> StagedWrite:
+    def begin_write(self, df: DataFrame) -> StagedWrite:
         """overwrite and append go through a staging table and end in one transaction.
 
         The write holds the target's lease from here to the commit: on PostgreSQL an advisory lock
@@ -329,7 +334,7 @@ class JdbcWriter(BaseWriter):
         """
         plan = self.plan()
         spark = df.sparkSession
-        if not self.leases(spark):
+        if not self.holds_lease(spark):
             return StagedWrite(lambda: self.save(df, plan))
         swap = JdbcSwap(spark, plan.options)
         conn = swap.connect()
@@ -342,7 +347,7 @@ class JdbcWriter(BaseWriter):
             else:
                 lease = TableLease(swap.connect(), self.target_key(), table, spark)
             lease.acquire()
-            if not self.stages(spark):  # Spark writes the table itself (atomic: false, error, ignore)
+            if not self.can_stage(spark):  # Spark writes the table itself (atomic: false, error, ignore)
                 held = lease
                 return leased_write(held, lambda: self.save(df, plan), lambda: self._end(swap, conn, held, drop=False))
             staged_options = {k: v for k, v in plan.options.items() if k != "truncate"}
@@ -360,10 +365,10 @@ class JdbcWriter(BaseWriter):
 
         return StagedWrite(commit, lambda: self._end(swap, conn, lease))
 
-    def stages(self, spark: SparkSession) -> bool:
-        return self.leases(spark) and not (self.mode not in ("overwrite", "append") or self.spec.get("atomic") is False)
+    def can_stage(self, spark: SparkSession) -> bool:
+        return self.holds_lease(spark) and self.mode in ("overwrite", "append") and self.spec.get("atomic") is not False
 
-    def leases(self, spark: SparkSession) -> bool:
+    def holds_lease(self, spark: SparkSession) -> bool:
         """Whether a lease guards the write: a plain table name (its lease table's schema is known)
         written through this session's JVM (a Spark Connect client has none)."""
         return plain_table_name(str(self.spec["table"])) and capabilities_of(spark).reaches_hadoop
@@ -398,7 +403,7 @@ class JdbcWriter(BaseWriter):
 
 
 @writers.register
-class TableWriter(BaseWriter):
+class TableWriter(StagingWriter):
     """A table of the session's catalog: ``saveAsTable`` or, with ``insert_into``, ``insertInto``."""
 
     type_name = "table"
@@ -418,17 +423,20 @@ class TableWriter(BaseWriter):
     def target_key(self) -> str:
         return "table:" + canonical_catalog_table(str(self.spec["table"]))
 
-    def stage(self, df: DataFrame) -> StagedWrite:
+    def begin_write(self, df: DataFrame) -> StagedWrite:
         """Nothing is staged (the catalog's own semantics), but one run at a time writes a table of the
         session catalog: the lease is taken now and held until the write has ended."""
         plan = self.plan()
-        lease = self.lease(df.sparkSession)
+        lease = self.table_lease(df.sparkSession)
         if lease is None:
             return StagedWrite(lambda: self.save(df, plan))
         lease.acquire()
         return leased_write(lease, lambda: self.save(df, plan), lease.release)
 
-    def lease(self, spark: SparkSession) -> PathLease | None:
+    def holds_lease(self, spark: SparkSession) -> bool:
+        return self.table_lease(spark) is not None
+
+    def table_lease(self, spark: SparkSession) -> PathLease | None:
         """The lease of a session-catalog table: claims beside ``<database location>/<table>``, so runs
         writing one table by any spelling meet there. None for other catalogs (their tables have their
         own commit protocol), a database Spark does not know (the write then fails on its own), or a
