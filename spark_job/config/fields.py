@@ -21,8 +21,9 @@ class Field:
     """One accepted key.
 
     Attributes:
-        kind: ``str``, ``int``, ``bool``, ``map`` (string keys, scalar values), ``str_list``
-            (a string or a list of strings), ``int_or_str_list`` or ``scalar``.
+        kind: ``str``, ``int``, ``bool``, ``map`` (string keys, scalar values), ``object`` (string keys,
+            any values: its ``rule`` checks them), ``str_list`` (a string or a list of strings),
+            ``int_or_str_list`` or ``scalar``.
         required: whether the key must be present.
         choices: the allowed values, for enumerations.
         doc: one line for the JSON Schema description.
@@ -30,6 +31,7 @@ class Field:
             written (JDBC, BigQuery): a value passed in (``--var``) may only be a literal or name there.
         rule: a check of the value once its type is right, returning what is wrong or None
             (:func:`at_least`, :func:`url_port`).
+        advice: said after a value that is not one of ``choices`` (what to do instead).
     """
 
     kind: str = "str"
@@ -38,6 +40,7 @@ class Field:
     doc: str = ""
     sql: str | None = None
     rule: Callable[[Any], str | None] | None = field(default=None, compare=False)
+    advice: str = ""
 
     def coerce(self, value: Any) -> Any:
         """Integers and booleans written as text (``coalesce: ${n}`` after substitution) become typed;
@@ -71,6 +74,9 @@ class Field:
                 isinstance(k, str) and isinstance(v, SCALAR) for k, v in value.items()
             )
             expected = "a mapping of names to strings, numbers or booleans"
+        elif self.kind == "object":
+            ok = isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+            expected = "a mapping"
         elif self.kind == "str_list":
             ok = isinstance(value, str) or (isinstance(value, Sequence) and all(isinstance(v, str) for v in value))
             expected = "a string or a list of strings"
@@ -84,7 +90,8 @@ class Field:
         if not ok:
             return f"must be {expected}, got {describe_value(value)}"
         if self.choices is not None and value not in self.choices:
-            return f"{value!r} is not one of {', '.join(self.choices)}"
+            advice = f" ({self.advice})" if self.advice else ""
+            return f"{value!r} is not one of {', '.join(self.choices)}{advice}"
         if self.kind == "int" and value < 0:
             return f"must not be negative, got {value}"
         if self.required and self.kind == "str" and not value.strip():
@@ -103,6 +110,8 @@ class Field:
             schema = {"type": ["string", "number", "boolean"]}
         elif self.kind == "map":
             schema = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
+        elif self.kind == "object":
+            schema = {"type": "object"}
         elif self.kind == "str_list":
             schema = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
         else:

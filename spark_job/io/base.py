@@ -35,7 +35,12 @@ COMMON_SOURCE_FIELDS: dict[str, Field] = {
 
 COMMON_TARGET_FIELDS: dict[str, Field] = {
     "type": Field("str", required=True, doc="writer type"),
-    "mode": Field("str", choices=SAVE_MODES, doc="save mode (default overwrite)"),
+    "mode": Field(
+        "str",
+        choices=SAVE_MODES,
+        doc="save mode (default overwrite)",
+        advice="merge and scd2 are modes of the delta, iceberg and jdbc targets",
+    ),
     "options": Field("map", doc="options passed unchanged to the Spark writer"),
     "partition_by": Field("str_list", doc="columns to partition the output by"),
     "coalesce": Field(
@@ -203,13 +208,18 @@ class BaseWriter:
     aliases: ClassVar[tuple[str, ...]] = ()
     fields: ClassVar[dict[str, Field]] = {}
     description: ClassVar[str] = ""
+    modes: ClassVar[tuple[str, ...]] = SAVE_MODES
+    """The values of ``mode`` this type accepts (``SAVE_MODES + MERGE_MODES`` for one that merges)."""
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         self.spec = dict(spec)
 
     @classmethod
     def all_fields(cls) -> dict[str, Field]:
-        return {**COMMON_TARGET_FIELDS, **cls.fields}
+        fields = {**COMMON_TARGET_FIELDS, **cls.fields}
+        if cls.modes != SAVE_MODES:
+            fields["mode"] = Field("str", choices=cls.modes, doc="save mode (default overwrite)")
+        return fields
 
     @classmethod
     def check(cls, spec: Mapping[str, Any], report: Report) -> None:
