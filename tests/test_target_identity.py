@@ -133,6 +133,7 @@ def test_one_database_table_spelled_two_ways_is_one_target(first: dict, second: 
     found = problems(pipeline([first, second]))
     assert len(found) == 1 and "sequences[1].target: writes the same target as sequences[0]" in found[0]
     assert "password" not in found[0] and "tiger" not in found[0] and "pw@" not in found[0]
+    assert "jdbc:jdbc:" not in found[0]  # the place is named as its URL is written: jdbc:<subprotocol>:...
 
 
 def test_distinct_database_tables_stay_distinct() -> None:

@@ -112,7 +112,7 @@ def jdbc_table_identity(url: str, table: str, user: str | None = None, params: M
     elif dialect.three_part_names and len(split_identifier(table)) == 3:
         database, _, name = name.partition(".")
         where = f"{where.rsplit('/', 1)[0]}/{database}"
-    return f"jdbc:{where}/{name}"
+    return f"{where}/{name}"
 
 
 def jdbc_identifier_limit(url: str) -> int:
