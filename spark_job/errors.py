@@ -92,4 +92,24 @@ def short_error(exc: BaseException, mask: Callable[[str], str]) -> str:
     text = "\n".join(lines[:8])
     if len(text) > MAX_ERROR_CHARS:
         text = text[:MAX_ERROR_CHARS] + "..."
+    advice = connector_advice(exception_text(exc))
+    if advice:
+        text += f"\n{advice}"
     return mask(f"{type(exc).__name__}: {text}" if ":" not in lines[0] else text)
+
+
+def connector_advice(message: str, spark_version: str | None = None) -> str | None:
+    """What to add when Spark's error ``message`` shows a connector's jar missing (the connector table's
+    artifact for ``spark_version``, by default the running pyspark's), or None."""
+    from spark_job.config.connectors import how_to_add, missing_connector
+
+    name = missing_connector(message)
+    if name is None:
+        return None
+    if spark_version is None:
+        try:
+            from pyspark import __version__
+        except ImportError:
+            return None
+        spark_version = str(__version__)
+    return f"the {name} connector is missing: {how_to_add(name, spark_version)}"

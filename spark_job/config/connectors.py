@@ -12,6 +12,7 @@ and 4.2 are pinned from their projects' poms (the Spark and Hadoop versions they
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -299,3 +300,32 @@ def how_to_add(name: str, spark_version: str) -> str:
     if found is None:
         return f"no {name} connector is published for Spark {spark_version}: run it on a Spark that has one"
     return found.how_to_add()
+
+
+_NO_CLASS = r"(?:ClassNotFoundException:?|NoClassDefFoundError:?|Cannot find catalog plugin class for catalog \S+:) "
+
+# What Spark and Hadoop say when a connector's jar is not on the class path, by connector.
+_DATA_SOURCE = r"Failed to find (?:the )?data source:? [`'\"]?"
+_NO_DRIVER = r"No suitable driver.{0,40}jdbc:"
+_MISSING: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(pattern, re.I))
+    for name, pattern in (
+        ("s3", r'No FileSystem for scheme "?s3a?"?|S3AFileSystem not found'),
+        ("gcs", r'No FileSystem for scheme "?gs"?|GoogleHadoopFileSystem not found'),
+        ("avro", rf"{_DATA_SOURCE}avro"),
+        ("delta", rf"{_DATA_SOURCE}delta|{_NO_CLASS}(?:io\.delta|org\.apache\.spark\.sql\.delta)\."),
+        ("iceberg", rf"{_DATA_SOURCE}iceberg|{_NO_CLASS}org\.apache\.iceberg\."),
+        ("openlineage", rf"{_NO_CLASS}io\.openlineage"),
+        ("postgresql", rf"{_NO_DRIVER}postgresql|{_NO_CLASS}org\.postgresql"),
+        ("mariadb", rf"{_NO_DRIVER}(?:mariadb|mysql)|{_NO_CLASS}org\.mariadb"),
+        ("mysql", rf"{_NO_CLASS}com\.mysql"),
+    )
+)
+
+
+def missing_connector(message: str) -> str | None:
+    """The connector whose jar Spark's error ``message`` shows missing (``s3``, ``avro``, ...), or None."""
+    for name, pattern in _MISSING:
+        if pattern.search(message):
+            return name
+    return None
