@@ -58,17 +58,19 @@ def build_config(checked: CheckedPipeline, substitution: Substitution, file: str
     secrets = literal_secrets(substitution.secrets, entries, spark_conf)
     conf = {VARIABLE_SUBSTITUTE: "false", **{str(k): conf_value(v) for k, v in spark_conf.items()}}
     referenced = {key for key in conf if f"spark_conf.{key}" in substitution.secret_paths}
-    return PipelineConfig(
+    config = PipelineConfig(
         app_name=str(keys["app_name"]),
         spark_conf=redacted_conf(conf, referenced, secrets),
         sources=checked.sources,
         sequences=tuple(by_name[n] for n in graph.order()),
         fail_fast=bool(keys.get("fail_fast", False)),
         max_parallel=keys.get("max_parallel"),
+        full_refresh=keys.get("full_refresh") is True,
         document=staged,
         file=file,
         secrets=frozenset(secrets),
     )
+    return config.refreshed() if config.full_refresh else config
 
 
 def staged_document(document: Mapping[str, Any], staged_text: Callable[[str, str], str]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ keys of an expectation by ``spark_job.config.expectations``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from spark_job.config.expectations import Expectation
 from spark_job.config.fields import Field
 from spark_job.config.graph import SequenceGraph
+from spark_job.config.incremental import WATERMARK_FIELD, refreshed
 from spark_job.config.masking import mask_text
 from spark_job.io import BaseReader, BaseWriter, readers, writers
 
@@ -26,6 +28,11 @@ TOP_FIELDS: dict[str, Field] = {
     "sequences": Field("sequences", required=True, doc="SQL steps, each writing one target"),
     "fail_fast": Field("bool", doc="stop at the first failed sequence (default: run independent ones)"),
     "max_parallel": Field("int", doc="most sequences running at once (default 4; 1 runs them one by one)"),
+    "full_refresh": Field(
+        "bool",
+        doc="incremental sequences read everything and replace their targets (usually given by --full-refresh "
+        "or the operator's full_refresh)",
+    ),
 }
 SEQUENCE_FIELDS: dict[str, Field] = {
     "name": Field("str", required=True, doc="name; also the temp view later sequences read"),
@@ -38,6 +45,7 @@ SEQUENCE_FIELDS: dict[str, Field] = {
     "min_rows": Field("int", doc="the sequence fails when it writes fewer rows"),
     "max_rows": Field("int", doc="the sequence fails when it writes more rows"),
     "quarantine": Field("target", doc="where rows failing an on_fail: quarantine rule are written"),
+    "incremental": WATERMARK_FIELD,
 }
 LISTED_SOURCE_ID = Field("str", doc="identifier (default: the alias)")
 """The extra key of a source given in a list (``sources: [...]``)."""
@@ -88,6 +96,8 @@ class SequenceSpec:
         min_rows: the sequence fails when it writes fewer rows.
         max_rows: the sequence fails when it writes more rows.
         quarantine: the target of the rows failing an ``on_fail: quarantine`` rule.
+        incremental: a ``spark_job.config.incremental.Watermark`` (the sequence reads one source beyond what
+            its target holds), a ``NewFilesFeed`` (it reads a source new files only), or None.
     """
 
     name: str
@@ -101,6 +111,7 @@ class SequenceSpec:
     min_rows: int | None = None
     max_rows: int | None = None
     quarantine: dict[str, Any] | None = None
+    incremental: Any = None
 
     writer: BaseWriter = field(init=False, repr=False, compare=False)
     """The target's writer, built once from ``target``."""
@@ -130,6 +141,7 @@ class PipelineConfig:
         sequences: sequences in execution order (dependencies first).
         fail_fast: stop at the first failure instead of running independent sequences.
         max_parallel: the most sequences running at once (None: the driver's default).
+        full_refresh: incremental sequences read everything and replace their targets.
         document: the config after substitution, JSON-serialisable (what the provider stages).
         file: the config file, if any.
         secrets: values resolved from the environment, masked in logs and metrics.
@@ -141,12 +153,19 @@ class PipelineConfig:
     sequences: tuple[SequenceSpec, ...]
     fail_fast: bool = False
     max_parallel: int | None = None
+    full_refresh: bool = False
     document: dict[str, Any] = field(default_factory=dict, repr=False)
     file: str | None = None
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False)
 
     def to_document(self) -> dict[str, Any]:
         return self.document
+
+    def refreshed(self) -> PipelineConfig:
+        """This pipeline for a full-refresh run: its incremental sequences read everything and replace
+        their targets."""
+        sequences = tuple(dataclasses.replace(s, incremental=refreshed(s.incremental)) for s in self.sequences)
+        return dataclasses.replace(self, full_refresh=True, sequences=sequences)
 
     def graph(self) -> SequenceGraph:
         return SequenceGraph([s.name for s in self.sequences], {s.name: s.depends_on for s in self.sequences})

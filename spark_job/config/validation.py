@@ -25,6 +25,7 @@ from spark_job.config.drafts import Parser, PipelineDraft, Problems, SequenceDra
 from spark_job.config.expectations import parse_expectations
 from spark_job.config.fields import Field, describe_value
 from spark_job.config.graph import SequenceGraph
+from spark_job.config.incremental import incremental_specs
 from spark_job.config.masking import masked_problems
 from spark_job.config.model import (
     LISTED_SOURCE_ID,
@@ -306,7 +307,7 @@ class Validator:
             for d in drafts
             if d.name is not None and d.query is not None and d.target and d.target.cls and d.quality_ok
         ]
-        specs = [self.sequence_spec(d, views) for d in complete]
+        specs = incremental_specs([self.sequence_spec(d, views) for d in complete], sources, self.report)
         graph = SequenceGraph([s.name for s in specs], {s.name: s.depends_on for s in specs})
         cycle = graph.find_cycle()
         if cycle:
@@ -387,6 +388,7 @@ class Validator:
             min_rows=low if isinstance(low, int) else None,
             max_rows=high if isinstance(high, int) else None,
             quarantine=draft.quarantine.settings if draft.quarantine is not None else None,
+            incremental=keys.get("incremental") if isinstance(keys.get("incremental"), Mapping) else None,
         )
 
 

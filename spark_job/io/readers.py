@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from spark_job.config.fields import Field, url_port
+from spark_job.config.incremental import NEW_FILES_FIELD, check_new_files
 from spark_job.config.paths import PathLocation, PathResolver, glob_prefix
 from spark_job.io.base import BaseReader, ReadPlan, Report, check_jdbc_url, check_one_of, check_scheme, readers
 from spark_job.io.swap import jdbc_driver, spark_jdbc_url
@@ -22,6 +23,7 @@ class FileReader(BaseReader):
     fields: ClassVar[dict[str, Field]] = {
         "path": Field("str", required=True, doc="file or directory (globs allowed)"),
         "format": Field("str", doc=f"Spark format: {', '.join(FILE_FORMATS)} or any other (default parquet)"),
+        "incremental": NEW_FILES_FIELD,
     }
     schemes: ClassVar[tuple[str, ...] | None] = None
 
@@ -29,6 +31,7 @@ class FileReader(BaseReader):
     def check(cls, spec: Mapping[str, Any], report: Report) -> None:
         if cls.schemes:
             check_scheme(spec, "path", cls.schemes, report)
+        check_new_files(spec, report)
 
     def plan(self) -> ReadPlan:
         return ReadPlan(
