@@ -294,6 +294,7 @@ def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestRes
             if rules.active:
                 # The rules as the run applies them: counted on the result, drop/quarantine rows left out.
                 rules.check_types(df)
+                df = rules.evaluated(df)  # each condition once per row, as the run evaluates it
                 row = df.agg(*rules.observed_columns()).first()
                 observed = row.asDict() if row is not None else {}
                 outcomes = rules.outcomes(observed)

@@ -635,6 +635,7 @@ def test_a_long_dependency_chain_in_reverse_order_is_valid(tmp_path: Path) -> No
 
 # Pieces of SQL and of numbers: quotes, escapes, comment marks, keywords, digits of other scripts.
 _SQL_WORDS = ("--", "/*", "*/", "''", "OR", "UNION", "SELECT", "current_user()", "count(*)", "r'", "n", " > ", " AND ")
+_SQL_WORDS += ("rand()", "current_timestamp()", "uuid()", "reflect(")  # not deterministic: evaluated once per row
 _NUMBERS = ("²", "\u0661", "0", "9" * 30)
 SQL_PIECES = st.sampled_from([*"'\"`\\-/*\n\r ();,.%x1", *_SQL_WORDS, *_NUMBERS, "\u2019", "${day}", "$${", "IS NULL"])
 sql_texts = st.lists(SQL_PIECES, max_size=10).map("".join)

@@ -485,3 +485,36 @@ def test_sigterm_cancels_the_run_keeps_the_target_and_writes_the_metrics(spark: 
     assert re.search(r"^  endless +cancelled after [\d.]+ s: cancelled: the driver was terminated", stderr, re.M)
     assert re.search(r"^  after +skipped: the driver was terminated \(SIGTERM\)$", stderr, re.M), stderr
     assert "sparkpipe: not run: after\n" in stderr
+
+
+def test_a_session_given_to_a_run_keeps_its_settings_for_the_next_pipeline(spark: Any, tmp_path: Path) -> None:
+    """The settings a run's ``spark_conf`` changed on a session it was given are put back after it (unset
+    where they were unset; a static one it could not change stays as it is): the next pipeline on that
+    session overwrites its partitioned target whole, not with the first one's dynamic overwrite."""
+    target = tmp_path / "by_day"
+    spark.range(3).selectExpr("id", "1 AS day").write.partitionBy("day").parquet(str(target))
+    keys = ["spark.sql.sources.partitionOverwriteMode", "spark.sql.shuffle.partitions", "spark.sql.warehouse.dir"]
+    before = {key: spark.conf.get(key, None) for key in keys}
+    assert before["spark.sql.sources.partitionOverwriteMode"] is None  # unset on the test session
+
+    def pipeline(day: int, spark_conf: dict[str, str]) -> dict:
+        sequence = {
+            "name": "s",
+            "query": f"SELECT id, {day} AS day FROM range(2)",
+            "target": {"type": "parquet", "path": str(target), "partition_by": "day"},
+        }
+        config = {"app_name": "owner", "spark_conf": spark_conf, "sequences": [sequence]}
+        return PipelineRunner(load_config(config), spark=spark).run()
+
+    dynamic = {
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        "spark.sql.shuffle.partitions": "3",
+        "spark.sql.warehouse.dir": str(tmp_path / "elsewhere"),  # static: cannot change, left alone
+    }
+    assert pipeline(2, dynamic)["status"] == "succeeded"
+    days = {r.day for r in spark.read.parquet(str(target)).select("day").distinct().collect()}
+    assert days == {1, 2}  # the run itself overwrote dynamically
+    assert {key: spark.conf.get(key, None) for key in keys} == before
+    assert pipeline(3, {})["status"] == "succeeded"
+    days = {r.day for r in spark.read.parquet(str(target)).select("day").distinct().collect()}
+    assert days == {3}  # replaced whole: the first pipeline's setting did not stay

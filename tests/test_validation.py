@@ -331,6 +331,13 @@ CASES.update(
             ),
             "sequences[1].target.table: overwrites the catalog table `SHOP`.Users, which sources.users reads",
         ),
+        "table quarantine overwriting the table a source reads": (
+            _with_rules(
+                "      - {name: a, condition: n > 0, on_fail: quarantine}\n",
+                "    quarantine: {type: table, table: SHOP.users}\n",
+            ).replace("type: file, format: csv, path: /data/users", "type: table, table: shop.users"),
+            "sequences[1].quarantine.table: overwrites the catalog table SHOP.users, which sources.users reads",
+        ),
         "table quarantine overwriting a table the query reads": (
             _with_rules(
                 "      - {name: a, condition: n > 0, on_fail: quarantine}\n",

@@ -8,7 +8,8 @@ config holds literally (``password: ...``, the user info of a URL, ``;password=`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterable, Mapping
+import logging
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from spark_job.config.urls import is_credential_key, url_credentials
@@ -31,6 +32,33 @@ def mask_text(text: str, secrets: Iterable[str]) -> str:
         if secret in text:
             text = text.replace(secret, "***")
     return text
+
+
+class MaskedRecords(logging.Filter):
+    """A filter for the ``sparkpipe`` logger while a run goes: every line it emits has its secrets
+    replaced by ``***`` (``mask``), whatever code formatted it.
+
+    Args:
+        mask: the run's ``PipelineConfig.mask``.
+    """
+
+    def __init__(self, mask: Callable[[str], str]) -> None:
+        super().__init__()
+        self.mask = mask
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a record whose arguments do not format: logging reports it itself
+            return True
+        masked = self.mask(text)
+        if masked != text:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:  # a traceback's messages may quote a secret too
+            record.exc_text = self.mask(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        return True
 
 
 def maskable(values: Iterable[str]) -> list[str]:

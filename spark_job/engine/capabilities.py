@@ -117,6 +117,13 @@ class SessionCapabilities(ABC):
         an empty DataFrame of the schema does it on every version with this session, running no job."""
         return self.spark.createDataFrame([], ddl).schema
 
+    def computed_once(self, df: Any) -> Any:
+        """``df``, computed by the first job that reads it and kept for the jobs after it, which read
+        the same rows instead of running its plan again (``localCheckpoint``: a lost block fails the
+        job that needs it rather than computing other rows). Nothing runs here but the shuffles the
+        plan needs, which the first job would run anyway."""
+        return df.localCheckpoint(eager=False)
+
     # -- a sequence's jobs ----------------------------------------------------------------------
     @abstractmethod
     @contextlib.contextmanager
@@ -276,6 +283,11 @@ class ConnectSpark35(ConnectSession):
 
     def new_observation(self, name: str) -> Any:
         return name
+
+    def computed_once(self, df: Any) -> Any:
+        # A 3.5 client has no localCheckpoint: the server keeps the rows (persist) instead, which it
+        # computes again only for blocks it lost.
+        return df.persist()
 
     def observed(self, observation: Any, tag: str) -> dict[str, Any] | None:
         return None

@@ -12,10 +12,11 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from spark_job.config.masking import MaskedRecords
 from spark_job.config.validation import PipelineConfig, SequenceSpec, load_config
 from spark_job.engine.capabilities import SessionCapabilities, capabilities_of
 from spark_job.engine.commit_log import CommitLog, ResumedRun
@@ -85,6 +86,8 @@ class BasePipeline:
         self.capabilities: SessionCapabilities | None = None
         """What differs on the run's session (classic or Connect, Spark 3.5 or 4.x), once it exists."""
         self.owns_session = False
+        self.conf_before: dict[str, str | None] = {}
+        """The settings this run changed on a session it did not make, as they were (``restore_conf``)."""
         self.resumed: ResumedRun | None = None
         """The run key's earlier tries, when given one."""
         self.max_parallel = max(1, max_parallel or config.max_parallel or DEFAULT_MAX_PARALLEL)
@@ -148,13 +151,21 @@ class BasePipeline:
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Run every sequence; return the metrics document (also written to ``metrics_out``)."""
+        """Run every sequence; return the metrics document (also written to ``metrics_out``).
+
+        A session the run was given or found running is left with the settings it had."""
+        masking = MaskedRecords(self.config.mask)  # every line the run logs, whoever wrote it
+        log.addFilter(masking)
         try:
             if self.spark is None:
                 from pyspark.sql import SparkSession
 
-                # A session found running (a notebook's, a test's) is used, and left running by close().
-                self.owns_session = SparkSession.getActiveSession() is None
+                # A session found running (a notebook's, a test's) is used, and left running by close();
+                # getOrCreate gives it the run's runtime settings, which are put back after the run.
+                found = SparkSession.getActiveSession()
+                self.owns_session = found is None
+                if found is not None:
+                    self.remember_conf(found, [*self.session_defaults(), *self.config.spark_conf])
                 self.spark = self.create_session()
             else:
                 self.apply_runtime_conf(self.spark)
@@ -183,6 +194,8 @@ class BasePipeline:
         document = self.metrics.to_dict()
         self.log_summary(document)
         self.publish(document)
+        self.restore_conf()
+        log.removeFilter(masking)
         return document
 
     def terminate(self, signal_name: str) -> None:
@@ -211,11 +224,41 @@ class BasePipeline:
         self.jobs.close()
 
     def apply_runtime_conf(self, spark: SparkSession) -> None:
+        self.remember_conf(spark, self.config.spark_conf)
         for key, value in self.config.spark_conf.items():
             try:
                 spark.conf.set(key, value)
             except Exception:  # static confs cannot change on a running session
                 log.warning("sparkpipe: %s cannot be changed on an existing session; ignored", key)
+
+    def remember_conf(self, spark: SparkSession, keys: Iterable[str]) -> None:
+        """Note how ``keys`` are set on ``spark`` (None: unset) before the run changes them."""
+        for key in keys:
+            if key not in self.conf_before:
+                try:
+                    self.conf_before[key] = spark.conf.get(key, None)
+                except Exception:  # not readable: not a setting the run can change either
+                    continue
+
+    def restore_conf(self) -> None:
+        """Put back the settings the run changed on a session it did not make: each as it was, unset
+        where it was unset, so the session's next pipeline does not inherit them (a dynamic
+        ``partitionOverwriteMode`` would make its whole-target overwrite a partial one). Static
+        settings the run could not change are left as they are."""
+        before, self.conf_before = self.conf_before, {}
+        spark = self.spark
+        if spark is None or self.owns_session:
+            return
+        for key, value in before.items():
+            try:
+                if spark.conf.get(key, None) == value:
+                    continue
+                if value is None:
+                    spark.conf.unset(key)
+                else:
+                    spark.conf.set(key, value)
+            except Exception as exc:
+                log.warning("sparkpipe: %s could not be put back as it was on the session: %s", key, exc)
 
     def register_sources(self, spark: SparkSession) -> dict[str, str]:
         """Register every source as a temp view; return alias (lower-cased) → error for failed ones."""

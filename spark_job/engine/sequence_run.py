@@ -108,20 +108,28 @@ class SequenceRun:
         ``result`` is the query's result (persisted when later sequences read it from memory)."""
         self.refuse_rules_without_counts()
         result = self.spark.sql(self.seq.query)
-        if self.keep:
+        self.rules.check_types(result)  # Spark's analysis only: no job
+        # One column per rule, each computed once per row; with a quarantine the rows themselves are
+        # computed once, by the target's write, and the quarantine's write reads those same rows.
+        result = self.rules.evaluated(result)
+        if self.rules.quarantines:
+            result = self.session.computed_once(result)
+        elif self.keep:
             result = result.persist()
         self.result = result
         try:
-            self.rules.check_types(result)  # Spark's analysis only: no job
             kept = self.rules.kept(result)
             self.metrics.schema = output_schema(kept)
             kept.createOrReplaceTempView(self.seq.name)
             self.write()
         except BaseException as exc:
-            if self.keep:
+            if self.keep or self.rules.quarantines:
                 result.unpersist()
             if self.rules.active and self.metrics.expectations is None:
                 self.record_aborted_rules(exc)
+            rule = self.rules.aborting_rule(exc)
+            if rule is not None:  # Spark's error names the rule, not its condition: say it as the driver does
+                raise self.rules.aborted(rule, self.abort_reason(), self.mask) from None
             raise
         rows = self.observed_rows()
         if self.sharing is ResultSharing.READ_BACK:
@@ -149,27 +157,49 @@ class SequenceRun:
             return
         # One observe() counts the rows written and every rule's failures, in the write's own job.
         observed = result.observe(self.observation, *self.rules.observed_columns())
-        written = self.rules.kept(observed)
-        if self.flow is WriteFlow.COMMIT_THEN_CHECK:  # a fail rule must stop the job: nothing else stands between
-            written = self.rules.abort_on_failure(written)
-        elif not self.session.counts_writes or self.session.counts_may_be_lost:
-            # The counts to decide on between write and commit may not come: the job decides.
-            written = self.rules.abort_on_failure(written, f"a {self.session.describe()} may receive no counts")
-        staged = self.begin(written)
+        if self.aborts_in_job:  # before the drop filter: a row failing a drop rule too still aborts
+            observed = self.rules.abort_on_failure(observed, self.abort_reason())
+        staged = self.begin(self.rules.kept(observed))
         if self.flow is WriteFlow.CHECK_THEN_COMMIT:
             try:
                 quarantine = self.check()
-                if quarantine is not None:
-                    quarantine.commit()
             except BaseException:
                 staged.discard()  # the target keeps its old data
                 raise
-            staged.commit()
+            try:  # both are staged: the target commits first; if it cannot, the quarantine is discarded
+                staged.commit()
+            except BaseException:
+                if quarantine is not None:
+                    quarantine.discard()
+                raise
         else:  # COMMIT_THEN_CHECK
             staged.commit()
             quarantine = self.check()
-            if quarantine is not None:
-                quarantine.commit()
+        if quarantine is not None:
+            self.commit_quarantine(quarantine)
+
+    @property
+    def aborts_in_job(self) -> bool:
+        """Whether a ``fail`` rule tolerating no failure aborts the write's own job (see ``abort_reason``)."""
+        return self.flow is WriteFlow.COMMIT_THEN_CHECK or (
+            not self.session.counts_writes or self.session.counts_may_be_lost
+        )
+
+    def abort_reason(self) -> str:
+        if self.flow is WriteFlow.COMMIT_THEN_CHECK:  # a fail rule must stop the job: nothing else stands between
+            return "the target cannot stage its write"
+        # The counts to decide on between write and commit may not come: the job decides.
+        return f"a {self.session.describe()} may receive no counts"
+
+    def commit_quarantine(self, quarantine: StagedWrite) -> None:
+        """Commit the quarantine after its target: its rows are the rejects of a committed write only."""
+        try:
+            quarantine.commit()
+        except Exception as exc:
+            raise RuntimeError(
+                f"sequence {self.seq.name}: the target was committed but its quarantine could not be "
+                f"(its rejected rows were not written): {short_error(exc, self.mask)}"
+            ) from exc
 
     def begin(self, df: DataFrame) -> StagedWrite:
         """Begin the target's write; a sequence cancelled meanwhile discards it."""
@@ -232,7 +262,7 @@ class SequenceRun:
         writer = seq.quarantine_writer
         if writer is None:
             return None
-        return writer.begin_write(rules.with_failed_rules(self.result))
+        return writer.begin_write(rules.with_failed_rules(self.result))  # the rows the target's write computed
 
     def record_aborted_rules(self, exc: BaseException) -> None:
         """The job failed before any count was reported (a ``fail`` rule aborted it, or another error)."""
