@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from spark_job.config.validation import PipelineConfig
     from spark_job.engine.runner import BasePipeline
+    from spark_job.engine.shutdown import Termination
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -112,19 +113,23 @@ def quiet_query_context_logs() -> None:
 
 
 @contextmanager
-def terminate_on_signals(runner: BasePipeline) -> Iterator[list[int]]:
+def terminate_on_signals(runner: BasePipeline, termination: Termination | None = None) -> Iterator[list[int]]:
     """SIGTERM (what YARN, Kubernetes and Airflow send first) and SIGINT stop the run cleanly: running
-    Spark jobs cancelled, metrics still written. A second signal exits at once."""
+    Spark jobs cancelled, metrics still written, within a bounded time (``spark_job.engine.shutdown``).
+    A second signal exits at once."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received  # signal handlers can only be set from the main thread
         return
+    from spark_job.engine.shutdown import Termination
+
+    termination = termination or Termination(runner)
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if received:
             raise SystemExit(128 + signum)
         received.append(signum)
-        runner.terminate(signal.Signals(signum).name)
+        termination.on_signal(signal.Signals(signum).name, 128 + signum)
 
     previous = {sig: signal.signal(sig, handle) for sig in TERMINATING_SIGNALS}
     try:
@@ -259,6 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.run_key:
         from spark_job.engine.commit_log import RUN_KEY_ENV
 
+    from spark_job.engine.run_outputs import unwritable_outputs
+
+    if unwritable := unwritable_outputs(args.run_key, args.state_dir, args.metrics_out):
+        print(f"sparkpipe: {unwritable}; nothing was run", file=sys.stderr)
+        return EXIT_CONFIG
         os.environ[RUN_KEY_ENV] = args.run_key  # the writers' leases name the run with it
     quiet_python_warnings()
     if args.log_level != "DEBUG":
@@ -275,16 +285,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_key=args.run_key,
         state_dir=args.state_dir,
     )
-    with terminate_on_signals(runner) as received:
+    from spark_job.engine.shutdown import (
+        CLOSE_WAIT_S,
+        SessionCreationInterrupted,
+        Termination,
+        connect_run,
+        exit_now,
+        run_bounded,
+    )
+
+    termination = Termination(runner)
+    with terminate_on_signals(runner, termination) as received:
         try:
             metrics = runner.run()
         finally:
-            runner.close()
-    if received:
-        return 128 + received[0]
-    return EXIT_OK if metrics["status"] == "succeeded" else EXIT_FAILED
+            termination.ended.set()
+            if connect_run(runner):  # stopping a Connect session asks a server that may not answer
+                run_bounded(runner.close, CLOSE_WAIT_S, "sparkpipe-close")
+            else:
+                runner.close()
+    if runner.resumed is not None and runner.resumed.refused:
+        code = EXIT_CONFIG  # the run key's folder cannot be written: refused before anything ran
+    elif received:
+        code = 128 + received[0]
+    else:
+        code = EXIT_OK if metrics["status"] == "succeeded" else EXIT_FAILED
+    if connect_run(runner):
+        # The Connect client's atexit cleanup retries an unanswered server for minutes: the metrics are
+        # written and the session closed (or given up on), so end here.
+        exit_now(code)
+    return code
 
 
+        except SessionCreationInterrupted:
+            metrics = termination.report()
 def make_class_data(out: str, spark_home: str | None, conf: Sequence[str]) -> int:
     """``sparkpipe class-data``: make the archive at ``out`` now (a Docker build, a cluster's init action)."""
     import importlib.util

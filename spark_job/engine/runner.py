@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 from spark_job.config.masking import MaskedRecords
 from spark_job.config.validation import PipelineConfig, SequenceSpec, load_config
 from spark_job.engine.capabilities import SessionCapabilities, capabilities_of
-from spark_job.engine.commit_log import CommitLog, ResumedRun
-from spark_job.engine.metrics import RunMetrics, SequenceMetrics, runtime_from_env, write_metrics
+from spark_job.engine.commit_log import CommitLog
+from spark_job.engine.metrics import RunMetrics, SequenceMetrics, metrics_not_written, runtime_from_env, write_metrics
 from spark_job.engine.pools import ALLOCATION_FILE_CONF, RunJobs
 from spark_job.engine.results import SharedResults
 from spark_job.engine.scheduler import DEFAULT_MAX_PARALLEL, SchedulerCallbacks, SequenceScheduler
+from spark_job.engine.resume import ResumedRun
 from spark_job.engine.sequence_run import SequenceRun
 from spark_job.errors import PipelineFailed, short_error
 from spark_job.markers import APPLICATION_MARKER, METRICS_MARKER, marker_line
@@ -178,7 +179,7 @@ class BasePipeline:
             print(marker_line(APPLICATION_MARKER, application), flush=True)
             if self.run_key:
                 commits = CommitLog.of_run(self.run_key, self.state_dir, self.metrics_out, self.spark)
-                self.resumed = ResumedRun(commits, self.config, self.metrics.sequences)
+                self.resumed = ResumedRun(commits, self.config, self.metrics.sequences, self.setting)
                 self.resumed.load()
             failed_sources = {} if self.terminated else self.register_sources(self.spark)
             if self.resumed is not None:
@@ -295,8 +296,6 @@ class BasePipeline:
             self.after_sequence(self.by_name[name], metrics)
 
         def finished(name: str, state: SequenceState) -> None:
-            if state is SequenceState.SUCCEEDED and self.resumed is not None:
-                self.resumed.record(self.by_name[name])
             if state.fails_the_run and self.config.fail_fast and not self.stop_reason:
                 self.stop_reason = f"{name} failed and fail_fast is set"
                 assert self.scheduler is not None
@@ -348,6 +347,9 @@ class BasePipeline:
             log.error("sparkpipe: sequence %s %s", seq.name, metrics.outcome())
         finally:
             CURRENT_SEQUENCE.reset(token)
+                if self.resumed is not None and metrics.status is SequenceState.SUCCEEDED:
+                    with self.jobs.of(spark, seq.name):  # before its readers start: what they read is recorded
+                        self.resumed.record(seq)
         return metrics.status
 
     def sequence_run(self, spark: SparkSession, seq: SequenceSpec) -> SequenceRun:
@@ -377,8 +379,8 @@ class BasePipeline:
         if self.metrics_out:
             try:
                 write_metrics(self.metrics_out, text, self.spark)
-            except Exception as exc:
-                log.error("sparkpipe: could not write metrics to %s: %s", self.metrics_out, exc)
+            except Exception as exc:  # the metrics are the run's result: a run without them failed
+                metrics_not_written(document, self.metrics_out, short_error(exc, self.config.mask))
         print(marker_line(METRICS_MARKER, document), flush=True)
 
 
