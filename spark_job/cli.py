@@ -172,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         "skips the sequences an earlier try committed",
     )
     run.add_argument("--state-dir", help="where the run key's commit log is kept (default: the --metrics-out folder)")
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="incremental sequences read all their source and replace their targets (as full_refresh: true)",
+    )
     run.add_argument("--verbose", "-v", action="store_true", help="Spark's INFO lines too (--log-level INFO)")
     run.add_argument(
         "--no-class-data",
@@ -240,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         count = len(exc.problems)
         print(f"sparkpipe: {count} problem{'s' if count != 1 else ''} in the config; nothing was run", file=sys.stderr)
         return EXIT_CONFIG
+    if getattr(args, "full_refresh", False):
+        config = config.refreshed()
     if args.command == "plan":
         return show_plan(config, args.format, args.schemas, args.master)
     if args.command == "validate":

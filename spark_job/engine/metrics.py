@@ -41,6 +41,9 @@ class SequenceMetrics:
     rows_quarantined: int | None = None
     schema: list[dict[str, Any]] | None = None
     """The columns written (name, Spark SQL type, nullable), once the query was analysed."""
+    incremental: dict[str, Any] | None = None
+    """An incremental sequence's watermark before and after and the rows its filter let through, or its
+    new-files batches."""
     _t0: float = field(default=0.0, repr=False)
 
     def start(self) -> None:
@@ -67,6 +70,8 @@ class SequenceMetrics:
         }
         if self.schema is not None:
             out["schema"] = self.schema
+        if self.incremental is not None:
+            out["incremental"] = self.incremental
         if self.expectations is not None:  # only for a sequence with data-quality rules
             out["expectations"] = self.expectations
             out["rows_dropped"] = self.rows_dropped

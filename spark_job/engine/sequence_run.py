@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from spark_job.engine.capabilities import capabilities_of
 from spark_job.engine.flows import WriteFlow
+from spark_job.engine.incremental import IncrementalPart
 from spark_job.engine.results import ResultSharing, Setting, committed_result
 from spark_job.errors import short_error
 from spark_job.outcomes import SequenceState
@@ -77,6 +78,7 @@ class SequenceRun:
         self.mask = mask
         self.session = capabilities_of(spark)
         self.rules = SequenceRules(seq, self.session.functions)
+        self.incremental = IncrementalPart.of(spark, seq, self.session, f"sparkpipe_{run_id}_{seq.name}_incremental")
         self.writer = seq.writer
         self.flow = WriteFlow.of(rules=self.rules.active, stages=self.writer.can_stage(spark))
         self.observation = self.session.new_observation(f"sparkpipe_{run_id}_{seq.name}")
@@ -107,7 +109,14 @@ class SequenceRun:
 
         ``result`` is the query's result (persisted when later sequences read it from memory)."""
         self.refuse_rules_without_counts()
-        result = self.spark.sql(self.seq.query)
+        query = self.seq.query
+        if self.incremental is not None:  # its source's new rows or files only
+            if self.incremental.reads_files:
+                return self.incremental.run_files(self.metrics)
+            query, self.writer = self.incremental.prepare()
+            self.writer.sequence = self.seq.name
+            self.flow = WriteFlow.of(rules=self.rules.active, stages=self.writer.can_stage(self.spark))
+        result = self.spark.sql(query)
         self.rules.check_types(result)  # Spark's analysis only: no job
         # One column per rule, each computed once per row; with a quarantine the rows themselves are
         # computed once, by the target's write, and the quarantine's write reads those same rows.
@@ -132,6 +141,8 @@ class SequenceRun:
                 raise self.rules.aborted(rule, self.abort_reason(), self.mask) from None
             raise
         rows = self.observed_rows()
+        if self.incremental is not None:
+            self.metrics.incremental = self.incremental.committed(self.tag)
         if self.sharing is ResultSharing.READ_BACK:
             committed_result(self.spark, self.seq, self.setting).createOrReplaceTempView(self.seq.name)
         return rows
