@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from spark_job.engine import class_data
+from spark_job.engine import class_data, class_data_maker
 from spark_job.engine.class_data import DIR_ENV, MAX_MB_ENV, SWITCH_ENV
 from spark_job.markers import METRICS_MARKER
 
@@ -242,7 +242,7 @@ def test_the_cache_keeps_the_archives_used_last_under_its_size(tmp_path: Path) -
     stale.write_bytes(b"")
     os.utime(stale, (now - 2 * 86400, now - 2 * 86400))
     assert class_data.max_bytes({MAX_MB_ENV: "2"}) == 2 * mb
-    removed = class_data.evict(tmp_path, class_data.max_bytes({MAX_MB_ENV: "2"}), keep=made[2])
+    removed = class_data_maker.evict(tmp_path, class_data.max_bytes({MAX_MB_ENV: "2"}), keep=made[2])
     # The least recently used goes first, but never the archive just made.
     assert removed == [made[1]]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["newest-1048576.jsa", "oldest-1048576.jsa"]
