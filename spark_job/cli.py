@@ -264,6 +264,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if misplaced := outputs_inside_targets(config, outputs):
         print(f"sparkpipe: {misplaced}; nothing was run", file=sys.stderr)
         return EXIT_CONFIG
+    from spark_job.engine.run_outputs import absolute, unwritable_outputs
+
+    args.metrics_out, args.state_dir = absolute(args.metrics_out), absolute(args.state_dir)
+    if unwritable := unwritable_outputs(args.run_key, args.state_dir, args.metrics_out):
+        print(f"sparkpipe: {unwritable}; nothing was run", file=sys.stderr)
+        return EXIT_CONFIG
     if args.no_class_data:
         from spark_job.engine.class_data import SWITCH_ENV
 
@@ -271,11 +277,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.run_key:
         from spark_job.engine.commit_log import RUN_KEY_ENV
 
-    from spark_job.engine.run_outputs import unwritable_outputs
-
-    if unwritable := unwritable_outputs(args.run_key, args.state_dir, args.metrics_out):
-        print(f"sparkpipe: {unwritable}; nothing was run", file=sys.stderr)
-        return EXIT_CONFIG
         os.environ[RUN_KEY_ENV] = args.run_key  # the writers' leases name the run with it
     quiet_python_warnings()
     if args.log_level != "DEBUG":
@@ -305,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with terminate_on_signals(runner, termination) as received:
         try:
             metrics = runner.run()
+        except SessionCreationInterrupted:
+            metrics = termination.report()
         finally:
             termination.ended.set()
             if connect_run(runner):  # stopping a Connect session asks a server that may not answer
@@ -324,8 +327,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-        except SessionCreationInterrupted:
-            metrics = termination.report()
 def make_class_data(out: str, spark_home: str | None, conf: Sequence[str]) -> int:
     """``sparkpipe class-data``: make the archive at ``out`` now (a Docker build, a cluster's init action)."""
     import importlib.util
