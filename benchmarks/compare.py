@@ -207,6 +207,8 @@ def command(side: str, args: argparse.Namespace, data_dir: Path, run: Run, usage
         cmd += ["--master", args.master]
     if "--metrics-out" in usage:
         cmd += ["--metrics-out", str(run.out_dir.parent / f"{run.out_dir.name}.metrics.json")]
+    if args.max_parallel is not None:
+        cmd += ["--max-parallel", str(args.max_parallel)]
     return cmd
 
 
@@ -425,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
         "--noisy", type=float, default=0.05, help="share of all CPUs used by other processes that spoils a run"
     )
     parser.add_argument("--retries", type=int, default=3, help="times a spoilt pair is run again (default 3)")
+    parser.add_argument(
+        "--max-parallel", type=int, default=None, help="sparkpipe's --max-parallel (default: the driver's default)"
+    )
     args = parser.parse_args(argv)
     if args.pairs < 1:
         parser.error("--pairs must be >= 1")

@@ -1,4 +1,5 @@
-"""Generate the deterministic benchmark data set (``events`` and ``users``) as parquet.
+"""Generate the deterministic benchmark data set (``events`` and ``users``) as parquet, and the same rows as
+CSV under ``csv/`` (``csv/events``, ``csv/users``: no header, the columns of ``CSV_SCHEMAS``).
 
 Rows come from ``spark.range`` and pure functions of the row id (``xxhash64`` / ``pmod``), so the
 same ``--events`` / ``--users`` always produce the same data, on any machine, without shuffles.
@@ -20,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: the CSV copies
+CSV_SCHEMAS = {
+    "events": "event_id BIGINT, user_id BIGINT, event_type STRING, amount DOUBLE, event_ts TIMESTAMP, event_date DATE",
+    "users": "user_id BIGINT, country STRING, signup_date DATE, segment STRING",
+}
+"""The CSV copies' columns, as the configs and programs reading them declare them."""
 DEFAULT_EVENTS = 20_000_000
 DEFAULT_USERS = 1_000_000
 
@@ -113,6 +119,15 @@ def generate(out: Path, events: int, users: int, master: str, files: int | None)
         us.write.mode("overwrite").parquet(str(out / "users"))
         t_users = time.perf_counter() - t0
 
+        t0 = time.perf_counter()
+        for table in ("events", "users"):
+            written = spark.read.parquet(str(out / table))
+            assert (
+                ", ".join(f"{f.name} {f.dataType.simpleString().upper()}" for f in written.schema) == CSV_SCHEMAS[table]
+            ), written.schema
+            written.write.mode("overwrite").csv(str(out / "csv" / table))
+        t_csv = time.perf_counter() - t0
+
         counted = {
             "events": spark.read.parquet(str(out / "events")).count(),
             "users": spark.read.parquet(str(out / "users")).count(),
@@ -128,7 +143,7 @@ def generate(out: Path, events: int, users: int, master: str, files: int | None)
         "users": users,
         "event_files": n_event_files,
         "user_files": n_user_files,
-        "seconds": {"events": round(t_events, 1), "users": round(t_users, 1)},
+        "seconds": {"events": round(t_events, 1), "users": round(t_users, 1), "csv": round(t_csv, 1)},
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -150,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.force and is_up_to_date(out, args.events, args.users):
         print(f"data up to date in {out} (events={args.events}, users={args.users}); skipping")
         return 0
-    for table in ("events", "users"):
+    for table in ("events", "users", "csv"):
         shutil.rmtree(out / table, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     manifest = generate(out, args.events, args.users, args.master, args.files)

@@ -25,11 +25,16 @@ class PlannedSource:
         id: the source's id in the config.
         alias: the view name SQL reads.
         description: type, format and where it reads from (``file csv examples/data/events.csv``).
+        shared: whether it is read once for the sequences reading it (None: the run decides, from Spark's
+            plan or its estimate of the size; see ``spark_job.engine.source_cache``).
+        sharing: why, in words (empty when there is nothing to say: fewer than two readers).
     """
 
     id: str
     alias: str
     description: str
+    shared: bool | None = False
+    sharing: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,14 @@ def build_plan(config: PipelineConfig) -> Plan:
                 checks=_checks(seq),
             )
         )
-    sources = tuple(PlannedSource(s.id, s.alias, _describe_source(s.spec, s.reader.describe())) for s in config.sources)
-    return Plan(config.app_name, sources, tuple(sorted(sequences, key=lambda s: s.stage)))
+    from spark_job.engine.source_cache import decide, readers_of
+
+    sources = []
+    for s in config.sources:
+        sharing = decide(s, readers_of(config, s.alias))
+        described = _describe_source(s.spec, s.reader.describe())
+        sources.append(PlannedSource(s.id, s.alias, described, sharing.settled, sharing.describe()))
+    return Plan(config.app_name, tuple(sources), tuple(sorted(sequences, key=lambda s: s.stage)))
 
 
 def resolve_schemas(plan: Plan, config: PipelineConfig, spark: SparkSession) -> Plan:
@@ -183,7 +194,9 @@ def render_text(plan: Plan) -> str:
     if plan.sources:
         lines += ["", "sources"]
         width = max(len(s.alias) for s in plan.sources)
-        lines += [f"  {s.alias:<{width}}  {s.description}" for s in plan.sources]
+        for s in plan.sources:
+            lines.append(f"  {s.alias:<{width}}  {s.description}")
+            lines += [f"  {'':<{width}}  {s.sharing}"] if s.sharing else []
     width = max((len(s.name) for s in seqs), default=0)
     for number, names in enumerate(plan.stages, start=1):
         together = f" ({len(names)} sequences may run at once)" if len(names) > 1 else ""
@@ -265,7 +278,11 @@ def render_dot(plan: Plan) -> str:
 def render_json(plan: Plan) -> str:
     document = {
         "app_name": plan.app_name,
-        "sources": [{"id": s.id, "alias": s.alias, "description": s.description} for s in plan.sources],
+        "sources": [
+            {"id": s.id, "alias": s.alias, "description": s.description, "read_once": s.shared}
+            | ({"sharing": s.sharing} if s.sharing else {})
+            for s in plan.sources
+        ],
         "stages": plan.stages,
         "sequences": {
             s.name: {

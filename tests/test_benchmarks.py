@@ -17,6 +17,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 PAIRS = [
     ("pipeline.yaml", "handwritten.py"),
     ("wide.yaml", "handwritten_wide.py"),
+    ("wide_csv.yaml", "handwritten_wide_csv.py"),  # the same pipeline over the CSV copies
     ("intermediate.yaml", "handwritten_intermediate.py"),
     ("wide.yaml", "sdp_wide.py"),  # the same pipeline as a Spark Declarative Pipelines project
 ]

@@ -30,6 +30,11 @@ COMMON_SOURCE_FIELDS: dict[str, Field] = {
     "alias": Field("str", doc="name of the Spark SQL view the source is registered as (default: its id)"),
     "options": Field("map", doc="options passed unchanged to the Spark reader"),
     "schema": Field("str", doc="schema as a DDL string, e.g. 'id BIGINT, name STRING'"),
+    "cache": Field(
+        "bool",
+        doc="read it once for all the sequences reading it, keeping the columns they use in memory "
+        "(default: when several read a source parsed row by row or fetched remotely: csv, json, text, jdbc)",
+    ),
     "description": Field("str", doc="free text"),
 }
 
