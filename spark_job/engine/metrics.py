@@ -149,6 +149,15 @@ def runtime_from_env() -> dict[str, Any]:
     return value if isinstance(value, dict) else {"kind": str(value)}
 
 
+def metrics_not_written(document: dict[str, Any], uri: str, error: str) -> None:
+    """The metrics could not be written to ``uri``: the run failed (its caller reads them), said in
+    ``document`` (still printed on the marker line) and on stderr."""
+    why = f"the metrics could not be written to {uri}: {error}"
+    log.error("sparkpipe: %s", why)
+    document["status"] = "failed"
+    document["error"] = f"{document['error']}; {why}" if document.get("error") else why
+
+
 def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:
     """Write ``text`` to ``uri``.
 
@@ -169,15 +178,6 @@ def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:
             path = os.path.join(folder, "metrics.json")
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(text)
-def metrics_not_written(document: dict[str, Any], uri: str, error: str) -> None:
-    """The metrics could not be written to ``uri``: the run failed (its caller reads them), said in
-    ``document`` (still printed on the marker line) and on stderr."""
-    why = f"the metrics could not be written to {uri}: {error}"
-    log.error("sparkpipe: %s", why)
-    document["status"] = "failed"
-    document["error"] = f"{document['error']}; {why}" if document.get("error") else why
-
-
             spark.copyFromLocalToFs(path, uri)
         return
     jvm = session.jvm() if session is not None else None

@@ -26,7 +26,6 @@ from spark_job.engine.results import SharedResults
 from spark_job.engine.scheduler import DEFAULT_MAX_PARALLEL, SchedulerCallbacks, SequenceScheduler
 from spark_job.engine.resume import ResumedRun
 from spark_job.engine.sequence_run import SequenceRun
-from spark_job.engine.source_cache import SharedSources
 from spark_job.errors import PipelineFailed, short_error
 from spark_job.markers import APPLICATION_MARKER, METRICS_MARKER, marker_line
 from spark_job.outcomes import SequenceState, run_summary
@@ -103,8 +102,6 @@ class BasePipeline:
         self.by_name = {s.name: s for s in config.sequences}
         self.scheduler: SequenceScheduler | None = None
         self.shared = SharedResults(config.graph(), self.by_name, self.setting)
-        self.shared_sources: SharedSources | None = None
-        """The sources read once for their readers (``spark_job.engine.source_cache``), once registered."""
         self.terminated: str | None = None
         self.stop_reason = ""
         # Without a scheduler mode of the user's, each sequence gets a FAIR pool so a small one is
@@ -267,14 +264,12 @@ class BasePipeline:
     def register_sources(self, spark: SparkSession) -> dict[str, str]:
         """Register every source as a temp view; return alias (lower-cased) → error for failed ones."""
         failed: dict[str, str] = {}
-        running = [n for n, m in self.metrics.sequences.items() if not m.status.finished]
-        self.shared_sources = shared = SharedSources(self.config, running, self.setting)
         with self.jobs.of(spark, "sources", pool=False):
             for source in self.config.sources:
                 if self.terminated:
                     break
                 try:
-                    shared.read(spark, source).createOrReplaceTempView(source.alias)
+                    source.reader.read(spark).createOrReplaceTempView(source.alias)
                 except Exception as exc:
                     error = f"source {source.id!r} ({source.path}): {short_error(exc, self.config.mask)}"
                     log.error("sparkpipe: %s", error)
@@ -306,8 +301,6 @@ class BasePipeline:
                 assert self.scheduler is not None
                 self.scheduler.stop(cancel_running=True)
             self.shared.finished(name)
-            if self.shared_sources is not None:
-                self.shared_sources.finished(self.by_name[name])
 
         callbacks = SchedulerCallbacks(
             execute=lambda name: self.execute_sequence(spark, self.by_name[name], failed_sources),
@@ -325,8 +318,6 @@ class BasePipeline:
             if self.stop_reason:
                 self.metrics.skip_pending(f"not run: {self.stop_reason}")
             self.shared.release_all()
-            if self.shared_sources is not None:
-                self.shared_sources.release_all()
 
     def execute_sequence(
         self, spark: SparkSession, seq: SequenceSpec, failed_sources: Mapping[str, str]
@@ -346,6 +337,9 @@ class BasePipeline:
                 run.execute(self.jobs.of(spark, seq.name))
                 if run.keep and metrics.status is SequenceState.SUCCEEDED:
                     self.shared.keep(seq.name, run.result)
+                if self.resumed is not None and metrics.status is SequenceState.SUCCEEDED:
+                    with self.jobs.of(spark, seq.name):  # before its readers start: what they read is recorded
+                        self.resumed.record(seq)
             level = logging.INFO if metrics.status is SequenceState.SUCCEEDED else logging.ERROR
             log.log(level, "sparkpipe: sequence %s %s", seq.name, metrics.outcome())
             self.after_sequence(seq, metrics)
@@ -356,9 +350,6 @@ class BasePipeline:
             log.error("sparkpipe: sequence %s %s", seq.name, metrics.outcome())
         finally:
             CURRENT_SEQUENCE.reset(token)
-                if self.resumed is not None and metrics.status is SequenceState.SUCCEEDED:
-                    with self.jobs.of(spark, seq.name):  # before its readers start: what they read is recorded
-                        self.resumed.record(seq)
         return metrics.status
 
     def sequence_run(self, spark: SparkSession, seq: SequenceSpec) -> SequenceRun:
