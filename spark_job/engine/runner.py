@@ -23,8 +23,8 @@ from spark_job.engine.commit_log import CommitLog
 from spark_job.engine.metrics import RunMetrics, SequenceMetrics, metrics_not_written, runtime_from_env, write_metrics
 from spark_job.engine.pools import ALLOCATION_FILE_CONF, RunJobs
 from spark_job.engine.results import SharedResults
-from spark_job.engine.scheduler import DEFAULT_MAX_PARALLEL, SchedulerCallbacks, SequenceScheduler
 from spark_job.engine.resume import ResumedRun
+from spark_job.engine.scheduler import DEFAULT_MAX_PARALLEL, SchedulerCallbacks, SequenceScheduler
 from spark_job.engine.sequence_run import SequenceRun
 from spark_job.errors import PipelineFailed, short_error
 from spark_job.markers import APPLICATION_MARKER, METRICS_MARKER, marker_line
