@@ -16,6 +16,14 @@ from spark_job.engine.commit_log import log_folder, refuse_unwritable_local
 from spark_job.engine.target_state import is_local, local_path
 
 
+def absolute(uri: str | None) -> str | None:
+    """A relative local path made absolute against this process's working directory, which a JVM started
+    earlier (a notebook's, a test's) may not share."""
+    if uri and "://" not in uri and not uri.startswith("file:") and not os.path.isabs(uri):
+        return os.path.abspath(uri)
+    return uri
+
+
 def metrics_problem(metrics_out: str) -> str | None:
     """Why the local file ``metrics_out`` cannot be written (None: it can, or it is not local)."""
     if not is_local(metrics_out):

@@ -13,8 +13,8 @@ Per kind of target:
 - a JDBC table: it exists and holds the rows it held after the commit (``append``: at least as many).
 - anything else (BigQuery, a third-party writer): ``unchecked`` (the fingerprint alone decides).
 
-Local paths are listed by this process, others through Hadoop's FileSystem of a classic session, or by a
-listing data source (``binaryFile``, the content not read) on Spark Connect.
+On a classic session local paths are listed by this process and others through Hadoop's FileSystem; on
+Spark Connect every path is listed by the server, through the ``binaryFile`` source (content not read).
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def hidden(relative: str) -> bool:
 
 def list_files(spark: SparkSession | None, uri: str) -> list[tuple[str, int, int]] | None:
     """``(relative name, size, modification ms)`` of the data files under ``uri``, sorted; None when absent."""
+    if spark is not None and not capabilities_of(spark).reaches_hadoop:
+        return listed_by_spark(spark, uri)  # Spark Connect: even a local path is the server's
     if is_local(uri):
         root = local_path(uri)
         if not os.path.exists(root):
@@ -77,10 +79,7 @@ def list_files(spark: SparkSession | None, uri: str) -> list[tuple[str, int, int
         return sorted(found)
     if spark is None:
         raise StateUnknown(f"{uri}: no Spark session to list it with")
-    session = capabilities_of(spark)
-    if session.reaches_hadoop:
-        return hadoop_files(spark, uri)
-    return listed_by_spark(spark, uri)
+    return hadoop_files(spark, uri)
 
 
 def hadoop_files(spark: SparkSession, uri: str) -> list[tuple[str, int, int]] | None:
