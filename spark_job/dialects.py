@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from spark_job.merge_sql import DELETE_JOINS, UPDATE_JOINS, MergeStatement, MergeTables, merge_statements
 from spark_job.registry import group_entry_points
 
 FOLDINGS = ("lower", "upper", "insensitive")
@@ -183,7 +184,21 @@ class Dialect:
             ``on_conflict`` (``INSERT ... ON CONFLICT (keys) DO UPDATE``), ``on_duplicate_key``
             (``INSERT ... ON DUPLICATE KEY UPDATE``) or ``update_insert`` (a portable ``UPDATE`` of
             the matching rows, then ``INSERT`` of the others, in one transaction). The statements
-            themselves belong to the merge mode; this says which form each database takes.
+            themselves are written by :mod:`spark_job.merge_sql`; this says which form each database takes.
+        delete_join: how a DELETE of the target's rows matching staged rows is written: ``exists`` (``DELETE
+            FROM t WHERE EXISTS (...)``), ``using`` (``DELETE FROM t USING s``) or ``join`` (``DELETE t FROM
+            t JOIN s``).
+        update_join: how an UPDATE from staged rows is written: ``correlated`` (one subquery per column),
+            ``from`` (``UPDATE t SET ... FROM s``) or ``join`` (``UPDATE t JOIN s ... SET``).
+        create_empty: the statement creating ``{table}`` with the ``{columns}`` of ``{source}`` and no row.
+        primary_key: the statement making ``{keys}`` the primary key of ``{table}``; None where a table
+            cannot get one after it was created (the merge then relies on the keys being unique).
+        add_column: the statement adding ``{column}`` of type ``{type}`` to ``{table}``.
+        drop_column: the statement dropping ``{column}`` of ``{table}``.
+        key_text_type: the type a text merge key is staged with when the database's text type cannot be a
+            key (MySQL's TEXT), as Spark's ``createTableColumnTypes`` reads it.
+        ddl_commits: a DDL statement commits the transaction at once (MySQL, MariaDB): the statements
+            creating or altering a merge's target run before its transaction.
         spark_subprotocol: the subprotocol of the URL handed to Spark, when Spark has no dialect of
             its own for this one (MariaDB goes as ``jdbc:mysql:``, for which Spark uses its MySQL dialect).
         spark_parameter: the parameter added to that URL (``permitMysqlScheme=true``: MariaDB
@@ -211,12 +226,27 @@ class Dialect:
     atomic_swap: bool = False
     lease: str = "table"
     upsert: str = "update_insert"
+    delete_join: str = "exists"
+    update_join: str = "correlated"
+    create_empty: str = "CREATE TABLE {table} AS SELECT {columns} FROM {source} WHERE 1 = 0"
+    primary_key: str | None = "ALTER TABLE {table} ADD PRIMARY KEY ({keys})"
+    add_column: str = "ALTER TABLE {table} ADD COLUMN {column} {type}"
+    drop_column: str = "ALTER TABLE {table} DROP COLUMN {column}"
+    key_text_type: str | None = None
+    ddl_commits: bool = False
     spark_subprotocol: str | None = None
     spark_parameter: str = ""
     lineage_namespace: str | None = None
 
     def __post_init__(self) -> None:
-        for attr, allowed in (("folding", FOLDINGS), ("rename", RENAMES), ("lease", LEASES), ("upsert", UPSERTS)):
+        for attr, allowed in (
+            ("folding", FOLDINGS),
+            ("rename", RENAMES),
+            ("lease", LEASES),
+            ("upsert", UPSERTS),
+            ("delete_join", DELETE_JOINS),
+            ("update_join", UPDATE_JOINS),
+        ):
             if getattr(self, attr) not in allowed:
                 raise ValueError(f"dialect {self.name}: {attr} must be one of {', '.join(allowed)}")
         if self.url_form not in _URL_FORMS:
@@ -309,6 +339,10 @@ class Dialect:
             f"DROP TABLE {previous}",
         )
 
+    def merge_sql(self, tables: MergeTables) -> tuple[MergeStatement, ...]:
+        """The statements, run in one transaction, that merge the staged rows into the target (``mode: merge``)."""
+        return merge_statements(self, tables)
+
     @property
     def advisory_locks(self) -> bool:
         """Whether the database has session advisory locks (``lease: advisory``)."""
@@ -331,6 +365,8 @@ BUILT_IN = (
         schema_parameter=_search_path_schema,
         lease="advisory",
         upsert="on_conflict",
+        delete_join="using",
+        update_join="from",
         lineage_namespace="postgres",
     ),
     Dialect(
@@ -355,6 +391,10 @@ BUILT_IN = (
         rename="rename_table",
         atomic_swap=True,
         upsert="on_duplicate_key",
+        delete_join="join",
+        update_join="join",
+        key_text_type="VARCHAR(255)",
+        ddl_commits=True,
         lineage_namespace="mysql",
     ),
     Dialect(
@@ -369,6 +409,10 @@ BUILT_IN = (
         rename="rename_table",
         atomic_swap=True,
         upsert="on_duplicate_key",
+        delete_join="join",
+        update_join="join",
+        key_text_type="VARCHAR(255)",
+        ddl_commits=True,
         spark_subprotocol="mysql",
         spark_parameter="permitMysqlScheme=true",
         lineage_namespace="mysql",
@@ -385,6 +429,8 @@ BUILT_IN = (
         default_schema="dbo",
         three_part_names=True,
         rename="sp_rename",
+        create_empty="SELECT {columns} INTO {table} FROM {source} WHERE 1 = 0",
+        add_column="ALTER TABLE {table} ADD {column} {type}",
         lineage_namespace="mssql",
     ),
     Dialect(
@@ -397,6 +443,7 @@ BUILT_IN = (
         identifier_limit=30,  # 128 since 12.2; 30 fits every version
         folding="upper",
         user_schema=True,
+        add_column="ALTER TABLE {table} ADD ({column} {type})",
         lineage_namespace="oracle",
     ),
     Dialect(
@@ -410,6 +457,7 @@ BUILT_IN = (
         user_schema=True,
         schema_parameter=_current_schema,
         rename="rename_table",
+        create_empty="CREATE TABLE {table} AS (SELECT {columns} FROM {source}) WITH NO DATA",
         lineage_namespace="db2",
     ),
     Dialect(
@@ -420,7 +468,7 @@ BUILT_IN = (
         default_schema="PUBLIC",
         schema_parameter=_schema_setting,
     ),
-    Dialect("SQLite", ("sqlite",), driver="org.sqlite.JDBC", upsert="on_conflict"),
+    Dialect("SQLite", ("sqlite",), driver="org.sqlite.JDBC", upsert="on_conflict", primary_key=None),
 )
 
 

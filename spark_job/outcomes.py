@@ -75,6 +75,16 @@ def first_line(text: Any) -> str:
     return lines[0].strip() if lines else ""
 
 
+def merged_counts(seq: Mapping[str, Any]) -> str:
+    """`` (3 inserted, 2 updated, 1 deleted)`` for a write that updated its target in place, else empty."""
+    parts = [
+        f"{seq[key]:,} {word}"
+        for key, word in (("rows_inserted", "inserted"), ("rows_updated", "updated"), ("rows_deleted", "deleted"))
+        if isinstance(seq.get(key), int)
+    ]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def sequence_outcome(seq: Mapping[str, Any], *, target: bool = False, whole_error: bool = False) -> str:
     """What happened to one sequence of a metrics document, in words, never ``None``:
     ``succeeded, 1,234 rows in 4.2 s`` (`` -> parquet gs://b/x`` with ``target``), ``failed after 0.4 s:
@@ -97,7 +107,7 @@ def sequence_outcome(seq: Mapping[str, Any], *, target: bool = False, whole_erro
     if status == SequenceState.REUSED:
         text = f"reused: committed by an earlier try of this run{f', {counted}' if counted else ''}"
     elif status == SequenceState.SUCCEEDED:
-        text = f"succeeded, {counted or 'no rows counted'}{took}"
+        text = f"succeeded, {counted or 'no rows counted'}{merged_counts(seq)}{took}"
     else:
         text = ", ".join(part for part in (status, counted) if part) + took
     where = describe_target(seq.get("target") or {}) if target else ""

@@ -166,7 +166,7 @@ SQL_KEYS: dict[str, dict[str, str]] = {
     "source:jdbc": {"query": "database", "table": "database", "partition_column": "database"},
     "source:bigquery": {"query": "database", "filter": "database"},
     "target:table": {"table": "spark"},
-    "target:jdbc": {"table": "database"},
+    "target:jdbc": {"table": "database", "merge_condition": "database"},
 }
 # Options (lower-cased names) whose text is SQL, by type: Spark's JDBC options and the BigQuery connector's.
 SQL_OPTIONS: dict[str, dict[str, str]] = {

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,11 @@ class SequenceMetrics:
     incremental: dict[str, Any] | None = None
     """An incremental sequence's watermark before and after and the rows its filter let through, or its
     new-files batches."""
+    rows_inserted: int | None = None
+    rows_updated: int | None = None
+    rows_deleted: int | None = None
+    """What a write updating its target in place (``mode: merge``) changed there, from the write's own
+    counts (the database's update counts, the table format's commit metrics); None for other writes."""
     _t0: float = field(default=0.0, repr=False)
 
     def start(self) -> None:
@@ -53,6 +59,12 @@ class SequenceMetrics:
         self.status, self.rows_written, self.error = status, rows, error
         self.ended_at = now_iso()
         self.duration_s = round(time.monotonic() - self._t0, 3)
+
+    def record_changes(self, changes: Mapping[str, int] | None) -> None:
+        """Keep the ``rows_inserted``, ``rows_updated`` and ``rows_deleted`` a committed write returned."""
+        for key in ("rows_inserted", "rows_updated", "rows_deleted"):
+            if changes and changes.get(key) is not None:
+                setattr(self, key, int(changes[key]))
 
     def outcome(self) -> str:
         """What happened, in words: ``succeeded, 1,234 rows in 2.1 s``, ``failed after 0.4 s: ...``."""
@@ -68,6 +80,9 @@ class SequenceMetrics:
             "target": self.target,
             "error": self.error,
         }
+        for key in ("rows_inserted", "rows_updated", "rows_deleted"):
+            if getattr(self, key) is not None:  # only for a write that updates in place
+                out[key] = getattr(self, key)
         if self.schema is not None:
             out["schema"] = self.schema
         if self.incremental is not None:

@@ -80,6 +80,7 @@ class SequenceRun:
         self.rules = SequenceRules(seq, self.session.functions)
         self.incremental = IncrementalPart.of(spark, seq, self.session, f"sparkpipe_{run_id}_{seq.name}_incremental")
         self.writer = seq.writer
+        self.writer.sequence = seq.name
         self.flow = WriteFlow.of(rules=self.rules.active, stages=self.writer.can_stage(spark))
         self.observation = self.session.new_observation(f"sparkpipe_{run_id}_{seq.name}")
         self.result: DataFrame  # the query's result, once run() ran it
@@ -164,7 +165,9 @@ class SequenceRun:
         F, result = self.session.functions, self.result
         if not self.flow.has_rules:  # DIRECT, STAGED
             counted = result.observe(self.observation, F.count(F.lit(1)).alias("rows"))
-            self.begin(counted).commit()
+            staged = self.begin(counted)
+            staged.commit()
+            self.metrics.record_changes(staged.changes)
             return
         # One observe() counts the rows written and every rule's failures, in the write's own job.
         observed = result.observe(self.observation, *self.rules.observed_columns())
@@ -183,8 +186,10 @@ class SequenceRun:
                 if quarantine is not None:
                     quarantine.discard()
                 raise
+            self.metrics.record_changes(staged.changes)
         else:  # COMMIT_THEN_CHECK
             staged.commit()
+            self.metrics.record_changes(staged.changes)
             quarantine = self.check()
         if quarantine is not None:
             self.commit_quarantine(quarantine)

@@ -181,21 +181,26 @@ class StagedWrite:
     target's old data untouched. One of the two is called once.
 
     Args:
-        commit: makes the staged data the target's (for a writer that stages nothing: writes it).
+        commit: makes the staged data the target's (for a writer that stages nothing: writes it); it may
+            return the rows it changed (``rows_inserted``, ``rows_updated``, ``rows_deleted``), kept in
+            :attr:`changes` for the sequence's metrics.
         discard: removes the staging.
     """
 
-    def __init__(self, commit: Callable[[], None], discard: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, commit: Callable[[], Mapping[str, int] | None], discard: Callable[[], None] = lambda: None
+    ) -> None:
         self._commit = commit
         self._discard = discard
         self.done = False
+        self.changes: Mapping[str, int] | None = None
 
     def commit(self) -> None:
         if self.done:
             raise RuntimeError("this staged write was already committed or discarded")
         self.done = True
         try:
-            self._commit()
+            self.changes = self._commit()
         except BaseException:
             self._discard()
             raise
@@ -215,6 +220,8 @@ class BaseWriter:
     description: ClassVar[str] = ""
     modes: ClassVar[tuple[str, ...]] = SAVE_MODES
     """The values of ``mode`` this type accepts (``SAVE_MODES + MERGE_MODES`` for one that merges)."""
+    sequence: str = ""
+    """The name of the sequence writing the target, for messages (set by the run; empty elsewhere)."""
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         self.spec = dict(spec)

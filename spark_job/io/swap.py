@@ -14,6 +14,7 @@ database transaction.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from spark_job.config.tables import canonical_jdbc_url, derived_table_name
@@ -172,13 +173,14 @@ class JdbcSwap:
         finally:
             stmt.close()
 
-    def commit(self, conn: Any, mode: str, keep_definition: bool) -> None:
+    def commit(self, conn: Any, mode: str, keep_definition: bool, steps: Sequence[Callable[[Any], None]] = ()) -> None:
         """Move the staged rows into the target in one transaction on ``conn`` (left open).
 
         ``overwrite`` renames the staging table in place of the target (or, with ``keep_definition``,
         deletes the target's rows and copies the staged ones, keeping its indexes and grants);
         ``append`` copies the staged rows. The staging table is dropped in the same transaction. The
-        target is renamed or emptied only in the transaction that brings the new rows.
+        target is renamed or emptied only in the transaction that brings the new rows. Each of ``steps`` runs
+        on ``conn`` just before the commit (on MySQL a swap's renames have committed by then).
         """
         name = self.table.rsplit(".", 1)[-1]
         previous_name = self.previous.rsplit(".", 1)[-1]
@@ -207,6 +209,8 @@ class JdbcSwap:
                 stmt.execute(f"ALTER TABLE {self.table} RENAME TO {previous_name}")
                 stmt.execute(f"ALTER TABLE {self.staging} RENAME TO {name}")
                 stmt.execute(f"DROP TABLE {self.previous}")
+            for step in steps:
+                step(conn)
             conn.commit()
         except Exception:
             conn.rollback()

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from spark_job.config.fields import Field, url_port
+from spark_job.config.merge import MERGE_FIELDS, MergeSpec, check_merge
 from spark_job.config.targets import (
     canonical_catalog_table,
     canonical_jdbc_table,
@@ -18,9 +19,11 @@ from spark_job.config.targets import (
     links_remembered,
     split_identifier,
 )
+from spark_job.dialects import dialect_of
 from spark_job.engine.capabilities import capabilities_of
 from spark_job.io.base import (
     ATOMIC_FIELD,
+    SAVE_MODES,
     BaseWriter,
     Report,
     StagedWrite,
@@ -32,6 +35,8 @@ from spark_job.io.base import (
     writers,
 )
 from spark_job.io.filesystems import Files, HadoopFiles, LocalFiles, local_path
+from spark_job.io.incoming import MergeError, prepare_incoming
+from spark_job.io.jdbc_merge import CommitStep, JdbcMerge
 from spark_job.io.leases import LEASE_TABLE, Lease, PathLease, PostgresLease, TableLease
 from spark_job.io.swap import JdbcSwap, PathSwap, jdbc_driver, plain_table_name, spark_jdbc_url
 
@@ -276,11 +281,23 @@ class BigQueryWriter(BaseWriter):
         return WritePlan(format="bigquery", mode=self.mode, options=opts, table=str(spec["table"]))
 
 
+JDBC_MERGE_FIELDS: dict[str, Field] = {
+    **{k: f for k, f in MERGE_FIELDS.items() if k != "scd2"},
+    "merge_condition": Field(
+        "str",
+        sql="database",
+        doc="with mode merge: an extra condition for updating or deleting a matched row, in the database's SQL over "
+        "t (target) and s (incoming), e.g. t.updated_at < s.updated_at",
+    ),
+}
+
+
 @writers.register
 class JdbcWriter(StagingWriter):
-    """A database table through JDBC."""
+    """A database table through JDBC; ``mode: merge`` upserts in one transaction (``spark_job.io.jdbc_merge``)."""
 
     type_name = "jdbc"
+    modes: ClassVar[tuple[str, ...]] = (*SAVE_MODES, "merge")
     fields: ClassVar[dict[str, Field]] = {
         "url": Field("str", doc="JDBC URL (or give 'connection')", rule=url_port),
         "connection": Field("str", doc="an Airflow connection id; SparkPipelineOperator fills url, user, password"),
@@ -297,6 +314,7 @@ class JdbcWriter(StagingWriter):
             doc="how a staged write keeps other runs out: a PostgreSQL advisory lock (its default) or a row "
             "of the sparkpipe_leases table (every other database; on PostgreSQL behind a transaction pooler)",
         ),
+        **JDBC_MERGE_FIELDS,
     }
 
     @classmethod
@@ -311,6 +329,17 @@ class JdbcWriter(StagingWriter):
         table = spec.get("table")
         if isinstance(table, str) and table.rsplit(".", 1)[-1].strip('"`[]').lower() == LEASE_TABLE:
             report("table", f"{LEASE_TABLE} holds the leases of JDBC targets: write another table")
+        check_merge(spec, report)
+        if spec.get("mode") == "merge":
+            if isinstance(table, str) and "${" not in table and not plain_table_name(table):
+                report("table", "mode merge needs a plain [schema.]table name (letters, digits, _ and $)")
+            for key in ("truncate", "atomic"):
+                if key in spec:
+                    report(
+                        key,
+                        "applies to mode overwrite or append: a merge always runs in one transaction "
+                        "from a staging table",
+                    )
 
     def plan(self) -> WritePlan:
         spec = self.spec
@@ -324,6 +353,18 @@ class JdbcWriter(StagingWriter):
         opts.update(self.options())
         return WritePlan(format="jdbc", mode=self.mode, options=opts, table=str(spec["table"]))
 
+    def add_commit_step(self, step: CommitStep) -> None:
+        """Run ``step`` on the connection of the transaction that ends a staged write (overwrite, append, merge),
+        just before it commits: what it writes commits with the rows or not at all."""
+        self._commit_steps = [*getattr(self, "_commit_steps", []), step]
+
+    def _lease(self, swap: JdbcSwap, conn: Any, spark: SparkSession) -> Lease | PostgresLease:
+        table = str(self.spec["table"])
+        default = "advisory" if dialect_of(str(self.spec["url"])).advisory_locks else "table"
+        if self.spec.get("lease", default) == "advisory":
+            return PostgresLease(conn, self.target_key(), table, spark)
+        return TableLease(swap.connect(), self.target_key(), table, spark)
+
     def begin_write(self, df: DataFrame) -> StagedWrite:
         """overwrite and append go through a staging table and end in one transaction.
 
@@ -334,18 +375,15 @@ class JdbcWriter(StagingWriter):
         """
         plan = self.plan()
         spark = df.sparkSession
+        if self.mode == "merge":
+            return self.begin_merge(df)
         if not self.holds_lease(spark):
             return StagedWrite(lambda: self.save(df, plan))
         swap = JdbcSwap(spark, plan.options)
         conn = swap.connect()
         lease: Lease | PostgresLease | None = None
         try:
-            table = str(self.spec["table"])
-            default = "advisory" if jdbc_subprotocol(plan.options["url"]) == "postgresql" else "table"
-            if self.spec.get("lease", default) == "advisory":
-                lease = PostgresLease(conn, self.target_key(), table, spark)
-            else:
-                lease = TableLease(swap.connect(), self.target_key(), table, spark)
+            lease = self._lease(swap, conn, spark)
             lease.acquire()
             if not self.can_stage(spark):  # Spark writes the table itself (atomic: false, error, ignore)
                 held = lease
@@ -360,12 +398,63 @@ class JdbcWriter(StagingWriter):
         def commit() -> None:
             if lease is not None:
                 lease.verify()
-            swap.commit(conn, plan.mode, keep_definition=bool(self.spec.get("truncate")))
+            swap.commit(conn, plan.mode, keep_definition=bool(self.spec.get("truncate")), steps=self.commit_steps)
             self._end(swap, conn, lease, drop=False)
 
         return StagedWrite(commit, lambda: self._end(swap, conn, lease))
 
+    @property
+    def commit_steps(self) -> list[CommitStep]:
+        return list(getattr(self, "_commit_steps", []))
+
+    def begin_merge(self, df: DataFrame) -> StagedWrite:
+        """``mode: merge``: under the target's lease, check the target (columns, unique keys) and the incoming
+        rows (duplicate keys), stage the rows, and merge them in one transaction at the commit."""
+        plan = self.plan()
+        spark = df.sparkSession
+        sequence = self.sequence or str(self.spec["table"])
+        if not self.holds_lease(spark):
+            raise MergeError(
+                f"sequence {sequence}: mode merge into {self.spec['table']} runs its transaction through the JDBC "
+                "driver in the Spark driver's JVM, which this session does not have (a Spark Connect client): "
+                "run it with spark-submit or sparkpipe run"
+            )
+        merge = MergeSpec.of(self.spec)
+        assert merge is not None
+        swap = JdbcSwap(spark, plan.options)
+        conn = swap.connect()
+        lease: Lease | PostgresLease | None = None
+        try:
+            lease = self._lease(swap, conn, spark)
+            lease.acquire()
+            merging = JdbcMerge(
+                plan.options["dbtable"], swap.staging, dialect_of(str(self.spec["url"])), merge, sequence
+            )
+            merging.prepare(conn, df.columns)
+            incoming = prepare_incoming(df, merge, sequence)
+            staged_options = {**plan.options, "dbtable": swap.staging}
+            typed = merging.staging_types(incoming.schema)
+            if typed:
+                given = staged_options.get("createTableColumnTypes")
+                staged_options["createTableColumnTypes"] = f"{given}, {typed}" if given else typed
+            self.save(incoming, dataclasses.replace(plan, mode="overwrite", options=staged_options))
+        except BaseException:
+            self._end(swap, conn, lease)
+            raise
+        columns = incoming.columns
+
+        def commit() -> dict[str, int]:
+            assert lease is not None
+            lease.verify()
+            counts = merging.commit(conn, columns, self.commit_steps)
+            self._end(swap, conn, lease)
+            return counts
+
+        return StagedWrite(commit, lambda: self._end(swap, conn, lease))
+
     def can_stage(self, spark: SparkSession) -> bool:
+        if self.mode == "merge":
+            return self.holds_lease(spark)
         return self.holds_lease(spark) and self.mode in ("overwrite", "append") and self.spec.get("atomic") is not False
 
     def holds_lease(self, spark: SparkSession) -> bool:
