@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from spark_job.config.merge import MERGE_MODES
 from spark_job.config.validation import PipelineConfig
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ class PlannedSequence:
         reads_sequences: the sequences the query reads.
         target: the target's description (``type``, ``uri`` or ``table``).
         mode: the save mode.
-        options: the write settings worth showing (``partition_by``, ``coalesce``, ``repartition``).
+        options: the write settings worth showing (``partition_by``, ``coalesce``, ``repartition``; with
+            ``merge`` and ``scd2`` the keys, the columns updated, the conditions and the schema policy).
         schema: the output schema, when resolved (``--schemas``).
         error: why the schema could not be resolved.
         checks: the data-quality rules and row bounds, in words (``positive_amount: amount > 0 (drop)``).
@@ -87,6 +89,22 @@ class Plan:
         return [s for s in self.sequences if s.error is not None]
 
 
+SHOWN_SETTINGS = (
+    "partition_by",
+    "coalesce",
+    "repartition",
+    "merge_keys",
+    "merge_update_columns",
+    "merge_exclude_columns",
+    "merge_condition",
+    "delete_when",
+    "deduplicate",
+    "scd2",
+    "on_schema_change",
+)
+"""The target settings a plan shows, in this order."""
+
+
 def build_plan(config: PipelineConfig) -> Plan:
     """The plan of a validated config; runs nothing."""
     aliases = {s.alias.lower(): s.alias for s in config.sources}
@@ -95,7 +113,9 @@ def build_plan(config: PipelineConfig) -> Plan:
     for seq in config.sequences:  # in graph order: what a sequence reads is already staged
         stage[seq.name] = 1 + max((stage[d] for d in seq.depends_on), default=0)
         target = seq.target
-        shown = {k: target[k] for k in ("partition_by", "coalesce", "repartition") if target.get(k)}
+        shown = {k: target[k] for k in SHOWN_SETTINGS if target.get(k)}
+        if target.get("mode") in MERGE_MODES:
+            shown.setdefault("on_schema_change", "fail")
         sequences.append(
             PlannedSequence(
                 name=seq.name,
@@ -338,7 +358,10 @@ def _describe_target(seq: PlannedSequence) -> str:
     where = " ".join(str(target[k]) for k in ("uri", "table") if target.get(k))
     settings = [seq.mode]
     for key, value in seq.options.items():
-        shown = ", ".join(value) if isinstance(value, list) else str(value)
+        if isinstance(value, dict):
+            shown = ", ".join(f"{k} {v}" for k, v in value.items())
+        else:
+            shown = ", ".join(value) if isinstance(value, list) else str(value)
         settings.append(f"{key} {shown}")
     return f"{target.get('type')} {where} ({'; '.join(settings)})"
 

@@ -5,6 +5,7 @@ The statements run on real databases in test_jdbc_merge.py and connectors/test_m
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -160,3 +161,18 @@ def test_a_var_in_merge_condition_is_checked_as_database_sql() -> None:
     )
     with pytest.raises(ConfigError, match="merge_condition: the value"):
         load_config(config, {"since": "x' OR '1' = '1"}, vars_from="--var")
+
+
+def test_the_plan_shows_the_mode_keys_and_policy() -> None:
+    from spark_job.plan import build_plan, render
+
+    config = jdbc_target(
+        mode="merge", merge_keys=["id"], delete_when="op = 'D'", deduplicate={"latest_by": "updated_at"}
+    )
+    text = render(build_plan(load_config(config)), "text")
+    assert (
+        "jdbc jdbc:postgresql://h/db orders (merge; merge_keys id; delete_when op = 'D'; deduplicate latest_by "
+        "updated_at; on_schema_change fail)"
+    ) in text
+    document = json.loads(render(build_plan(load_config(config)), "json"))["sequences"]["s"]
+    assert (document["mode"], document["merge_keys"], document["on_schema_change"]) == ("merge", ["id"], "fail")
