@@ -24,8 +24,15 @@ from spark_job.engine.metrics import RunMetrics, SequenceMetrics, metrics_not_wr
 from spark_job.engine.pools import ALLOCATION_FILE_CONF, RunJobs
 from spark_job.engine.results import SharedResults
 from spark_job.engine.resume import ResumedRun
-from spark_job.engine.scheduler import DEFAULT_MAX_PARALLEL, SchedulerCallbacks, SequenceScheduler
+from spark_job.engine.scheduler import (
+    DEFAULT_MAX_PARALLEL,
+    SchedulerCallbacks,
+    SequenceScheduler,
+    default_max_parallel,
+    session_cores,
+)
 from spark_job.engine.sequence_run import SequenceRun
+from spark_job.engine.source_cache import SharedSources
 from spark_job.errors import PipelineFailed, short_error
 from spark_job.markers import APPLICATION_MARKER, METRICS_MARKER, marker_line
 from spark_job.outcomes import SequenceState, run_summary
@@ -58,7 +65,8 @@ class BasePipeline:
         spark: an existing session to run on (the default creates one from ``spark_conf``).
         metrics_out: URI the metrics JSON is written to through Hadoop's FileSystem, if any.
         master: Spark master for a session this pipeline creates (default: spark-submit's).
-        max_parallel: the most sequences running at once (default: the config's ``max_parallel``).
+        max_parallel: the most sequences running at once (default: the config's ``max_parallel``, else one
+            per 4 of the session's cores, at least 1 and at most 4: ``scheduler.default_max_parallel``).
         remote: a Spark Connect URL (``sc://host:15002``) for the session this pipeline creates.
         log_level: Spark's log level for a session this pipeline creates (``spark.log.level``).
         console: the run prints to a person's terminal: a JVM this pipeline starts logs at
@@ -91,6 +99,7 @@ class BasePipeline:
         """The settings this run changed on a session it did not make, as they were (``restore_conf``)."""
         self.resumed: ResumedRun | None = None
         """The run key's earlier tries, when given one."""
+        self.max_parallel_given = bool(max_parallel or config.max_parallel)
         self.max_parallel = max(1, max_parallel or config.max_parallel or DEFAULT_MAX_PARALLEL)
         self.run_id = uuid.uuid4().hex[:12]
         self.metrics = RunMetrics(
@@ -102,6 +111,8 @@ class BasePipeline:
         self.by_name = {s.name: s for s in config.sequences}
         self.scheduler: SequenceScheduler | None = None
         self.shared = SharedResults(config.graph(), self.by_name, self.setting)
+        self.shared_sources: SharedSources | None = None
+        """The sources read once for their readers (``spark_job.engine.source_cache``), once registered."""
         self.terminated: str | None = None
         self.stop_reason = ""
         # Without a scheduler mode of the user's, each sequence gets a FAIR pool so a small one is
@@ -171,6 +182,8 @@ class BasePipeline:
             else:
                 self.apply_runtime_conf(self.spark)
             self.capabilities = capabilities_of(self.spark)
+            if not self.max_parallel_given:  # from the cores the session has
+                self.max_parallel = self.metrics.max_parallel = default_max_parallel(session_cores(self.spark))
             log.debug("sparkpipe: running on a %s", self.capabilities.describe())
             self.capabilities.prepare_run()
             self.metrics.spark_app_id = self.capabilities.application_id()
@@ -264,12 +277,14 @@ class BasePipeline:
     def register_sources(self, spark: SparkSession) -> dict[str, str]:
         """Register every source as a temp view; return alias (lower-cased) → error for failed ones."""
         failed: dict[str, str] = {}
+        running = [n for n, m in self.metrics.sequences.items() if not m.status.finished]
+        self.shared_sources = shared = SharedSources(self.config, running, self.setting)
         with self.jobs.of(spark, "sources", pool=False):
             for source in self.config.sources:
                 if self.terminated:
                     break
                 try:
-                    source.reader.read(spark).createOrReplaceTempView(source.alias)
+                    shared.read(spark, source).createOrReplaceTempView(source.alias)
                 except Exception as exc:
                     error = f"source {source.id!r} ({source.path}): {short_error(exc, self.config.mask)}"
                     log.error("sparkpipe: %s", error)
@@ -301,6 +316,8 @@ class BasePipeline:
                 assert self.scheduler is not None
                 self.scheduler.stop(cancel_running=True)
             self.shared.finished(name)
+            if self.shared_sources is not None:
+                self.shared_sources.finished(self.by_name[name])
 
         callbacks = SchedulerCallbacks(
             execute=lambda name: self.execute_sequence(spark, self.by_name[name], failed_sources),
@@ -318,6 +335,8 @@ class BasePipeline:
             if self.stop_reason:
                 self.metrics.skip_pending(f"not run: {self.stop_reason}")
             self.shared.release_all()
+            if self.shared_sources is not None:
+                self.shared_sources.release_all()
 
     def execute_sequence(
         self, spark: SparkSession, seq: SequenceSpec, failed_sources: Mapping[str, str]

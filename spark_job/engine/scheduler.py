@@ -11,13 +11,32 @@ import queue
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from spark_job.config.graph import SequenceGraph
 from spark_job.outcomes import SequenceState
 
-DEFAULT_MAX_PARALLEL = 4
-"""Sequences running at once by default: enough to keep a laptop's cores busy while one sequence
-waits on a shuffle or a file commit, few enough that their shuffles fit a small driver's memory."""
+DEFAULT_MAX_PARALLEL = 1
+"""Sequences running at once when the session's cores are not known (a Spark Connect session that does
+not say): one at a time, never slower than one at a time."""
+
+CORES_PER_SEQUENCE = 4
+"""The default ``max_parallel`` is one sequence per this many cores of the session (at least 1, at most
+``MAX_DEFAULT_PARALLEL``). Measured on 2 cores (docs/benchmarks.md): a sequence's jobs already keep 2 cores
+busy, and running 4 at once cost CPU and wall time (memory pressure, GC, FAIR bookkeeping), so a
+machine of fewer than 8 cores runs one sequence at a time by default."""
+
+MAX_DEFAULT_PARALLEL = 4
+"""The most sequences the default runs at once, however many cores: each running sequence holds its
+shuffle buffers and broadcasts in the driver's memory."""
+
+
+def default_max_parallel(cores: int | None) -> int:
+    """The default ``max_parallel`` of a session with ``cores`` cores (None: unknown)."""
+    if not cores or cores < 1:
+        return DEFAULT_MAX_PARALLEL
+    return max(1, min(MAX_DEFAULT_PARALLEL, cores // CORES_PER_SEQUENCE))
+
 
 RECANCEL_INTERVAL_S = 0.5
 """How often cancellation is repeated while a cancelled sequence still runs (it may have been
@@ -174,3 +193,17 @@ class SequenceScheduler:
             still = [n for n in self._running if n in self._cancelled]
         for name in still:
             self.callbacks.cancel(name)
+
+
+def session_cores(spark: Any) -> int | None:
+    """The cores a session's jobs run on (``defaultParallelism``: the executors' cores, or the
+    ``spark.default.parallelism`` setting); None when the session does not say (Spark Connect without
+    that setting)."""
+    try:
+        return int(spark.sparkContext.defaultParallelism)
+    except Exception:  # Spark Connect has no SparkContext
+        try:
+            value = spark.conf.get("spark.default.parallelism", None)
+        except Exception:
+            return None
+        return int(value) if value and str(value).strip().isdigit() else None
