@@ -27,7 +27,9 @@ TOP_FIELDS: dict[str, Field] = {
     "sources": Field("sources", doc="id -> source, or a list of sources with an alias"),
     "sequences": Field("sequences", required=True, doc="SQL steps, each writing one target"),
     "fail_fast": Field("bool", doc="stop at the first failed sequence (default: run independent ones)"),
-    "max_parallel": Field("int", doc="most sequences running at once (default 4; 1 runs them one by one)"),
+    "max_parallel": Field(
+        "int", doc="most sequences running at once (default: one per 4 of the session's cores, 1 to 4; 1: one by one)"
+    ),
     "full_refresh": Field(
         "bool",
         doc="incremental sequences read everything and replace their targets (usually given by --full-refresh "
