@@ -348,3 +348,21 @@ def test_a_killed_merge_leaves_the_target_untouched(spark: Any, postgres: Postgr
     assert (seq["rows_inserted"], seq["rows_updated"]) == (10, 10), seq
     assert rows(postgres, "SELECT count(*) FROM ledger WHERE version = 'new'") == [(20,)]
     assert leftovers(postgres, "ledger") == []
+
+
+def test_a_discarded_merge_drops_its_staging_and_releases_the_lease(
+    spark: Any, postgres: Postgres, orders: str
+) -> None:
+    """What a cancelled sequence does after begin_write: the staged rows go, the target and the lease stay free."""
+    loaded = load_config(merge_config(postgres, orders, CHANGES, delete_when="op = 'D'"), environ=ENV)
+    writer = loaded.sequences[0].writer
+    staged = writer.begin_write(spark.sql(CHANGES))
+    assert leftovers(postgres, "orders") != []  # the rows are staged beside the target
+    staged.discard()
+    assert leftovers(postgres, "orders") == []
+    assert rows(postgres, "SELECT id, status FROM orders ORDER BY id") == [(1, "new"), (2, "new"), (3, "new")]
+    assert rows(postgres, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]
+    # the next write takes the lease and merges
+    again = writer.begin_write(spark.sql(CHANGES))
+    again.commit()
+    assert again.changes == {"rows_inserted": 1, "rows_updated": 2, "rows_deleted": 1}
