@@ -569,3 +569,42 @@ def test_a_credential_rotation_does_not_append_twice_and_no_secret_is_recorded(
         conn.execute("DELETE FROM public.rotated")
     third = run(0)
     assert third["appended"] == "succeeded" and third["flaky"] == "reused" and rows() == 3
+
+
+def test_a_retry_on_spark_connect_reuses_only_what_is_still_there(spark_connect: Any, tmp_path: Path) -> None:
+    """On Spark Connect the server lists the targets (``binaryFile``), the client keeps the log."""
+    from spark_job.config.validation import load_config
+    from spark_job.engine.runner import PipelineRunner
+
+    flag = tmp_path / "flag.csv"
+    write_csv(flag, "ok", ["0"])
+    out = tmp_path / "out"
+
+    def target(name: str, **extra: Any) -> dict[str, Any]:
+        return {"type": "parquet", "path": str(out / name), "atomic": False, **extra}
+
+    document = {
+        "app_name": "connect-resume",
+        "sources": {"flag": csv_source(flag)},
+        "sequences": [
+            {"name": "batch", "query": "SELECT id FROM range(4)", "target": target("batch", mode="append")},
+            {"name": "kept", "query": "SELECT id FROM range(2)", "target": target("kept")},
+            {"name": "gone", "query": "SELECT id FROM range(3)", "target": target("gone")},
+            {**flaky(flag, "report", out / "report", reads="SELECT count(*) AS n FROM batch")},
+        ],
+    }
+    document["sequences"][3]["target"]["atomic"] = False
+
+    def run() -> dict[str, Any]:
+        config = load_config(document)
+        runner = PipelineRunner(config, spark=spark_connect, run_key="connect-1", state_dir=str(tmp_path / "state"))
+        return {n: s["status"] for n, s in runner.run()["sequences"].items()}
+
+    assert run() == {"batch": "succeeded", "kept": "succeeded", "gone": "succeeded", "report": "failed"}
+    import shutil
+
+    shutil.rmtree(out / "gone")
+    write_csv(flag, "ok", ["1"])
+    assert run() == {"batch": "reused", "kept": "reused", "gone": "succeeded", "report": "succeeded"}
+    assert spark_connect.read.parquet(str(out / "batch")).count() == 4
+    assert spark_connect.read.parquet(str(out / "report")).first().n == 4

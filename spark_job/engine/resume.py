@@ -226,7 +226,7 @@ class ResumedRun:
             result = None
             if spark is not None and self.needs_copy(seq):
                 uri = f"{self.log.folder}/results/{seq.name}-{uuid.uuid4().hex[:12]}"
-                spark.table(seq.name).write.mode("errorifexists").parquet(uri)
+                spark.table(seq.name).write.mode("error").parquet(uri)
                 result = {"uri": uri, "state": files_state(spark, uri, False)}
             self.log.record(
                 seq.name,
