@@ -315,23 +315,33 @@ def test_a_deleted_or_changed_target_is_written_again_not_reused(
                 "query": "SELECT id FROM range(6)",
                 "target": {"type": "parquet", "path": str(out / "lost"), "mode": "append"},
             },
+            {
+                "name": "tabled",
+                "query": "SELECT id FROM range(7)",
+                "target": {"type": "table", "table": "resume_tabled"},
+            },
             flaky(flag, target=out / "flaky"),
         ],
     }
+    spark.sql("DROP TABLE IF EXISTS resume_tabled")
     run = tries(tmp_path, document)
     assert run(1)["flaky"] == "failed"
     shutil.rmtree(out / "gone")  # deleted between the tries
+    spark.sql("DROP TABLE resume_tabled")
     spark.range(100, 102).write.mode("append").parquet(str(out / "added"))  # another writer added files
     lost = sorted((out / "lost").glob("part-*"))
     lost[0].unlink()  # a committed file is gone
     second = run(1)
     assert second["kept"] == "reused" and second["added"] == "reused"
-    assert second["gone"] == "succeeded" and second["lost"] == "succeeded"
+    assert second["gone"] == second["lost"] == second["tabled"] == "succeeded"
+    assert spark.read.table("resume_tabled").count() == 7
     assert spark.read.json(str(out / "gone")).count() == 4
     assert spark.read.parquet(str(out / "added")).count() == 5 + 2
     write_csv(flag, "ok", ["1"])
     third = run(0)
     assert third["flaky"] == "succeeded" and third["gone"] == third["lost"] == third["kept"] == "reused"
+    assert third["tabled"] == "reused"
+    spark.sql("DROP TABLE resume_tabled")
 
 
 def test_a_changed_rule_source_or_upstream_runs_again_and_reused_rules_keep_their_figures(
