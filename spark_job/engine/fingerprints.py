@@ -42,6 +42,12 @@ RESULT_NEUTRAL_SQL_CONF = (
     "spark.sql.warehouse.dir",
 )
 """``spark.sql.*`` settings that change how fast a query runs, not what it returns."""
+DESCRIBED_APART = frozenset(
+    {"name", "path", "cache", "writer", "quarantine_writer", "depends_on", "reads_sources", "query", "target"}
+    | {"expectations", "quarantine", "min_rows", "max_rows"}
+)
+"""Fields of a sequence hashed in a form of their own, or not hashed (its name, config path, caching);
+every other field (``incremental`` ...) is hashed as it is, credentials left out."""
 
 
 def without_credentials(value: Any, key: str = "") -> Any:
@@ -104,4 +110,16 @@ class Fingerprints:
             "sources": sources,
             "reads": {name: self.of(self.sequences[name]) for name in seq.depends_on if name in self.sequences},
             "sql_conf": self.conf,
+            "settings": {
+                f.name: without_credentials(plain(getattr(seq, f.name)))
+                for f in dataclasses.fields(seq)
+                if f.name not in DESCRIBED_APART
+            },
         }
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON-able data (a dataclass as its fields)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
