@@ -11,6 +11,7 @@ from typing import Any
 from spark_job.config.document import child_path
 from spark_job.config.drafts import PipelineDraft
 from spark_job.config.graph import SequenceGraph
+from spark_job.config.lakehouse import pipeline_entries, session_conf, table_uses
 from spark_job.config.masking import literal_secrets, redacted_conf
 from spark_job.config.model import PipelineConfig, SequenceSpec, SourceSpec
 from spark_job.config.variables import Substitution, escape
@@ -57,6 +58,8 @@ def build_config(checked: CheckedPipeline, substitution: Substitution, file: str
     entries.extend(q.quarantine for q in checked.sequences if q.quarantine is not None)
     secrets = literal_secrets(substitution.secrets, entries, spark_conf)
     conf = {VARIABLE_SUBSTITUTE: "false", **{str(k): conf_value(v) for k, v in spark_conf.items()}}
+    # Delta and Iceberg need SQL extensions and catalogs, some of them static: set when the session is built.
+    conf.update(session_conf(table_uses(pipeline_entries(checked.sources, checked.sequences)), conf))
     referenced = {key for key in conf if f"spark_conf.{key}" in substitution.secret_paths}
     config = PipelineConfig(
         app_name=str(keys["app_name"]),

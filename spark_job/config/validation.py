@@ -26,6 +26,7 @@ from spark_job.config.expectations import parse_expectations
 from spark_job.config.fields import Field, describe_value
 from spark_job.config.graph import SequenceGraph
 from spark_job.config.incremental import incremental_specs
+from spark_job.config.lakehouse import check_uses, pipeline_entries, table_uses
 from spark_job.config.masking import masked_problems
 from spark_job.config.model import (
     LISTED_SOURCE_ID,
@@ -187,6 +188,7 @@ class Validator:
             [*read_files, *self.parser.query_files],
         )
         check_overlaps(uses, self.report)
+        check_uses(table_uses(pipeline_entries(sources, sequences)), spark_conf, self.report)
         if isinstance(keys.get("max_parallel"), int) and keys["max_parallel"] < 1:
             self.report("max_parallel", "must be at least 1 (1 runs the sequences one after the other)")
         if self.problems:

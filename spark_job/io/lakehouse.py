@@ -1,0 +1,462 @@
+"""Delta Lake and Apache Iceberg sources and targets, as path tables (``path:``) or catalog tables
+(``table:``).
+
+``overwrite`` and ``append`` are the format's own transaction: a version is either committed whole or
+not at all, so no staging folder is swapped in. A write whose data-quality rules fail after it committed
+is rolled back to the version before it (Delta ``RESTORE``, Iceberg ``rollback_to_snapshot``).
+``merge`` and ``scd2`` take the incoming rows in (cached, keys checked, rules counted) when the write
+begins and run one MERGE at the commit (``spark_job.io.lake_merge``), so a failing rule merges nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from spark_job.config.fields import Field
+from spark_job.config.lakehouse import FORMAT_NAMES
+from spark_job.config.merge import MERGE_FIELDS, MERGE_MODES, SCD2_COLUMNS, MergeSpec, check_merge
+from spark_job.config.paths import PathLocation
+from spark_job.config.targets import canonical_catalog_table, canonical_path
+from spark_job.io.base import (
+    SAVE_MODES,
+    BaseReader,
+    BaseWriter,
+    ReadPlan,
+    Report,
+    StagedWrite,
+    WritePlan,
+    check_one_of,
+    readers,
+    writers,
+)
+from spark_job.io.incoming import DELETE_FLAG, MergeError, prepare_incoming, schema_changes
+from spark_job.io.lake_merge import ACTION, by_name, merge_statement, pruning_condition, scd2_source, scd2_statement
+from spark_job.io.lake_tables import LakeTable, quote
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger("sparkpipe")
+
+TABLE_FIELDS: dict[str, Field] = {
+    "path": Field("str", doc="the table's folder on any filesystem Spark reaches (a path table)"),
+    "table": Field("str", doc="the table's name in a catalog: [catalog.]namespace.table"),
+}
+WAREHOUSE_FIELD = Field(
+    "str",
+    doc="with table: <catalog>.<namespace>.<table>, the warehouse path sparkpipe makes <catalog> an Iceberg "
+    "(Hadoop) catalog over, unless spark_conf configures that catalog",
+)
+
+
+def lake_table(fmt: str, spec: Mapping[str, Any]) -> LakeTable:
+    return LakeTable(fmt, path=spec.get("path"), table=spec.get("table"))
+
+
+def check_table(spec: Mapping[str, Any], fmt: str, report: Report) -> None:
+    check_one_of(spec, ("path", "table"), report)
+    if "warehouse" in spec and "table" not in spec:
+        report("warehouse", "applies to a catalog table (table:): a path table needs no catalog")
+    path = spec.get("path")
+    if fmt == "iceberg" and isinstance(path, str) and "${" not in path:
+        segments = [s for s in canonical_path(path).segments if s]
+        if len(segments) < 3:
+            report(
+                "path", f"{path!r}: an Iceberg path table is at least three folders deep: <warehouse>/<folder>/<table>"
+            )
+
+
+class LakeReader(BaseReader):
+    """A Delta or Iceberg table, at its current version or at ``version`` / ``timestamp`` (time travel)."""
+
+    fields: ClassVar[dict[str, Field]] = {
+        **TABLE_FIELDS,
+        "version": Field("int", doc="read this version (Delta) or snapshot id (Iceberg) instead of the current one"),
+        "timestamp": Field("str", doc="read the version current at this time, e.g. '2024-01-05 00:00:00'"),
+    }
+
+    @classmethod
+    def check(cls, spec: Mapping[str, Any], report: Report) -> None:
+        check_table(spec, cls.type_name, report)
+        if "version" in spec and "timestamp" in spec:
+            report("timestamp", "give either version or timestamp, not both")
+        if "schema" in spec:
+            report("schema", f"a {FORMAT_NAMES[cls.type_name]} table has its own schema: remove schema")
+
+    def plan(self) -> ReadPlan:
+        return ReadPlan(
+            format=self.type_name,
+            options=self.options(),
+            path=self.spec.get("path"),
+            table=self.spec.get("table"),
+        )
+
+    def source_location(self) -> PathLocation | None:
+        path = self.spec.get("path")
+        return canonical_path(path) if isinstance(path, str) and "${" not in path else None
+
+    def read(self, spark: SparkSession) -> DataFrame:
+        table = lake_table(self.type_name, self.spec)
+        table.prepare(spark)
+        travel = ""
+        if self.spec.get("version") is not None:
+            travel = f" VERSION AS OF {int(self.spec['version'])}"
+        elif self.spec.get("timestamp") is not None:
+            stamp = str(self.spec["timestamp"]).replace("\\", "\\\\").replace("'", "\\'")
+            travel = f" TIMESTAMP AS OF '{stamp}'"
+        return spark.sql(f"SELECT * FROM {table.name}{travel}")
+
+
+@readers.register
+class DeltaReader(LakeReader):
+    """A Delta Lake table (``path`` or ``table``), optionally at a ``version`` or ``timestamp``."""
+
+    type_name = "delta"
+
+
+@readers.register
+class IcebergReader(LakeReader):
+    """An Apache Iceberg table (``path`` or ``table``), optionally at a snapshot ``version`` or ``timestamp``."""
+
+    type_name = "iceberg"
+    fields: ClassVar[dict[str, Field]] = {**LakeReader.fields, "warehouse": WAREHOUSE_FIELD}
+
+
+class LakeWriter(BaseWriter):
+    """A Delta or Iceberg table: ``overwrite``, ``append``, ``error``, ``ignore`` in the format's own
+    transaction, ``merge`` and ``scd2`` through one MERGE.
+
+    ``commit_properties`` (set before the write begins) are recorded with the commit: Delta's
+    ``userMetadata`` (as JSON), Iceberg's snapshot properties; :meth:`committed_properties` reads them back.
+    """
+
+    modes: ClassVar[tuple[str, ...]] = SAVE_MODES + MERGE_MODES
+    fields: ClassVar[dict[str, Field]] = {**TABLE_FIELDS, **MERGE_FIELDS}
+
+    commit_properties: Mapping[str, str] = {}
+
+    @classmethod
+    def check(cls, spec: Mapping[str, Any], report: Report) -> None:
+        check_table(spec, cls.type_name, report)
+        check_merge(spec, report)
+        if spec.get("dynamic_partition_overwrite"):
+            if not spec.get("partition_by"):
+                report("dynamic_partition_overwrite", "replaces the partitions written and needs partition_by")
+            elif spec.get("mode", "overwrite") != "overwrite" and spec.get("mode") not in MERGE_MODES:
+                report("dynamic_partition_overwrite", "applies to mode overwrite only")
+        if spec.get("mode") == "scd2":
+            lowered = {c.lower() for c in (spec.get("merge_keys") or [])}
+            taken = [c for c in SCD2_COLUMNS if c in lowered]
+            if taken:
+                report("merge_keys", f"{taken[0]} is a column scd2 adds: name it otherwise")
+
+    def table(self) -> LakeTable:
+        return lake_table(self.type_name, self.spec)
+
+    def plan(self) -> WritePlan:
+        return WritePlan(
+            format=self.type_name,
+            mode=self.mode,
+            options=self.options(),
+            path=self.spec.get("path"),
+            table=self.spec.get("table"),
+            method="saveAsTable" if "table" in self.spec else "save",
+            partition_by=self.partition_by(),
+        )
+
+    def target_key(self) -> str:
+        if "table" in self.spec:  # the same table as a `table` target naming it
+            return "table:" + canonical_catalog_table(str(self.spec["table"]))
+        return super().target_key()
+
+    def can_stage(self, spark: SparkSession) -> bool:
+        """A merge stages its incoming rows (cached and checked) and merges at the commit; overwrite and
+        append commit a version at once and roll it back on a discard."""
+        return True
+
+    # -- overwrite, append, error, ignore --------------------------------------------------------
+    def begin_write(self, df: DataFrame) -> StagedWrite:
+        spark = df.sparkSession
+        table = self.table()
+        table.prepare(spark)
+        if self.mode in MERGE_MODES:
+            return self.begin_merge(df, table)
+        before = table.version(spark)
+        self.save_version(self.prepare(df), table, exists=before is not None)
+        after = table.version(spark)
+        if after == before:  # ignore on an existing table: nothing was written
+            return StagedWrite(lambda: None)
+        return StagedWrite(lambda: None, lambda: table.rollback(spark, before, after))
+
+    def save_version(self, df: DataFrame, table: LakeTable, exists: bool) -> None:
+        """Write ``df`` as one new version of ``table`` in the format's own transaction."""
+        mode, partitions, props = self.mode, self.partition_by(), dict(self.commit_properties)
+        dynamic = mode == "overwrite" and bool(partitions) and self.options().get("partitionOverwriteMode") == "dynamic"
+        if self.type_name == "delta":
+            writer = df.write.format("delta").options(**self.options())
+            if props:
+                writer = writer.option("userMetadata", json.dumps(props, sort_keys=True))
+            if mode == "overwrite" and not dynamic:
+                writer = writer.option("overwriteSchema", "true")
+            writer = writer.mode(mode)
+            if partitions:
+                writer = writer.partitionBy(*partitions)
+            if table.table is not None:
+                writer.saveAsTable(table.table)
+            else:
+                writer.save(str(table.path))
+            return
+        v2 = df.writeTo(table.name).options(
+            **{k: v for k, v in self.options().items() if k != "partitionOverwriteMode"}
+        )
+        for key, value in props.items():
+            v2 = v2.option(f"snapshot-property.{key}", value)
+        if exists:
+            if mode == "error":
+                raise ValueError(f"{table.describe()} exists and the mode is error")
+            if mode == "ignore":
+                return
+            if mode == "append":
+                v2.append()
+            elif dynamic:
+                v2.overwritePartitions()
+            else:
+                self._partitioned(v2, partitions).createOrReplace()
+            return
+        self._partitioned(v2, partitions).create()
+
+    @staticmethod
+    def _partitioned(v2: Any, partitions: tuple[str, ...]) -> Any:
+        if not partitions:
+            return v2
+        from pyspark.sql import functions as F
+
+        return v2.partitionedBy(*[F.col(c) for c in partitions])
+
+    def committed_properties(self, spark: SparkSession) -> dict[str, str]:
+        """The properties the table's current version was committed with (see ``commit_properties``)."""
+        table = self.table()
+        table.prepare(spark)
+        if not table.exists(spark):
+            return {}
+        if self.type_name == "delta":
+            rows = spark.sql(f"DESCRIBE HISTORY {table.name} LIMIT 1").select("userMetadata").collect()
+            text = rows[0][0] if rows else None
+            return {str(k): str(v) for k, v in json.loads(text).items()} if text else {}
+        return table.last_summary(spark)
+
+    # -- merge, scd2 -----------------------------------------------------------------------------
+    def begin_merge(self, df: DataFrame, table: LakeTable) -> StagedWrite:
+        """Take the incoming rows in: cached, keys checked (the job that also counts the rules' failures),
+        the columns compared with the target's under ``on_schema_change``, the partitions they touch found.
+        The commit runs the one MERGE (or creates the table from them); a discard merges nothing."""
+        spark = df.sparkSession
+        merge = MergeSpec.of(self.spec)
+        assert merge is not None
+        sequence = self.sequence or table.describe()
+        where = f"sequence {sequence}: {table.describe()}"
+        cached = df.persist()
+        try:
+            incoming = prepare_incoming(cached, merge, sequence)
+            if merge.latest_by:  # no key check ran: one job takes the rows in (and counts the rules)
+                cached.count()
+            exists = table.exists(spark)
+            target_columns = table.columns(spark) if exists else []
+            data_columns = [c for c in target_columns if merge.mode != "scd2" or c.lower() not in SCD2_COLUMNS]
+            if merge.mode == "scd2" and exists:
+                missing = [c for c in SCD2_COLUMNS if c not in {t.lower() for t in target_columns}]
+                if missing:
+                    raise MergeError(f"{where} has no {', '.join(missing)} column: it is not an scd2 table")
+            changes = (
+                schema_changes(incoming.columns, data_columns, merge.on_schema_change, where=where, keys=merge.keys)
+                if exists
+                else None
+            )
+            partitions = table.partition_columns(spark) if exists else list(self.partition_by())
+            pruning = self.touched_partitions(incoming, partitions, merge)
+        except BaseException:
+            cached.unpersist()
+            raise
+
+        def commit() -> dict[str, int]:
+            try:
+                if changes:
+                    self.change_columns(spark, table, changes, incoming)
+                if not exists:
+                    return self.create_from(incoming, table, merge)
+                columns = table.columns(spark)
+                if merge.mode == "merge":
+                    return self.merge_into(spark, table, incoming, columns, merge, pruning)
+                return self.scd2_into(spark, table, incoming, columns, merge, pruning)
+            finally:
+                cached.unpersist()
+
+        def discard() -> None:
+            cached.unpersist()
+
+        return StagedWrite(commit, discard)
+
+    @staticmethod
+    def touched_partitions(incoming: DataFrame, partitions: list[str], merge: MergeSpec) -> str:
+        """The condition restricting the target to the partitions the incoming rows touch: only when
+        every partition column is a merge key (a row never moves partition then), else empty."""
+        keys = {k.lower() for k in merge.keys}
+        if not partitions or not all(p.lower() in keys for p in partitions):
+            return ""
+        names = by_name(incoming.columns, partitions)
+        if len(names) != len(partitions):
+            return ""
+        values = incoming.select(*[quote(names[p.lower()]) for p in partitions]).distinct().limit(2001).collect()
+        return pruning_condition(partitions, [tuple(r) for r in values])
+
+    def change_columns(self, spark: SparkSession, table: LakeTable, changes: Any, incoming: DataFrame) -> None:
+        """Add the new columns (and, with ``sync``, drop the ones the rows lack) before merging."""
+        types = {f.name.lower(): f.dataType.simpleString() for f in incoming.schema.fields}
+        if changes.added:
+            added = ", ".join(f"{quote(c)} {types[c.lower()]}" for c in changes.added)
+            spark.sql(f"ALTER TABLE {table.name} ADD COLUMNS ({added})")
+        if changes.dropped:
+            if self.type_name == "delta":  # dropping a column needs Delta's column mapping by name
+                spark.sql(
+                    f"ALTER TABLE {table.name} SET TBLPROPERTIES ('delta.columnMapping.mode' = 'name', "
+                    "'delta.minReaderVersion' = '2', 'delta.minWriterVersion' = '5')"
+                )
+            for column in changes.dropped:
+                spark.sql(f"ALTER TABLE {table.name} DROP COLUMN {quote(column)}")
+        log.warning(
+            "sparkpipe: %s: columns added %s, dropped %s (on_schema_change)",
+            table.describe(),
+            list(changes.added),
+            list(changes.dropped),
+        )
+
+    def create_from(self, incoming: DataFrame, table: LakeTable, merge: MergeSpec) -> dict[str, int]:
+        """A target that does not exist yet is created from the first run's rows."""
+        from pyspark.sql import functions as F
+
+        rows = incoming
+        if merge.mode == "scd2":
+            rows = scd2_source(incoming, None, merge, self.run_time())
+            rows = rows.drop(ACTION)
+        elif DELETE_FLAG in rows.columns:
+            rows = rows.where(F.col(DELETE_FLAG) == 0).drop(DELETE_FLAG)
+        counted = rows.persist()
+        try:
+            inserted = counted.count()
+            self.save_version(counted, table, exists=False)
+        finally:
+            counted.unpersist()
+        return {"rows_inserted": inserted, "rows_updated": 0, "rows_deleted": 0}
+
+    def run_time(self) -> dt.datetime:
+        return dt.datetime.now().replace(microsecond=0)
+
+    def merge_into(
+        self,
+        spark: SparkSession,
+        table: LakeTable,
+        incoming: DataFrame,
+        columns: list[str],
+        merge: MergeSpec,
+        pruning: str,
+    ) -> dict[str, int]:
+        view = f"sparkpipe_merge_{uuid.uuid4().hex[:12]}"
+        incoming.createOrReplaceTempView(view)
+        try:
+            before = table.last_summary(spark) if self.type_name == "iceberg" else {}
+            statement = merge_statement(table.name, view, incoming.columns, columns, merge, pruning)
+            result = self.run_merge(spark, statement)
+            if self.type_name == "delta":
+                row = result[0].asDict() if result else {}
+                return {
+                    "rows_inserted": int(row.get("num_inserted_rows") or 0),
+                    "rows_updated": int(row.get("num_updated_rows") or 0),
+                    "rows_deleted": int(row.get("num_deleted_rows") or 0),
+                }
+            return self.iceberg_counts(spark, table, incoming, merge, before)
+        finally:
+            spark.catalog.dropTempView(view)
+
+    def run_merge(self, spark: SparkSession, statement: str) -> list[Any]:
+        if self.type_name == "delta" and self.commit_properties:
+            key = "spark.databricks.delta.commitInfo.userMetadata"
+            spark.conf.set(key, json.dumps(dict(self.commit_properties), sort_keys=True))
+            try:
+                return spark.sql(statement).collect()
+            finally:
+                spark.conf.unset(key)
+        return spark.sql(statement).collect()
+
+    @staticmethod
+    def iceberg_counts(
+        spark: SparkSession, table: LakeTable, incoming: DataFrame, merge: MergeSpec, before: Mapping[str, str]
+    ) -> dict[str, int]:
+        """Iceberg's snapshot summary gives the change of the table's row count: without ``delete_when``
+        and ``merge_condition`` every incoming row is inserted or updates its key, which fixes the three
+        counts; otherwise they are not known (left out of the metrics)."""
+        after = table.last_summary(spark)
+        if merge.delete_when or merge.condition or "total-records" not in after:
+            return {}
+        grown = int(after["total-records"]) - int(before.get("total-records", 0))
+        taken = incoming.count()  # the cached rows: no second pass over the query
+        return {"rows_inserted": grown, "rows_updated": taken - grown, "rows_deleted": 0}
+
+    def scd2_into(
+        self,
+        spark: SparkSession,
+        table: LakeTable,
+        incoming: DataFrame,
+        columns: list[str],
+        merge: MergeSpec,
+        pruning: str,
+    ) -> dict[str, int]:
+        from pyspark.sql import functions as F
+
+        names = by_name(columns, [c for c in incoming.columns if c != DELETE_FLAG])
+        keys = [names[k.lower()] for k in merge.keys]
+        touched = incoming.select(
+            *[
+                F.col(quote(c)).alias(names[c.lower()])
+                for c in incoming.columns
+                if c.lower() in {k.lower() for k in keys}
+            ]
+        )
+        current = spark.sql(f"SELECT * FROM {table.name} t WHERE TRUE{pruning}").join(
+            touched.distinct(), on=keys, how="left_semi"
+        )
+        source = scd2_source(incoming, current, merge, self.run_time(), names).persist()
+        view = f"sparkpipe_scd2_{uuid.uuid4().hex[:12]}"
+        try:
+            counted = source.groupBy(ACTION).count().collect()
+            counts = {str(r[0]): int(r[1]) for r in counted}
+            source.drop(ACTION).createOrReplaceTempView(view)
+            ordered = [c for c in columns]
+            self.run_merge(spark, scd2_statement(table.name, view, ordered, keys, pruning))
+        finally:
+            spark.catalog.dropTempView(view)
+            source.unpersist()
+        return {
+            "rows_inserted": counts.get("insert", 0),
+            "rows_updated": counts.get("update", 0),
+            "rows_deleted": counts.get("delete", 0),
+        }
+
+
+@writers.register
+class DeltaWriter(LakeWriter):
+    """A Delta Lake table (``path`` or ``table``); modes overwrite, append, error, ignore, merge, scd2."""
+
+    type_name = "delta"
+
+
+@writers.register
+class IcebergWriter(LakeWriter):
+    """An Apache Iceberg table (``path`` or ``table``); modes overwrite, append, error, ignore, merge, scd2."""
+
+    type_name = "iceberg"
+    fields: ClassVar[dict[str, Field]] = {**LakeWriter.fields, "warehouse": WAREHOUSE_FIELD}
