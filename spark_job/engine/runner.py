@@ -34,6 +34,7 @@ from spark_job.engine.scheduler import (
 from spark_job.engine.sequence_run import SequenceRun
 from spark_job.engine.source_cache import SharedSources
 from spark_job.errors import PipelineFailed, short_error
+from spark_job.io.lake_tables import require_formats
 from spark_job.markers import APPLICATION_MARKER, METRICS_MARKER, marker_line
 from spark_job.outcomes import SequenceState, run_summary
 
@@ -186,6 +187,7 @@ class BasePipeline:
                 self.max_parallel = self.metrics.max_parallel = default_max_parallel(session_cores(self.spark))
             log.debug("sparkpipe: running on a %s", self.capabilities.describe())
             self.capabilities.prepare_run()
+            require_formats(self.spark, self.config)  # a Delta or Iceberg jar missing: said before any job
             self.metrics.spark_app_id = self.capabilities.application_id()
             # The application's id and live UI address, for whoever follows the driver's output.
             application = {"app_id": self.metrics.spark_app_id, "ui_url": self.capabilities.ui_url()}
