@@ -58,13 +58,15 @@ class SparkPipelineOperator(BaseOperator):
         poll_interval: seconds between two status checks of a remote run.
         outlets: Assets the task updates; by default the config's targets that have a stable URI.
         validate_at_parse: validate the config when the DAG file is parsed (default True).
+        full_refresh: the pipeline's incremental sequences read all their sources and replace their
+            targets (templated: ``"{{ params.full_refresh }}"``; true/false, yes/no, 1/0 as text).
         openlineage_inject_parent_job_info: with the openlineage provider installed and enabled, give
             the run the ``spark.openlineage.parent*`` properties of this task, so that the
             openlineage-spark listener's events name the Airflow task as their parent (default True;
             the transport is never passed: see docs/lineage.md).
     """
 
-    template_fields: Sequence[str] = ("config", "vars")
+    template_fields: Sequence[str] = ("config", "vars", "full_refresh")
     template_ext: Sequence[str] = CONFIG_SUFFIXES
     template_fields_renderers = {"config": "yaml", "vars": "json"}
     # One link for every runtime: each hook's run_url says where its runs are shown.
@@ -82,6 +84,7 @@ class SparkPipelineOperator(BaseOperator):
         poll_interval: float = 10.0,
         validate_at_parse: bool = True,
         openlineage_inject_parent_job_info: bool = True,
+        full_refresh: bool | str = False,
         **kwargs: Any,
     ) -> None:
         outlets_given = kwargs.get("outlets") is not None
@@ -94,6 +97,7 @@ class SparkPipelineOperator(BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.poll_interval = poll_interval
         self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
+        self.full_refresh: Any = full_refresh
         self._metrics: dict[str, Any] | None = None
         self._hook: SparkPipelineHook[Any] | None = None
         self._run: PipelineRun | None = None
@@ -217,6 +221,8 @@ class SparkPipelineOperator(BaseOperator):
         self._log_plan(pipeline, runtime)
         hook = hook_class(runtime)
         document = pipeline.to_document()
+        if full_refresh_of(self.full_refresh, self._where()):
+            document = {**document, "full_refresh": True}
         if self.openlineage_inject_parent_job_info:
             from airflow_provider_sparkpipe.lineage import parent_job_properties
 
@@ -487,6 +493,18 @@ def _first_line(text: Any) -> str:
     lines = [line for line in str(text or "").splitlines() if line.strip()]
     # Spark ends the line before its query plan with a ";": the message's own separators follow it.
     return lines[0].strip().rstrip(";") if lines else "no error was reported"
+
+
+def full_refresh_of(value: Any, where: str) -> bool:
+    """The operator's ``full_refresh`` once rendered: a boolean, or its text (true/false, yes/no, 1/0)."""
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off", "", "none"):
+        return False
+    raise SparkPipelineConfigError(f"{where}: full_refresh is {value!r}: give true or false")
 
 
 def _task_key(context: Context) -> str:
