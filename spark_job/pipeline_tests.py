@@ -294,7 +294,9 @@ def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestRes
             if rules.active:
                 # The rules as the run applies them: counted on the result, drop/quarantine rows left out.
                 rules.check_types(df)
-                df = rules.evaluated(df)  # each condition once per row, as the run evaluates it
+                # Each condition once per row, and the rows computed once: the counts and the rows the
+                # readers see are of the same evaluation, as in a run.
+                df = capabilities_of(spark).computed_once(rules.evaluated(df))
                 row = df.agg(*rules.observed_columns()).first()
                 observed = row.asDict() if row is not None else {}
                 outcomes = rules.outcomes(observed)

@@ -97,6 +97,36 @@ def test_a_random_rule_puts_each_row_in_exactly_one_place(spark: Any, tmp_path: 
     assert failed["lucky"] == lucky_rejected + counts["rows_dropped"], failed
 
 
+@pytest.mark.parametrize(
+    "condition",
+    ["substr(uuid(), 1, 1) < '8'", "coin_flip(id)", "rand(7) + rand() > 1.0", "shuffle(array(0, 1))[0] = 1"],
+    ids=["uuid", "python-udf", "rand-sum", "shuffle"],
+)
+def test_each_kind_of_non_deterministic_condition_puts_each_row_once(
+    spark: Any, tmp_path: Path, condition: str
+) -> None:
+    """The class, not one function: ``uuid()``, a Python UDF marked non-deterministic, a sum of random
+    numbers and ``shuffle()``, each as a ``quarantine`` and a ``drop`` rule at once."""
+    import random
+
+    from pyspark.sql.functions import udf
+
+    spark.udf.register("coin_flip", udf(lambda _: random.random() > 0.5, "boolean").asNondeterministic())
+    seq = {
+        "name": "events",
+        "query": f"SELECT id FROM range(0, {ROWS}, 1, 4)",
+        "expectations": [
+            {"name": "kept", "condition": condition, "on_fail": "quarantine"},
+            {"name": "again", "condition": condition, "on_fail": "drop"},
+        ],
+        "quarantine": {"type": "parquet", "path": str(tmp_path / "q")},
+        "target": {"type": "parquet", "path": str(tmp_path / "o")},
+    }
+    target, quarantine, counts = split(spark, tmp_path, seq)
+    assert_each_row_once(target, quarantine, counts)
+    assert 0 < len(target) < ROWS and 0 < len(quarantine) < ROWS, counts
+
+
 def test_a_current_timestamp_rule_splits_the_rows_at_one_instant(spark: Any, tmp_path: Path) -> None:
     """``event_ts <= current_timestamp()`` over events a second apart around now: the target holds
     every event up to one instant and the quarantine every later one, none in both, none lost."""

@@ -94,6 +94,11 @@ class SessionCapabilities(ABC):
         """Settings a pipeline run needs on the session, made once before its first sequence (none by default)."""
         return None
 
+    @property
+    def run_settings(self) -> tuple[str, ...]:
+        """The settings ``prepare_run`` may change (a run on a session it did not make puts them back)."""
+        return ()
+
     # -- the session's own API modules ----------------------------------------------------------
     @property
     @abstractmethod
@@ -314,6 +319,10 @@ class ConnectSpark4(ConnectSession):
         # A 4.0 server waits 100 ms for the listener that collects a write's observed values, then
         # sends the response without them (SPARK-54279, fixed in 4.1).
         return self.server_4_0
+
+    @property
+    def run_settings(self) -> tuple[str, ...]:
+        return (self.PLAN_CACHE,) if self.server_4_0 else ()
 
     def prepare_run(self) -> None:
         # A 4.0 server reuses the plan it cached when the observed DataFrame was analysed (the writers

@@ -186,6 +186,7 @@ class BasePipeline:
             if not self.max_parallel_given:  # from the cores the session has
                 self.max_parallel = self.metrics.max_parallel = default_max_parallel(session_cores(self.spark))
             log.debug("sparkpipe: running on a %s", self.capabilities.describe())
+            self.remember_conf(self.spark, self.capabilities.run_settings)
             self.capabilities.prepare_run()
             require_formats(self.spark, self.config)  # a Delta or Iceberg jar missing: said before any job
             self.metrics.spark_app_id = self.capabilities.application_id()
