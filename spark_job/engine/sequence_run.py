@@ -110,6 +110,7 @@ class SequenceRun:
 
         ``result`` is the query's result (persisted when later sequences read it from memory)."""
         self.refuse_rules_without_counts()
+        self.warn_of_secrets_in_the_event_log()
         query = self.seq.query
         if self.incremental is not None:  # its source's new rows or files only
             if self.incremental.reads_files:
@@ -147,6 +148,21 @@ class SequenceRun:
         if self.sharing is ResultSharing.READ_BACK:
             committed_result(self.spark, self.seq, self.setting).createOrReplaceTempView(self.seq.name)
         return rows
+
+    def warn_of_secrets_in_the_event_log(self) -> None:
+        """Spark writes each query's plan graph to its event log node by node, through no redaction: a
+        secret value in the sequence's SQL (query or rule condition) gets there; say so, without it."""
+        texts = [self.seq.query, *(r.condition for r in self.rules.rules)]
+        if not any(self.mask(t) != t for t in texts):
+            return
+        if str(self.setting("spark.eventLog.enabled") or "").strip().lower() != "true":
+            return
+        log.warning(
+            "sparkpipe: sequence %s: its SQL holds a secret value and Spark's event log is on: Spark writes "
+            "the plan of each query there without redaction (sparkPlanInfo), so the value is in the event "
+            "log; pass secrets in the settings of sources and targets instead of in SQL text",
+            self.seq.name,
+        )
 
     def refuse_rules_without_counts(self) -> None:
         """Rules decided on counts cannot run where the counts never come (Spark Connect 3.5)."""
