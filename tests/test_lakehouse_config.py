@@ -192,3 +192,35 @@ def test_a_delta_target_on_a_spark_without_delta_says_what_to_add(tmp_path: Path
     assert f"no delta connector is published for Spark {spark}" in error
     assert run.metrics["sequences"]["other"]["status"] == "skipped"  # nothing ran
     assert not (tmp_path / "j").exists()
+
+
+def test_the_json_schema_covers_the_lake_keys() -> None:
+    import jsonschema
+
+    from spark_job.config.schema import config_schema
+
+    schema = config_schema()
+    good = pipeline(
+        {
+            "type": "delta",
+            "path": "/lake/o",
+            "mode": "merge",
+            "merge_keys": ["id"],
+            "delete_when": "op = 'D'",
+            "merge_condition": "t.at < s.at",
+            "deduplicate": {"latest_by": "at"},
+            "on_schema_change": "sync",
+        },
+        {
+            "type": "iceberg",
+            "table": "lake.crm.c",
+            "warehouse": "/wh",
+            "mode": "scd2",
+            "merge_keys": ["id"],
+            "scd2": {"updated_at": "at"},
+        },
+        src={"type": "delta", "path": "/lake/o", "version": 2},
+    )
+    jsonschema.validate(good, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(pipeline({"type": "delta", "path": "/lake/o", "mode": "upsert"}), schema)
