@@ -199,6 +199,9 @@ class Dialect:
             key (MySQL's TEXT), as Spark's ``createTableColumnTypes`` reads it.
         ddl_commits: a DDL statement commits the transaction at once (MySQL, MariaDB): the statements
             creating or altering a merge's target run before its transaction.
+        inserted_flag: with ``upsert: on_conflict``, a boolean over the rows an upsert returns that is true for
+            an inserted row (PostgreSQL ``(xmax = 0)``): the upsert then counts what it did in one statement;
+            None: the staged rows matching a target row are counted before it.
         spark_subprotocol: the subprotocol of the URL handed to Spark, when Spark has no dialect of
             its own for this one (MariaDB goes as ``jdbc:mysql:``, for which Spark uses its MySQL dialect).
         spark_parameter: the parameter added to that URL (``permitMysqlScheme=true``: MariaDB
@@ -234,6 +237,7 @@ class Dialect:
     drop_column: str = "ALTER TABLE {table} DROP COLUMN {column}"
     key_text_type: str | None = None
     ddl_commits: bool = False
+    inserted_flag: str | None = None
     spark_subprotocol: str | None = None
     spark_parameter: str = ""
     lineage_namespace: str | None = None
@@ -365,6 +369,7 @@ BUILT_IN = (
         schema_parameter=_search_path_schema,
         lease="advisory",
         upsert="on_conflict",
+        inserted_flag="(xmax = 0)",
         delete_join="using",
         update_join="from",
         lineage_namespace="postgres",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 DELETE_JOINS = ("exists", "using", "join")
 UPDATE_JOINS = ("correlated", "from", "join")
-COUNTS = ("deleted", "updated", "inserted", "probe", "upserted", "upserted_unknown")
+COUNTS = ("deleted", "updated", "inserted", "probe", "upserted", "upserted_unknown", "upserted_returning")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ class MergeStatement:
     query returning the staged rows to upsert and how many of them match a target row: those are
     updated, the others inserted); ``upserted`` (its update count is the rows inserted plus the rows
     updated); ``upserted_unknown`` (its update count says nothing exact: MySQL counts 1 per insert, 2 per
-    update and 0 or 1 for a row left as it was, so the probe's figures stand).
+    update and 0 or 1 for a row left as it was, so the probe's figures stand); ``upserted_returning`` (a
+    query running the upsert and returning the rows it inserted and the rows it updated).
     """
 
     sql: str
@@ -167,7 +168,14 @@ def _on_conflict(dialect: Dialect, p: _Parts) -> list[MergeStatement]:
         f"INSERT INTO {p.t} AS t ({p.target_columns}) SELECT {p.staged_columns} FROM {p.s} AS s WHERE {p.kept} "
         f"ON CONFLICT ({p.target_keys}) DO UPDATE SET {sets}{only_if}"
     )
-    return [p.probe(), MergeStatement(sql, "upserted")]
+    if dialect.inserted_flag is None:
+        return [p.probe(), MergeStatement(sql, "upserted")]
+    # One statement: each row it inserted or updated says which (PostgreSQL: xmax is 0 on an inserted row).
+    counted = (
+        f"WITH merged AS ({sql} RETURNING {dialect.inserted_flag} AS inserted) SELECT "
+        "SUM(CASE WHEN inserted THEN 1 ELSE 0 END), SUM(CASE WHEN inserted THEN 0 ELSE 1 END) FROM merged"
+    )
+    return [MergeStatement(counted, "upserted_returning")]
 
 
 def _on_duplicate_key(dialect: Dialect, p: _Parts) -> list[MergeStatement]:

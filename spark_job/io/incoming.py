@@ -94,11 +94,13 @@ def latest_per_key(df: DataFrame, keys: Sequence[str], latest_by: str) -> DataFr
     return df.withColumn(rank, F.row_number().over(window)).where(F.col(rank) == 1).drop(rank)
 
 
-def prepare_incoming(df: DataFrame, merge: MergeSpec, sequence: str) -> DataFrame:
+def prepare_incoming(df: DataFrame, merge: MergeSpec, sequence: str, check_duplicates: bool = True) -> DataFrame:
     """The incoming rows of sequence ``sequence``'s merge, ready to stage or to merge.
 
     Checks the columns the settings name; keeps the latest row per key (``deduplicate``) or raises
-    :class:`MergeError` on duplicate keys (one aggregation over the keys, before anything is written);
+    :class:`MergeError` on duplicate keys (one aggregation over the keys, before anything is written: a job
+    of its own, which computes the query once more; a writer that stages the rows where it can count the
+    keys more cheaply passes ``check_duplicates=False`` and calls :func:`describe_duplicates` itself);
     adds :data:`DELETE_FLAG` when ``delete_when`` is set. The columns keep the query's names and order."""
     from pyspark.sql import functions as F
 
@@ -106,7 +108,7 @@ def prepare_incoming(df: DataFrame, merge: MergeSpec, sequence: str) -> DataFram
     keys = [_find(df.columns, k) or k for k in merge.keys]
     if merge.latest_by:
         df = latest_per_key(df, keys, _find(df.columns, merge.latest_by) or merge.latest_by)
-    else:
+    elif check_duplicates:
         found = duplicate_keys(df, keys)
         if found:
             raise MergeError(describe_duplicates(sequence, keys, found))

@@ -15,7 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from spark_job.io.incoming import DELETE_FLAG, MergeError, SchemaChanges, schema_changes
+from spark_job.io.incoming import (
+    DELETE_FLAG,
+    DUPLICATE_SAMPLE,
+    MergeError,
+    SchemaChanges,
+    describe_duplicates,
+    schema_changes,
+)
 from spark_job.io.swap import table_exists
 from spark_job.merge_sql import MergeTables
 
@@ -35,9 +42,12 @@ CommitStep = Callable[[Any], None]
 """A step run on the transaction's JDBC connection just before it commits (e.g. storing a watermark)."""
 
 
-def _statement_rows(conn: Any, sql: str) -> list[list[Any]]:
+def _statement_rows(conn: Any, sql: str, limit: int = 0) -> list[list[Any]]:
+    """The rows of a query (the first ``limit`` when it is not 0)."""
     stmt = conn.createStatement()
     try:
+        if limit:
+            stmt.setMaxRows(limit)
         rs = stmt.executeQuery(sql)
         width = rs.getMetaData().getColumnCount()
         rows = []
@@ -164,6 +174,24 @@ class JdbcMerge:
         ]
         return ", ".join(typed) or None
 
+    def check_staged_keys(self, conn: Any, incoming: Sequence[str]) -> None:
+        """Raise :class:`MergeError` naming a sample of the keys the staged rows repeat (unless ``deduplicate``
+        kept one row per key): counted by the database on the staging table, before the target is touched,
+        instead of a Spark job computing the query once more."""
+        if self.merge.latest_by:
+            return
+        q = self.dialect.quote
+        keys = [_find(incoming, k) or k for k in self.merge.keys]
+        listed = ", ".join(q(k) for k in keys)
+        found = _statement_rows(
+            conn,
+            f"SELECT {listed}, COUNT(*) FROM {self.staging} GROUP BY {listed} HAVING COUNT(*) > 1",
+            limit=DUPLICATE_SAMPLE,
+        )
+        if found:
+            sample = [(tuple(_plain(v) for v in row[:-1]), int(row[-1])) for row in found]
+            raise MergeError(describe_duplicates(self.sequence, keys, sample))
+
     # -- the transaction ----------------------------------------------------------------------------
     def ddl(self, conn: Any, incoming: Sequence[str]) -> list[str]:
         """Creating a missing target from the staged columns (the keys its primary key), or the schema changes."""
@@ -225,6 +253,10 @@ class JdbcMerge:
                         counts["rows_inserted"] = int(rows) - int(matched)
                         counts["rows_updated"] = int(matched)
                         continue
+                    if statement.counts == "upserted_returning":
+                        [[inserted, updated]] = _statement_rows(conn, statement.sql)
+                        counts["rows_inserted"], counts["rows_updated"] = int(inserted or 0), int(updated or 0)
+                        continue
                     done = int(stmt.executeUpdate(statement.sql))
                     if statement.counts == "upserted":
                         counts["rows_updated"] = done - counts["rows_inserted"]
@@ -241,6 +273,11 @@ class JdbcMerge:
         finally:
             conn.setAutoCommit(True)
         return counts
+
+
+def _plain(value: Any) -> Any:
+    """A value the driver returned, as Python shows it (a Java object as its text)."""
+    return value if value is None or isinstance(value, (int, float, str, bool)) else str(value)
 
 
 def _typed(types: dict[str, str], column: str) -> str:

@@ -431,13 +431,14 @@ class JdbcWriter(StagingWriter):
                 plan.options["dbtable"], swap.staging, dialect_of(str(self.spec["url"])), merge, sequence
             )
             merging.prepare(conn, df.columns)
-            incoming = prepare_incoming(df, merge, sequence)
+            incoming = prepare_incoming(df, merge, sequence, check_duplicates=False)
             staged_options = {**plan.options, "dbtable": swap.staging}
             typed = merging.staging_types(incoming.schema)
             if typed:
                 given = staged_options.get("createTableColumnTypes")
                 staged_options["createTableColumnTypes"] = f"{given}, {typed}" if given else typed
             self.save(incoming, dataclasses.replace(plan, mode="overwrite", options=staged_options))
+            merging.check_staged_keys(conn, incoming.columns)
         except BaseException:
             self._end(swap, conn, lease)
             raise
