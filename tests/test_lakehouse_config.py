@@ -224,3 +224,17 @@ def test_the_json_schema_covers_the_lake_keys() -> None:
     jsonschema.validate(good, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(pipeline({"type": "delta", "path": "/lake/o", "mode": "upsert"}), schema)
+
+
+def test_lineage_names_lake_tables_as_the_naming_spec_does() -> None:
+    from airflow_provider_sparkpipe.lineage import dataset_name
+
+    config = load_config(
+        pipeline(
+            {"type": "delta", "path": "s3a://bucket/lake/orders"},
+            {"type": "iceberg", "table": "lake.crm.customers", "warehouse": "/wh"},
+            {"type": "delta", "table": "Sales.Orders"},
+        )
+    )
+    names = [dataset_name(s.writer.describe()) for s in config.sequences]
+    assert names == [("s3://bucket", "lake/orders"), ("lake", "crm.customers"), ("spark_catalog", "sales.orders")]
