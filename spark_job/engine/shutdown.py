@@ -103,7 +103,12 @@ class Termination:
 
     def report(self) -> dict[str, Any]:
         """Finish, log and write the metrics of a run that was terminated before it could."""
+        from spark_job.outcomes import SequenceState
+
         runner = self.runner
+        for figures in runner.metrics.sequences.values():
+            if not figures.status.finished and figures.started_at:  # still running when the driver ends
+                figures.status, figures.error = SequenceState.CANCELLED, "cancelled: the driver was terminated"
         runner.metrics.skip_pending("not run: the driver was terminated")
         runner.metrics.finish(error=runner.terminated or "terminated")
         document = runner.metrics.to_dict()
