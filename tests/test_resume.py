@@ -618,3 +618,40 @@ def test_a_retry_on_spark_connect_reuses_only_what_is_still_there(spark_connect:
     assert run() == {"batch": "reused", "kept": "reused", "gone": "succeeded", "report": "succeeded"}
     assert spark_connect.read.parquet(str(out / "batch")).count() == 4
     assert spark_connect.read.parquet(str(out / "report")).first().n == 4
+
+
+def test_what_counts_as_a_changed_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rules of ``target_state.changed`` on real local files (listed by this process), and row counts."""
+    import os
+
+    from spark_job.engine import target_state
+    from spark_job.engine.target_state import changed, files_state, recordable
+
+    target = tmp_path / "t"
+    (target / "p=1").mkdir(parents=True)
+    for name in ("p=1/part-0.parquet", "part-1.parquet", "_SUCCESS", ".part-1.parquet.crc"):
+        (target / name).write_text("rows")
+    committed = files_state(None, str(target), keep_names=True)
+    assert committed["files"] == 2 and [f[0] for f in committed["listing"]] == ["p=1/part-0.parquet", "part-1.parquet"]
+    (target / "_SUCCESS").unlink()  # Spark's markers and checksums are not data
+    assert changed(committed, files_state(None, str(target), True), append=False) is None
+    (target / "part-2.parquet").write_text("more")  # another writer's file: an append keeps what it committed
+    assert changed(committed, files_state(None, str(target), True), append=True) is None
+    assert changed(committed, files_state(None, str(target), False), append=False) is not None
+    os.utime(target / "part-1.parquet", (1, 1))  # a committed file rewritten
+    assert "rewritten" in str(changed(committed, files_state(None, str(target), True), append=True))
+    assert changed(committed, files_state(None, str(tmp_path / "none"), True), append=True) == "its target is gone"
+
+    monkeypatch.setattr(target_state, "MAX_LISTED", 1)  # too many names to keep: counts and bytes decide
+    kept = recordable(committed)
+    assert "listing" not in kept
+    assert changed(kept, files_state(None, str(target), True), append=True) is None
+    (target / "part-2.parquet").unlink()
+    (target / "part-1.parquet").unlink()
+    assert "fewer files" in str(changed(kept, files_state(None, str(target), True), append=True))
+
+    rows = {"kind": "jdbc", "rows": 5}
+    assert changed(rows, {"kind": "jdbc", "rows": 7}, append=True) is None
+    assert changed(rows, {"kind": "jdbc", "rows": 7}, append=False) is not None
+    assert changed(rows, {"kind": "jdbc", "rows": 4}, append=True) is not None
+    assert changed(rows, {"kind": "jdbc", "missing": True}, append=True) == "its target is gone"

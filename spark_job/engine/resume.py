@@ -27,7 +27,7 @@ from spark_job.engine.capabilities import capabilities_of
 from spark_job.engine.commit_log import CommitLog, StateNotWritable
 from spark_job.engine.fingerprints import Fingerprints
 from spark_job.engine.results import can_read_back
-from spark_job.engine.target_state import changed, files_state, target_state
+from spark_job.engine.target_state import changed, files_state, recordable, target_state
 from spark_job.errors import short_error
 from spark_job.outcomes import SequenceState
 
@@ -232,7 +232,7 @@ class ResumedRun:
                 seq.name,
                 {
                     "fingerprint": self.fingerprints.of(seq),
-                    "target_state": target_state(spark, seq),
+                    "target_state": recordable(target_state(spark, seq)),
                     "result": result,
                     "metrics": self.metrics[seq.name].to_dict(),
                 },

@@ -7,7 +7,8 @@ Per kind of target:
   files, recursively (names not starting with ``_`` or ``.``, so ``_SUCCESS``, ``_delta_log`` and
   Spark's staging are not counted), each with its size and modification time. An ``append`` target is
   unchanged while every file listed at the commit is still there, same size and time (others may add
-  files); any other mode while the listing is the same.
+  files; beyond ``MAX_LISTED`` files, while it holds as many files and bytes at least); any other mode
+  while the listing is the same.
 - a catalog table (``table``): it exists; where it has a location (a managed or external table, Delta,
   Iceberg), that location's listing as for a path.
 - a JDBC table: it exists and holds the rows it held after the commit (``append``: at least as many).
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
     from spark_job.io.base import WritePlan
 
 MISSING = "missing"
-MAX_LISTED = 100_000
-"""The most files whose names an ``append`` target's state keeps (beyond that, only their digest)."""
+MAX_LISTED = 10_000
+"""The most files whose names an ``append`` target's state keeps; beyond that, only their count and
+bytes, and the target counts as unchanged while it holds at least as many of both."""
 JDBC_CONNECTION_KEYS = ("url", "user", "password", "driver")
 
 
@@ -133,8 +135,16 @@ def files_state(spark: SparkSession | None, uri: str, keep_names: bool) -> dict[
         return {"kind": "files", MISSING: True}
     digest = hashlib.sha256(json.dumps(files).encode("utf-8")).hexdigest()
     state: dict[str, Any] = {"kind": "files", "files": len(files), "bytes": sum(f[1] for f in files), "digest": digest}
-    if keep_names and len(files) <= MAX_LISTED:
+    if keep_names:
         state["listing"] = [list(f) for f in files]
+    return state
+
+
+def recordable(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` as a commit record keeps it: without the file names beyond ``MAX_LISTED`` files (a
+    record per commit would grow too large)."""
+    if len(state.get("listing") or ()) > MAX_LISTED:
+        return {k: v for k, v in state.items() if k != "listing"}
     return state
 
 
@@ -199,8 +209,14 @@ def changed(before: dict[str, Any] | None, now: dict[str, Any], append: bool) ->
     if before.get("digest") == now.get("digest"):
         return None
     if append and "listing" in before:
-        current = {tuple(f) for f in (now.get("listing") or [])}
+        current = {tuple(f) for f in now.get("listing") or ()}
         if all(tuple(f) in current for f in before["listing"]):
             return None  # files were added, none of the committed ones changed
         return "files it committed are gone or were rewritten"
+    if append and "listing" not in before:  # too many files to keep their names
+        if int(now.get("files") or 0) >= int(before.get("files") or 0) and int(now.get("bytes") or 0) >= int(
+            before.get("bytes") or 0
+        ):
+            return None
+        return "it holds fewer files or bytes than after the commit"
     return "its files changed (names, sizes or modification times)"
