@@ -186,11 +186,14 @@ class LakeWriter(BaseWriter):
         table.prepare(spark)
         if self.mode in MERGE_MODES:
             return self.begin_merge(df, table)
-        before = table.version(spark)
-        self.save_version(self.prepare(df), table, exists=before is not None)
-        after = table.version(spark)
-        if after == before:  # ignore on an existing table: nothing was written
+        exists = table.exists(spark)  # Spark's analysis only: no job
+        if exists and self.mode == "ignore":  # nothing is written, no job runs (the rows written are 0)
             return StagedWrite(lambda: None)
+        if exists and self.mode == "error":
+            raise ValueError(f"{table.describe()} already exists and the mode is error: nothing was written")
+        before = table.version(spark) if exists else None
+        self.save_version(self.prepare(df), table, exists=exists)
+        after = table.version(spark)
         return StagedWrite(lambda: None, lambda: table.rollback(spark, before, after))
 
     def save_version(self, df: DataFrame, table: LakeTable, exists: bool) -> None:
@@ -217,10 +220,6 @@ class LakeWriter(BaseWriter):
         for key, value in props.items():
             v2 = v2.option(f"snapshot-property.{key}", value)
         if exists:
-            if mode == "error":
-                raise ValueError(f"{table.describe()} exists and the mode is error")
-            if mode == "ignore":
-                return
             if mode == "append":
                 v2.append()
             elif dynamic:
@@ -435,8 +434,9 @@ class LakeWriter(BaseWriter):
             counted = source.groupBy(ACTION).count().collect()
             counts = {str(r[0]): int(r[1]) for r in counted}
             source.drop(ACTION).createOrReplaceTempView(view)
-            ordered = [c for c in columns]
-            self.run_merge(spark, scd2_statement(table.name, view, ordered, keys, pruning))
+            # the source's columns: a target column the rows lack (append_new_columns) is left as it is
+            written = [c for c in source.columns if c != ACTION]
+            self.run_merge(spark, scd2_statement(table.name, view, written, keys, pruning))
         finally:
             spark.catalog.dropTempView(view)
             source.unpersist()
