@@ -5,11 +5,12 @@ under each policy, duplicate keys and a missing unique key refused before anythi
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from .conftest import MariaDB
 from .jars import spark_conf
-from .runs import run_driver
+from .runs import kill, run_driver, start_driver, wait_for
 
 CREDENTIALS = {"user": "${env:MARIADB_USER}", "password": "${env:MARIADB_PASSWORD}"}
 CHANGES = (
@@ -37,7 +38,19 @@ def sequence(db: MariaDB, name: str, table: str, query: str = CHANGES, **target:
 
 
 def test_merges_into_mariadb(mariadb: MariaDB, tmp_path: Path) -> None:
-    tables = ("upserted", "newer", "only_status", "drifted", "synced", "refused_drift", "dupes", "keyless")
+    tables = (
+        "upserted",
+        "newer",
+        "only_status",
+        "latest",
+        "ruled",
+        "broken",
+        "drifted",
+        "synced",
+        "refused_drift",
+        "dupes",
+        "keyless",
+    )
     mariadb.sql(
         f"DROP TABLE IF EXISTS {', '.join(tables)}, created;"
         + "".join(f"CREATE TABLE {t} {ORDERS}; INSERT INTO {t} VALUES {OLD};" for t in tables[:-1])
@@ -53,6 +66,19 @@ def test_merges_into_mariadb(mariadb: MariaDB, tmp_path: Path) -> None:
                 mariadb, "newer", "shop.newer", delete_when="op = 'D'", merge_condition="t.updated_at < s.updated_at"
             ),
             sequence(mariadb, "only_status", "only_status", merge_update_columns=["status"]),
+            sequence(
+                mariadb,
+                "latest",
+                "latest",
+                f"{CHANGES} UNION ALL SELECT 1, 'older', 15, 'X'",
+                merge_exclude_columns=["op"],
+                deduplicate={"latest_by": "updated_at"},
+            ),
+            {
+                **sequence(mariadb, "ruled", "ruled"),
+                "expectations": [{"name": "known", "condition": "status <> 'gone'", "on_fail": "fail"}],
+            },
+            sequence(mariadb, "broken", "broken", merge_condition="t.no_such_column < s.updated_at"),
             sequence(
                 mariadb,
                 "created",
@@ -73,10 +99,17 @@ def test_merges_into_mariadb(mariadb: MariaDB, tmp_path: Path) -> None:
             sequence(mariadb, "keyless", "keyless", "SELECT 1 AS id, 'paid' AS status"),
         ],
     }
-    run = run_driver(tmp_path, config, env={"MARIADB_USER": mariadb.user, "MARIADB_PASSWORD": mariadb.password})
+    secret = "Maria-Merge-Pw-93"
+    mariadb.sql(
+        f"DROP USER IF EXISTS 'merger'@'%'; CREATE USER 'merger'@'%' IDENTIFIED BY '{secret}';"
+        "GRANT ALL ON shop.* TO 'merger'@'%';",
+        database="mysql",
+    )
+    run = run_driver(tmp_path, config, env={"MARIADB_USER": "merger", "MARIADB_PASSWORD": secret})
     assert run.metrics is not None, run.stderr[-5000:]
+    assert secret not in run.stdout + run.stderr  # the metrics line and every log line
     seqs = run.metrics["sequences"]
-    failed = {"refused_drift", "dupes", "keyless"}
+    failed = {"ruled", "broken", "refused_drift", "dupes", "keyless"}
     assert {n: s["status"] for n, s in seqs.items()} == {n: "failed" if n in failed else "succeeded" for n in seqs}, (
         run.stderr[-5000:]
     )
@@ -103,6 +136,20 @@ def test_merges_into_mariadb(mariadb: MariaDB, tmp_path: Path) -> None:
         ("1", "paid", "10", "I"),
         ("2", "stale", "10", "I"),
     ]
+    # the latest row per key wins; op is never updated
+    assert counts("latest") == (6, 2, 3, 0)
+    assert mariadb.sql("SELECT id, status, updated_at, op FROM latest ORDER BY id") == [
+        ("1", "paid", "20", "I"),
+        ("2", "stale", "5", "I"),
+        ("3", "gone", "30", "I"),
+        ("4", "new", "1", "I"),
+        ("5", "gone", "1", "D"),
+    ]
+    # a failing fail rule and a failing statement leave the table as it was
+    assert "the target keeps its old data" in seqs["ruled"]["error"], seqs["ruled"]["error"]
+    assert "no_such_column" in seqs["broken"]["error"], seqs["broken"]["error"]
+    for table in ("ruled", "broken"):
+        assert mariadb.sql(f"SELECT id, status FROM {table} ORDER BY id") == [(str(i), "new") for i in (1, 2, 3)]
     # created from the first rows, the text key typed so that it is the primary key
     assert counts("created") == (3, 2, 0, 0)
     assert mariadb.sql("SELECT code, amount FROM created ORDER BY code") == [("k1", "1"), ("k2", "2")]
@@ -123,10 +170,52 @@ def test_merges_into_mariadb(mariadb: MariaDB, tmp_path: Path) -> None:
     assert "sequence dupes: the incoming rows repeat merge_keys (id): (id=1) in 2 rows" in error, error
     error = seqs["keyless"]["error"]
     assert "ON DUPLICATE KEY UPDATE" in error and "ALTER TABLE keyless ADD UNIQUE (`id`)" in error, error
-    for table in ("refused_drift", "dupes"):
+    for table in ("refused_drift", "dupes", "ruled", "broken"):
         assert mariadb.sql(f"SELECT status FROM {table} ORDER BY id") == [("new",)] * 3, table
     assert mariadb.sql("SELECT status FROM keyless") == [("new",)]
     # nothing beside the targets: no staging table, no lease left
     assert set(mariadb.tables()) >= {*tables, "created"}
+    assert not [t for t in mariadb.tables() if "__sp" in t]
+    assert mariadb.sql("SELECT count(*) FROM sparkpipe_leases") == [("0",)]
+
+
+def test_a_killed_merge_leaves_the_mariadb_table_untouched(mariadb: MariaDB, tmp_path: Path) -> None:
+    """SIGKILL while ON DUPLICATE KEY UPDATE runs: the server rolls the transaction back; the next run merges."""
+    mariadb.sql(
+        "DROP TABLE IF EXISTS ledger; CREATE TABLE ledger (id BIGINT PRIMARY KEY, version VARCHAR(8));"
+        "INSERT INTO ledger SELECT seq, 'old' FROM seq_0_to_299999;"
+    )
+    env = {"MARIADB_USER": mariadb.user, "MARIADB_PASSWORD": mariadb.password}
+    query = "SELECT id, 'new' AS version FROM range(0, 600000)"
+    config = {
+        "app_name": "mariadb_merge_kill",
+        "spark_conf": spark_conf("mariadb"),
+        "sequences": [sequence(mariadb, "ledger", "ledger", query, batchsize=20000)],
+    }
+
+    def merging() -> bool:
+        found = mariadb.sql(
+            "SELECT count(*) FROM information_schema.processlist WHERE id <> connection_id()"
+            " AND info LIKE 'INSERT INTO ledger%ON DUPLICATE KEY UPDATE%'"
+        )
+        return found != [("0",)]
+
+    driver = start_driver(tmp_path, config, env=env)
+    try:
+        wait_for(driver, merging, "the merge statement running", tmp_path / "driver.log")
+    finally:
+        kill(driver)
+    while merging():  # the server ends the statement, finds its client gone, rolls back
+        time.sleep(0.2)
+    assert mariadb.sql("SELECT count(*), min(version), max(version) FROM ledger") == [("300000", "old", "old")]
+
+    config["sequences"] = [
+        sequence(mariadb, "ledger", "ledger", "SELECT id, 'new' AS version FROM range(299990, 300010)")
+    ]
+    run = run_driver(tmp_path, config, env=env)
+    assert run.returncode == 0, run.stderr[-5000:]
+    seq = run.metrics["sequences"]["ledger"]  # type: ignore[index]
+    assert (seq["rows_inserted"], seq["rows_updated"]) == (10, 10), seq
+    assert mariadb.sql("SELECT count(*) FROM ledger WHERE version = 'new'") == [("20",)]
     assert not [t for t in mariadb.tables() if "__sp" in t]
     assert mariadb.sql("SELECT count(*) FROM sparkpipe_leases") == [("0",)]
