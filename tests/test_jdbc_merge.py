@@ -365,3 +365,13 @@ def test_a_discarded_merge_drops_its_staging_and_releases_the_lease(
     again = writer.begin_write(spark.sql(CHANGES))
     again.commit()
     assert again.changes == {"rows_inserted": 1, "rows_updated": 2, "rows_deleted": 1}
+
+
+def test_a_setting_naming_a_column_the_query_lacks_is_named(spark: Any, postgres: Postgres, orders: str) -> None:
+    config = merge_config(postgres, orders, CHANGES, merge_keys=["order_id"], deduplicate={"latest_by": "changed"})
+    error = run(spark, config)["sequences"]["orders"]["error"]
+    assert error.startswith(
+        "sequence orders: merge_keys names 'order_id'; deduplicate.latest_by names 'changed', which the query does "
+        "not return (its columns: id, status, updated_at, op)"
+    ), error
+    assert rows(postgres, "SELECT count(*) FROM orders") == [(3,)]

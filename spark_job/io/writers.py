@@ -35,7 +35,7 @@ from spark_job.io.base import (
     writers,
 )
 from spark_job.io.filesystems import Files, HadoopFiles, LocalFiles, local_path
-from spark_job.io.incoming import MergeError, prepare_incoming
+from spark_job.io.incoming import MergeError, check_columns, prepare_incoming
 from spark_job.io.jdbc_merge import CommitStep, JdbcMerge
 from spark_job.io.leases import LEASE_TABLE, Lease, PathLease, PostgresLease, TableLease
 from spark_job.io.swap import JdbcSwap, PathSwap, jdbc_driver, plain_table_name, spark_jdbc_url
@@ -430,6 +430,7 @@ class JdbcWriter(StagingWriter):
             merging = JdbcMerge(
                 plan.options["dbtable"], swap.staging, dialect_of(str(self.spec["url"])), merge, sequence
             )
+            check_columns(df.columns, merge, sequence)  # the settings' columns, named before the target's
             merging.prepare(conn, df.columns)
             incoming = prepare_incoming(df, merge, sequence, check_duplicates=False)
             staged_options = {**plan.options, "dbtable": swap.staging}
