@@ -199,35 +199,41 @@ class LakeWriter(BaseWriter):
     def save_version(self, df: DataFrame, table: LakeTable, exists: bool) -> None:
         """Write ``df`` as one new version of ``table`` in the format's own transaction."""
         mode, partitions, props = self.mode, self.partition_by(), dict(self.commit_properties)
+        options = {k: v for k, v in self.options().items() if k != "partitionOverwriteMode"}
         dynamic = mode == "overwrite" and bool(partitions) and self.options().get("partitionOverwriteMode") == "dynamic"
         if self.type_name == "delta":
-            writer = df.write.format("delta").options(**self.options())
             if props:
-                writer = writer.option("userMetadata", json.dumps(props, sort_keys=True))
-            if mode == "overwrite" and not dynamic:
+                options["userMetadata"] = json.dumps(props, sort_keys=True)
+        else:
+            options.update({f"snapshot-property.{k}": v for k, v in props.items()})
+        if self.type_name == "delta" and table.path is not None:  # a path table: Delta's own writer
+            writer = df.write.format("delta").options(**options)
+            if dynamic:
+                writer = writer.option("partitionOverwriteMode", "dynamic")
+            elif mode == "overwrite":
                 writer = writer.option("overwriteSchema", "true")
             writer = writer.mode(mode)
             if partitions:
                 writer = writer.partitionBy(*partitions)
-            if table.table is not None:
-                writer.saveAsTable(table.table)
-            else:
-                writer.save(str(table.path))
+            writer.save(table.path)
             return
-        v2 = df.writeTo(table.name).options(
-            **{k: v for k, v in self.options().items() if k != "partitionOverwriteMode"}
-        )
-        for key, value in props.items():
-            v2 = v2.option(f"snapshot-property.{key}", value)
-        if exists:
-            if mode == "append":
-                v2.append()
-            elif dynamic:
-                v2.overwritePartitions()
-            else:
-                self._partitioned(v2, partitions).createOrReplace()
-            return
-        self._partitioned(v2, partitions).create()
+        # a catalog table (or an Iceberg path table, named through its catalog): Spark's writer of tables
+        v2 = df.writeTo(table.name).options(**options)
+        if not exists:
+            self._partitioned(v2, partitions).using(self.type_name).create()
+        elif mode == "append":
+            v2.append()
+        elif dynamic and self.type_name == "iceberg":
+            v2.overwritePartitions()
+        elif dynamic:  # Delta replaces the partitions an INSERT OVERWRITE writes; columns put in the table's order
+            spark = df.sparkSession
+            order = by_name(df.columns, table.columns(spark))
+            ordered = df.select(*[quote(order[c.lower()]) for c in table.columns(spark) if c.lower() in order])
+            ordered.write.options(**options).option("partitionOverwriteMode", "dynamic").insertInto(
+                str(table.table), overwrite=True
+            )
+        else:
+            self._partitioned(v2, partitions).using(self.type_name).createOrReplace()
 
     @staticmethod
     def _partitioned(v2: Any, partitions: tuple[str, ...]) -> Any:
