@@ -16,6 +16,7 @@ import pytest
 
 from spark_job.cli import main
 from spark_job.config.validation import load_config
+from spark_job.engine.capabilities import capabilities_of
 from spark_job.engine.runner import PipelineRunner
 
 from .support import Postgres
@@ -125,6 +126,39 @@ def test_each_kind_of_non_deterministic_condition_puts_each_row_once(
     target, quarantine, counts = split(spark, tmp_path, seq)
     assert_each_row_once(target, quarantine, counts)
     assert 0 < len(target) < ROWS and 0 < len(quarantine) < ROWS, counts
+
+
+def test_a_random_rule_on_a_spark_connect_session(spark_connect: Any, tmp_path: Path) -> None:
+    """The same on a Spark Connect client: its server checkpoints the rows. A 3.5 client has no checkpoint,
+    and its server analyses the plan again for each job, drawing new seeds: such a sequence is refused
+    before any job, saying why; with seeded functions it runs (persisted rows, no counts)."""
+    seq = {
+        "name": "events",
+        "query": f"SELECT id, rand() AS r FROM range(0, {ROWS}, 1, 4)",
+        "expectations": [
+            {"name": "lucky", "condition": "rand() > 0.3", "on_fail": "drop"},
+            {"name": "high", "condition": "r > 0.5", "on_fail": "quarantine"},
+        ],
+        "quarantine": {"type": "parquet", "path": str(tmp_path / "q")},
+        "target": {"type": "parquet", "path": str(tmp_path / "o")},
+    }
+    if not capabilities_of(spark_connect).counts_writes:  # a Spark Connect 3.5 client
+        refused = run(spark_connect, seq)["sequences"]["events"]
+        assert refused["status"] == "failed", refused
+        assert "a Spark Connect 3.5 client cannot compute its rows once" in refused["error"], refused
+        assert "give the functions a seed (rand(42))" in refused["error"]
+        assert not (tmp_path / "o").exists() and not (tmp_path / "q").exists()
+        seq["query"] = seq["query"].replace("rand()", "rand(42)")
+        seq["expectations"][0]["condition"] = "rand(7) > 0.3"
+    metrics = run(spark_connect, seq)
+    assert metrics["status"] == "succeeded", metrics
+    target, quarantine = read_ids(spark_connect, tmp_path / "o"), read_ids(spark_connect, tmp_path / "q")
+    counts = metrics["sequences"]["events"]
+    if counts["rows_written"] is not None:  # a 3.5 client (or a slow 4.0 server) reports none
+        assert_each_row_once(target, quarantine, counts)
+    assert not set(target) & set(quarantine) and len(set(target)) == len(target)
+    assert all(r.r > 0.5 for r in spark_connect.read.parquet(str(tmp_path / "o")).collect())
+    assert all(r.r <= 0.5 for r in spark_connect.read.parquet(str(tmp_path / "q")).collect())
 
 
 def test_a_current_timestamp_rule_splits_the_rows_at_one_instant(spark: Any, tmp_path: Path) -> None:

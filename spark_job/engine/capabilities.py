@@ -34,6 +34,10 @@ class UnsupportedSpark(RuntimeError):
     """The session's Spark is outside the versions the driver runs on."""
 
 
+class NotComputedOnce(RuntimeError):
+    """A result the session cannot compute once for several jobs (``computed_once``)."""
+
+
 def is_connect(spark: Any) -> bool:
     """Whether ``spark`` is a Spark Connect client session (no JVM in this process).
 
@@ -290,8 +294,17 @@ class ConnectSpark35(ConnectSession):
         return name
 
     def computed_once(self, df: Any) -> Any:
-        # A 3.5 client has no localCheckpoint: the server keeps the rows (persist) instead, which it
-        # computes again only for blocks it lost.
+        # A 3.5 client has no localCheckpoint: the server keeps the rows (persist) instead. But it
+        # analyses the plan again for every job, and an unseeded rand(), uuid() or shuffle() draws a new
+        # seed each time: the next job misses the kept rows and computes others. Two analyses of such a
+        # plan differ, so they are refused.
+        if df.semanticHash() != df.semanticHash():
+            raise NotComputedOnce(
+                "its query or rules are not deterministic (an unseeded rand(), randn(), uuid(), shuffle() "
+                "...), and a Spark Connect 3.5 client cannot compute its rows once for both the target and the "
+                "quarantine (each job would draw other values): run on a classic session or on Spark "
+                "Connect 4.x, or give the functions a seed (rand(42))"
+            )
         return df.persist()
 
     def observed(self, observation: Any, tag: str) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from spark_job.engine.capabilities import capabilities_of
+from spark_job.engine.capabilities import NotComputedOnce, capabilities_of
 from spark_job.engine.flows import WriteFlow
 from spark_job.engine.incremental import IncrementalPart
 from spark_job.engine.results import ResultSharing, Setting, committed_result
@@ -124,7 +124,10 @@ class SequenceRun:
         # computed once, by the target's write, and the quarantine's write reads those same rows.
         result = self.rules.evaluated(result)
         if self.rules.quarantines:
-            result = self.session.computed_once(result)
+            try:
+                result = self.session.computed_once(result)
+            except NotComputedOnce as exc:
+                raise ExpectationFailed(f"sequence {self.seq.name}: {exc}") from None
         elif self.keep:
             result = result.persist()
         self.result = result
