@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -93,11 +93,17 @@ def reader_of(spec: Mapping[str, Any]) -> Any:
 
 def target_watermark(spark: SparkSession, writer: BaseWriter, column: str) -> tuple[bool, Any]:
     """Whether the target exists, and the highest value of ``column`` it holds (None when empty)."""
-    from pyspark.sql import functions as F
 
     plan = writer.plan()
     if plan.format == "jdbc":
         return jdbc_watermark(spark, plan.options, column)
+    lake = getattr(writer, "table", None)
+    if plan.format in ("delta", "iceberg") and callable(lake):  # spark_job.io.lakehouse's writers
+        table = lake()
+        table.prepare(spark)
+        if not table.exists(spark):
+            return False, None
+        return True, column_max(spark.table(table.name), column)
     if plan.table is not None and plan.path is None and plan.format not in ("delta", "iceberg"):
         if not spark.catalog.tableExists(plan.table):
             return False, None
@@ -116,6 +122,13 @@ def target_watermark(spark: SparkSession, writer: BaseWriter, column: str) -> tu
             if plan.path is None and "TABLE_OR_VIEW_NOT_FOUND" in str(exc):
                 return False, None
             raise
+    return True, column_max(df, column)
+
+
+def column_max(df: DataFrame, column: str) -> Any:
+    """The highest value of ``column`` in the target ``df`` (None when it is empty)."""
+    from pyspark.sql import functions as F
+
     names = {f.name.lower(): f.name for f in df.schema.fields}
     if column.lower() not in names:
         raise ValueError(
@@ -123,7 +136,7 @@ def target_watermark(spark: SparkSession, writer: BaseWriter, column: str) -> tu
             "result must keep the watermark column, or name the target's with incremental.target_column"
         )
     row = df.agg(F.max(F.col(quote_sql(names[column.lower()]))).alias("w")).first()
-    return True, None if row is None else row[0]
+    return None if row is None else row[0]
 
 
 def jdbc_watermark(spark: SparkSession, options: Mapping[str, str], column: str) -> tuple[bool, Any]:
@@ -203,6 +216,11 @@ class WatermarkedRun:
         view = f"sparkpipe_incremental_{seq.name}"
         df.observe(observation, F.count(F.lit(1)).alias("rows")).createOrReplaceTempView(view)
         writer = full_refresh_writer(seq.target) if full else seq.writer
+        if hasattr(writer, "commit_properties"):  # Delta's userMetadata, Iceberg's snapshot properties
+            writer.commit_properties = {
+                "sparkpipe.incremental.column": watermark.target_column,
+                "sparkpipe.incremental.read_from": "" if full else str(json_value(before)),
+            }
         query = incremental_query(seq.query, watermark.source, view)
         if full:
             why = "--full-refresh" if full_refresh else "first run: the target does not exist"
@@ -291,8 +309,9 @@ class NewFilesRun:
         reader = reader.options(**self.files.stream_options()).schema(str(plan.schema))
         return reader.load(str(plan.path))
 
-    def run(self) -> int:
-        """Take every file that arrived since the last committed batch; return the rows written."""
+    def run(self, cancelled: Callable[[], str | None] = lambda: None) -> int:
+        """Take every file that arrived since the last committed batch; return the rows written. The stream
+        stops when ``cancelled`` says why (it is polled every second)."""
         if self.full_refresh:
             delete_checkpoint(self.spark, self.checkpoint)
         view = f"sparkpipe_new_files_{self.seq.name}"
@@ -313,7 +332,11 @@ class NewFilesRun:
 
         writer = result.writeStream.foreachBatch(write).option("checkpointLocation", self.checkpoint)
         query = writer.trigger(availableNow=True).queryName(f"sparkpipe_{self.seq.name}").start()
-        query.awaitTermination()
+        while not query.awaitTermination(1):
+            why = cancelled()
+            if why is not None:  # a batch in flight is not committed: the next run takes it again
+                query.stop()
+                raise RuntimeError(f"sequence {self.seq.name} was cancelled: {why}")
         self.input_rows = sum(int(p.get("numInputRows") or 0) for p in query.recentProgress if isinstance(p, dict))
         return self.rows
 
@@ -373,11 +396,11 @@ class IncrementalPart:
             log.warning("sparkpipe: sequence %s: cannot read its watermark after the write: %s", self.seq.name, exc)
             return {"source": self.seq.incremental.source, "watermark_after": None}
 
-    def run_files(self, metrics: Any) -> int:
+    def run_files(self, metrics: Any, cancelled: Callable[[], str | None]) -> int:
         """Run the sequence over its source's new files; record the batches in ``metrics``."""
         feed: NewFilesFeed = self.seq.incremental
         run = NewFilesRun(self.spark, self.seq, feed, feed.full_refresh)
         try:
-            return run.run()
+            return run.run(cancelled)
         finally:
             metrics.incremental = run.metrics()

@@ -114,7 +114,7 @@ class SequenceRun:
         query = self.seq.query
         if self.incremental is not None:  # its source's new rows or files only
             if self.incremental.reads_files:
-                return self.incremental.run_files(self.metrics)
+                return self.incremental.run_files(self.metrics, self.cancelled)
             query, self.writer = self.incremental.prepare()
             self.writer.sequence = self.seq.name
             self.flow = WriteFlow.of(rules=self.rules.active, stages=self.writer.can_stage(self.spark))
