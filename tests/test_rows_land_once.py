@@ -347,3 +347,42 @@ def test_a_secret_in_a_rule_and_a_query_reaches_no_output(tmp_path: Path) -> Non
     graphs = [e.pop("sparkPlanInfo") for e in events if "sparkPlanInfo" in e]
     assert secret not in json.dumps(events)
     assert secret in json.dumps(graphs)  # what the warning says: Spark's plan graph, never redacted
+
+
+def test_every_line_of_the_sparkpipe_logger_is_masked_during_a_run(
+    spark: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever code logs through the ``sparkpipe`` logger during a run (here a hook of the caller's, with
+    the secret as an argument and inside a traceback) gets the run's secrets masked; after the run the
+    logger is as it was."""
+    import logging
+
+    secret = "Hook-" + os.urandom(6).hex()
+    log = logging.getLogger("sparkpipe")
+
+    class Chatty(PipelineRunner):
+        def after_sequence(self, sequence: Any, metrics: Any) -> None:
+            log.warning("sparkpipe: the hook saw %s", secret)
+            try:
+                raise ValueError(f"bad value {secret}")
+            except ValueError:
+                log.exception("sparkpipe: the hook failed")
+
+    config = {
+        "app_name": "masked",
+        "sequences": [
+            {
+                "name": "s",
+                "query": "SELECT id FROM range(3) WHERE '${env:HOOK_TOKEN}' <> ''",
+                "target": {"type": "parquet", "path": str(tmp_path / "o")},
+            }
+        ],
+    }
+    filters = list(log.filters)
+    with caplog.at_level(logging.WARNING, logger="sparkpipe"):
+        metrics = Chatty(load_config(config, environ={"HOOK_TOKEN": secret}), spark=spark).run()
+    assert metrics["status"] == "succeeded", metrics
+    shown = "\n".join(caplog.text.splitlines())
+    assert "the hook saw ***" in shown and "bad value ***" in shown, shown
+    assert secret not in shown
+    assert log.filters == filters
