@@ -132,7 +132,7 @@ def test_a_random_rule_on_a_spark_connect_session(spark_connect: Any, tmp_path: 
     """The same on a Spark Connect client: its server checkpoints the rows. A 3.5 client has no checkpoint,
     and its server analyses the plan again for each job, drawing new seeds: such a sequence is refused
     before any job, saying why; with seeded functions it runs (persisted rows, no counts)."""
-    seq = {
+    seq: dict[str, Any] = {
         "name": "events",
         "query": f"SELECT id, rand() AS r FROM range(0, {ROWS}, 1, 4)",
         "expectations": [
