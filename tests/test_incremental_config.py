@@ -236,3 +236,16 @@ def test_a_config_file_names_the_line(tmp_path: Path) -> None:
         load_config(path)
     (problem,) = err.value.problems
     assert problem.line == 7 and "'idd' is not a column" in problem.message
+
+
+def test_the_benchmark_configs_validate(tmp_path: Path) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "incremental.py"
+    spec = importlib.util.spec_from_file_location("sparkpipe_bench_incremental", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    incremental = load_config(module.config(tmp_path / "events", tmp_path / "daily", True)).sequences[0]
+    assert isinstance(incremental.incremental, Watermark) and incremental.incremental.column == "day"
+    assert load_config(module.config(tmp_path / "events", tmp_path / "full", False)).sequences[0].incremental is None
