@@ -46,7 +46,8 @@ def test_the_avro_format_without_spark_avro_says_what_this_spark_needs(spark, tm
         ("[DATA_SOURCE_NOT_FOUND] Failed to find the data source: avro. Make sure ...", "avro"),
         ("Failed to find data source: delta. Please find packages at ...", "delta"),
         (
-            "Cannot find catalog plugin class for catalog 'spark_catalog': org.apache.spark.sql.delta.catalog.DeltaCatalog",
+            "Cannot find catalog plugin class for catalog 'spark_catalog': "
+            "org.apache.spark.sql.delta.catalog.DeltaCatalog",
             "delta",
         ),
         ("java.lang.ClassNotFoundException: io.delta.sql.DeltaSparkSessionExtension", "delta"),
