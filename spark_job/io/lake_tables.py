@@ -141,15 +141,22 @@ class LakeTable:
 
     def partition_columns(self, spark: SparkSession) -> list[str]:
         """The columns the table is partitioned by (identity partitions only, for Iceberg)."""
-        if self.format == "delta":
-            row = spark.sql(f"DESCRIBE DETAIL {self.name}").select("partitionColumns").collect()
-            return list(row[0][0]) if row else []
-        rows = spark.sql(f"SELECT * FROM {self.name}.partitions LIMIT 0").schema
-        if "partition" not in rows.fieldNames():
-            return []
-        fields = rows["partition"].dataType.fieldNames()  # type: ignore[attr-defined]
+        # DESCRIBE TABLE's partition rows: no job (Delta's DESCRIBE DETAIL runs one)
+        rows = [(str(r[0]), str(r[1])) for r in spark.sql(f"DESCRIBE TABLE {self.name}").collect()]
+        names = [name for name, _ in rows]
+        taken: list[str] = []
+        if "# Partition Information" in names:  # its column rows follow a "# col_name" header
+            for name, _ in rows[names.index("# Partition Information") + 1 :]:
+                if not name.strip() or (name.startswith("#") and name != "# col_name"):
+                    break
+                if name != "# col_name":
+                    taken.append(name)
+        elif "# Partitioning" in names:  # "Part 0 | <column>"
+            parts = rows[names.index("# Partitioning") + 1 :]
+            taken = [value for name, value in parts if name.startswith("Part ")]
         columns = {c.lower(): c for c in self.columns(spark)}
-        return [columns[f.lower()] for f in fields if f.lower() in columns]
+        # an Iceberg transform (days(ts), bucket(16, id)) is no column: not pruned by value
+        return [columns[c.lower()] for c in taken if c.lower() in columns]
 
     # -- changes ---------------------------------------------------------------------------------
     def rollback(self, spark: SparkSession, before: int | None, written: int | None) -> None:

@@ -196,9 +196,10 @@ class LakeWriter(BaseWriter):
         after = table.version(spark)
         return StagedWrite(lambda: None, lambda: table.rollback(spark, before, after))
 
-    def save_version(self, df: DataFrame, table: LakeTable, exists: bool) -> None:
-        """Write ``df`` as one new version of ``table`` in the format's own transaction."""
-        mode, partitions, props = self.mode, self.partition_by(), dict(self.commit_properties)
+    def save_version(self, df: DataFrame, table: LakeTable, exists: bool, mode: str | None = None) -> None:
+        """Write ``df`` as one new version of ``table`` in the format's own transaction (in ``mode``,
+        default the target's)."""
+        mode, partitions, props = mode or self.mode, self.partition_by(), dict(self.commit_properties)
         options = {k: v for k, v in self.options().items() if k != "partitionOverwriteMode"}
         dynamic = mode == "overwrite" and bool(partitions) and self.options().get("partitionOverwriteMode") == "dynamic"
         if self.type_name == "delta":
@@ -353,7 +354,7 @@ class LakeWriter(BaseWriter):
         counted = rows.persist()
         try:
             inserted = counted.count()
-            self.save_version(counted, table, exists=False)
+            self.save_version(counted, table, exists=False, mode="error")  # created, never replaced
         finally:
             counted.unpersist()
         return {"rows_inserted": inserted, "rows_updated": 0, "rows_deleted": 0}
