@@ -8,8 +8,14 @@ Under a runtime's staging root (``s3://bucket/prefix``, ``gs://bucket/prefix``, 
     runs/<run path>/config.json               the run's config (private)
     runs/<run path>/config.zip                the same, as an archive a cluster unpacks (EMR)
     runs/<run path>/metrics.json              written by the driver (--metrics-out)
+    runs/<task path>/commits/                 the task instance's commit log (--state-dir), kept
+                                              across its tries: a retry reuses what a try committed
 
-``<run path>`` is the runtime's name of one run (a job id, ``<task key>/<n>``, an attempt's run key).
+``<run path>`` is the runtime's name of one run (a job id, ``<task key>/<n>``, an attempt's run key);
+``<task path>`` its name of the task instance all those runs belong to (the task key, the job id stem,
+the application name). Nothing here deletes a commit log: the local runtime removes a task's folder
+once the task succeeded (a cleared task gets a new run key), the others leave it to the bucket's
+lifecycle rules.
 A :class:`Store` is the only part that differs between storages: S3 through the Amazon provider's
 ``S3Hook``, GCS through the Google provider's ``GCSHook``, the local file system, and Airflow's
 ``ObjectStoragePath`` for any other URI.
@@ -34,6 +40,7 @@ if TYPE_CHECKING:
 CONFIG_NAME = "config.json"
 CONFIG_ARCHIVE_NAME = "config.zip"
 METRICS_NAME = "metrics.json"
+STATE_NAME = "commits"
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +99,11 @@ class Staging:
 
     def metrics_uri(self, run_path: str) -> str:
         return self.run_uri(run_path, METRICS_NAME)
+
+    def state_uri(self, task_path: str) -> str:
+        """The driver's ``--state-dir`` for every try of one task instance: ``runs/<task path>/commits``
+        (a run path of its own is per try, and a try's files are replaced when it is submitted again)."""
+        return self.run_uri(task_path, STATE_NAME)
 
     def stage_bundle(self) -> StagedBundle:
         """Upload the driver bundle unless this version is staged already (each file is checked)."""

@@ -165,17 +165,20 @@ class DataprocPipelineHook(SparkPipelineHook[DataprocRuntimeT]):
         """Refuse, before anything is staged, a cluster whose image the driver cannot run on (a batch's
         runtime version was checked with the runtime's settings)."""
 
-    def driver_args(self, staged: StagedRun) -> list[str]:
-        """The driver's arguments: ``config.json`` is a ``file_uris`` entry, so the driver opens it locally."""
-        return ["run", "--config", staged.config_uri.rsplit("/", 1)[1], "--metrics-out", staged.metrics_uri]
+    def driver_args(self, staged: StagedRun, submission: PipelineSubmission) -> list[str]:
+        """The driver's arguments: ``config.json`` is a ``file_uris`` entry, so the driver opens it locally;
+        the task instance's commit log is ``runs/<id stem>/commits`` beside its attempts' ``runs/<stem>-<n>``."""
+        config = staged.config_uri.rsplit("/", 1)[1]
+        state_uri = self.staging.state_uri(remote_id_base(submission.task_key))
+        return ["run", "--config", config, "--metrics-out", staged.metrics_uri, *submission.resume_arguments(state_uri)]
 
-    def pyspark_files(self, staged: StagedRun) -> dict[str, Any]:
+    def pyspark_files(self, staged: StagedRun, submission: PipelineSubmission) -> dict[str, Any]:
         """The entry file, the bundle, the config and the driver's arguments of a job or batch."""
         return {
             "main_python_file_uri": staged.bundle.main_uri,
             "python_file_uris": [staged.bundle.py_files_uri],
             "file_uris": [staged.config_uri],
-            "args": self.driver_args(staged),
+            "args": self.driver_args(staged, submission),
         }
 
     def spark_properties(self, submission: PipelineSubmission) -> dict[str, str]:
@@ -318,7 +321,7 @@ class DataprocClusterHook(DataprocPipelineHook[DataprocCluster]):
             "reference": {"project_id": self.runtime.project_id, "job_id": remote_id},
             "placement": {"cluster_name": self.runtime.cluster_name},
             "labels": dataproc_labels(submission, dict(self.runtime.labels)),
-            "pyspark_job": {**self.pyspark_files(staged), "properties": self.spark_properties(submission)},
+            "pyspark_job": {**self.pyspark_files(staged, submission), "properties": self.spark_properties(submission)},
         }
 
     def _create(self, remote_id: str, body: dict[str, Any]) -> None:
@@ -398,7 +401,7 @@ class DataprocServerlessHook(DataprocPipelineHook[DataprocServerless]):
             execution["kms_key"] = rt.kms_key
         body: dict[str, Any] = {
             "labels": dataproc_labels(submission, dict(rt.labels)),
-            "pyspark_batch": self.pyspark_files(staged),
+            "pyspark_batch": self.pyspark_files(staged, submission),
             "runtime_config": runtime_config,
         }
         if execution:

@@ -233,8 +233,12 @@ class EmrPipelineHook(SparkPipelineHook[EmrRuntimeT]):
                 lists[name] = f"{lists[name]},{conf.pop(name)}"
         return conf, lists
 
-    def driver_arguments(self, staged: StagedRun) -> list[str]:
-        return ["run", "--config", DRIVER_CONFIG_PATH, "--metrics-out", staged.metrics_uri]
+    def driver_arguments(self, staged: StagedRun, submission: PipelineSubmission) -> list[str]:
+        """The driver's arguments; the task instance's commit log is ``runs/<task key>/commits`` beside its
+        attempts' ``runs/<task key>/<n>``."""
+        commit_log: str = self.staging.state_uri(submission.task_key)
+        resume: list[str] = submission.resume_arguments(commit_log)
+        return ["run", "--config", DRIVER_CONFIG_PATH, "--metrics-out", staged.metrics_uri, *resume]
 
     def tags(self, submission: PipelineSubmission, name: str) -> dict[str, str]:
         """Job run tags: the runtime's, then dag, task and run ids and the run name."""
@@ -370,7 +374,8 @@ class EmrClusterPipelineHook(EmrPipelineHook[EmrCluster]):
             submit += ["--conf", f"{key}={value}"]
         submit += ["--py-files", lists["spark.submit.pyFiles"]]
         if self.runtime.deploy_mode == "cluster":
-            submit += ["--archives", lists["spark.archives"], staged.bundle.main_uri, *self.driver_arguments(staged)]
+            driver = [staged.bundle.main_uri, *self.driver_arguments(staged, submission)]
+            submit += ["--archives", lists["spark.archives"], *driver]
             args = submit
         else:
             # The driver runs in the step's process on the primary node, where archives are not
@@ -378,7 +383,7 @@ class EmrClusterPipelineHook(EmrPipelineHook[EmrCluster]):
             user_archives = lists["spark.archives"].partition(",")[2]
             if user_archives:
                 submit += ["--archives", user_archives]
-            submit += [staged.bundle.main_uri, *self.driver_arguments(staged)]
+            submit += [staged.bundle.main_uri, *self.driver_arguments(staged, submission)]
             script = (
                 'set -e; cd "$(mktemp -d)"; '
                 f"aws s3 cp --only-show-errors {shlex.quote(staged.config_uri)} {shlex.quote(DRIVER_CONFIG_PATH)}; "
@@ -519,7 +524,7 @@ class EmrServerlessPipelineHook(EmrPipelineHook[EmrServerless]):
             "jobDriver": {
                 "sparkSubmit": {
                     "entryPoint": staged.bundle.main_uri,
-                    "entryPointArguments": self.driver_arguments(staged),
+                    "entryPointArguments": self.driver_arguments(staged, submission),
                     "sparkSubmitParameters": " ".join(f"--conf {k}={v}" for k, v in lists.items()),
                 }
             },
@@ -631,7 +636,7 @@ class EmrOnEksPipelineHook(EmrPipelineHook[EmrOnEks]):
             "jobDriver": {
                 "sparkSubmitJobDriver": {
                     "entryPoint": staged.bundle.main_uri,
-                    "entryPointArguments": self.driver_arguments(staged),
+                    "entryPointArguments": self.driver_arguments(staged, submission),
                     "sparkSubmitParameters": " ".join(f"--conf {k}={v}" for k, v in lists.items()),
                 }
             },

@@ -130,12 +130,16 @@ class SparkKubernetesHook(SparkPipelineHook[SparkKubernetes]):
             self._delete(name, existing["metadata"].get("uid"))
             self._wait_until_gone(name)
 
-        metrics_uri = None
+        metrics_uri = state_uri = None
         if self.staging is not None:
-            # The image holds the driver and a ConfigMap the config: only the metrics are staged.
+            # The image holds the driver and a ConfigMap the config: only the metrics are staged, and the
+            # task instance's commit log beside its tries' folders.
             metrics_uri = self.staging.metrics_uri(f"{name}/{submission.run_key}")
+            state_uri = self.staging.state_uri(name)
             self.staging.store.delete([metrics_uri])
-        manifest = render_application(self.runtime, submission, name, metrics_uri)
+        elif submission.resume_key:
+            self.log.info("No staging_uri: every try runs every sequence (a retry has no commit log to resume from)")
+        manifest = render_application(self.runtime, submission, name, metrics_uri, state_uri)
         from kubernetes.client.exceptions import ApiException
 
         self.log.info(

@@ -68,9 +68,17 @@ def config_digest(document: Mapping[str, Any]) -> str:
 
 
 def render_application(
-    runtime: SparkKubernetes, submission: PipelineSubmission, name: str, metrics_uri: str | None = None
+    runtime: SparkKubernetes,
+    submission: PipelineSubmission,
+    name: str,
+    metrics_uri: str | None = None,
+    state_uri: str | None = None,
 ) -> dict[str, Any]:
-    """The ``sparkoperator.k8s.io/v1beta2`` SparkApplication that runs one submission."""
+    """The ``sparkoperator.k8s.io/v1beta2`` SparkApplication that runs one submission.
+
+    ``state_uri``: the task instance's commit log in the staging area (``--state-dir``), with the
+    submission's ``resume_key`` as ``--run-key``; without staging there is no place kept across tries.
+    """
     labels = {**runtime.labels, **_labels(submission), **MANAGED_BY}
     annotations = {
         **{f"{ANNOTATION}{k.replace('_', '-')}": str(v) for k, v in submission.labels.items()},
@@ -82,6 +90,7 @@ def render_application(
     if metrics_uri:
         arguments += ["--metrics-out", metrics_uri]
         annotations[f"{ANNOTATION}metrics-uri"] = metrics_uri
+    arguments += submission.resume_arguments(state_uri)
     spark_conf = dict(submission.document.get("spark_conf") or {})
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in runtime.env.items()]
     env += [

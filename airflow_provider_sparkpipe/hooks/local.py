@@ -133,6 +133,7 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
             staged.config_uri,
             "--metrics-out",
             metrics_path.as_uri(),
+            *submission.resume_arguments(self.staging.state_uri(submission.task_key)),
         ]
         self.log.info("Driver bundle %s", staged.bundle.py_files_uri)
         self.log.info("Running: %s", " ".join(_redact_command(command)))
@@ -168,6 +169,7 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
                 "pgid": popen.pid,
                 "master": self.runtime.master,
                 "run_dir": str(run_dir),
+                "task_dir": str(Path(self.staging.run_uri(submission.task_key))),
                 "metrics_uri": str(metrics_path),
             },
         )
@@ -319,9 +321,13 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
         return process.metrics if process is not None else None
 
     def cleanup(self, run: PipelineRun, state: RunState) -> None:
-        """Remove a successful run's directory (config.json, metrics.json); keep a failed one to inspect."""
+        """Remove a successful run's directory (config.json, metrics.json) and its task's commit log (no try
+        of a succeeded task instance follows; a cleared one has a new run key); keep a failed one to inspect
+        and the commit log for the retry."""
         if state == RunState.SUCCEEDED:
             shutil.rmtree(run.details["run_dir"], ignore_errors=True)
+            if task_dir := run.details.get("task_dir"):
+                shutil.rmtree(task_dir, ignore_errors=True)
         else:
             self.log.info("Run files kept for inspection in %s", run.details["run_dir"])
 

@@ -59,14 +59,20 @@ class SparkPipelineOperator(BaseOperator):
         outlets: Assets the task updates; by default the config's targets that have a stable URI.
         validate_at_parse: validate the config when the DAG file is parsed (default True).
         full_refresh: the pipeline's incremental sequences read all their sources and replace their
-            targets (templated: ``"{{ params.full_refresh }}"``; true/false, yes/no, 1/0 as text).
+            targets (templated: ``"{{ params.full_refresh }}"``; true/false, yes/no, 1/0 as text); a
+            full refresh also runs every sequence on a retry (no resume).
+        resume: a retry of the task instance reuses the sequences an earlier try committed, when they,
+            their inputs and their targets are unchanged (default True; templated, as ``full_refresh``).
+            The driver gets ``--run-key`` (the same for every try of one task instance, a new one once
+            the task is cleared) and ``--state-dir`` (the task's folder in the runtime's staging area);
+            False runs every sequence on every try.
         openlineage_inject_parent_job_info: with the openlineage provider installed and enabled, give
             the run the ``spark.openlineage.parent*`` properties of this task, so that the
             openlineage-spark listener's events name the Airflow task as their parent (default True;
             the transport is never passed: see docs/lineage.md).
     """
 
-    template_fields: Sequence[str] = ("config", "vars", "full_refresh")
+    template_fields: Sequence[str] = ("config", "vars", "full_refresh", "resume")
     template_ext: Sequence[str] = CONFIG_SUFFIXES
     template_fields_renderers = {"config": "yaml", "vars": "json"}
     # One link for every runtime: each hook's run_url says where its runs are shown.
@@ -85,6 +91,7 @@ class SparkPipelineOperator(BaseOperator):
         validate_at_parse: bool = True,
         openlineage_inject_parent_job_info: bool = True,
         full_refresh: bool | str = False,
+        resume: bool | str = True,
         **kwargs: Any,
     ) -> None:
         outlets_given = kwargs.get("outlets") is not None
@@ -98,6 +105,7 @@ class SparkPipelineOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
         self.full_refresh: Any = full_refresh
+        self.resume: Any = resume
         self._metrics: dict[str, Any] | None = None
         self._hook: SparkPipelineHook[Any] | None = None
         self._run: PipelineRun | None = None
@@ -221,8 +229,10 @@ class SparkPipelineOperator(BaseOperator):
         self._log_plan(pipeline, runtime)
         hook = hook_class(runtime)
         document = pipeline.to_document()
-        if full_refresh_of(self.full_refresh, self._where()):
+        full_refresh = full_refresh_of(self.full_refresh, self._where())
+        if full_refresh:
             document = {**document, "full_refresh": True}
+        resume = flag_of(self.resume, "resume", self._where()) and not full_refresh
         if self.openlineage_inject_parent_job_info:
             from airflow_provider_sparkpipe.lineage import parent_job_properties
 
@@ -234,6 +244,7 @@ class SparkPipelineOperator(BaseOperator):
             try_number=context["ti"].try_number,
             labels=_labels(context),
             environment=environment,
+            resume_key=_resume_key(context) if resume else None,
         )
         run = hook.submit(submission, previous=self._stored_run(context, submission.task_key))
         self._store_run(context, submission.task_key, run)
@@ -497,6 +508,11 @@ def _first_line(text: Any) -> str:
 
 def full_refresh_of(value: Any, where: str) -> bool:
     """The operator's ``full_refresh`` once rendered: a boolean, or its text (true/false, yes/no, 1/0)."""
+    return flag_of(value, "full_refresh", where)
+
+
+def flag_of(value: Any, name: str, where: str) -> bool:
+    """A boolean argument of the operator once rendered: a boolean, or its text (true/false, yes/no, 1/0)."""
     if isinstance(value, bool) or value is None:
         return bool(value)
     text = str(value).strip().lower()
@@ -504,7 +520,7 @@ def full_refresh_of(value: Any, where: str) -> bool:
         return True
     if text in ("false", "no", "0", "off", "", "none"):
         return False
-    raise SparkPipelineConfigError(f"{where}: full_refresh is {value!r}: give true or false")
+    raise SparkPipelineConfigError(f"{where}: {name} is {value!r}: give true or false")
 
 
 def _task_key(context: Context) -> str:
@@ -521,6 +537,18 @@ def _task_key(context: Context) -> str:
     if first_try > 1:
         parts.append(f"cleared{first_try}")
     return "__".join(_UNSAFE_KEY_CHARS.sub("_", p) for p in parts)
+
+
+def _resume_key(context: Context) -> str:
+    """The driver's ``--run-key``: the same for the retries of one run of the task, a new one when the task
+    is cleared (as :func:`_task_key`), hashed into a safe file name
+    (:func:`~airflow_provider_sparkpipe.runs.resume_key`)."""
+    from airflow_provider_sparkpipe.runs import resume_key
+
+    ti = context["ti"]
+    first_try = _first_try_number(ti)
+    map_index = -1 if ti.map_index is None else int(ti.map_index)
+    return resume_key(ti.dag_id, ti.task_id, ti.run_id, map_index, first_try if first_try > 1 else 0)
 
 
 def _first_try_number(ti: Any) -> int:
