@@ -16,6 +16,7 @@ import pytest
 from spark_job.config.validation import load_config
 from spark_job.dialects import dialect_of, register
 from spark_job.engine.runner import PipelineRunner
+from spark_job.io.incoming import MergeError
 
 from .connectors.runs import kill, start_driver, wait_for
 from .support import POSTGRES_JAR, Postgres
@@ -375,3 +376,16 @@ def test_a_setting_naming_a_column_the_query_lacks_is_named(spark: Any, postgres
         "not return (its columns: id, status, updated_at, op)"
     ), error
     assert rows(postgres, "SELECT count(*) FROM orders") == [(3,)]
+
+
+def test_a_merge_on_a_spark_connect_client_says_where_to_run_it(
+    spark_connect: Any, postgres: Postgres, orders: str
+) -> None:
+    """The merge's transaction runs through the JDBC driver of the Spark driver's JVM, which a client lacks."""
+    loaded = load_config(merge_config(postgres, orders, CHANGES), environ=ENV)
+    writer = loaded.sequences[0].writer
+    writer.sequence = "orders"
+    assert not writer.can_stage(spark_connect)
+    with pytest.raises(MergeError, match=r"sequence orders: mode merge into public\.orders runs its transaction"):
+        writer.begin_write(spark_connect.sql(CHANGES))
+    assert rows(postgres, "SELECT count(*) FROM orders WHERE status = 'new'") == [(3,)]
