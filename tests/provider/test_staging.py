@@ -7,11 +7,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from airflow_provider_sparkpipe.operators.spark_pipeline import _resume_key
+from airflow_provider_sparkpipe.runs import PipelineSubmission, resume_key
 from airflow_provider_sparkpipe.staging import LocalStore, Staging, config_archive
 
 DOCUMENT = {"app_name": "daily", "sequences": [{"name": "a", "query": "SELECT 1", "target": {"type": "parquet"}}]}
@@ -75,3 +80,67 @@ def test_the_config_archive_is_the_same_for_the_same_config() -> None:
     config = json.dumps(DOCUMENT).encode()
     assert config_archive(config) == config_archive(config)
     assert config_archive(config) != config_archive(config + b"\n")
+
+
+# The commit log a retry resumes from (``--run-key`` / ``--state-dir``). ------------------------------
+
+SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def test_a_tasks_commit_log_is_beside_its_tries_and_outlives_them(tmp_path: Path) -> None:
+    staging = Staging(LocalStore(), f"{tmp_path}/")
+    state = staging.state_uri("dag__task__run__-1")
+    assert state == str(tmp_path / "runs" / "dag__task__run__-1" / "commits")
+    record = Path(state) / "sparkpipe-commits-0123" / "1-a.json"
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    # The EMR layout (runs/<task key>/<n>): a try staged, finished, and the next one staged.
+    first = staging.stage("dag__task__run__-1/1", DOCUMENT, archive=True)
+    staging.discard_config(first.run_uri)
+    staging.stage("dag__task__run__-1/2", DOCUMENT, archive=True)
+    assert record.read_text() == "{}"
+    assert sorted(p.name for p in (tmp_path / "runs" / "dag__task__run__-1").iterdir()) == ["1", "2", "commits"]
+
+
+def test_run_keys_are_one_per_task_instance_safe_file_names_and_hide_nothing_secret() -> None:
+    key = resume_key("orders.daily", "load", "scheduled__2024-01-15T00:00:00+00:00", -1)
+    assert key == resume_key("orders.daily", "load", "scheduled__2024-01-15T00:00:00+00:00", -1)
+    assert key.startswith("orders.daily.load-") and SAFE_FILE_NAME.match(key), key
+    others = {
+        resume_key("orders.daily", "load", "scheduled__2024-01-15T00:00:00_00:00", -1),  # ids only their sanitising
+        resume_key("orders.daily", "load", "scheduled__2024-01-15T00:00:00+00:00", 0),  # would make alike
+        resume_key("orders.daily", "load", "scheduled__2024-01-15T00:00:00+00:00", -1, clear=3),
+        resume_key("orders.daily", "load2", "scheduled__2024-01-15T00:00:00+00:00", -1),
+        resume_key("orders", "daily.load", "scheduled__2024-01-15T00:00:00+00:00", -1),
+    }
+    assert key not in others and len(others) == 5
+    # Long or odd ids: the readable part is cut and cleaned, never leading with "-" (an option to argparse).
+    long_key = resume_key("-" + "d" * 300, "t/../x y", "manual__" + "r" * 300, 7)
+    assert SAFE_FILE_NAME.match(long_key) and len(long_key) <= 101, long_key
+    assert "rrr" not in long_key and "/" not in long_key
+    assert SAFE_FILE_NAME.match(resume_key("---", "...", "r", -1))
+
+
+def test_the_driver_gets_a_run_key_only_with_a_place_for_its_commit_log() -> None:
+    with_key = PipelineSubmission(DOCUMENT, "daily", "dag__task__run__-1", resume_key="dag.task-0123")
+    assert with_key.resume_arguments("s3://stage/runs/k/commits") == [
+        *("--run-key", "dag.task-0123"),
+        *("--state-dir", "s3://stage/runs/k/commits"),
+    ]
+    assert with_key.resume_arguments(None) == []
+    assert PipelineSubmission(DOCUMENT, "daily", "dag__task__run__-1").resume_arguments("/state") == []
+
+
+def test_the_operators_run_key_is_the_same_for_every_try_and_new_once_the_task_is_cleared() -> None:
+    def context(try_number: int, max_tries: int) -> Any:
+        task = SimpleNamespace(retries=2)
+        ti = SimpleNamespace(
+            dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=try_number, max_tries=max_tries, task=task
+        )
+        return {"ti": ti}
+
+    tries = {_resume_key(context(n, 2)) for n in (1, 2, 3)}
+    assert len(tries) == 1
+    # Cleared after its third try: Airflow sets max_tries to 3 + retries, and the fourth try starts anew.
+    cleared = {_resume_key(context(n, 5)) for n in (4, 5, 6)}
+    assert len(cleared) == 1 and cleared != tries

@@ -3,6 +3,7 @@ ids and labels within Dataproc's rules, runtimes built from ``sparkpipe`` connec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -167,3 +168,24 @@ def test_importing_the_runtimes_imports_no_google_client() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("kind", ["cluster", "serverless"])
+def test_jobs_and_batches_give_the_driver_the_tasks_run_key_and_commit_log(kind: str) -> None:
+    """The commit log is the task's folder in staging, ``runs/<id stem>/commits`` beside its attempts'
+    ``runs/<stem>-<n>``: every attempt of the task instance gets the same run key and folder."""
+    runtime: Any = DataprocServerless(**SETTINGS)
+    if kind == "cluster":
+        runtime = DataprocCluster(cluster_name="etl", **SETTINGS)
+    resumed = dataclasses.replace(SUBMISSION, resume_key="orders.daily.load-0123456789abcdef0123")
+    stem = remote_id_base(TASK_KEY)
+    for attempt in (1, 2):
+        body = hook_for(runtime).render(resumed, f"{stem}-{attempt}", staged(runtime))
+        without_loss(dataproc_v1.Job if kind == "cluster" else dataproc_v1.Batch, body)
+        args = (body.get("pyspark_job") or body["pyspark_batch"])["args"]
+        assert args[5:] == [
+            *("--run-key", "orders.daily.load-0123456789abcdef0123"),
+            *("--state-dir", f"gs://acme-staging/sparkpipe/runs/{stem}/commits"),
+        ]
+    body = hook_for(runtime).render(SUBMISSION, f"{stem}-1", staged(runtime))
+    assert "--run-key" not in (body.get("pyspark_job") or body["pyspark_batch"])["args"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -279,3 +280,42 @@ def test_without_a_known_release_the_release_default_python_is_left_alone() -> N
     runtime = EmrCluster(job_flow_id="j-ABC123", staging_uri="s3://stage")
     args = hook_for(runtime).render_request(SUBMISSION, STAGED, "n-1")["Steps"][0]["HadoopJarStep"]["Args"]
     assert not any("pyspark.python" in a for a in args)
+
+
+RESUMED = dataclasses.replace(SUBMISSION, resume_key="orders_dag.load-0123456789abcdef0123")
+RESUME_ARGS = [
+    *("--run-key", "orders_dag.load-0123456789abcdef0123"),
+    *("--state-dir", f"s3://stage/runs/{SUBMISSION.task_key}/commits"),
+]
+
+
+def cluster(deploy_mode: str) -> EmrCluster:
+    return EmrCluster(
+        job_flow_id="j-ABC123",
+        staging_uri="s3://stage",
+        deploy_mode=deploy_mode,  # type: ignore[arg-type]
+        release_label="emr-7.13.0",
+    )
+
+
+@pytest.mark.parametrize(
+    "runtime",
+    [cluster("cluster"), cluster("client"), serverless(), eks()],
+    ids=["emr_cluster", "emr_cluster_client", "emr_serverless", "emr_on_eks"],
+)
+def test_every_emr_runtime_gives_the_driver_the_tasks_run_key_and_commit_log(runtime: Any) -> None:
+    """The commit log is the task's folder in staging, beside its attempts' ``runs/<task key>/<n>``."""
+    hook = hook_for(runtime)
+    request = hook.render_request(RESUMED, STAGED, "sparkpipe-0123-1")
+    if isinstance(runtime, EmrCluster):
+        validate("emr", "AddJobFlowSteps", request)
+        args = request["Steps"][0]["HadoopJarStep"]["Args"]
+        if args[0] == "bash":
+            args = shlex.split(args[2].split("exec ", 1)[1])
+    else:
+        validate("emr-serverless" if isinstance(runtime, EmrServerless) else "emr-containers", "StartJobRun", request)
+        driver = request["jobDriver"].get("sparkSubmit") or request["jobDriver"]["sparkSubmitJobDriver"]
+        args = driver["entryPointArguments"]
+    assert args[-len(DRIVER_ARGS) - len(RESUME_ARGS) :] == [*DRIVER_ARGS, *RESUME_ARGS]
+    # Without a resume key (resume=False, full_refresh) the driver runs every sequence.
+    assert hook.driver_arguments(STAGED, SUBMISSION) == DRIVER_ARGS

@@ -3,6 +3,7 @@ fail, re-attach, replace, cancel, defer and resume, clean up."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,28 @@ def test_a_run_handle_survives_serialisation(apiserver: FakeKubernetes) -> None:
     run = hook_for(runtime()).submit(submission())
     again = PipelineRun.from_dict(json.loads(json.dumps(run.to_dict())))
     assert hook_for(runtime()).wait(again, poll_interval=0.01) == RunState.SUCCEEDED
+
+
+def test_every_try_gives_the_driver_the_tasks_run_key_and_commit_log_in_staging(
+    apiserver: FakeKubernetes, tmp_path: Path
+) -> None:
+    """A failed application is replaced by the retry's; both drivers get the task instance's run key and its
+    commit log in the staging area, ``runs/<application name>/commits`` beside the tries' folders."""
+    apiserver.outcomes["shop_summary"] = "FAILED"
+    key = "sparkpipe_kubernetes.shop_summary-0123456789abcdef0123"
+    first = hook_for(runtime(staging_uri=tmp_path.as_uri())).submit(
+        dataclasses.replace(submission(try_number=1), resume_key=key)
+    )
+    assert hook_for(runtime()).wait(first, poll_interval=0.01) == RunState.FAILED
+    apiserver.outcomes["shop_summary"] = "COMPLETED"
+    retry = hook_for(runtime(staging_uri=tmp_path.as_uri())).submit(
+        dataclasses.replace(submission(try_number=2), resume_key=key)
+    )
+    assert retry.run_id == first.run_id
+    expected = ["--run-key", key, "--state-dir", f"{tmp_path.as_uri()}/runs/{first.run_id}/commits"]
+    posted = [call.body["spec"]["arguments"] for call in apiserver.calls("POST", APPS)]
+    assert [arguments[-4:] for arguments in posted] == [expected, expected]
+    # Without staging there is no place kept across tries: no run key.
+    apiserver.outcomes["shop_summary"] = None
+    hook_for(runtime()).submit(dataclasses.replace(submission(task_id="other"), resume_key=key))
+    assert "--run-key" not in apiserver.calls("POST", APPS)[-1].body["spec"]["arguments"]
