@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_sparkpipe.operators.spark_pipeline import _resume_key
+from airflow_provider_sparkpipe.exceptions import SparkPipelineConfigError
+from airflow_provider_sparkpipe.operators.spark_pipeline import _resume_key, flag_of
 from airflow_provider_sparkpipe.runs import PipelineSubmission, resume_key
 from airflow_provider_sparkpipe.staging import LocalStore, Staging, config_archive
 
@@ -144,3 +145,10 @@ def test_the_operators_run_key_is_the_same_for_every_try_and_new_once_the_task_i
     # Cleared after its third try: Airflow sets max_tries to 3 + retries, and the fourth try starts anew.
     cleared = {_resume_key(context(n, 5)) for n in (4, 5, 6)}
     assert len(cleared) == 1 and cleared != tries
+
+
+def test_the_operators_resume_is_a_boolean_or_its_text() -> None:
+    assert flag_of("False", "resume", "t") is False and flag_of(" yes ", "resume", "t") is True
+    assert flag_of(True, "resume", "t") is True
+    with pytest.raises(SparkPipelineConfigError, match=r"^t: resume is 'sometimes': give true or false$"):
+        flag_of("sometimes", "resume", "t")
