@@ -6,13 +6,15 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from spark_job.engine.startup import startup_seconds
+from spark_job.errors import short_error
+from spark_job.markers import METRICS_MARKER, marker_line
 from spark_job.outcomes import SequenceState, sequence_outcome
 
 if TYPE_CHECKING:
@@ -171,6 +173,19 @@ def metrics_not_written(document: dict[str, Any], uri: str, error: str) -> None:
     log.error("sparkpipe: %s", why)
     document["status"] = "failed"
     document["error"] = f"{document['error']}; {why}" if document.get("error") else why
+
+
+def publish_metrics(
+    document: dict[str, Any], uri: str | None, spark: SparkSession | None, mask: Callable[[str], str]
+) -> None:
+    """Write the run's metrics ``document`` to ``uri`` (a run whose metrics cannot be written failed: the
+    document says so) and print it on the driver's output as a marker line."""
+    if uri:
+        try:
+            write_metrics(uri, json.dumps(document, separators=(",", ":"), default=str), spark)
+        except Exception as exc:  # the metrics are the run's result: a run without them failed
+            metrics_not_written(document, uri, short_error(exc, mask))
+    print(marker_line(METRICS_MARKER, document), flush=True)
 
 
 def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:

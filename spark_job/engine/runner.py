@@ -8,11 +8,10 @@ never by a second Spark action. Sequences that do not read each other run at onc
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ from spark_job.config.masking import MaskedRecords
 from spark_job.config.validation import PipelineConfig, SequenceSpec, load_config
 from spark_job.engine.capabilities import SessionCapabilities, capabilities_of
 from spark_job.engine.commit_log import CommitLog
-from spark_job.engine.metrics import RunMetrics, SequenceMetrics, metrics_not_written, runtime_from_env, write_metrics
+from spark_job.engine.metrics import RunMetrics, SequenceMetrics, publish_metrics, runtime_from_env
 from spark_job.engine.pools import ALLOCATION_FILE_CONF, RunJobs
 from spark_job.engine.results import SharedResults
 from spark_job.engine.resume import ResumedRun
@@ -32,10 +31,11 @@ from spark_job.engine.scheduler import (
     session_cores,
 )
 from spark_job.engine.sequence_run import SequenceRun
+from spark_job.engine.sessions import SessionSettings, build_session
 from spark_job.engine.source_cache import SharedSources
 from spark_job.errors import PipelineFailed, short_error
 from spark_job.io.lake_tables import require_formats
-from spark_job.markers import APPLICATION_MARKER, METRICS_MARKER, marker_line
+from spark_job.markers import APPLICATION_MARKER, marker_line
 from spark_job.outcomes import SequenceState, run_summary
 
 if TYPE_CHECKING:
@@ -96,8 +96,8 @@ class BasePipeline:
         self.capabilities: SessionCapabilities | None = None
         """What differs on the run's session (classic or Connect, Spark 3.5 or 4.x), once it exists."""
         self.owns_session = False
-        self.conf_before: dict[str, str | None] = {}
-        """The settings this run changed on a session it did not make, as they were (``restore_conf``)."""
+        self.settings_before = SessionSettings()
+        """The settings this run changed on a session it did not make, as they were: put back after the run."""
         self.resumed: ResumedRun | None = None
         """The run key's earlier tries, when given one."""
         self.max_parallel_given = bool(max_parallel or config.max_parallel)
@@ -136,24 +136,13 @@ class BasePipeline:
         return {k: v for k, v in defaults.items() if k not in self.config.spark_conf}
 
     def create_session(self) -> SparkSession:
-        from pyspark.sql import SparkSession
-
-        builder = SparkSession.builder.appName(self.config.app_name)
-        if self.remote:
-            builder = builder.remote(self.remote)
-        elif self.master:
-            builder = builder.master(self.master)
         connect = bool(self.remote or os.environ.get("SPARK_REMOTE"))
         # A connect server's scheduler and console belong to the server: only the config's settings go there.
         settings = self.config.spark_conf if connect else {**self.session_defaults(), **self.config.spark_conf}
-        if self.console and not connect:
-            from spark_job.engine.session import can_start_console_session, start_console_session
-
-            if can_start_console_session():
-                return start_console_session(self.config.app_name, self.master, settings, self.log_level or "WARN")
-        for key, value in settings.items():
-            builder = builder.config(key, value)
-        return builder.getOrCreate()
+        console = (self.log_level or "WARN") if self.console else None
+        return build_session(
+            self.config.app_name, settings, master=self.master, remote=self.remote, console_level=console
+        )
 
     def before_sequence(self, sequence: SequenceSpec) -> None:
         """Called before a sequence runs, on the sequence's worker thread (sequences run at once)."""
@@ -178,15 +167,15 @@ class BasePipeline:
                 found = SparkSession.getActiveSession()
                 self.owns_session = found is None
                 if found is not None:
-                    self.remember_conf(found, [*self.session_defaults(), *self.config.spark_conf])
+                    self.settings_before.remember(found, [*self.session_defaults(), *self.config.spark_conf])
                 self.spark = self.create_session()
             else:
-                self.apply_runtime_conf(self.spark)
+                self.settings_before.apply(self.spark, self.config.spark_conf)
             self.capabilities = capabilities_of(self.spark)
             if not self.max_parallel_given:  # from the cores the session has
                 self.max_parallel = self.metrics.max_parallel = default_max_parallel(session_cores(self.spark))
             log.debug("sparkpipe: running on a %s", self.capabilities.describe())
-            self.remember_conf(self.spark, self.capabilities.run_settings)
+            self.settings_before.remember(self.spark, self.capabilities.run_settings)
             self.capabilities.prepare_run()
             require_formats(self.spark, self.config)  # a Delta or Iceberg jar missing: said before any job
             self.metrics.spark_app_id = self.capabilities.application_id()
@@ -211,7 +200,8 @@ class BasePipeline:
         document = self.metrics.to_dict()
         self.log_summary(document)
         self.publish(document)
-        self.restore_conf()
+        if self.spark is not None and not self.owns_session:
+            self.settings_before.restore(self.spark)
         log.removeFilter(masking)
         return document
 
@@ -239,43 +229,6 @@ class BasePipeline:
             self.spark.stop()
             self.owns_session = False
         self.jobs.close()
-
-    def apply_runtime_conf(self, spark: SparkSession) -> None:
-        self.remember_conf(spark, self.config.spark_conf)
-        for key, value in self.config.spark_conf.items():
-            try:
-                spark.conf.set(key, value)
-            except Exception:  # static confs cannot change on a running session
-                log.warning("sparkpipe: %s cannot be changed on an existing session; ignored", key)
-
-    def remember_conf(self, spark: SparkSession, keys: Iterable[str]) -> None:
-        """Note how ``keys`` are set on ``spark`` (None: unset) before the run changes them."""
-        for key in keys:
-            if key not in self.conf_before:
-                try:
-                    self.conf_before[key] = spark.conf.get(key, None)
-                except Exception:  # not readable: not a setting the run can change either
-                    continue
-
-    def restore_conf(self) -> None:
-        """Put back the settings the run changed on a session it did not make: each as it was, unset
-        where it was unset, so the session's next pipeline does not inherit them (a dynamic
-        ``partitionOverwriteMode`` would make its whole-target overwrite a partial one). Static
-        settings the run could not change are left as they are."""
-        before, self.conf_before = self.conf_before, {}
-        spark = self.spark
-        if spark is None or self.owns_session:
-            return
-        for key, value in before.items():
-            try:
-                if spark.conf.get(key, None) == value:
-                    continue
-                if value is None:
-                    spark.conf.unset(key)
-                else:
-                    spark.conf.set(key, value)
-            except Exception as exc:
-                log.warning("sparkpipe: %s could not be put back as it was on the session: %s", key, exc)
 
     def register_sources(self, spark: SparkSession) -> dict[str, str]:
         """Register every source as a temp view; return alias (lower-cased) → error for failed ones."""
@@ -397,13 +350,7 @@ class BasePipeline:
             log.log(level, "%s", line)
 
     def publish(self, document: dict[str, Any]) -> None:
-        text = json.dumps(document, separators=(",", ":"), default=str)
-        if self.metrics_out:
-            try:
-                write_metrics(self.metrics_out, text, self.spark)
-            except Exception as exc:  # the metrics are the run's result: a run without them failed
-                metrics_not_written(document, self.metrics_out, short_error(exc, self.config.mask))
-        print(marker_line(METRICS_MARKER, document), flush=True)
+        publish_metrics(document, self.metrics_out, self.spark, self.config.mask)
 
 
 class PipelineRunner(BasePipeline):
