@@ -45,7 +45,8 @@ def test_broken_config_fails_at_parse_with_file_line_and_problem() -> None:
         f"SparkPipelineOperator 'broken': invalid sparkpipe config {path}:",
         f"{path}:7: sequences[0]: missing required key 'query' (or 'query_file')",
         f"{path}:8: sequences[0].qeury: unknown key for a sequence (did you mean 'query'?)",
-        f"{path}:12: sequences[0].target.mode: 'upsert' is not one of overwrite, append, error, ignore",
+        f"{path}:12: sequences[0].target.mode: 'upsert' is not one of overwrite, append, error, ignore "
+        "(merge and scd2 are modes of the delta, iceberg and jdbc targets)",
     ]
 
 
