@@ -7,16 +7,25 @@ place, the lease, the upsert form of ``mode: merge``). Code asks the dialect ins
 subprotocols. Standard library only: the config package (no pyspark) reads identities with it.
 
 Other databases are added with :func:`register` or an entry point of the group
-``sparkpipe.jdbc_dialects`` whose object is a :class:`Dialect`.
+``sparkpipe.jdbc_dialects`` whose object is a :class:`Dialect`. How URLs are read is in
+:mod:`spark_job.jdbc_urls`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from spark_job.jdbc_urls import (
+    URL_FORMS,
+    current_schema,
+    host_port,
+    schema_setting,
+    search_path_schema,
+    subprotocol,
+    url_body,
+)
 from spark_job.merge_sql import DELETE_JOINS, UPDATE_JOINS, MergeStatement, MergeTables, merge_statements
 from spark_job.registry import group_entry_points
 
@@ -24,123 +33,6 @@ FOLDINGS = ("lower", "upper", "insensitive")
 RENAMES = ("alter_table", "rename_table", "sp_rename")
 LEASES = ("advisory", "table")
 UPSERTS = ("on_conflict", "on_duplicate_key", "update_insert")
-
-_LOOPBACK = frozenset({"127.0.0.1", "[::1]", "::1", "localhost.localdomain"})
-"""Names of this machine's loopback interface: one server, however a URL spells it."""
-
-
-def subprotocol(url: str) -> str:
-    """``postgresql`` for ``jdbc:postgresql://...``; empty when ``url`` is not a JDBC URL."""
-    if not url.lower().startswith("jdbc:"):
-        return ""
-    return url[5:].split(":", 1)[0].lower()
-
-
-def url_body(url: str) -> str:
-    """What follows ``jdbc:<subprotocol>:`` (the whole text when ``url`` is not a JDBC URL)."""
-    sub = subprotocol(url)
-    return url[5 + len(sub) + 1 :] if sub else url
-
-
-def host_port(text: str, default: int | None, fold_loopback: bool = False) -> str:
-    """``host[:port]`` lower-cased with the default port filled in; IPv6 brackets kept; with
-    ``fold_loopback``, every name of the loopback interface is ``localhost``."""
-    text = text.rsplit("@", 1)[-1].strip().lower()  # user:password@host
-    if text.startswith("["):
-        host, _, rest = text.partition("]")
-        host += "]"
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, port = text.partition(":")
-    if not port and default is not None:
-        port = str(default)
-    if fold_loopback and host in _LOOPBACK:
-        host = "localhost"
-    return f"{host}:{port}" if port else host
-
-
-# -- how URLs name the server and the database ----------------------------------------------------
-# Each reads the body of a URL (after ``jdbc:<sub>:``) into the canonical ``//hosts/database`` form, or
-# returns None when the body names no host (``jdbc:postgresql:shop``, ``jdbc:h2:mem:x``).
-
-
-def _slash_url(dialect: Dialect, body: str, fold: bool) -> str | None:
-    """``//host[:port][,host...]/database[?k=v][;k=v]`` (PostgreSQL, MySQL, MariaDB, DB2, H2 over TCP ...)."""
-    if not body.startswith("//"):
-        return None
-    rest = body[2:]
-    for cut in "?;":  # parameters (MySQL/PostgreSQL ?k=v, DB2 :k=v;)
-        rest = rest.split(cut, 1)[0]
-    hosts, _, database = rest.partition("/")
-    if dialect.parameters_after_database and ":" in database:
-        database = database.split(":", 1)[0]
-    hosts = ",".join(host_port(h, dialect.default_port, fold) for h in hosts.split(","))
-    if dialect.database_case_insensitive:
-        database = database.lower()
-    return f"//{hosts}/{database.rstrip('/')}"
-
-
-def _oracle_url(dialect: Dialect, body: str, fold: bool) -> str | None:
-    """``thin:[user/pw]@host:port:SID``, ``@//host:port/service`` or ``@(DESCRIPTION=...)``."""
-    at = body.split("@", 1)[-1].strip()
-    if at.startswith("("):
-        return re.sub(r"\s+", "", at).lower()  # a descriptor: compared as written, spaces and case aside
-    at = at.lstrip("/").split("?", 1)[0]
-    if "/" in at:
-        hostport, _, database = at.partition("/")
-    else:
-        pieces = at.split(":")
-        if len(pieces) >= 3:
-            hostport, database = ":".join(pieces[:2]), pieces[2]
-        elif len(pieces) == 2 and not (pieces[1].isascii() and pieces[1].isdigit()):
-            hostport, database = pieces[0], pieces[1]
-        else:
-            hostport, database = at, ""
-    return f"//{host_port(hostport, dialect.default_port, fold)}/{database.lower()}"
-
-
-def _sqlserver_url(dialect: Dialect, body: str, fold: bool) -> str | None:
-    """``//host[\\instance][:port][;property=value...]`` with ``databaseName`` among the properties."""
-    parts = body.lstrip("/").split(";")
-    props = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in parts[1:]) if k.strip()}
-    hostport = parts[0] or props.get("servername", "")
-    database = props.get("databasename") or props.get("database") or ""
-    return f"//{host_port(hostport, dialect.default_port, fold)}/{database.lower()}"
-
-
-_URL_FORMS: dict[str, Callable[[Dialect, str, bool], str | None]] = {
-    "slash": _slash_url,
-    "oracle": _oracle_url,
-    "sqlserver": _sqlserver_url,
-}
-
-
-# -- which schema the connection names -------------------------------------------------------------
-
-
-def _search_path_schema(params: Mapping[str, str]) -> str | None:
-    """PostgreSQL: ``currentSchema``, else the first schema of ``options=-c search_path=...``."""
-    value = params.get("currentSchema")
-    if value is None:
-        lowered = {k.lower(): v for k, v in params.items()}
-        found = re.search(r"search_path\s*=\s*([^\s]+)", lowered.get("options", ""))
-        value = found.group(1) if found else None
-    if not value:
-        return None
-    first = value.split(",")[0].strip()
-    return first[1:-1] if first.startswith('"') and first.endswith('"') else first.lower()
-
-
-def _current_schema(params: Mapping[str, str]) -> str | None:
-    """DB2: ``currentSchema``, upper-cased as DB2 folds it."""
-    value = params.get("currentSchema")
-    return value.strip().upper() if value else None
-
-
-def _schema_setting(params: Mapping[str, str]) -> str | None:
-    """H2: ``SCHEMA`` (any case), upper-cased as H2 folds it."""
-    value = {k.lower(): v for k, v in params.items()}.get("schema")
-    return value.strip().upper() if value else None
 
 
 @dataclass(frozen=True)
@@ -253,8 +145,8 @@ class Dialect:
         ):
             if getattr(self, attr) not in allowed:
                 raise ValueError(f"dialect {self.name}: {attr} must be one of {', '.join(allowed)}")
-        if self.url_form not in _URL_FORMS:
-            raise ValueError(f"dialect {self.name}: url_form must be one of {', '.join(_URL_FORMS)}")
+        if self.url_form not in URL_FORMS:
+            raise ValueError(f"dialect {self.name}: url_form must be one of {', '.join(URL_FORMS)}")
 
     # -- names ---------------------------------------------------------------------------------
     def quote(self, name: str) -> str:
@@ -276,7 +168,7 @@ class Dialect:
         credentials and connection parameters left out."""
         sub = subprotocol(url)
         body = url_body(url)
-        located = _URL_FORMS[self.url_form](self, body, fold_loopback)
+        located = URL_FORMS[self.url_form](self, body, fold_loopback)
         if located is not None:
             return f"jdbc:{sub}:{located}"
         # jdbc:postgresql:database (the local server), jdbc:h2:mem:x, jdbc:sqlite:file: no host part
@@ -366,7 +258,7 @@ BUILT_IN = (
         identifier_limit=63,
         folding="lower",
         default_schema="public",
-        schema_parameter=_search_path_schema,
+        schema_parameter=search_path_schema,
         lease="advisory",
         upsert="on_conflict",
         inserted_flag="(xmax = 0)",
@@ -381,7 +273,7 @@ BUILT_IN = (
         identifier_limit=127,
         folding="lower",
         default_schema="public",
-        schema_parameter=_search_path_schema,
+        schema_parameter=search_path_schema,
         lineage_namespace="redshift",
     ),
     Dialect(
@@ -460,7 +352,7 @@ BUILT_IN = (
         identifier_limit=128,
         folding="upper",
         user_schema=True,
-        schema_parameter=_current_schema,
+        schema_parameter=current_schema,
         rename="rename_table",
         create_empty="CREATE TABLE {table} AS (SELECT {columns} FROM {source}) WITH NO DATA",
         lineage_namespace="db2",
@@ -471,7 +363,7 @@ BUILT_IN = (
         driver="org.h2.Driver",
         folding="upper",
         default_schema="PUBLIC",
-        schema_parameter=_schema_setting,
+        schema_parameter=schema_setting,
     ),
     Dialect("SQLite", ("sqlite",), driver="org.sqlite.JDBC", upsert="on_conflict", primary_key=None),
 )
