@@ -265,7 +265,8 @@ def scd2_source(
         F, [F.col(quote(c)) for c in compared], previous
     )
     # A new version equal to the one before it changes nothing (a rerun, or an unchanged row).
-    events = events.where(~((F.col("_sp_src") == "i") & ~F.col("_sp_existed") & same_as_previous))
+    events = events.withColumn("_sp_same", same_as_previous)  # a window is computed before any filter on it
+    events = events.where(~((F.col("_sp_src") == "i") & ~F.col("_sp_existed") & F.col("_sp_same"))).drop("_sp_same")
     nxt = F.lead(F.col("_sp_from")).over(order)
     next_src = F.lead(F.col("_sp_src")).over(order)
     timeline = events.withColumn("valid_to", nxt).withColumn("_sp_next_src", next_src)
