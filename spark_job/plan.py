@@ -116,6 +116,8 @@ def build_plan(config: PipelineConfig) -> Plan:
         shown = {k: target[k] for k in SHOWN_SETTINGS if target.get(k)}
         if target.get("mode") in MERGE_MODES:
             shown.setdefault("on_schema_change", "fail")
+        if seq.incremental is not None:
+            shown["incremental"] = _describe_incremental(seq.incremental)
         sequences.append(
             PlannedSequence(
                 name=seq.name,
@@ -351,6 +353,22 @@ def _describe_source(spec: Mapping[str, Any], described: Mapping[str, Any]) -> s
     if described.get("uri") and described.get("table"):
         where = f"{described['uri']} {described['table']}"
     return f"{kind} {where}".strip()
+
+
+def _describe_incremental(incremental: Any) -> str:
+    """``events.ts beyond the target's highest ts, lookback 2 hours``, ``new files of landing``, ``... (full
+    refresh: everything)``."""
+    from spark_job.config.incremental import NewFilesFeed, Watermark
+
+    if isinstance(incremental, Watermark):
+        text = f"{incremental.source}.{incremental.column} beyond the target's highest {incremental.target_column}"
+        if incremental.lookback is not None:
+            text += f", lookback {incremental.lookback.text}"
+    elif isinstance(incremental, NewFilesFeed):
+        text = f"new files of {incremental.source}"
+    else:
+        text = str(incremental)
+    return text + (" (full refresh: everything)" if getattr(incremental, "full_refresh", False) else "")
 
 
 def _describe_target(seq: PlannedSequence) -> str:

@@ -249,3 +249,18 @@ def test_the_benchmark_configs_validate(tmp_path: Path) -> None:
     incremental = load_config(module.config(tmp_path / "events", tmp_path / "daily", True)).sequences[0]
     assert isinstance(incremental.incremental, Watermark) and incremental.incremental.column == "day"
     assert load_config(module.config(tmp_path / "events", tmp_path / "full", False)).sequences[0].incremental is None
+
+
+def test_the_plan_says_what_an_incremental_sequence_reads() -> None:
+    from spark_job.plan import build_plan, render_text
+
+    daily = config({**WATERMARK, "target_column": "day", "lookback": "1 day"}, PARTITIONED)
+    shown = build_plan(load_config(daily)).sequences[0].options["incremental"]
+    assert shown == "changes.updated_at beyond the target's highest day, lookback 1 day"
+    refreshed = build_plan(load_config(config(WATERMARK, JDBC_APPEND, full_refresh=True)))
+    assert refreshed.sequences[0].options["incremental"] == (
+        "changes.updated_at beyond the target's highest updated_at (full refresh: everything)"
+    )
+    files = build_plan(load_config(new_files(JDBC_APPEND, {"checkpoint": "/ck"})))
+    assert files.sequences[0].options["incremental"] == "new files of drops"
+    assert "incremental new files of drops" in render_text(files)
