@@ -5,6 +5,7 @@ secret of a rule or a query in what the driver or Spark prints (real local Spark
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import os
 import subprocess
@@ -379,10 +380,18 @@ def test_every_line_of_the_sparkpipe_logger_is_masked_during_a_run(
         ],
     }
     filters = list(log.filters)
-    with caplog.at_level(logging.WARNING, logger="sparkpipe"):
-        metrics = Chatty(load_config(config, environ={"HOOK_TOKEN": secret}), spark=spark).run()
+    # A handler of its own on the logger: the CLI's logging set-up (another test's) may stop propagation.
+    caught = io.StringIO()
+    handler = logging.StreamHandler(caught)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log.addHandler(handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="sparkpipe"):
+            metrics = Chatty(load_config(config, environ={"HOOK_TOKEN": secret}), spark=spark).run()
+    finally:
+        log.removeHandler(handler)
     assert metrics["status"] == "succeeded", metrics
-    shown = "\n".join(caplog.text.splitlines())
+    shown = caught.getvalue()
     assert "the hook saw ***" in shown and "bad value ***" in shown, shown
     assert secret not in shown
     assert log.filters == filters
