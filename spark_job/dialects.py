@@ -13,6 +13,7 @@ Other databases are added with :func:`register` or an entry point of the group
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -245,6 +246,27 @@ class Dialect:
         return self.lease == "advisory"
 
 
+_MYSQL = Dialect(
+    "MySQL",
+    ("mysql",),
+    driver="com.mysql.cj.jdbc.Driver",
+    default_port=3306,
+    database_case_insensitive=True,
+    quotes=("`", "`"),
+    identifier_limit=64,
+    database_is_schema=True,
+    rename="rename_table",
+    atomic_swap=True,
+    upsert="on_duplicate_key",
+    delete_join="join",
+    update_join="join",
+    key_text_type="VARCHAR(255)",
+    ddl_commits=True,
+    lineage_namespace="mysql",
+)
+"""MySQL; MariaDB is the same database reached through its own driver (below)."""
+
+
 GENERIC = Dialect("a database", subprotocols=("",))
 """Any database without a dialect of its own: conservative (names compare case-insensitively,
 identifiers of at most 30 bytes, no default schema, a lease table, a portable upsert)."""
@@ -276,43 +298,14 @@ BUILT_IN = (
         schema_parameter=search_path_schema,
         lineage_namespace="redshift",
     ),
-    Dialect(
-        "MySQL",
-        ("mysql",),
-        driver="com.mysql.cj.jdbc.Driver",
-        default_port=3306,
-        database_case_insensitive=True,
-        quotes=("`", "`"),
-        identifier_limit=64,
-        database_is_schema=True,
-        rename="rename_table",
-        atomic_swap=True,
-        upsert="on_duplicate_key",
-        delete_join="join",
-        update_join="join",
-        key_text_type="VARCHAR(255)",
-        ddl_commits=True,
-        lineage_namespace="mysql",
-    ),
-    Dialect(
-        "MariaDB",
-        ("mariadb",),
+    _MYSQL,
+    dataclasses.replace(
+        _MYSQL,
+        name="MariaDB",
+        subprotocols=("mariadb",),
         driver="org.mariadb.jdbc.Driver",
-        default_port=3306,
-        database_case_insensitive=True,
-        quotes=("`", "`"),
-        identifier_limit=64,
-        database_is_schema=True,
-        rename="rename_table",
-        atomic_swap=True,
-        upsert="on_duplicate_key",
-        delete_join="join",
-        update_join="join",
-        key_text_type="VARCHAR(255)",
-        ddl_commits=True,
         spark_subprotocol="mysql",
         spark_parameter="permitMysqlScheme=true",
-        lineage_namespace="mysql",
     ),
     Dialect(
         "SQL Server",
