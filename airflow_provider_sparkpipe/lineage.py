@@ -136,7 +136,7 @@ def dataset_names(config: Any) -> PipelineDatasets:
                 add(dataset_name({"type": "table", "table": qualified}), False)
     for seq in config.sequences:
         add(dataset_name(seq.writer.describe()), True, seq.name)
-        quarantine = getattr(seq, "quarantine_writer", lambda: None)()
+        quarantine = seq.quarantine_writer
         if quarantine is not None:
             add(dataset_name(quarantine.describe()), True, f"{seq.name}.quarantine")
     return found
