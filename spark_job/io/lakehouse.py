@@ -3,7 +3,9 @@
 
 ``overwrite`` and ``append`` are the format's own transaction: a version is either committed whole or
 not at all, so no staging folder is swapped in. A write whose data-quality rules fail after it committed
-is rolled back to the version before it (Delta ``RESTORE``, Iceberg ``rollback_to_snapshot``).
+is rolled back to the version before it (Delta ``RESTORE``, Iceberg ``rollback_to_snapshot``). Iceberg keeps
+one schema per table, so an overwrite that changes an Iceberg table's columns or partitioning is written
+aside (a table beside it) and replaces the target only at the commit.
 ``merge`` and ``scd2`` take the incoming rows in (cached, keys checked, rules counted) when the write
 begins and run one MERGE at the commit (``spark_job.io.lake_merge``), so a failing rule merges nothing.
 """
@@ -192,16 +194,57 @@ class LakeWriter(BaseWriter):
         if exists and self.mode == "error":
             raise ValueError(f"{table.describe()} already exists and the mode is error: nothing was written")
         before = table.version(spark) if exists else None
-        self.save_version(self.prepare(df), table, exists=exists)
+        prepared = self.prepare(df)
+        if exists and self.replaces_shape(spark, prepared, table):
+            return self.begin_replace(prepared, table)
+        self.save_version(prepared, table, exists=exists)
         after = table.version(spark)
         return StagedWrite(lambda: None, lambda: table.rollback(spark, before, after))
+
+    def replaces_shape(self, spark: SparkSession, df: DataFrame, table: LakeTable) -> bool:
+        """Whether this write replaces an existing Iceberg table's columns or partitioning. Iceberg keeps a
+        schema per table, not per snapshot: a replaced table rolled back to an older snapshot would show the
+        old rows under the new columns. Such a write is staged instead (``begin_replace``)."""
+        if self.type_name != "iceberg" or self.mode != "overwrite" or self.dynamic_overwrite():
+            return False
+        current = spark.sql(f"SELECT * FROM {table.name} LIMIT 0").schema
+        shape = {(f.name, f.dataType.simpleString()) for f in current.fields}
+        wanted = {(f.name, f.dataType.simpleString()) for f in df.schema.fields}
+        return shape != wanted or table.partition_columns(spark) != list(self.partition_by())
+
+    def begin_replace(self, df: DataFrame, table: LakeTable) -> StagedWrite:
+        """Write the rows aside, as an Iceberg table beside the target; the commit replaces the target with
+        them in one commit (its columns and partitioning included), a discard drops them: either way the
+        target is never seen with another schema than its rows'."""
+        spark = df.sparkSession
+        catalog, name = table.catalog_and_name()
+        staged = f"{catalog}.{name[:-1]}__sparkpipe_staged_{uuid.uuid4().hex[:12]}`"
+        self._partitioned(df.writeTo(staged), self.partition_by()).using("iceberg").create()
+
+        def drop() -> None:
+            spark.sql(f"DROP TABLE IF EXISTS {staged} PURGE")
+
+        def commit() -> None:
+            try:
+                self.save_version(spark.table(staged), table, exists=True)
+            finally:
+                drop()
+
+        return StagedWrite(commit, drop)
+
+    def dynamic_overwrite(self) -> bool:
+        return (
+            self.mode == "overwrite"
+            and bool(self.partition_by())
+            and (self.options().get("partitionOverwriteMode") == "dynamic")
+        )
 
     def save_version(self, df: DataFrame, table: LakeTable, exists: bool, mode: str | None = None) -> None:
         """Write ``df`` as one new version of ``table`` in the format's own transaction (in ``mode``,
         default the target's)."""
         mode, partitions, props = mode or self.mode, self.partition_by(), dict(self.commit_properties)
         options = {k: v for k, v in self.options().items() if k != "partitionOverwriteMode"}
-        dynamic = mode == "overwrite" and bool(partitions) and self.options().get("partitionOverwriteMode") == "dynamic"
+        dynamic = mode == self.mode and self.dynamic_overwrite()
         if self.type_name == "delta":
             if props:
                 options["userMetadata"] = json.dumps(props, sort_keys=True)
@@ -233,6 +276,10 @@ class LakeWriter(BaseWriter):
             ordered.write.options(**options).option("partitionOverwriteMode", "dynamic").insertInto(
                 str(table.table), overwrite=True
             )
+        elif self.type_name == "iceberg" and not self.replaces_shape(df.sparkSession, df, table):
+            from pyspark.sql import functions as F
+
+            v2.overwrite(F.lit(True))  # a snapshot whose parent is the previous one: it rolls back exactly
         else:
             self._partitioned(v2, partitions).using(self.type_name).createOrReplace()
 
