@@ -3,11 +3,18 @@
 A test file names a config and lists tests; each test gives rows (or a small file) for sources and
 expects rows (or a row count) of sequences. The sequences an expectation needs run in graph order on
 those fixtures as temporary views; nothing is written anywhere.
+
+A test may also give a target's current rows (``given: {this: {<sequence>: rows}}``) and expect the
+target's rows after the run (``expect: {<sequence>: {this: rows}}``): the target's mode is applied to
+them as the run's write would (``spark_job.testing.targets``), and a watermarked sequence reads only the
+source rows beyond the highest value those rows hold, as a run on that target would.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,20 +24,26 @@ from typing import TYPE_CHECKING, Any
 
 from spark_job.config.document import child_path, read_document
 from spark_job.config.fields import describe_value
+from spark_job.config.incremental import Watermark
+from spark_job.config.merge import MergeSpec
 from spark_job.config.validation import PipelineConfig, SequenceSpec, load_config
 from spark_job.engine.capabilities import NotComputedOnce, capabilities_of
+from spark_job.engine.incremental import beyond, incremental_query, quote_sql
 from spark_job.errors import ConfigError, Problem
 from spark_job.quality import SequenceRules
 from spark_job.testing.expected import Expected, compare
 from spark_job.testing.fixtures import FIXTURE_FORMATS, MAX_FIXTURE_ROWS, Fixture, fixture_error, fixture_frame, reason
 from spark_job.testing.sessions import local_session, sql_settings, static_settings
+from spark_job.testing.targets import rows_after, typed_like
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 TEST_FILE_KEYS = ("config", "vars", "tests", "description")
 TEST_KEYS = ("name", "vars", "given", "expect", "description")
-EXPECT_KEYS = ("rows", "ordered", "columns", "expect_failed")
+EXPECT_KEYS = ("rows", "ordered", "columns", "expect_failed", "this")
+THIS = "this"
+"""The key of ``given`` holding targets' current rows, and of an expectation holding a target's rows after."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,10 @@ class PipelineTest:
     config: PipelineConfig
     given: tuple[Fixture, ...]
     expect: tuple[Expected, ...]
+    this: tuple[Fixture, ...] = ()
+    """The targets' current rows: one fixture per sequence (``source_id`` is the sequence's name)."""
+    expect_this: tuple[Expected, ...] = ()
+    """The targets' rows expected after the run."""
 
 
 @dataclass
@@ -121,9 +138,17 @@ def load_test_file(path: str | os.PathLike[str]) -> list[PipelineTest]:
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        given = _fixtures(raw.get("given"), child_path(where, "given"), config, base, report)
-        expect = _expectations(raw.get("expect"), child_path(where, "expect"), config, report)
-        loaded.append(PipelineTest(name, str(file), config, tuple(given), tuple(expect)))
+        given_raw = raw.get("given")
+        this_raw = None
+        if isinstance(given_raw, Mapping) and THIS in given_raw:
+            given_raw = {k: v for k, v in given_raw.items() if k != THIS}
+            this_raw = raw["given"][THIS]
+        given = _fixtures(given_raw, child_path(where, "given"), config, base, report)
+        this = _target_fixtures(this_raw, child_path(child_path(where, "given"), THIS), config, base, report)
+        expect, expect_this = _expectations(raw.get("expect"), child_path(where, "expect"), config, report)
+        loaded.append(
+            PipelineTest(name, str(file), config, tuple(given), tuple(expect), tuple(this), tuple(expect_this))
+        )
     if problems:
         raise ConfigError(problems)
     return loaded
@@ -142,34 +167,65 @@ def _fixtures(raw: Any, where: str, config: PipelineConfig, base: Path, report: 
         if source_id not in ids:
             report(path, f"{source_id!r} is not a source of {config.file} (sources: {', '.join(ids) or 'none'})")
             continue
-        if isinstance(value, list):
-            bad = next((j for j, row in enumerate(value) if not isinstance(row, Mapping)), None)
-            if bad is not None:
-                report(f"{path}[{bad}]", f"a row is a mapping of column to value, got {describe_value(value[bad])}")
-            elif len(value) > MAX_FIXTURE_ROWS:
-                report(path, f"{len(value):,} rows: a fixture holds at most {MAX_FIXTURE_ROWS:,}")
-            else:
-                fixtures.append(Fixture(str(source_id), path, rows=[dict(r) for r in value]))
-        elif isinstance(value, Mapping) and isinstance(value.get("file"), str):
-            file = base / value["file"]
-            fmt = value.get("format") or FIXTURE_FORMATS.get(file.suffix.lower())
-            if fmt not in FIXTURE_FORMATS.values():
-                report(child_path(path, "file"), f"{file.name}: give format csv, json or parquet")
-            elif not file.exists():
-                report(child_path(path, "file"), f"fixture file not found: {file}")
-            else:
-                fixtures.append(Fixture(str(source_id), path, file=file, format=str(fmt)))
-        else:
-            report(path, f"must be a list of rows or {{file: PATH}}, got {describe_value(value)}")
+        fixture = _fixture(str(source_id), value, path, base, report)
+        if fixture is not None:
+            fixtures.append(fixture)
     return fixtures
 
 
-def _expectations(raw: Any, where: str, config: PipelineConfig, report: Any) -> list[Expected]:
+def _target_fixtures(raw: Any, where: str, config: PipelineConfig, base: Path, report: Any) -> list[Fixture]:
+    """``given: {this: {<sequence>: rows or {file: PATH}}}``: the current rows of sequences' targets."""
+    if raw is None:
+        return []
+    names = [s.name for s in config.sequences]
+    if not isinstance(raw, Mapping):
+        report(where, f"must map sequences to their target's current rows, got {describe_value(raw)}")
+        return []
+    fixtures = []
+    for name, value in raw.items():
+        path = child_path(where, name)
+        if name not in names:
+            report(path, f"{name!r} is not a sequence of {config.file} (sequences: {', '.join(sorted(names))})")
+            continue
+        fixture = _fixture(str(name), value, path, base, report)
+        if fixture is not None:
+            fixtures.append(fixture)
+    return fixtures
+
+
+def _fixture(name: str, value: Any, path: str, base: Path, report: Any) -> Fixture | None:
+    """The fixture of rows ``value`` (a list of rows, or ``{file: PATH}``), or None after reporting why not."""
+    if isinstance(value, list):
+        bad = next((j for j, row in enumerate(value) if not isinstance(row, Mapping)), None)
+        if bad is not None:
+            report(f"{path}[{bad}]", f"a row is a mapping of column to value, got {describe_value(value[bad])}")
+        elif len(value) > MAX_FIXTURE_ROWS:
+            report(path, f"{len(value):,} rows: a fixture holds at most {MAX_FIXTURE_ROWS:,}")
+        else:
+            return Fixture(name, path, rows=[dict(r) for r in value])
+        return None
+    if isinstance(value, Mapping) and isinstance(value.get("file"), str):
+        file = base / value["file"]
+        fmt = value.get("format") or FIXTURE_FORMATS.get(file.suffix.lower())
+        if fmt not in FIXTURE_FORMATS.values():
+            report(child_path(path, "file"), f"{file.name}: give format csv, json or parquet")
+        elif not file.exists():
+            report(child_path(path, "file"), f"fixture file not found: {file}")
+        else:
+            return Fixture(name, path, file=file, format=str(fmt))
+        return None
+    report(path, f"must be a list of rows or {{file: PATH}}, got {describe_value(value)}")
+    return None
+
+
+def _expectations(raw: Any, where: str, config: PipelineConfig, report: Any) -> tuple[list[Expected], list[Expected]]:
+    """The expected rows of sequences, and of their targets after the run (``this``)."""
     if not isinstance(raw, Mapping) or not raw:
         report(where, "must map at least one sequence to its expected rows or {rows: N}")
-        return []
+        return [], []
     names = {s.name for s in config.sequences}
-    expected = []
+    expected: list[Expected] = []
+    expected_this: list[Expected] = []
     for name, value in raw.items():
         path = child_path(where, name)
         if name not in names:
@@ -184,8 +240,15 @@ def _expectations(raw: Any, where: str, config: PipelineConfig, report: Any) -> 
             if key not in EXPECT_KEYS:
                 report(child_path(path, key), f"unknown key (valid keys: {', '.join(EXPECT_KEYS)})")
         failed = _expected_failures(value, path, next(s for s in config.sequences if s.name == name), report)
+        if THIS in value:
+            this = _expected_rows(value[THIS], child_path(path, THIS), str(name), bool(value.get("ordered")), report)
+            if this is not None:
+                expected_this.append(this)
         rows = value.get("rows")
-        if rows is None and failed is not None:
+        if rows is None and THIS in value:
+            if failed is not None:
+                expected.append(Expected(str(name), path, failed=failed))
+        elif rows is None and failed is not None:
             expected.append(Expected(str(name), path, failed=failed))
         elif isinstance(rows, bool) or not isinstance(rows, (int, list)):
             report(child_path(path, "rows"), f"must be a list of rows or a row count, got {describe_value(rows)}")
@@ -196,7 +259,23 @@ def _expectations(raw: Any, where: str, config: PipelineConfig, report: Any) -> 
         else:
             ordered = bool(value.get("ordered"))
             expected.append(Expected(str(name), path, rows=[dict(r) for r in rows], ordered=ordered, failed=failed))
-    return expected
+    return expected, expected_this
+
+
+def _expected_rows(value: Any, path: str, name: str, ordered: bool, report: Any) -> Expected | None:
+    """A list of rows or a row count, expected of sequence ``name``'s target after the run."""
+    if isinstance(value, bool) or not isinstance(value, (int, list)):
+        report(
+            path,
+            f"must be the target's rows after the run (a list of rows) or their count, got {describe_value(value)}",
+        )
+        return None
+    if isinstance(value, int):
+        return Expected(name, path, count=value)
+    if not all(isinstance(r, Mapping) for r in value):
+        report(path, "every expected row is a mapping of column to value")
+        return None
+    return Expected(name, path, rows=[dict(r) for r in value], ordered=ordered)
 
 
 def _expected_failures(
@@ -267,7 +346,7 @@ def run_test(test: PipelineTest, spark: SparkSession, made_with: Mapping[str, st
 
 def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestResult:
     config = test.config
-    needed = _needed_sequences(config, [e.sequence for e in test.expect])
+    needed = _needed_sequences(config, [e.sequence for e in (*test.expect, *test.expect_this)])
     by_id = {f.source_id: f for f in test.given}
     sources = {s.alias.lower(): s for s in config.sources}
     wanted_sources = {a for seq in needed for a in seq.reads_sources}
@@ -288,9 +367,10 @@ def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestRes
     failed_rows: dict[str, dict[str, int]] = {}
     differences: list[str] = []
     asserted = {(e.sequence, rule) for e in test.expect for rule in e.failed or {}}
+    targets = _Targets(test, spark, created)
     for seq in needed:
         try:
-            df = spark.sql(seq.query)
+            df = spark.sql(targets.query(seq))
             rules = SequenceRules(seq, capabilities_of(spark).functions)
             if rules.active:
                 # The rules as the run applies them: counted on the result, drop/quarantine rows left out.
@@ -317,6 +397,12 @@ def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestRes
         df.createOrReplaceTempView(seq.name)
         created.append(seq.name)
         results[seq.name] = df
+    for expected in test.expect_this:
+        try:
+            actual = targets.after(next(s for s in needed if s.name == expected.sequence), results[expected.sequence])
+        except Exception as exc:
+            return TestResult(test, False, error=f"sequence {expected.sequence}'s write: {_first_line(exc)}")
+        differences += compare(dataclasses.replace(expected, sequence=f"{expected.sequence} target"), actual)
     for expected in test.expect:
         for rule, count in (expected.failed or {}).items():
             got = failed_rows.get(expected.sequence, {}).get(rule, 0)
@@ -332,6 +418,67 @@ def _run(test: PipelineTest, spark: SparkSession, created: list[str]) -> TestRes
             return TestResult(test, False, error=f"sequence {expected.sequence} failed: {_first_line(exc)}")
         differences += compare(expected, actual)
     return TestResult(test, not differences, differences)
+
+
+class _Targets:
+    """The targets' current rows a test gives (``given: {this: ...}``): what a watermarked sequence reads
+    beyond them, and what the write makes of them."""
+
+    def __init__(self, test: PipelineTest, spark: SparkSession, created: list[str]) -> None:
+        self.spark, self.created = spark, created
+        self.given = {f.source_id: f for f in test.this}
+        self.now = datetime.datetime.now().replace(microsecond=0)
+
+    def current(self, seq: SequenceSpec, result: DataFrame | None) -> DataFrame | None:
+        """The target's given rows, typed like the result's columns; None when none are given."""
+        fixture = self.given.get(seq.name)
+        if fixture is None:
+            return None
+        merge = MergeSpec.of(seq.target)
+        if fixture.file is None and not fixture.rows:  # a target that exists and holds no rows
+            if result is None or (merge is not None and merge.mode == "scd2"):
+                return None
+            return result.limit(0)
+        # a column empty in every row has no type to infer: it is added as a string, then typed like the result's
+        empty = [
+            c
+            for c in dict.fromkeys(k for r in fixture.rows or () for k in r)
+            if all(r.get(c) is None for r in fixture.rows or ())
+        ]
+        if empty:
+            fixture = dataclasses.replace(
+                fixture, rows=[{k: v for k, v in r.items() if k not in empty} for r in fixture.rows or ()]
+            )
+        rows = fixture_frame(self.spark, fixture, None)
+        for column in empty:
+            rows = rows.withColumn(column, capabilities_of(self.spark).functions.lit(None).cast("string"))
+        return rows if result is None else typed_like(rows, result, merge)
+
+    def query(self, seq: SequenceSpec) -> str:
+        """The sequence's query; a watermarked one reads its source beyond the given target's highest value."""
+        watermark = seq.incremental
+        if not isinstance(watermark, Watermark) or seq.name not in self.given:
+            return seq.query
+        current = self.current(seq, None)
+        if current is None or watermark.target_column.lower() not in {c.lower() for c in current.columns}:
+            return seq.query
+        F = capabilities_of(self.spark).functions
+        before = current.agg(F.max(F.col(quote_sql(watermark.target_column)))).first()
+        if before is None or before[0] is None:
+            return seq.query
+        view = f"sparkpipe_incremental_{seq.name}"
+        source = self.spark.table(quote_sql(watermark.source))
+        beyond(source, watermark, before[0], seq.writer.mode, F).createOrReplaceTempView(view)
+        self.created.append(view)
+        return incremental_query(seq.query, watermark.source, view)
+
+    def after(self, seq: SequenceSpec, result: DataFrame) -> list[dict[str, Any]]:
+        """The target's rows after the sequence wrote ``result`` onto the given ones."""
+        current = self.current(seq, result)
+        mode = seq.writer.mode
+        if isinstance(seq.incremental, Watermark) and current is None:
+            mode = "overwrite"  # a first run of a watermarked sequence reads everything and replaces the target
+        return [row.asDict(recursive=True) for row in rows_after(seq, mode, current, result, self.now).collect()]
 
 
 def _needed_sequences(config: PipelineConfig, names: Sequence[str]) -> list[SequenceSpec]:

@@ -311,3 +311,189 @@ def test_the_cli_makes_sessions_with_static_settings_and_reports_bad_fixtures_on
     assert "Traceback" not in done.stderr and "\tat " not in done.stderr, done.stderr[-3000:]
     assert "Exception" not in done.stderr and "ERROR" not in done.stderr, done.stderr[-3000:]
     assert not (tmp_path / "warehouse").exists() or not any((tmp_path / "warehouse").iterdir())
+
+
+TARGETS = """\
+app_name: crm
+sources:
+  changes:
+    type: file
+    format: json
+    path: {out}/real/changes
+    schema: "id INT, city STRING, changed INT, op STRING"
+sequences:
+  - name: current
+    query: SELECT id, city, changed, op FROM changes
+    target:
+      type: delta
+      path: {out}/lake/current
+      mode: merge
+      merge_keys: [id]
+      delete_when: "op = 'D'"
+      merge_condition: "t.changed < s.changed"
+  - name: history
+    query: SELECT id, city, changed, op FROM changes
+    target:
+      type: iceberg
+      path: {out}/lake/db/history
+      mode: scd2
+      merge_keys: [id]
+      scd2: {{updated_at: changed}}
+      delete_when: "op = 'D'"
+  - name: log
+    query: SELECT id, changed FROM changes
+    incremental: {{source: changes, column: changed}}
+    target: {{type: delta, path: "{out}/lake/log", mode: append}}
+  - name: latest
+    query: SELECT id, city FROM changes WHERE op <> 'D'
+    target: {{type: parquet, path: "{out}/latest", mode: error}}
+"""
+
+CHANGES = (
+    "changes: [{id: 1, city: Bergen, changed: 20, op: U}, {id: 2, city: Milan, changed: 5, op: U}, "
+    "{id: 3, city: Paris, changed: 30, op: D}, {id: 4, city: Lima, changed: 20, op: U}]"
+)
+
+
+def target_tests(tmp_path: Path, tests: str) -> list[object]:
+    (tmp_path / "pipeline.yaml").write_text(TARGETS.format(out=tmp_path))
+    text = textwrap.dedent(tests).replace("CHANGES", CHANGES)
+    (tmp_path / "crm_test.yaml").write_text("config: pipeline.yaml\ntests:\n" + text)
+    return list(load_test_file(tmp_path / "crm_test.yaml"))
+
+
+@pytest.mark.spark
+def test_a_merge_target_after_the_run(spark, tmp_path: Path) -> None:
+    tests = target_tests(
+        tmp_path,
+        """\
+        - name: upserts, an older change, a delete
+          given:
+            CHANGES
+            this:
+              current:
+                - {id: 1, city: Oslo, changed: 10, op: U}
+                - {id: 2, city: Rome, changed: 10, op: U}
+                - {id: 3, city: Paris, changed: 10, op: U}
+          expect:
+            current:
+              this:
+                - {id: 1, city: Bergen, changed: 20}
+                - {id: 2, city: Rome, changed: 10}
+                - {id: 4, city: Lima, changed: 20}
+        - name: the first run creates the table from the rows it keeps
+          given:
+            CHANGES
+          expect:
+            current: {this: [{id: 1}, {id: 2}, {id: 4}]}
+        - name: a wrong expectation of the target is a difference
+          given:
+            CHANGES
+            this: {current: [{id: 2, city: Rome, changed: 10, op: U}]}
+          expect:
+            current: {this: [{id: 2, city: Milan}, {id: 1}, {id: 4}]}
+        """,
+    )
+    results = [run_test(t, spark) for t in tests]  # type: ignore[arg-type]
+    assert [(r.passed, r.error) for r in results[:2]] == [(True, None), (True, None)], [r.differences for r in results]
+    assert not results[2].passed and results[2].error is None
+    assert results[2].differences[0].startswith("current target: 1 expected row(s) missing")
+    assert "city: expected 'Milan', got 'Rome'" in "\n".join(results[2].differences)
+
+
+@pytest.mark.spark
+def test_duplicate_keys_and_an_existing_target_in_mode_error_fail_as_the_run_would(spark, tmp_path: Path) -> None:
+    tests = target_tests(
+        tmp_path,
+        """\
+        - name: duplicate keys
+          given:
+            changes: [{id: 1, city: A, changed: 1, op: U}, {id: 1, city: B, changed: 2, op: U}]
+          expect: {current: {this: 1}}
+        - name: error mode on an existing target
+          given:
+            changes: [{id: 1, city: A, changed: 1, op: U}]
+            this: {latest: []}
+          expect: {latest: {this: 1}}
+        - name: error mode on no target
+          given:
+            changes: [{id: 1, city: A, changed: 1, op: U}]
+          expect: {latest: {this: [{id: 1, city: A}]}}
+        """,
+    )
+    duplicate, existing, fresh = (run_test(t, spark) for t in tests)  # type: ignore[arg-type]
+    assert duplicate.error is not None and "duplicate" in duplicate.error and "current" in duplicate.error
+    assert existing.error is not None and "mode is error" in existing.error
+    assert fresh.passed, fresh.differences or fresh.error
+
+
+@pytest.mark.spark
+def test_an_scd2_target_after_the_run(spark, tmp_path: Path) -> None:
+    tests = target_tests(
+        tmp_path,
+        """\
+        - name: history
+          given:
+            CHANGES
+            this:
+              history:
+                - {id: 1, city: Oslo, changed: 10, op: U, valid_from: 10, valid_to: null, is_current: true}
+                - {id: 2, city: Rome, changed: 10, op: U, valid_from: 10, valid_to: null, is_current: true}
+                - {id: 3, city: Nice, changed: 10, op: U, valid_from: 10, valid_to: null, is_current: true}
+          expect:
+            history:
+              this:
+                - {id: 1, city: Oslo, valid_from: 10, valid_to: 20, is_current: false}
+                - {id: 1, city: Bergen, valid_from: 20, valid_to: null, is_current: true}
+                - {id: 2, city: Milan, valid_from: 5, valid_to: 10, is_current: false}
+                - {id: 2, city: Rome, valid_from: 10, valid_to: null, is_current: true}
+                - {id: 3, city: Nice, valid_from: 10, valid_to: 30, is_current: false}
+                - {id: 4, city: Lima, valid_from: 20, valid_to: null, is_current: true}
+        """,
+    )
+    [result] = [run_test(t, spark) for t in tests]  # type: ignore[arg-type]
+    assert result.passed, result.differences or result.error
+
+
+@pytest.mark.spark
+def test_a_watermarked_sequence_reads_beyond_the_given_target(spark, tmp_path: Path) -> None:
+    tests = target_tests(
+        tmp_path,
+        """\
+        - name: only what is new is appended
+          given:
+            CHANGES
+            this: {log: [{id: 9, changed: 20}]}
+          expect:
+            log:
+              rows: [{id: 3, changed: 30}]
+              this: [{id: 9, changed: 20}, {id: 3, changed: 30}]
+        - name: a first run reads everything
+          given:
+            CHANGES
+          expect:
+            log: {rows: 4, this: 4}
+        """,
+    )
+    results = [run_test(t, spark) for t in tests]  # type: ignore[arg-type]
+    assert [(r.passed, r.error) for r in results] == [(True, None), (True, None)], [r.differences for r in results]
+
+
+def test_target_fixtures_and_expectations_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        target_tests(
+            tmp_path,
+            """\
+            - name: bad
+              given:
+                changes: [{id: 1, city: A, changed: 1, op: U}]
+                this: {nope: [], current: "rows"}
+              expect:
+                current: {this: "all"}
+            """,
+        )
+    said = {(p.path, p.message.split(" (")[0]) for p in caught.value.problems}
+    assert ("tests[0].given.this.nope", "'nope' is not a sequence of " + str(tmp_path / "pipeline.yaml")) in said
+    assert any(path == "tests[0].given.this.current" for path, _ in said), said
+    assert any(path == "tests[0].expect.current.this" for path, _ in said), said
+    assert all(p.line is not None for p in caught.value.problems)

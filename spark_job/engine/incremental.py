@@ -58,6 +58,18 @@ def incremental_query(query: str, alias: str, view: str) -> str:
     return f"WITH {quote_sql(alias)} AS (SELECT * FROM {quote_sql(view)})\nSELECT * FROM (\n{body}\n)"
 
 
+def beyond(df: DataFrame, watermark: Watermark, before: Any, mode: str, functions: Any) -> DataFrame:
+    """The rows of ``df`` (the source) a run reads when its target's watermark is ``before``: beyond it, less
+    the lookback. In mode ``append`` strictly beyond (rows at the watermark are in the target); otherwise
+    rows at it are read again, which a merge or an overwrite of their partition takes harmlessly."""
+    F = functions
+    bound = F.lit(before)
+    if watermark.lookback is not None:
+        bound = bound - F.expr(watermark.lookback.sql())
+    column = F.col(quote_sql(watermark.column))
+    return df.where(column > bound if mode == "append" else column >= bound)
+
+
 def full_refresh_writer(target: Mapping[str, Any]) -> BaseWriter:
     """The writer replacing the whole target: mode overwrite, no partition or merge settings."""
     spec = {k: v for k, v in target.items() if k not in _REPLACED}
@@ -207,12 +219,7 @@ class WatermarkedRun:
             spark
         )  # the source itself, not the shared view: the filter reaches its scan
         if not full and before is not None:
-            bound = F.lit(before)
-            if watermark.lookback is not None:
-                bound = bound - F.expr(watermark.lookback.sql())
-            column = F.col(quote_sql(watermark.column))
-            # append: strictly beyond (rows at the watermark are in); else rows at it are read again, harmless
-            df = df.where(column > bound if seq.writer.mode == "append" else column >= bound)
+            df = beyond(df, watermark, before, seq.writer.mode, F)
         view = f"sparkpipe_incremental_{seq.name}"
         df.observe(observation, F.count(F.lit(1)).alias("rows")).createOrReplaceTempView(view)
         writer = full_refresh_writer(seq.target) if full else seq.writer

@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from spark_job.config.lakehouse import DELTA_CATALOG, DELTA_EXTENSION, ICEBERG_CATALOG, ICEBERG_EXTENSION
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -16,8 +18,22 @@ if TYPE_CHECKING:
 
 def sql_settings(config: PipelineConfig) -> dict[str, str]:
     """The ``spark.sql.*`` settings of a config, the ones its tests run with (``spark.sql.variable.substitute``
-    included: the driver keeps it off)."""
-    return {k: v for k, v in config.spark_conf.items() if k.startswith("spark.sql.")}
+    included: the driver keeps it off). Not the Delta and Iceberg extensions and catalogs (the driver adds
+    them for a config using those tables): a test reads fixtures and writes nothing, so it needs no table
+    format's jar."""
+    conf = {k: v for k, v in config.spark_conf.items() if k.startswith("spark.sql.")}
+    formats = {DELTA_CATALOG, ICEBERG_CATALOG}
+    catalogs = [k for k, v in conf.items() if k.startswith("spark.sql.catalog.") and v in formats]
+    conf = {k: v for k, v in conf.items() if not any(k == c or k.startswith(c + ".") for c in catalogs)}
+    if "spark.sql.extensions" in conf:
+        kept = [
+            e for e in conf["spark.sql.extensions"].split(",") if e.strip() not in (DELTA_EXTENSION, ICEBERG_EXTENSION)
+        ]
+        if kept:
+            conf["spark.sql.extensions"] = ",".join(kept)
+        else:
+            del conf["spark.sql.extensions"]
+    return conf
 
 
 def static_settings(config: PipelineConfig, spark: SparkSession) -> dict[str, str]:
