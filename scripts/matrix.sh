@@ -100,7 +100,7 @@ print("Python", platform.python_version(), "+ pyspark", __import__("pyspark").__
   # package's entry point would register it (the tests' own pytest runs inherit it).
   env -u PYTHONPATH -u VIRTUAL_ENV -u SPARK_HOME -u SPARK_REMOTE -u PYSPARK_PYTHON -u PYSPARK_DRIVER_PYTHON \
     PYTEST_PLUGINS=sparkpipe_pytest.plugin \
-    "$env/bin/python" -m pytest -p no:cacheprovider -q "${files[@]}" || {
+    "$env/bin/python" -m pytest -p no:cacheprovider -q --durations=15 "${files[@]}" || {
     echo "matrix: $cell failed after $((SECONDS - started)) s"
     return 1
   }

@@ -20,7 +20,8 @@ if [ $# -eq 0 ] && [ "${SPARKPIPE_MATRIX:-1}" != 0 ]; then
 fi
 status=0
 started=$SECONDS
-.venv/bin/pytest "$@" || status=$?
+# the slowest tests are listed at the end, so that the suite's time can be kept in check
+.venv/bin/pytest --durations=40 "$@" || status=$?
 echo "main suite: exit $status after $((SECONDS - started)) s"
 if [ -n "$matrix_pid" ]; then
   matrix_status=0

@@ -305,7 +305,7 @@ class LakeWriter(BaseWriter):
 
     # -- merge, scd2 -----------------------------------------------------------------------------
     def begin_merge(self, df: DataFrame, table: LakeTable) -> StagedWrite:
-        """Take the incoming rows in: cached, keys checked (the job that also counts the rules' failures),
+        """Take the incoming rows in: cached and fixed, keys checked (the job that also counts the rules' failures),
         the columns compared with the target's under ``on_schema_change``, the partitions they touch found.
         The commit runs the one MERGE (or creates the table from them); a discard merges nothing."""
         spark = df.sparkSession
@@ -318,6 +318,7 @@ class LakeWriter(BaseWriter):
             incoming = prepare_incoming(cached, merge, sequence)
             if merge.latest_by:  # no key check ran: one job takes the rows in (and counts the rules)
                 cached.count()
+            incoming = prepare_incoming(self.fixed(cached), merge, sequence, check_duplicates=False)
             exists = table.exists(spark)
             target_columns = table.columns(spark) if exists else []
             data_columns = [c for c in target_columns if merge.mode != "scd2" or c.lower() not in SCD2_COLUMNS]
@@ -353,6 +354,22 @@ class LakeWriter(BaseWriter):
             cached.unpersist()
 
         return StagedWrite(commit, discard)
+
+    @staticmethod
+    def fixed(cached: DataFrame) -> DataFrame:
+        """The cached incoming rows (taken in by the job that checked their keys and counted the rules)
+        fixed as they are, for the MERGE to read: a plan with ``uuid()``, ``rand()`` or another
+        non-deterministic expression must never run again (Delta's MERGE reads its source twice, a lost
+        cache block would be computed anew; Iceberg refuses such a source on Spark 3.5). One job copies
+        the cached rows; where a session cannot fix rows (a Spark Connect 3.5 client) the cache is read."""
+        from spark_job.engine.capabilities import NotComputedOnce, capabilities_of
+
+        try:
+            once = capabilities_of(cached.sparkSession).computed_once(cached)
+        except NotComputedOnce:
+            return cached
+        once.count()
+        return once
 
     @staticmethod
     def touched_partitions(incoming: DataFrame, partitions: list[str], merge: MergeSpec) -> str:

@@ -242,6 +242,7 @@ def test_merge_prunes_to_the_partitions_touched(lake: LakeSession, tmp_path: Pat
     ok(lake.run(config(seq("s", f"SELECT * FROM VALUES {rows} AS v(id, day, v)", target))))
     ok(lake.run(config(seq("s", "SELECT 3 AS id, 'd3' AS day, 'w' AS v", target))))
     history = lake.rows(f"DESCRIBE HISTORY {table.name} LIMIT 1")[0]["operationMetrics"]
+
     def files(where: str) -> set[str]:
         return {r["f"] for r in lake.rows(f"SELECT input_file_name() AS f FROM {table.name} WHERE {where}")}
 
@@ -330,3 +331,21 @@ def test_a_failing_overwrite_that_changes_the_columns_leaves_the_old_columns_and
     ]
     # nothing was left beside the table
     assert sorted(p.name for p in Path(table.path).parent.iterdir()) == [Path(table.path).name]
+
+
+def test_a_merge_of_rows_drawn_at_random_merges_the_rows_the_checks_saw(
+    lake: LakeSession, fmt: str, tmp_path: Path
+) -> None:
+    """A query with uuid()/rand() is computed once: the keys checked, the rules counted and the rows merged
+    are the same rows (Iceberg on Spark 3.5 refuses a MERGE source that is not deterministic)."""
+    table = Table(lake, fmt, tmp_path)
+    target = table.target(mode="merge", merge_keys=["id"])
+    query = "SELECT id, uuid() AS token, rand() AS r FROM range(0, 20)"
+    rule = [{"name": "low", "condition": "r < 0.5", "on_fail": "warn"}]
+    first = ok(lake.run(config(seq("s", query, target, expectations=rule))))
+    failing = first["expectations"]["low"]["failed_rows"]
+    counted = "count(*) AS n, count(DISTINCT token) AS tokens, sum(CAST(r >= 0.5 AS INT)) AS high"
+    rows = lake.rows(f"SELECT {counted} FROM {table.sql_name}")
+    assert rows == [{"n": 20, "tokens": 20, "high": failing}]
+    again = ok(lake.run(config(seq("s", query, target))))
+    assert (again["rows_written"], lake.rows(f"SELECT count(*) AS n FROM {table.sql_name}")) == (20, [{"n": 20}])
