@@ -51,4 +51,6 @@ def spark_conf(*names: str) -> dict[str, str]:
     conf = {"spark.jars": jars(*names)}
     for name in names:
         conf.update(_connector(name).settings)
+    if "delta" in names:  # Delta reads its log in 50 partitions by default: a test's tiny tables need 2
+        conf["spark.databricks.delta.snapshotPartitions"] = "2"
     return conf

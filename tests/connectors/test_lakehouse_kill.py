@@ -19,7 +19,7 @@ from .runs import kill, run_driver, start_driver, wait_for
 # Slow rows: each task sleeps per row, so the write is still running when its first data file appears.
 SLOW = (
     "SELECT /*+ REPARTITION(2) */ CAST(id AS INT) AS id, 'new' AS v, "
-    "CAST(java_method('java.lang.Thread', 'sleep', 300L) AS BIGINT) AS slept FROM range(0, 400)"
+    "CAST(length(java_method('java.lang.Thread', 'sleep', 300L)) AS BIGINT) AS slept FROM range(0, 400)"
 )
 
 
