@@ -184,9 +184,14 @@ def main() -> None:
         results["pruned by hand"].append(measured(spark, lambda: spark.sql(pruned).collect()))
         median = {n: statistics.median(s for s, _ in r) for n, r in results.items() if r}
         read = {n: statistics.median(b for _, b in r) for n, r in results.items() if r}
+        ratios = [results["sparkpipe"][i][0] / results["handwritten"][i][0] for i in range(args.pairs)]
         print(
             f"median wall: sparkpipe {median['sparkpipe']:.2f} s, handwritten {median['handwritten']:.2f} s, "
-            f"ratio {median['sparkpipe'] / median['handwritten']:.3f}"
+            f"ratio of medians {median['sparkpipe'] / median['handwritten']:.3f}"
+        )
+        print(
+            f"median ratio sparkpipe/handwritten: {statistics.median(ratios):.3f} "
+            f"(spread {min(ratios):.3f}-{max(ratios):.3f}; pairs: {', '.join(f'{r:.3f}' for r in ratios)})"
         )
         total = spark.sql(f"DESCRIBE DETAIL delta.`{table}`").collect()[0]["sizeInBytes"]
         print(
