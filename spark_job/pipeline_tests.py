@@ -140,7 +140,8 @@ def load_test_file(path: str | os.PathLike[str]) -> list[PipelineTest]:
             continue
         given_raw = raw.get("given")
         this_raw = None
-        if isinstance(given_raw, Mapping) and THIS in given_raw:
+        # ``this`` under given is the targets' rows, unless the config has a source of that name
+        if isinstance(given_raw, Mapping) and THIS in given_raw and THIS not in {s.id for s in config.sources}:
             given_raw = {k: v for k, v in given_raw.items() if k != THIS}
             this_raw = raw["given"][THIS]
         given = _fixtures(given_raw, child_path(where, "given"), config, base, report)

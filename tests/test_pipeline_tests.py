@@ -497,3 +497,16 @@ def test_target_fixtures_and_expectations_are_checked(tmp_path: Path) -> None:
     assert any(path == "tests[0].given.this.current" for path, _ in said), said
     assert any(path == "tests[0].expect.current.this" for path, _ in said), said
     assert all(p.line is not None for p in caught.value.problems)
+
+
+def test_a_source_named_this_keeps_its_fixture(tmp_path: Path) -> None:
+    (tmp_path / "pipeline.yaml").write_text(
+        "app_name: t\nsources:\n  this: {type: file, format: csv, path: "
+        f"{tmp_path}/x.csv}}\nsequences:\n  - name: s\n    query: SELECT * FROM this\n"
+        f"    target: {{type: parquet, path: {tmp_path}/out}}\n"
+    )
+    (tmp_path / "t_test.yaml").write_text(
+        "config: pipeline.yaml\ntests:\n  - name: t\n    given: {this: [{a: 1}]}\n    expect: {s: [{a: 1}]}\n"
+    )
+    [test] = load_test_file(tmp_path / "t_test.yaml")
+    assert [f.source_id for f in test.given] == ["this"] and test.this == ()
