@@ -161,32 +161,37 @@ def _fixtures(raw: Any, where: str, config: PipelineConfig, base: Path, report: 
     if not isinstance(raw, Mapping):
         report(where, f"must map source ids to rows or {{file: PATH}}, got {describe_value(raw)}")
         return []
-    ids = {s.id: s for s in config.sources}
-    fixtures = []
-    for source_id, value in raw.items():
-        path = child_path(where, source_id)
-        if source_id not in ids:
-            report(path, f"{source_id!r} is not a source of {config.file} (sources: {', '.join(ids) or 'none'})")
-            continue
-        fixture = _fixture(str(source_id), value, path, base, report)
-        if fixture is not None:
-            fixtures.append(fixture)
-    return fixtures
+    ids = [s.id for s in config.sources]
+    return _mapped_fixtures(raw, where, ids, "source", ", ".join(ids) or "none", config, base, report)
 
 
 def _target_fixtures(raw: Any, where: str, config: PipelineConfig, base: Path, report: Any) -> list[Fixture]:
     """``given: {this: {<sequence>: rows or {file: PATH}}}``: the current rows of sequences' targets."""
     if raw is None:
         return []
-    names = [s.name for s in config.sequences]
     if not isinstance(raw, Mapping):
         report(where, f"must map sequences to their target's current rows, got {describe_value(raw)}")
         return []
+    names = [s.name for s in config.sequences]
+    return _mapped_fixtures(raw, where, names, "sequence", ", ".join(sorted(names)), config, base, report)
+
+
+def _mapped_fixtures(
+    raw: Mapping[Any, Any],
+    where: str,
+    known: list[str],
+    kind: str,
+    listed: str,
+    config: PipelineConfig,
+    base: Path,
+    report: Any,
+) -> list[Fixture]:
+    """One fixture per entry of ``raw`` whose key is one of the ``known`` names of a ``kind``."""
     fixtures = []
     for name, value in raw.items():
         path = child_path(where, name)
-        if name not in names:
-            report(path, f"{name!r} is not a sequence of {config.file} (sequences: {', '.join(sorted(names))})")
+        if name not in known:
+            report(path, f"{name!r} is not a {kind} of {config.file} ({kind}s: {listed})")
             continue
         fixture = _fixture(str(name), value, path, base, report)
         if fixture is not None:

@@ -360,16 +360,15 @@ class LakeWriter(BaseWriter):
         """The cached incoming rows (taken in by the job that checked their keys and counted the rules)
         fixed as they are, for the MERGE to read: a plan with ``uuid()``, ``rand()`` or another
         non-deterministic expression must never run again (Delta's MERGE reads its source twice, a lost
-        cache block would be computed anew; Iceberg refuses such a source on Spark 3.5). One job copies
-        the cached rows; where a session cannot fix rows (a Spark Connect 3.5 client) the cache is read."""
+        cache block would be computed anew; Iceberg refuses such a source on Spark 3.5). The first job
+        reading them copies the cached rows; where a session cannot fix rows (a Spark Connect 3.5 client)
+        the cache is read."""
         from spark_job.engine.capabilities import NotComputedOnce, capabilities_of
 
-        try:
-            once = capabilities_of(cached.sparkSession).computed_once(cached)
+        try:  # copied from the cache by the first job that reads it: no job of its own
+            return capabilities_of(cached.sparkSession).computed_once(cached)
         except NotComputedOnce:
             return cached
-        once.count()
-        return once
 
     @staticmethod
     def touched_partitions(incoming: DataFrame, partitions: list[str], merge: MergeSpec) -> str:
