@@ -68,14 +68,15 @@ setup_cell() {
     exit 1
   fi
   env=.cache/matrix/$cell
-  stamp="$python $PWD $(sha256sum "tests/matrix/$cell.txt" | cut -c1-16)"
+  stamp="$python $PWD $(sha256sum "tests/matrix/$cell.txt" | cut -c1-16) bytecode"
   if [ -x "$env/bin/python" ] && [ "$(cat "$env/.sparkpipe-cell" 2>/dev/null)" = "$stamp" ]; then
     return
   fi
   echo "matrix: creating $env (Python $("$python" -c 'import platform; print(platform.python_version())'), tests/matrix/$cell.txt)"
   rm -rf "$env"
   uv venv --quiet --python "$python" "$env"
-  uv pip sync --quiet --python "$env/bin/python" "tests/matrix/$cell.txt"
+  # compiled once here: every test's Python processes (drivers, Spark's workers) then load bytecode
+  uv pip sync --quiet --compile-bytecode --python "$env/bin/python" "tests/matrix/$cell.txt"
   # The repository on the cell's path, as an editable install puts it (the package itself, which
   # needs Airflow's Python, is not installed): subprocesses of the tests import spark_job too.
   "$env/bin/python" -c 'import site, sys; open(site.getsitepackages()[0] + "/_sparkpipe_repository.pth", "w").write(sys.argv[1] + "\n")' "$PWD"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -229,14 +230,9 @@ def write_metrics(uri: str, text: str, spark: SparkSession | None) -> None:
         fh.write(text)
 
 
-def executor_usage(spark: SparkSession) -> dict[str, Any] | None:
-    """What the run's tasks consumed, from the application's own status store (the monitoring REST
-    API of its Spark UI, which Spark's status listener fills): executor core-seconds (task run time
-    times ``spark.task.cpus``), CPU seconds and task count. No Spark job runs for it.
-
-    None on a Spark Connect session (the server's application is not this run's alone) or when the
-    UI is disabled (``spark.ui.enabled=false``)."""
-    import urllib.request
+def _usage_url(spark: SparkSession, path: str) -> str | None:
+    """``<the application's UI>/api/v1/applications/<id>/<path>``; None on a Spark Connect session (the
+    server's application is not this run's alone) or when the UI is disabled."""
     from urllib.parse import quote
 
     from spark_job.engine.capabilities import capabilities_of
@@ -245,12 +241,53 @@ def executor_usage(spark: SparkSession) -> dict[str, Any] | None:
     base, app_id = session.ui_url(), session.application_id()
     if session.connect or not base or not app_id:
         return None
-    url = f"{base.rstrip('/')}/api/v1/applications/{quote(app_id)}/stages"
+    return f"{base.rstrip('/')}/api/v1/applications/{quote(app_id)}/{path}"
+
+
+def _open_usage_url(url: str) -> Any:
+    import urllib.request
+
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the driver's own UI: no proxy
+    return opener.open(url, timeout=10)
+
+
+def prepare_usage(spark: SparkSession) -> threading.Thread | None:
+    """Start the UI's monitoring API in the background while the run starts: its first request loads and
+    initialises the REST layer (about a second of the driver's time), which :func:`executor_usage` at the
+    end of the run would otherwise wait for. A failure here only leaves that work to the end."""
+    url = _usage_url(spark, "stages")
+    if url is None:
+        return None
+
+    def touch() -> None:
+        try:
+            with _open_usage_url(url) as response:
+                response.read()
+        except (OSError, ValueError):
+            pass
+
+    thread = threading.Thread(target=touch, name="sparkpipe-usage-api", daemon=True)
+    thread.start()
+    return thread
+
+
+def executor_usage(spark: SparkSession) -> dict[str, Any] | None:
+    """What the run's tasks consumed, from the application's own status store (the monitoring REST
+    API of its Spark UI, which Spark's status listener fills): executor core-seconds (task run time
+    times ``spark.task.cpus``), CPU seconds and task count. No Spark job runs for it.
+
+    None on a Spark Connect session (the server's application is not this run's alone) or when the
+    UI is disabled (``spark.ui.enabled=false``)."""
+    from spark_job.engine.capabilities import capabilities_of
+
+    url = _usage_url(spark, "stages")
+    if url is None:
+        return None
+    session = capabilities_of(spark)
     stages: list[dict[str, Any]] = []
     for _ in range(10):  # the listener bus may still be recording the last stage
         try:
-            with opener.open(url, timeout=10) as response:
+            with _open_usage_url(url) as response:
                 stages = json.load(response)
         except (OSError, ValueError):
             return None

@@ -19,7 +19,7 @@ from spark_job.config.masking import MaskedRecords
 from spark_job.config.validation import PipelineConfig, SequenceSpec, load_config
 from spark_job.engine.capabilities import SessionCapabilities, capabilities_of
 from spark_job.engine.commit_log import CommitLog
-from spark_job.engine.metrics import RunMetrics, SequenceMetrics, publish_metrics, runtime_from_env
+from spark_job.engine.metrics import RunMetrics, SequenceMetrics, prepare_usage, publish_metrics, runtime_from_env
 from spark_job.engine.pools import ALLOCATION_FILE_CONF, RunJobs
 from spark_job.engine.results import SharedResults
 from spark_job.engine.resume import ResumedRun
@@ -189,6 +189,8 @@ class BasePipeline:
             failed_sources = {} if self.terminated else self.register_sources(self.spark)
             if self.resumed is not None:
                 self.resumed.register_views(self.spark, self.setting)
+            if self.owns_session:
+                prepare_usage(self.spark)
             self.run_sequences(self.spark, failed_sources)
             if self.owns_session:  # a shared session's figures are not this run's alone
                 self.metrics.record_usage(self.spark)
