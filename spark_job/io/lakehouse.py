@@ -8,6 +8,8 @@ one schema per table, so an overwrite that changes an Iceberg table's columns or
 aside (a table beside it) and replaces the target only at the commit.
 ``merge`` and ``scd2`` take the incoming rows in (cached, keys checked, rules counted) when the write
 begins and run one MERGE at the commit (``spark_job.io.lake_merge``), so a failing rule merges nothing.
+A Delta table on S3 whose log store does not serialise drivers is written under the target's lease
+(``spark_job.io.lake_lease``), taken when the write begins and released when it ends.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from spark_job.io.base import (
     writers,
 )
 from spark_job.io.incoming import DELETE_FLAG, MergeError, prepare_incoming, schema_changes
+from spark_job.io.lake_lease import delta_lease, under_lease
 from spark_job.io.lake_merge import ACTION, by_name, merge_statement, pruning_condition, scd2_source, scd2_statement
 from spark_job.io.lake_tables import LakeTable, quote
+from spark_job.io.leases import Lease, TargetBusy
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -181,13 +185,29 @@ class LakeWriter(BaseWriter):
         append commit a version at once and roll it back on a discard."""
         return True
 
+    def holds_lease(self, spark: SparkSession) -> bool:
+        """A Delta table on S3 whose log store does not serialise drivers (``spark_job.io.lake_lease``)."""
+        return delta_lease(spark, self.table()) is not None
+
     # -- overwrite, append, error, ignore --------------------------------------------------------
     def begin_write(self, df: DataFrame) -> StagedWrite:
+        """Begin the write; where the table needs a lease (a Delta table on S3 without a DynamoDB log
+        store), under the target's lease, taken first and held until the commit or discard."""
         spark = df.sparkSession
         table = self.table()
         table.prepare(spark)
+        lease = delta_lease(spark, table)
+        if lease is None:
+            return self.begin_version(df, table, None)
+        return under_lease(lease, lambda: self.begin_version(df, table, lease))
+
+    def begin_version(self, df: DataFrame, table: LakeTable, lease: Lease | None) -> StagedWrite:
+        """The write itself: ``overwrite`` and ``append`` commit their version now (a discard rolls it
+        back), ``merge`` and ``scd2`` take their rows in (the commit merges). Under ``lease``, every later
+        commit (the MERGE, a rollback) first checks the lease is still this run's."""
+        spark = df.sparkSession
         if self.mode in MERGE_MODES:
-            return self.begin_merge(df, table)
+            return self.begin_merge(df, table, lease)
         exists = table.exists(spark)  # Spark's analysis only: no job
         if exists and self.mode == "ignore":  # nothing is written, no job runs (the rows written are 0)
             return StagedWrite(lambda: None)
@@ -199,7 +219,17 @@ class LakeWriter(BaseWriter):
             return self.begin_replace(prepared, table)
         self.save_version(prepared, table, exists=exists)
         after = table.version(spark)
-        return StagedWrite(lambda: None, lambda: table.rollback(spark, before, after))
+
+        def rollback() -> None:
+            if lease is not None and not lease.held():  # a rollback is a commit too: only under the lease
+                undo = f"restore version {before}" if before is not None else "drop the table"
+                raise TargetBusy(
+                    f"{table.describe()}: the lease of the table was lost while writing (another run may be "
+                    f"writing it), so its version {after} was not rolled back: {undo} by hand if it must go"
+                )
+            table.rollback(spark, before, after)
+
+        return StagedWrite(lambda: None, rollback)
 
     def replaces_shape(self, spark: SparkSession, df: DataFrame, table: LakeTable) -> bool:
         """Whether this write replaces an existing Iceberg table's columns or partitioning. Iceberg keeps a
@@ -304,10 +334,11 @@ class LakeWriter(BaseWriter):
         return table.last_summary(spark)
 
     # -- merge, scd2 -----------------------------------------------------------------------------
-    def begin_merge(self, df: DataFrame, table: LakeTable) -> StagedWrite:
+    def begin_merge(self, df: DataFrame, table: LakeTable, lease: Lease | None = None) -> StagedWrite:
         """Take the incoming rows in: cached and fixed, keys checked (the job that also counts the rules' failures),
         the columns compared with the target's under ``on_schema_change``, the partitions they touch found.
-        The commit runs the one MERGE (or creates the table from them); a discard merges nothing."""
+        The commit runs the one MERGE (or creates the table from them), after checking ``lease`` is still
+        this run's; a discard merges nothing."""
         spark = df.sparkSession
         merge = MergeSpec.of(self.spec)
         assert merge is not None
@@ -339,6 +370,8 @@ class LakeWriter(BaseWriter):
 
         def commit() -> dict[str, int]:
             try:
+                if lease is not None:
+                    lease.verify()
                 if changes:
                     self.change_columns(spark, table, changes, incoming)
                 if not exists:

@@ -31,7 +31,12 @@ from .jars import REPO, available, spark_conf
 
 collect_ignore = [] if available("avro") else ["test_avro.py"]
 if not (available("delta") and available("iceberg")):  # neither is published for Spark 4.3 yet
-    collect_ignore += ["test_lakehouse.py", "test_lakehouse_kill.py", "test_incremental_lakehouse.py"]
+    collect_ignore += [
+        "test_lakehouse.py",
+        "test_lakehouse_kill.py",
+        "test_incremental_lakehouse.py",
+        "test_lakehouse_s3.py",
+    ]
 
 
 def wait_for_port(port: int, process: subprocess.Popen[Any], what: str, log: Path) -> None:
