@@ -518,3 +518,17 @@ def test_a_session_given_to_a_run_keeps_its_settings_for_the_next_pipeline(spark
     assert pipeline(3, {})["status"] == "succeeded"
     days = {r.day for r in spark.read.parquet(str(target)).select("day").distinct().collect()}
     assert days == {3}  # replaced whole: the first pipeline's setting did not stay
+
+
+def test_a_run_leaves_no_pools_file_behind(spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The FAIR pools' allocation file is read when a session starts: a run on a session it found running
+    (a notebook's) or a driver killed mid-run leaves no folder of it in the temporary folder."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    sequence = {"name": "s", "query": "SELECT 1 AS x", "target": {"type": "parquet", "path": str(tmp_path / "o")}}
+    runner = PipelineRunner(load_config(pipeline(tmp_path, [sequence], {})))  # finds the test's session
+    assert runner.run()["status"] == "succeeded"
+    assert not runner.owns_session
+    assert list((tmp_path / "tmp").glob("sparkpipe-pools-*")) == []

@@ -102,6 +102,7 @@ class RunJobs:
         return write_allocation_file(self.sequences, self._folder)
 
     def close(self) -> None:
+        """Remove the allocation file (read once, when the session's context starts)."""
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None

@@ -171,6 +171,9 @@ class BasePipeline:
                 self.spark = self.create_session()
             else:
                 self.settings_before.apply(self.spark, self.config.spark_conf)
+            # The scheduler read the pools' allocation file when its context started: the file is not needed
+            # any more, and a driver killed later (or a session found running) leaves nothing behind.
+            self.jobs.close()
             self.capabilities = capabilities_of(self.spark)
             if not self.max_parallel_given:  # from the cores the session has
                 self.max_parallel = self.metrics.max_parallel = default_max_parallel(session_cores(self.spark))
