@@ -15,7 +15,7 @@ atomically).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -137,12 +137,12 @@ def delta_lease(spark: SparkSession, table: LakeTable) -> PathLease | None:
     return PathLease(files, target, spark, label=label)
 
 
-def under_lease(lease: PathLease, begin: Any) -> StagedWrite:
+def under_lease(lease: PathLease, begin: Callable[[], StagedWrite]) -> StagedWrite:
     """Take ``lease``, begin the write (``begin()``, a :class:`StagedWrite`) under it and hold it until
     the write is committed or discarded, releasing it either way."""
     lease.acquire()
     try:
-        staged: StagedWrite = begin()
+        staged = begin()
     except BaseException:
         lease.release()
         raise
