@@ -34,6 +34,9 @@ echo "bootstrap: syncing .venv from uv.lock"
 # Python process (a driver, an Airflow task, Spark's Python workers) would otherwise compile pyspark,
 # pandas and Airflow from source on each start (about 2.5 s for Airflow, 1.4 s for pyspark and pandas).
 uv sync --locked --python 3.11 --all-extras --quiet --compile-bytecode
+# The repository's own packages too, as an install compiles them (the tests and benchmarks start hundreds of
+# driver and Airflow processes, each importing them); a file changed later is compiled again in memory.
+.venv/bin/python -m compileall -q spark_job airflow_provider_sparkpipe sparkpipe_pytest >/dev/null
 
 browser=tests/provider/browser
 want=$(node -p "require('./$browser/package.json').dependencies['playwright-core']")

@@ -97,6 +97,8 @@ import importlib.util, platform
 spark = importlib.util.find_spec("pyspark")
 print("Python", platform.python_version(), "+ pyspark", __import__("pyspark").__version__ if spark else "(none)")')"
   started=$SECONDS
+  # The driver compiled for the cell's Python: its tests start many driver processes, each importing it.
+  "$env/bin/python" -m compileall -q spark_job sparkpipe_pytest >/dev/null
   # Nothing of .venv: the cell's own pyspark and Spark. The pytest plugin is named here, where the
   # package's entry point would register it (the tests' own pytest runs inherit it).
   env -u PYTHONPATH -u VIRTUAL_ENV -u SPARK_HOME -u SPARK_REMOTE -u PYSPARK_PYTHON -u PYSPARK_DRIVER_PYTHON \
