@@ -532,3 +532,13 @@ def test_a_run_leaves_no_pools_file_behind(spark: Any, tmp_path: Path, monkeypat
     assert runner.run()["status"] == "succeeded"
     assert not runner.owns_session
     assert list((tmp_path / "tmp").glob("sparkpipe-pools-*")) == []
+
+
+def test_no_usage_request_where_the_ui_is_off(spark: Any) -> None:
+    """The usage figures come from the driver's own UI: a session without one (the tests') gets no request
+    made in the background, and no figures, rather than an error."""
+    from spark_job.engine.metrics import executor_usage, prepare_usage
+
+    assert spark.conf.get("spark.ui.enabled") == "false"
+    assert prepare_usage(spark) is None
+    assert executor_usage(spark) is None

@@ -252,9 +252,10 @@ def _open_usage_url(url: str) -> Any:
 
 
 def prepare_usage(spark: SparkSession) -> threading.Thread | None:
-    """Start the UI's monitoring API in the background while the run starts: its first request loads and
-    initialises the REST layer (about a second of the driver's time), which :func:`executor_usage` at the
-    end of the run would otherwise wait for. A failure here only leaves that work to the end."""
+    """Start the UI's monitoring API in the background while the sequences run: its first request loads
+    and starts Spark's REST layer (about a second), which :func:`executor_usage` would otherwise wait for
+    after the last sequence. None (no thread) where there is no usage to ask for; a failure here only
+    leaves that work to the end."""
     url = _usage_url(spark, "stages")
     if url is None:
         return None
