@@ -17,7 +17,7 @@ from spark_job.config.validation import load_config
 from spark_job.engine.capabilities import capabilities_of
 from spark_job.engine.runner import PipelineRunner
 
-from .support import REPO, SparkConnectServer
+from .support import ENDLESS, REPO, SparkConnectServer
 
 
 def counts(spark_connect: Any, rows: int) -> set[int | None]:
@@ -128,7 +128,6 @@ def test_cli_remote_and_spark_remote_report_a_failing_sequence(
 def test_fail_fast_interrupts_a_running_sequence_by_its_tag(spark_connect: Any, tmp_path: Path) -> None:
     import threading
 
-    endless = "SELECT count(*) AS n FROM range(3000000) a CROSS JOIN range(3000000) b WHERE a.id + b.id = -1"
     config = load_config(
         {
             "app_name": "ff-connect",
@@ -138,7 +137,7 @@ def test_fail_fast_interrupts_a_running_sequence_by_its_tag(spark_connect: Any, 
                 # atomic: false: the staged swap needs this process's JVM (see the example test)
                 {
                     "name": "endless",
-                    "query": endless,
+                    "query": ENDLESS,
                     "target": {"type": "parquet", "path": str(tmp_path / "e"), "atomic": False},
                 },
                 {

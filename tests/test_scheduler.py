@@ -12,9 +12,10 @@ from spark_job.config.validation import SequenceSpec, load_config
 from spark_job.engine.metrics import SequenceMetrics
 from spark_job.engine.runner import PipelineRunner
 
+from .support import ENDLESS
+
 # A few seconds of CPU on local[2]; the cancelled one would take hours.
 BUSY = "SELECT count(*) AS n FROM range(12000) a CROSS JOIN range(12000) b WHERE (a.id + b.id) % 7 = {k}"
-ENDLESS = "SELECT count(*) AS n FROM range(3000000) a CROSS JOIN range(3000000) b WHERE a.id + b.id = -1"
 DEADLINE_S = 120
 
 

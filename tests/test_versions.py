@@ -29,10 +29,9 @@ from spark_job.engine.capabilities import (
     pyspark_version,
 )
 
-from .support import REPO, spark_home
+from .support import ENDLESS, REPO, spark_home
 
 SPARK_4 = pyspark_version() >= (4, 0)
-ENDLESS = "SELECT count(*) AS n FROM range(3000000) a CROSS JOIN range(3000000) b WHERE a.id + b.id = -1"
 
 
 def test_capabilities_are_chosen_once_per_session_by_kind_and_version(spark: Any, spark_connect: Any) -> None:
