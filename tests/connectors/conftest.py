@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 
 from ..support import free_port
-from .jars import REPO, available, spark_conf
+from .jars import REPO, available, jars, spark_conf
+from .lake_session import LakeSession
 
 collect_ignore = [] if available("avro") else ["test_avro.py"]
 if not (available("delta") and available("iceberg")):  # neither is published for Spark 4.3 yet
@@ -37,6 +38,14 @@ if not (available("delta") and available("iceberg")):  # neither is published fo
         "test_incremental_lakehouse.py",
         "test_lakehouse_s3.py",
     ]
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeSession]:
+    """A session with the Delta and Iceberg jars, in a child process, for a module's tests (``lake_session``)."""
+    session = LakeSession(jars("delta", "iceberg"), str(tmp_path_factory.mktemp("lake")))
+    yield session
+    session.close()
 
 
 def wait_for_port(port: int, process: subprocess.Popen[Any], what: str, log: Path) -> None:

@@ -10,23 +10,14 @@ Python 3.9, pytest and pyspark only: the matrix cells whose Spark has Delta and 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .jars import jars
 from .lake_session import LakeSession
 
 SCHEMA = "id BIGINT, status STRING, updated_at TIMESTAMP"
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeSession]:
-    session = LakeSession(jars("delta", "iceberg"), str(tmp_path_factory.mktemp("lake")))
-    yield session
-    session.close()
 
 
 def land(folder: Path, name: str, rows: list[tuple[int, str, str]]) -> None:

@@ -11,24 +11,15 @@ Python 3.9, pytest and pyspark only: the matrix cells whose Spark has Delta and 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .jars import jars
 from .lake_session import LakeSession
 
 FORMATS = ("delta", "iceberg")
 _names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeSession]:
-    session = LakeSession(jars("delta", "iceberg"), str(tmp_path_factory.mktemp("lake")))
-    yield session
-    session.close()
 
 
 def config(*sequences: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -9,7 +9,6 @@ one JVM besides it. Python 3.9: the matrix cells run it (see ``conftest.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 
 from spark_job.io.lake_tables import LakeTable
 
-from .jars import jars, spark_conf
+from .jars import spark_conf
 from .lake_session import LakeSession
 from .runs import kill, start_driver, wait_for
 
@@ -37,13 +36,6 @@ SLOW = f"SELECT /*+ REPARTITION(2) */ CAST(id AS INT) AS id, 'new' AS v, {NAP} A
 def pipeline(query: str, target: dict[str, Any]) -> dict[str, Any]:
     conf = {**spark_conf("delta", "iceberg"), "spark.sql.shuffle.partitions": "2"}
     return {"app_name": "lake-kill", "spark_conf": conf, "sequences": [{"name": "s", "query": query, "target": target}]}
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeSession]:
-    session = LakeSession(jars("delta", "iceberg"), str(tmp_path_factory.mktemp("lake")))
-    yield session
-    session.close()
 
 
 def data_files(table: Path) -> list[Path]:
