@@ -8,21 +8,15 @@ Spark's classes and compiling them with both JIT tiers. The tests therefore run 
   machine where several JVMs run at once;
 - a class-data-sharing archive of the classes a pipeline run loads (``-XX:SharedArchiveFile``),
   made once per JDK and Spark build by one run of the example pipeline. A JVM whose class path
-  does not match the archive just loads its classes as usual;
-- Spark's interpreted expressions instead of generated code (``spark.sql.codegen.wholeStage=false``
-  and ``spark.sql.codegen.factoryMode=NO_CODEGEN``, as system properties, which every SparkConf of
-  the JVM reads): the tests' tables have a few rows, and compiling each query's generated Java costs
-  more than running it. Same rows, as Spark's own test suites run both ways; measured on the driver's
-  resume, incremental and data-quality tests: 8 % less wall time, 9 % less CPU, and Delta commits
-  about a fifth faster.
+  does not match the archive just loads its classes as usual.
 
 Measured on the test machine (a trivial job through ``spark-submit``): 23 s wall and 36 s of CPU
-plainly, 17 s and 18 s with the first item, 10 s and 10 s with the first two. The JVMs that live for the
+plainly, 17 s and 18 s with the first item, 10 s and 10 s with both. The JVMs that live for the
 whole session run heavier queries, which the first item slows: they add :data:`LONG_LIVED`.
 
 The options go into ``SPARK_SUBMIT_OPTS`` (read by ``spark-submit`` for the driver JVM) and
 ``SPARK_DAEMON_JAVA_OPTS`` (the standalone master and worker), which child processes inherit. They
-change how fast the JVMs start and run the tests' small queries, not what a query returns.
+change how fast the JVMs start, not what Spark does.
 """
 
 from __future__ import annotations
@@ -37,7 +31,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache" / "spark-cds"
 FAST_START = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
-SMALL_QUERIES = ["-Dspark.sql.codegen.wholeStage=false", "-Dspark.sql.codegen.factoryMode=NO_CODEGEN"]
 # For the JVMs that live for the whole test session (the shared session, the Connect server), whose
 # queries outweigh their start: both JIT tiers and the default collector again (the last flag wins).
 LONG_LIVED = "-XX:TieredStopAtLevel=4 -XX:-UseSerialGC"
@@ -90,7 +83,7 @@ def configure(spark_home: Path) -> None:
     """Set the JVM options in this process's environment, making the archive first if needed."""
     if os.environ.get("SPARKPIPE_TEST_JVM_TUNING", "1") == "0":
         return
-    options = [*FAST_START, *SMALL_QUERIES]
+    options = [*FAST_START]
     # One folder per Spark installation: the test matrix's environments keep their archives side by side.
     folder = CACHE / hashlib.sha256(str(spark_home).encode()).hexdigest()[:12]
     archive = folder / f"{_archive_key(spark_home)}.jsa"
