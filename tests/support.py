@@ -19,7 +19,7 @@ ENDLESS = (
 )
 """A query that runs for hours in one job of 10,000 short tasks (100 rows sleeping 10 ms each): once it is
 cancelled no task starts, and a running one ends within a second, interrupted or not. A count over a
-cross join of ranges never looked: its tasks went on after the cancel and kept a shared session's two
+cross join of ranges never checked for the cancel: its tasks went on after the cancel and kept a shared session's two
 cores busy for every later test."""
 
 
