@@ -6,8 +6,12 @@ Python 3.9 and the standard library only: the test matrix's cells import it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +57,27 @@ class Postgres:
             autocommit=True,
         )
 
+    def wait_for_killed_clients(self) -> None:
+        """Until no session holds an advisory lock (a lease) or runs a statement, as after a killed driver.
+
+        A killed driver's sockets close when its processes end; the server notices a moment later, ends
+        its sessions, rolls their transactions back and releases their locks. A rerun started at that
+        very moment could still find the lease held, which a rerun by hand or by a task's retry, seconds
+        later, would not."""
+        deadline = time.monotonic() + 120
+        with self.connect() as conn:
+            while True:
+                busy = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.backend_type = "
+                    "'client backend' AND (a.state <> 'idle' OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid"
+                    " AND l.locktype = 'advisory'))"
+                ).fetchone()
+                if not busy or not busy[0]:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{busy[0]} sessions of killed clients still open after two minutes")
+                time.sleep(0.05)
+
 
 @dataclass(frozen=True)
 class SparkConnectServer:
@@ -95,3 +120,46 @@ def spark_connect_jars() -> list[str]:
             f"{jars_dir()}/spark-connect_2.12-{spark_version()}.jar, which scripts/bootstrap.sh fetches"
         )
     return fetched
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def ended(pid: int) -> bool:
+    """Whether a process is gone or a zombie (its memory and sockets are released either way)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a driver's process group and every process below it (its JVM runs in a session of its
+    own, so that a terminal's Ctrl-C reaches only the driver) at once, as a lost machine would; return
+    once all of them have ended."""
+    victims = descendants(proc.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while not all(ended(pid) for pid in victims):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes {victims} still alive a minute after SIGKILL")
+        time.sleep(0.02)

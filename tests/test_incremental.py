@@ -253,6 +253,7 @@ def test_a_run_killed_between_write_and_commit_is_retried_without_skipping_or_du
     add_changes(postgres, (2, "new", "2024-01-02 08:00"), (3, "new", "2024-01-02 09:00"))
     # The new rows are staged, then the driver dies before the transaction that moves them in.
     killed_run(tmp_path, "before-commit", 0, changes_config(postgres, "orders_log"))
+    postgres.wait_for_killed_clients()
     assert [r[0] for r in table_rows(postgres, "orders_log")] == [1]  # nothing landed, the watermark did not move
     retried = run(spark, changes_config(postgres, "orders_log"))["sequences"]["orders_log"]
     assert retried["rows_written"] == 2 and retried["incremental"]["watermark_before"] == "2024-01-01T08:00:00"
@@ -356,6 +357,7 @@ def test_a_run_killed_between_batches_takes_each_file_exactly_once(
     config = files_config(postgres, str(source), checkpoint, max_files_per_trigger=1)
     # Batch 1 is committed to the table; the driver dies before Spark's checkpoint records it.
     killed_run(tmp_path, "after-batch", 1, config)
+    postgres.wait_for_killed_clients()
     assert taken_ids(postgres) == list(range(20))
     assert not (checkpoint / "taken" / "commits" / "1").exists() and (checkpoint / "taken" / "offsets" / "1").exists()
     retried = run(spark, config)["sequences"]["taken"]

@@ -6,7 +6,6 @@ a failing ``fail`` rule, a killed run, and credentials kept out of every message
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -338,8 +337,7 @@ def test_a_killed_merge_leaves_the_target_untouched(spark: Any, postgres: Postgr
     finally:
         kill(driver)
     # The server ends the statement it was running, finds its client gone and rolls the transaction back.
-    while merging(state="%"):
-        time.sleep(0.2)
+    postgres.wait_for_killed_clients()
     assert rows(postgres, "SELECT count(*), min(version), max(version) FROM ledger") == [(1_000_000, "old", "old")]
 
     config["sequences"][0]["target"]["batchsize"] = 1000

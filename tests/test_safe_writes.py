@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from spark_job.io.filesystems import local_path
 from spark_job.io.swap import staging_table
 
 from .conftest import POSTGRES_JAR, Postgres
+from .support import kill_tree
 
 NEW_ROWS = 12_000_000  # a write long enough to be killed in the middle
 RERUN_ROWS = 20_000  # the rerun after the kill only has to finish
@@ -47,34 +47,10 @@ def kill_when(proc: subprocess.Popen[bytes], condition: Callable[[], bool], what
             log = Path(proc.args[5]).with_name("driver.log").read_text()[-3000:]  # type: ignore[index]
             pytest.fail(f"the driver ended (exit {proc.returncode}) before {what}:\n{log}")
         if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc)
             pytest.fail(f"{what} never happened")
         time.sleep(0.05)
-    # Everything at once, as a lost machine would: the driver's group and the JVM, which runs in a
-    # session of its own (so that a terminal's Ctrl-C reaches only the driver, which then stops it).
-    victims = descendants(proc.pid)
-    os.killpg(proc.pid, signal.SIGKILL)
-    for pid in victims:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    proc.wait()
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid``, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
+    kill_tree(proc)  # the driver and its JVM at once, as a lost machine would
 
 
 def rerun(spark: Any, config: dict, env: dict[str, str] | None = None) -> None:
@@ -197,6 +173,7 @@ def test_killed_jdbc_overwrite_leaves_the_old_table_then_a_rerun_swaps(
             return bool(found and found[0])
 
     kill_when(start_driver(tmp_path, config, env), staging_has_rows, "rows reached the staging table")
+    postgres.wait_for_killed_clients()
     with postgres.connect() as conn:
         assert conn.execute("SELECT count(*), min(version), max(version) FROM ledger").fetchone() == (500, "old", "old")
 

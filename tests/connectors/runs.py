@@ -3,10 +3,8 @@ end, or start one and SIGKILL it mid-write. Python 3.9: the matrix cells import 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..support import kill_tree
 
 MARKER = "SPARKPIPE_METRICS "
 
@@ -76,29 +76,4 @@ def wait_for(proc: subprocess.Popen[bytes], condition: Callable[[], bool], what:
         time.sleep(0.2)
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid``, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the driver's group and its JVM (a session of its own) at once, as a lost machine would."""
-    victims = descendants(proc.pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    for pid in victims:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    proc.wait()
+kill = kill_tree  # SIGKILL the driver and its JVM at once, as a lost machine would; wait until they ended
