@@ -183,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start the JVM without its class-data archive and make none (as SPARKPIPE_CLASS_DATA=off)",
     )
+    run.add_argument(
+        "--no-jit-tuning",
+        action="store_true",
+        help="start the JVM with the JIT compiler's own thresholds (as SPARKPIPE_JIT_TUNING=off)",
+    )
     validate = sub.add_parser("validate", help="check a config without starting Spark")
     config_args(validate)
     plan = sub.add_parser("plan", help="show the sequence graph (stages, reads, targets) without running it")
@@ -274,6 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from spark_job.engine.class_data import SWITCH_ENV
 
         os.environ[SWITCH_ENV] = "off"  # read where the JVM is started
+    if args.no_jit_tuning:
+        from spark_job.engine import jit
+
+        os.environ[jit.SWITCH_ENV] = "off"
     if args.run_key:
         from spark_job.engine.commit_log import RUN_KEY_ENV
 

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -334,7 +333,7 @@ def wait_until(proc: subprocess.Popen[bytes], condition: Callable[[], bool], wha
     deadline = time.monotonic() + 240
     while not condition():
         if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc)
             pytest.fail(f"{what} never happened (driver exit {proc.poll()})")
         time.sleep(0.1)
 
@@ -357,8 +356,7 @@ def test_a_second_run_on_a_busy_path_target_fails_naming_the_first(spark: Any, t
         assert "is being written by run 'backfill-01'" in second.stderr and f"pid {holder.pid}" in second.stderr
         assert spark.read.parquet(str(target)).count() == 7  # neither run replaced the data
     finally:
-        os.killpg(holder.pid, signal.SIGKILL)
-        holder.wait()
+        kill_tree(holder)
     # The holder is gone (SIGKILL, same host): its lease is stale and a new run proceeds.
     third = run_to_end(tmp_path, quick, {"SPARKPIPE_RUN_KEY": "backfill-03"})
     assert third.returncode == 0, third.stderr[-3000:]
@@ -438,9 +436,9 @@ def test_a_second_run_on_a_busy_postgres_target_fails_naming_the_first(
         with postgres.connect() as conn:
             assert conn.execute("SELECT slept FROM contested").fetchall() == [("old",)]
     finally:
-        os.killpg(holder.pid, signal.SIGKILL)
-        holder.wait()
+        kill_tree(holder)
     # The holder is gone: its lock ended with its connection, its row is stale (dead pid, this host).
+    postgres.wait_for_killed_clients()
     third = run_to_end(tmp_path, quick, {**env, "SPARKPIPE_RUN_KEY": "backfill-03"})
     assert third.returncode == 0, third.stderr[-3000:]
     with postgres.connect() as conn:

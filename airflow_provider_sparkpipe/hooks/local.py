@@ -34,7 +34,7 @@ from airflow_provider_sparkpipe.hooks.process_group import (
 from airflow_provider_sparkpipe.runs import PipelineRun, PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes.local import LocalSpark
 from airflow_provider_sparkpipe.staging import LocalStore, Staging
-from spark_job.engine import class_data
+from spark_job.engine import class_data, jit
 from spark_job.engine.pools import ALLOCATION_FILE_CONF, write_allocation_file
 from spark_job.markers import APPLICATION_MARKER, LEVELLED_LOG_ENV, parse_marker_line
 
@@ -142,6 +142,9 @@ class LocalSparkHook(SparkPipelineHook[LocalSpark]):
         if archive.options:  # spark-submit gives SPARK_SUBMIT_OPTS to the driver JVM
             env["SPARK_SUBMIT_OPTS"] = " ".join([env.get("SPARK_SUBMIT_OPTS", ""), *archive.options]).strip()
             self.log.info("Driver JVM class-data archive %s", archive.archive)
+        compiler = jit.driver_options(env, conf.get("spark.driver.extraJavaOptions", ""))
+        if compiler:  # C2's thresholds for a run of seconds (spark_job.engine.jit)
+            env["SPARK_SUBMIT_OPTS"] = " ".join([env.get("SPARK_SUBMIT_OPTS", ""), *compiler]).strip()
         popen = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

@@ -55,6 +55,10 @@ class LocalSpark(SparkRuntime):
             first run; see ``spark_job.engine.class_data``): about a second and a half less per start
             on a small machine. ``False`` (or ``SPARKPIPE_CLASS_DATA=off`` in ``env`` or the worker's
             environment) starts it plainly and makes none.
+
+    The driver JVM also starts with the optimising compiler's thresholds raised for a run of seconds
+    (``spark_job.engine.jit``) unless its options choose the compiler's settings themselves;
+    ``SPARKPIPE_JIT_TUNING=off`` in ``env`` or the worker's environment leaves the JVM's defaults.
     """
 
     master: str = "local[*]"

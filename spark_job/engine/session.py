@@ -11,7 +11,7 @@ import threading
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from spark_job.engine import class_data
+from spark_job.engine import class_data, jit
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -97,7 +97,8 @@ def start_console_session(app_name: str, master: str | None, settings: Mapping[s
     archive = class_data.for_driver(
         spark_home(), os.environ, options.get("spark.driver.extraClassPath", ""), java_options
     )
-    options["spark.driver.extraJavaOptions"] = " ".join([java_options, *archive.options]).strip()
+    compiler = jit.driver_options(os.environ, java_options)  # C2's thresholds for a run of seconds
+    options["spark.driver.extraJavaOptions"] = " ".join([java_options, *archive.options, *compiler]).strip()
     for key, value in options.items():
         conf.set(key, value)
     # popen_kwargs is pyspark's documented way to capture the JVM's output.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from airflow_provider_sparkpipe.hooks.local import LocalSparkHook
 from airflow_provider_sparkpipe.runs import PipelineSubmission, RunState
 from airflow_provider_sparkpipe.runtimes import LocalSpark, runtime_from_dict
 from spark_job.config.validation import load_config
-from spark_job.engine import class_data
+from spark_job.engine import class_data, jit
 from tests.provider.support import QUIET_SPARK
 from tests.support import REPO
 
@@ -22,10 +23,13 @@ SHARED_TOP = "source: shared objects file (top)"
 
 @pytest.fixture
 def no_harness_archive(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The test harness starts its JVMs with an archive of its own (SPARK_SUBMIT_OPTS): not here."""
-    kept = [o for o in os.environ.get("SPARK_SUBMIT_OPTS", "").split() if not class_data.names_an_archive(o)]
-    monkeypatch.setenv("SPARK_SUBMIT_OPTS", " ".join(o for o in kept if not o.startswith("-Xlog:")))
+    """The test harness starts its JVMs with an archive and compiler settings of its own (SPARK_SUBMIT_OPTS):
+    not here, where the driver JVM starts as a user's does."""
+    kept = os.environ.get("SPARK_SUBMIT_OPTS", "").split()
+    chosen = [o for o in kept if class_data.names_an_archive(o) or jit.chooses_compiler(o) or o.startswith("-Xlog:")]
+    monkeypatch.setenv("SPARK_SUBMIT_OPTS", " ".join(o for o in kept if o not in chosen))
     monkeypatch.delenv(class_data.SWITCH_ENV, raising=False)
+    monkeypatch.delenv(jit.SWITCH_ENV, raising=False)
 
 
 def submission(tmp_path: Path, name: str) -> PipelineSubmission:
@@ -57,7 +61,7 @@ def submission(tmp_path: Path, name: str) -> PipelineSubmission:
 
 
 def test_the_first_run_starts_the_maker_and_the_next_run_maps_the_archive(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_harness_archive: None
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, no_harness_archive: None
 ) -> None:
     cache = tmp_path / "cache"
     env = {class_data.DIR_ENV: str(cache)}
@@ -72,7 +76,9 @@ def test_the_first_run_starts_the_maker_and_the_next_run_maps_the_archive(
     assert archive is not None and archive.parent == cache, sorted(p.name for p in cache.iterdir())
 
     class_log = tmp_path / "classes.log"
-    conf = {**QUIET_SPARK, "spark.driver.extraJavaOptions": f"-Xlog:class+load=info:file={class_log}"}
+    # The JVM prints its final flags too (to the task log): the compiler thresholds it was given.
+    java = f"-Xlog:class+load=info:file={class_log} -XX:+PrintFlagsFinal"
+    conf = {**QUIET_SPARK, "spark.driver.extraJavaOptions": java}
     runtime = LocalSpark(master="local[1]", work_dir=str(tmp_path / "work"), conf=conf, env=env)
     hook = LocalSparkHook(runtime)
     second = hook.submit(submission(tmp_path, "second"))
@@ -81,6 +87,10 @@ def test_the_first_run_starts_the_maker_and_the_next_run_maps_the_archive(
     assert f"Driver JVM class-data archive {archive}" in log and "one is made" not in log
     shared = [line for line in class_log.read_text(errors="replace").splitlines() if SHARED_TOP in line]
     assert len(shared) > 2000 and any("org.apache.spark.deploy.SparkSubmit " in line for line in shared)
+    jvm_lines = "\n".join(r.getMessage() for r in caplog.records if r.name == "spark")  # the driver's output
+    given = dict(o.removeprefix("-XX:").split("=") for o in jit.OPTIONS)
+    thresholds = dict(re.findall(r"\s(Tier4\w+)\s+=\s+(\d+)", jvm_lines))
+    assert {name: thresholds.get(name) for name in given} == given, log[-3000:]
     metrics = hook.fetch_metrics(second)
     assert metrics is not None and metrics["status"] == "succeeded" and metrics["startup_s"] > 0
 
