@@ -56,16 +56,17 @@ QUIET = ("-Xshare:auto", "-Xlog:cds=off", "-Xlog:cds+dynamic=off", "-Xlog:class+
 """Use an archive when it matches, else start as usual, saying nothing either way."""
 
 _MAGIC = struct.pack("=I", 0xF00BABA8)  # the first word of a dynamic archive, in the platform's byte order
-_OFF = frozenset({"0", "off", "false", "no"})
+OFF = frozenset({"0", "off", "false", "no"})
+"""The values of a switch variable that turn it off."""
 _CHOSEN = ("-Xshare", "SharedArchiveFile", "ArchiveClassesAtExit", "AutoCreateSharedArchive", "SharedClassListFile")
-_JVM_OPTION_VARIABLES = ("SPARK_SUBMIT_OPTS", "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS")
+JVM_OPTION_VARIABLES = ("SPARK_SUBMIT_OPTS", "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS")
 _CLASS_PATH_VARIABLES = ("SPARK_CLASSPATH", "HADOOP_CONF_DIR", "YARN_CONF_DIR", "SPARK_DIST_CLASSPATH")
 
 
 def enabled(env: Mapping[str, str] | None = None) -> bool:
     """Whether archives are used and made (``SPARKPIPE_CLASS_DATA`` is not ``off``)."""
     value = (os.environ if env is None else env).get(SWITCH_ENV, "")
-    return value.strip().lower() not in _OFF
+    return value.strip().lower() not in OFF
 
 
 def cache_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -276,7 +277,7 @@ def for_driver(
 def _for_driver(spark_home: Path, env: Mapping[str, str], extra_class_path: str, java_options: str) -> DriverArchive:
     if not enabled(env) or sys.platform == "win32":
         return DriverArchive()
-    if names_an_archive(java_options) or any(names_an_archive(env.get(v, "")) for v in _JVM_OPTION_VARIABLES):
+    if names_an_archive(java_options) or any(names_an_archive(env.get(v, "")) for v in JVM_OPTION_VARIABLES):
         return DriverArchive()  # the user (or a test harness) chose class-data sharing already
     key = archive_key(spark_home, env, extra_class_path)
     folder = cache_dir(env)

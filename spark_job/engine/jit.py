@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from spark_job.engine.class_data import JVM_OPTION_VARIABLES, OFF
+
 SWITCH_ENV = "SPARKPIPE_JIT_TUNING"
 """``off`` (or ``0``, ``false``, ``no``) leaves the JVM's own compiler thresholds."""
 
@@ -38,13 +40,11 @@ OPTIONS = (
 """C2's thresholds, thirty times HotSpot's defaults (5000, 600, 15000, 40000); every HotSpot from
 Java 8 on has them."""
 
-_OFF = frozenset({"0", "off", "false", "no"})
 _CHOSEN = re.compile(r"-XX:[+-]?(Tier|CompileThreshold)|-Xint\b|-Xcomp\b")
-_JVM_OPTION_VARIABLES = ("SPARK_SUBMIT_OPTS", "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS")
 
 
 def enabled(env: Mapping[str, str]) -> bool:
-    return env.get(SWITCH_ENV, "").strip().lower() not in _OFF
+    return env.get(SWITCH_ENV, "").strip().lower() not in OFF
 
 
 def chooses_compiler(options: str) -> bool:
@@ -57,6 +57,6 @@ def driver_options(env: Mapping[str, str], java_options: str = "") -> list[str]:
     starts under ``env``: :data:`OPTIONS`, or none when turned off or chosen already."""
     if not enabled(env) or chooses_compiler(java_options):
         return []
-    if any(chooses_compiler(env.get(name, "")) for name in _JVM_OPTION_VARIABLES):
+    if any(chooses_compiler(env.get(name, "")) for name in JVM_OPTION_VARIABLES):
         return []
     return list(OPTIONS)
