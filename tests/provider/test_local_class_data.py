@@ -23,11 +23,9 @@ SHARED_TOP = "source: shared objects file (top)"
 
 @pytest.fixture
 def no_harness_archive(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The test harness starts its JVMs with an archive and compiler settings of its own (SPARK_SUBMIT_OPTS):
-    not here, where the driver JVM starts as a user's does."""
-    kept = os.environ.get("SPARK_SUBMIT_OPTS", "").split()
-    chosen = [o for o in kept if class_data.names_an_archive(o) or jit.chooses_compiler(o) or o.startswith("-Xlog:")]
-    monkeypatch.setenv("SPARK_SUBMIT_OPTS", " ".join(o for o in kept if o not in chosen))
+    """The test harness starts its JVMs with an archive of its own (SPARK_SUBMIT_OPTS): not here."""
+    kept = [o for o in os.environ.get("SPARK_SUBMIT_OPTS", "").split() if not class_data.names_an_archive(o)]
+    monkeypatch.setenv("SPARK_SUBMIT_OPTS", " ".join(o for o in kept if not o.startswith("-Xlog:")))
     monkeypatch.delenv(class_data.SWITCH_ENV, raising=False)
     monkeypatch.delenv(jit.SWITCH_ENV, raising=False)
 
@@ -79,7 +77,10 @@ def test_the_first_run_starts_the_maker_and_the_next_run_maps_the_archive(
     # The JVM prints its final flags too (to the task log): the compiler thresholds it was given.
     java = f"-Xlog:class+load=info:file={class_log} -XX:+PrintFlagsFinal"
     conf = {**QUIET_SPARK, "spark.driver.extraJavaOptions": java}
-    runtime = LocalSpark(master="local[1]", work_dir=str(tmp_path / "work"), conf=conf, env=env)
+    # Nor the harness's compiler settings: the driver JVM starts as a user's does.
+    harness = os.environ["SPARK_SUBMIT_OPTS"].split()
+    as_users = {**env, "SPARK_SUBMIT_OPTS": " ".join(o for o in harness if not jit.chooses_compiler(o))}
+    runtime = LocalSpark(master="local[1]", work_dir=str(tmp_path / "work"), conf=conf, env=as_users)
     hook = LocalSparkHook(runtime)
     second = hook.submit(submission(tmp_path, "second"))
     assert hook.wait(second) == RunState.SUCCEEDED
