@@ -67,15 +67,15 @@ class Postgres:
         deadline = time.monotonic() + 120
         with self.connect() as conn:
             while True:
-                busy = conn.execute(
+                (busy,) = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.backend_type = "
                     "'client backend' AND (a.state <> 'idle' OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid"
                     " AND l.locktype = 'advisory'))"
                 ).fetchone()
-                if not busy or not busy[0]:
+                if not busy:
                     return
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"{busy[0]} sessions of killed clients still open after two minutes")
+                    raise AssertionError(f"{busy} sessions of killed clients still open after two minutes")
                 time.sleep(0.05)
 
 
