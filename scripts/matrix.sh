@@ -121,10 +121,23 @@ case $command in
     for cell in $(cells_of "$@"); do setup_cell "$cell"; done
     ;;
   test)
-    failed=()
+    # The cells run at the same time, each in a process of its own (a cell's time is mostly JVMs
+    # starting and servers answering, which overlap on two cores); each one's output is kept in
+    # build/test-artifacts/matrix-<cell>.log and shown, in order, once it ended.
+    mkdir -p build/test-artifacts
+    cells=() pids=() failed=()
     for cell in $(cells_of "$@"); do
-      test_cell "$cell" || failed+=("$cell")
+      check_cell "$cell"
+      test_cell "$cell" >"build/test-artifacts/matrix-$cell.log" 2>&1 &
+      cells+=("$cell")
+      pids+=($!)
     done
+    trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+    for i in "${!cells[@]}"; do
+      wait "${pids[$i]}" || failed+=("${cells[$i]}")
+      cat "build/test-artifacts/matrix-${cells[$i]}.log"
+    done
+    trap - EXIT
     if [ ${#failed[@]} -gt 0 ]; then
       echo "matrix: failed: ${failed[*]}" >&2
       exit 1

@@ -21,6 +21,7 @@ change how fast the JVMs start, not what Spark does.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -87,11 +88,15 @@ def configure(spark_home: Path) -> None:
     # One folder per Spark installation: the test matrix's environments keep their archives side by side.
     folder = CACHE / hashlib.sha256(str(spark_home).encode()).hexdigest()[:12]
     archive = folder / f"{_archive_key(spark_home)}.jsa"
-    if not archive.exists():
-        for stale in [*folder.glob("*.jsa"), *CACHE.glob("*.jsa")]:  # made for another JDK or Spark build
-            stale.unlink(missing_ok=True)
-    if archive.exists() or _make_archive(spark_home, archive):
-        options += [*QUIET_CDS, f"-XX:SharedArchiveFile={archive}"]
+    folder.mkdir(parents=True, exist_ok=True)
+    # scripts/test.sh starts two test sessions at once: the first makes the archive, the other waits for it
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not archive.exists():
+            for stale in [*folder.glob("*.jsa"), *CACHE.glob("*.jsa")]:  # made for another JDK or Spark build
+                stale.unlink(missing_ok=True)
+        if archive.exists() or _make_archive(spark_home, archive):
+            options += [*QUIET_CDS, f"-XX:SharedArchiveFile={archive}"]
     joined = " ".join(options)
     for name in ("SPARK_SUBMIT_OPTS", "SPARK_DAEMON_JAVA_OPTS"):
         os.environ[name] = f"{os.environ.get(name, '')} {joined}".strip()

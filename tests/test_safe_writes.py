@@ -358,8 +358,7 @@ def test_a_second_run_on_a_busy_path_target_fails_naming_the_first(spark: Any, t
     finally:
         kill_tree(holder)
     # The holder is gone (SIGKILL, same host): its lease is stale and a new run proceeds.
-    third = run_to_end(tmp_path, quick, {"SPARKPIPE_RUN_KEY": "backfill-03"})
-    assert third.returncode == 0, third.stderr[-3000:]
+    rerun(spark, quick, {"SPARKPIPE_RUN_KEY": "backfill-03"})
     assert sorted(r.slept for r in spark.read.parquet(str(target)).collect()) == ["second"] * 3
     assert beside(target) == ["busy"]
 
@@ -383,8 +382,7 @@ def test_a_second_run_on_a_busy_catalog_table_fails_naming_the_first(
         assert not list(Path(local_path(warehouse)).glob(f"{name}*"))  # the second wrote nothing
     finally:
         held.discard()
-    third = run_to_end(tmp_path, config, {"SPARKPIPE_RUN_KEY": "backfill-03"})
-    assert third.returncode == 0, third.stderr[-3000:]
+    rerun(spark, config, {"SPARKPIPE_RUN_KEY": "backfill-03"})
     assert spark.read.parquet(f"{warehouse}/{name}").count() == 2
     assert sorted(p.name for p in Path(local_path(warehouse)).iterdir() if name in p.name) == [name]
     shutil.rmtree(Path(local_path(warehouse)) / name)
@@ -392,10 +390,11 @@ def test_a_second_run_on_a_busy_catalog_table_fails_naming_the_first(
 
 @pytest.mark.parametrize("lease", ["advisory", "table"])
 def test_a_second_run_on_a_busy_postgres_target_fails_naming_the_first(
-    postgres: Postgres, tmp_path: Path, lease: str
+    spark: Any, postgres: Postgres, tmp_path: Path, lease: str
 ) -> None:
     """The advisory lock (PostgreSQL's default) and the lease table (every other database's, and
-    PostgreSQL's behind a transaction pooler), each between two real drivers."""
+    PostgreSQL's behind a transaction pooler), each between two real drivers; then a run on the test
+    session once the first is gone."""
     with postgres.connect() as conn:
         conn.execute("DROP TABLE IF EXISTS contested")
         conn.execute("DROP TABLE IF EXISTS sparkpipe_leases")
@@ -439,8 +438,7 @@ def test_a_second_run_on_a_busy_postgres_target_fails_naming_the_first(
         kill_tree(holder)
     # The holder is gone: its lock ended with its connection, its row is stale (dead pid, this host).
     postgres.wait_for_killed_clients()
-    third = run_to_end(tmp_path, quick, {**env, "SPARKPIPE_RUN_KEY": "backfill-03"})
-    assert third.returncode == 0, third.stderr[-3000:]
+    rerun(spark, quick, {**env, "SPARKPIPE_RUN_KEY": "backfill-03"})
     with postgres.connect() as conn:
         assert conn.execute("SELECT count(*), min(slept) FROM contested").fetchone() == (3, "second")
         if lease == "table":
