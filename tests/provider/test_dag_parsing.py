@@ -233,28 +233,63 @@ def test_a_config_that_is_no_regular_file_is_an_import_error_and_never_blocks(
     assert problem in errors[dag_file]
 
 
-# Each example in a fresh interpreter, as the dag-processor parses it: the DagBag, then the DAGs
-# serialized as the dag-processor stores them. Compared with the modules present at start-up: a
-# namespace package that a *.pth file of an installed distribution registers (google-cloud-* does)
-# is not an import of ours.
+# Each example in a process forked from one that has imported Airflow's parsing, as the dag-processor
+# parses a file (its parsing processes are forks of itself): the DagBag, then the DAGs serialized as the
+# dag-processor stores them. Compared with the modules present at the fork, and the forking process's
+# own imports checked too: a namespace package that a *.pth file of an installed distribution registers
+# (google-cloud-* does) is not an import of ours.
 PARSE_MODULES_SCRIPT = """
 import sys
 before = set(sys.modules)
-import json
+import json, os
 from airflow.dag_processing.dagbag import DagBag
 from airflow.serialization.serialized_objects import DagSerialization
-bag = DagBag(dag_folder=sys.argv[1])
-for dag in bag.dags.values():
-    DagSerialization.to_dict(dag)
-heavy = sorted(m for m in set(sys.modules) - before if m.startswith(tuple(json.loads(sys.argv[2]))))
-print("PARSED " + json.dumps({"dags": sorted(bag.dags), "errors": list(bag.import_errors.values()), "heavy": heavy}))
+heavy_prefixes = tuple(json.loads(sys.argv[1]))
+def heavy(since):
+    return sorted(m for m in set(sys.modules) - since if m.startswith(heavy_prefixes))
+print("PARSER " + json.dumps(heavy(before)), flush=True)
+for path in sys.argv[2:]:
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read)
+        at_fork = set(sys.modules)
+        bag = DagBag(dag_folder=path)
+        for dag in bag.dags.values():
+            DagSerialization.to_dict(dag)
+        found = {"dags": sorted(bag.dags), "errors": list(bag.import_errors.values()), "heavy": heavy(at_fork)}
+        os.write(write, json.dumps(found, default=str).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        text = answer.read().decode()
+    _, status = os.waitpid(child, 0)
+    print("PARSED " + json.dumps({"path": path, "status": status, **(json.loads(text) if text else {})}), flush=True)
 """
+EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*.py"))
 
 
-@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.py")))
-def test_parsing_an_example_imports_no_spark_or_cloud_clients(airflow_home: Path, example: str) -> None:
-    stdout = run_python(PARSE_MODULES_SCRIPT, str(EXAMPLES / example), json.dumps(HEAVY))
-    result = json.loads(next(x for x in stdout.splitlines() if x.startswith("PARSED "))[len("PARSED ") :])
+@pytest.fixture(scope="module")
+def parsed_alone(airflow_home: Path) -> dict[str, Any]:
+    """Each example parsed in a process of its own: ``{"parser": heavy modules, file name: result}``."""
+    stdout = run_python(PARSE_MODULES_SCRIPT, json.dumps(HEAVY), *(str(EXAMPLES / name) for name in EXAMPLE_FILES))
+    lines = stdout.splitlines()
+    found: dict[str, Any] = {"parser": json.loads(next(x for x in lines if x.startswith("PARSER "))[len("PARSER ") :])}
+    for line in lines:
+        if line.startswith("PARSED "):
+            result = json.loads(line[len("PARSED ") :])
+            found[Path(result["path"]).name] = result
+    return found
+
+
+def test_the_parsing_process_imports_no_spark_or_cloud_clients(parsed_alone: dict[str, Any]) -> None:
+    assert parsed_alone["parser"] == []
+
+
+@pytest.mark.parametrize("example", EXAMPLE_FILES)
+def test_parsing_an_example_imports_no_spark_or_cloud_clients(parsed_alone: dict[str, Any], example: str) -> None:
+    result = parsed_alone[example]
+    assert result["status"] == 0, result
     assert result["errors"] == [] and result["dags"], result
     assert result["heavy"] == []
 
