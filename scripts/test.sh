@@ -36,19 +36,14 @@ started=$SECONDS
 # the slowest tests are listed at the end, so that the suite's time can be kept in check
 .venv/bin/pytest "${arguments[@]}" || status=$?
 echo "main suite: exit $status after $((SECONDS - started)) s"
-if [ -n "$provider_pid" ]; then
-  provider_status=0
-  wait "$provider_pid" || provider_status=$?
-  cat "$provider_log"
-  echo "provider tests: exit $provider_status after $((SECONDS - started)) s"
-  [ "$status" -ne 0 ] || status=$provider_status
-fi
-if [ -n "$matrix_pid" ]; then
-  matrix_status=0
-  wait "$matrix_pid" || matrix_status=$?
-  cat "$matrix_log"
-  echo "matrix: exit $matrix_status after $((SECONDS - started)) s"
-  [ "$status" -ne 0 ] || status=$matrix_status
-fi
+collect() { # collect <what> <pid> <log>: wait for a background run, show its output, keep the first failure
+  local ended=0
+  wait "$2" || ended=$?
+  cat "$3"
+  echo "$1: exit $ended after $((SECONDS - started)) s"
+  [ "$status" -ne 0 ] || status=$ended
+}
+[ -z "$provider_pid" ] || collect "provider tests" "$provider_pid" "$provider_log"
+[ -z "$matrix_pid" ] || collect matrix "$matrix_pid" "$matrix_log"
 trap - EXIT
 exit "$status"
