@@ -40,9 +40,11 @@ if not (available("delta") and available("iceberg")):  # neither is published fo
     ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeSession]:
-    """A session with the Delta and Iceberg jars, in a child process, for a module's tests (``lake_session``)."""
+    """A session with the Delta and Iceberg jars, in a child process (``lake_session``), shared by the lakehouse
+    modules: its JVM with both formats' jars costs a cell tens of CPU-seconds to start and warm up. Each test
+    writes tables of its own (its ``tmp_path``, or a catalog name numbered per session)."""
     session = LakeSession(jars("delta", "iceberg"), str(tmp_path_factory.mktemp("lake")))
     yield session
     session.close()
