@@ -30,13 +30,23 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 
 echo "bootstrap: syncing .venv from uv.lock"
-# Compiled to bytecode as pip would: with PYTHONDONTWRITEBYTECODE set, or a read-only environment, every
-# Python process (a driver, an Airflow task, Spark's Python workers) would otherwise compile pyspark,
-# pandas and Airflow from source on each start (about 2.5 s for Airflow, 1.4 s for pyspark and pandas).
-uv sync --locked --python 3.11 --all-extras --quiet --compile-bytecode
-# The repository's own packages too, as an install compiles them (the tests and benchmarks start hundreds of
-# driver and Airflow processes, each importing them); a file changed later is compiled again in memory.
-.venv/bin/python -m compileall -q spark_job airflow_provider_sparkpipe sparkpipe_pytest >/dev/null
+uv sync --locked --python 3.11 --all-extras --quiet
+# pyspark, Airflow and pandas compiled to bytecode as an install would: with PYTHONDONTWRITEBYTECODE set, or a
+# read-only environment, every Python process (a driver, an Airflow task, Spark's Python workers) would
+# otherwise compile them from source on each start (about 2.5 s for Airflow, 1.4 s for pyspark and pandas).
+# So are the repository's own packages (the tests and benchmarks start hundreds of driver and Airflow
+# processes, each importing them; a file changed later is compiled again in memory). The rest of the
+# environment, about 35,000 modules of the cloud providers' SDKs that few processes import, is compiled
+# when first imported: compiling all of it took 90 CPU-seconds, and scripts/test.sh lets Python keep
+# what it compiles. What an Airflow task and a driver import from other packages (numpy, pydantic,
+# SQLAlchemy, ...: about a thousand modules) is compiled by importing it once, with an Airflow home of
+# its own, removed after.
+.venv/bin/python -m compileall -q -j 0 spark_job airflow_provider_sparkpipe sparkpipe_pytest \
+  .venv/lib/python3.11/site-packages/{pyspark,airflow,pandas} >/dev/null
+probe_home=$(mktemp -d)
+AIRFLOW_HOME=$probe_home .venv/bin/python -c 'import sys; sys.dont_write_bytecode = False
+import airflow.sdk, airflow.models, pyspark.sql, pandas, yaml' >/dev/null
+rm -rf "$probe_home"
 
 browser=tests/provider/browser
 want=$(node -p "require('./$browser/package.json').dependencies['playwright-core']")

@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# Python keeps the bytecode it compiles (in .venv and the cells' environments) even where the shell sets
+# PYTHONDONTWRITEBYTECODE: the tests start hundreds of Python processes, which would otherwise each
+# compile again what they import of Airflow's providers and the cloud SDKs.
+unset PYTHONDONTWRITEBYTECODE
 matrix_pid="" provider_pid=""
 if [ $# -eq 0 ]; then
   mkdir -p build/test-artifacts
