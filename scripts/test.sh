@@ -21,12 +21,15 @@ if [ $# -eq 0 ]; then
   fi
   # The provider's tests (Airflow processes, each task a spark-submit) run in a pytest process of their
   # own beside the rest: a test's time is mostly a child process starting or a server answering, so
-  # the processes overlap on two cores.
+  # the processes overlap on two cores. Two more files go with them, so that both processes end at about
+  # the same time: OpenLineage's (it runs a DAG) and the class-data archive's (each of its runs is a
+  # driver process of its own; neither needs the shared Spark session).
+  beside=(tests/provider tests/connectors/test_openlineage.py tests/test_class_data.py)
   provider_log=build/test-artifacts/provider.log
   echo "provider tests: running beside the others; their output: $provider_log (shown at the end)"
-  .venv/bin/pytest --durations=25 tests/provider >"$provider_log" 2>&1 &
+  .venv/bin/pytest --durations=25 "${beside[@]}" >"$provider_log" 2>&1 &
   provider_pid=$!
-  arguments=(--durations=40 --ignore=tests/provider)
+  arguments=(--durations=40 "${beside[@]/#/--ignore=}")
   trap 'kill $matrix_pid $provider_pid 2>/dev/null || true' EXIT
 else
   arguments=(--durations=40 "$@")
