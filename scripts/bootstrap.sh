@@ -45,7 +45,7 @@ uv sync --locked --python 3.11 --all-extras --quiet
   .venv/lib/python3.11/site-packages/{pyspark,airflow,pandas} >/dev/null
 probe_home=$(mktemp -d)
 AIRFLOW_HOME=$probe_home .venv/bin/python -c 'import sys; sys.dont_write_bytecode = False
-import airflow.sdk, airflow.models, pyspark.sql, pandas, yaml' >/dev/null
+import airflow.sdk, airflow.models, pyspark.sql, pandas, yaml' >/dev/null || { rm -rf "$probe_home"; exit 1; }
 rm -rf "$probe_home"
 
 browser=tests/provider/browser
