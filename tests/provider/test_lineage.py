@@ -197,8 +197,9 @@ def lineage_run(
             runtime="local",
             master="local[1]",
             work_dir=str(work),
-            # The Spark UI stays on: the driver reads its executors' core-seconds from the status store.
-            conf={"spark.sql.shuffle.partitions": "2", "spark.jars": POSTGRES_JAR},
+            # The Spark UI is on (the test harness's drivers start without it): the driver reads its
+            # executors' core-seconds from the UI's status store.
+            conf={"spark.sql.shuffle.partitions": "2", "spark.jars": POSTGRES_JAR, "spark.ui.enabled": "true"},
         ),
         "SPARKPIPE_TEST_DATA": str(SHOP),
         "SPARKPIPE_TEST_OUTPUT": str(out),
