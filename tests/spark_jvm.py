@@ -10,8 +10,8 @@ Spark's classes and compiling them with both JIT tiers. The tests therefore run 
   made once per JDK and Spark build by one run of the example pipeline. A JVM whose class path
   does not match the archive just loads its classes as usual;
 - for the drivers, no Spark UI unless a test's configuration turns it on (``spark.ui.enabled``, as
-  Spark's own test suites do): its web server and listeners cost a run of the example pipeline 1.2
-  of its 8.8 CPU-seconds (median of five runs each way).
+  Spark's own test suites do): its web server and listeners cost a run of the example pipeline
+  about 1.1 of its 9 CPU-seconds (the median of six alternating pairs, 0.6 to 2.1 each).
 
 Measured on the test machine (a trivial job through ``spark-submit``): 23 s wall and 36 s of CPU
 plainly, 17 s and 18 s with the first item, 10 s and 10 s with the first two. The JVMs that live for the
